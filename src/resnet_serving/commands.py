@@ -1,0 +1,323 @@
+"""Core subcommands: archive, serve, predict, probe. Thin adapters over the package."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import sys
+import tempfile
+import threading
+from pathlib import Path
+from typing import Any
+
+from resnet_serving import MODEL_NAME, ui
+from resnet_serving.errors import ConfigError, InputError, ResnetServingError, TorchServeError
+from resnet_serving.manifest import ARCHIVE_NAME, MANIFEST_NAME, Manifest, validate_version
+
+DEFAULT_STORE = "file://model-store"
+ENV_STORE = "RESNET_SERVING_STORE"
+ENV_VERSION = "RESNET_SERVING_MODEL_VERSION"
+ENV_CHANNEL = "RESNET_SERVING_MODEL_CHANNEL"
+EXAMPLE_IMAGE = "examples/grace_hopper.jpg"
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    from resnet_serving.cli import add_endpoint_url
+
+    p = sub.add_parser("archive", help="build model.mar + manifest.json into a local model store")
+    p.add_argument("--weights", default="auto", help="imagenet | random | auto (imagenet, else random) | PATH")
+    p.add_argument("--version", default="1", help="model version (numeric, e.g. 3 or 1.2)")
+    p.add_argument("--store", default=DEFAULT_STORE, help="local store directory or file:// URI")
+    p.add_argument("--model", default=MODEL_NAME, help=argparse.SUPPRESS)
+    p.add_argument("--force", action="store_true", help="replace an existing version")
+    p.set_defaults(func=cmd_archive)
+
+    p = sub.add_parser("serve", help="serve the model with TorchServe in the foreground")
+    src = p.add_argument_group("model source (default: latest version in ./model-store)")
+    src.add_argument("--model-dir", type=Path, help="a directory holding model.mar + manifest.json")
+    src.add_argument("--store", default=os.environ.get(ENV_STORE) or DEFAULT_STORE, help="store URI")
+    src.add_argument("--version", default=os.environ.get(ENV_VERSION) or None, help="pin a version")
+    src.add_argument("--channel", default=os.environ.get(ENV_CHANNEL) or None, help="follow a channel")
+    add_endpoint_url(p)
+    net = p.add_argument_group("network")
+    net.add_argument("--host", default="127.0.0.1", help="inference bind address (default loopback)")
+    net.add_argument("--port", type=int, default=8080)
+    net.add_argument("--management-host", default="127.0.0.1", help="loopback only")
+    net.add_argument("--management-port", type=int, default=8081)
+    net.add_argument("--metrics-host", default="127.0.0.1")
+    net.add_argument("--metrics-port", type=int, default=8082)
+    perf = p.add_argument_group("performance")
+    perf.add_argument("--workers", type=int, default=1, help="TorchServe workers (default 1)")
+    perf.add_argument("--threads", default="auto", help="torch threads per worker: auto (CPU quota ÷ workers) or N")
+    perf.add_argument("--batch-size", type=int, default=8, help="dynamic batching: max requests per batch")
+    perf.add_argument("--max-batch-delay-ms", type=int, default=5, help="dynamic batching: max wait to fill")
+    perf.add_argument("--response-timeout", type=int, default=60, help="seconds before a request times out")
+    perf.add_argument("--java-heap-mb", type=int, default=1024)
+    p.add_argument("--run-dir", type=Path, help="working dir for config, logs, unpacked model (default: temp)")
+    p.add_argument("--ready-timeout", type=float, default=300.0, help="seconds to wait for the model to answer")
+    p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser("predict", help="classify image files against a running server")
+    p.add_argument("images", nargs="+", type=Path, metavar="IMAGE")
+    p.add_argument("--url", default=os.environ.get("RESNET_SERVING_URL", "http://127.0.0.1:8080"))
+    p.add_argument("--topk", type=int, default=5)
+    p.add_argument("--json", action="store_true", help="print the raw JSON responses")
+    p.add_argument("--timeout", type=float, default=60.0)
+    p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser("probe", help="exit 0 iff the model answers a real prediction (readiness probe)")
+    p.add_argument("--url", default="http://127.0.0.1:8080")
+    p.add_argument("--timeout", type=float, default=3.0)
+    p.set_defaults(func=cmd_probe)
+
+
+# ---- archive ------------------------------------------------------------------------------------------
+def local_store_dir(uri: str) -> Path:
+    if uri.startswith("file://"):
+        return Path(uri[len("file://") :])
+    if "://" in uri:
+        raise ConfigError(f"--store {uri}: archive writes to a local store; build here, then `resnet-serving push`")
+    return Path(uri)
+
+
+def cmd_archive(args: argparse.Namespace) -> int:
+    from resnet_serving.archive import build_archive
+
+    version = validate_version(args.version)
+    store_dir = local_store_dir(args.store)
+    final = store_dir / args.model / version
+    if (final / MANIFEST_NAME).exists() and not args.force:
+        raise InputError(f"{final} already exists; pass --force to replace it or choose another --version")
+    store_dir.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".staging-{version}-", dir=store_dir))
+    try:
+        mar, manifest = build_archive(weights=args.weights, version=version, out_dir=staging, model_name=args.model)
+        from resnet_serving.store import open_store
+
+        with ui.status(f"publishing {args.model} v{version} to {store_dir}"):
+            open_store(f"file://{store_dir.resolve()}").push(
+                mar, manifest, model=args.model, version=version, force=args.force
+            )
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    ui.info(
+        f"built {args.model} v{version}: {manifest.size / 1e6:.1f} MB, sha256 {manifest.sha256[:12]}…, "
+        f"weights {manifest.weights.get('id')} → {final}"
+    )
+    return 0
+
+
+# ---- serve --------------------------------------------------------------------------------------------
+def _prepare_model(args: argparse.Namespace, dest: Path) -> Manifest:
+    """Place a verified model.mar + manifest.json in ``dest``; return the manifest."""
+    if args.model_dir:
+        src = Path(args.model_dir)
+        if not (src / MANIFEST_NAME).is_file() or not (src / ARCHIVE_NAME).is_file():
+            raise ConfigError(f"--model-dir {src}: expected {ARCHIVE_NAME} and {MANIFEST_NAME} in it")
+        manifest = Manifest.load(src / MANIFEST_NAME)
+        with ui.status(f"verifying {src / ARCHIVE_NAME}"):
+            manifest.verify_file(src / ARCHIVE_NAME)
+        dest.mkdir(parents=True, exist_ok=True)
+        _link_or_copy(src / ARCHIVE_NAME, dest / ARCHIVE_NAME)
+        shutil.copyfile(src / MANIFEST_NAME, dest / MANIFEST_NAME)
+        return manifest
+    from resnet_serving.store import open_store
+
+    store = open_store(args.store, endpoint_url=getattr(args, "endpoint_url", None))
+    version = args.version
+    if not version and args.channel:
+        version = store.resolve_channel(MODEL_NAME, args.channel)
+        if version is None:
+            raise ConfigError(f"channel {args.channel!r} is not set in {args.store}; `resnet-serving promote` first")
+    if not version:
+        versions = store.list_versions(MODEL_NAME)
+        if not versions:
+            raise ConfigError(
+                f"no {MODEL_NAME} versions in {args.store}: build one with `resnet-serving archive` (or `make serve`)"
+            )
+        version = versions[-1]
+    with ui.status(f"fetching and verifying {MODEL_NAME} v{version} from {args.store}"):
+        store.fetch(MODEL_NAME, version, dest)
+    return Manifest.load(dest / MANIFEST_NAME)
+
+
+def _link_or_copy(src: Path, dst: Path) -> None:
+    dst.unlink(missing_ok=True)
+    try:
+        os.link(src, dst)
+    except OSError:
+        shutil.copyfile(src, dst)
+
+
+def _threads(value: str) -> int:
+    if value == "auto":
+        return 0
+    try:
+        n = int(value)
+    except ValueError as e:
+        raise ConfigError(f"--threads {value!r}: expected 'auto' or a positive integer") from e
+    if n < 1:
+        raise ConfigError(f"--threads {value!r}: expected 'auto' or a positive integer")
+    return n
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from resnet_serving.settings import Settings
+    from resnet_serving.torchserve.config import ServeConfig
+    from resnet_serving.torchserve.server import TorchServe
+
+    Settings.from_env()  # fail fast on bad RESNET_SERVING_* limits, before Java starts
+    own_run_dir = args.run_dir is None
+    run_dir = Path(tempfile.mkdtemp(prefix="resnet-serving-")) if own_run_dir else Path(args.run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    server: TorchServe | None = None
+    stop = threading.Event()
+
+    def _on_signal(signum: int, _frame: Any) -> None:
+        stop.set()
+
+    old = {s: signal.signal(s, _on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        model_dir = run_dir / "model"
+        manifest = _prepare_model(args, model_dir)
+        store_dir = run_dir / "model-store"
+        store_dir.mkdir(exist_ok=True)
+        _link_or_copy(model_dir / ARCHIVE_NAME, store_dir / f"{MODEL_NAME}.mar")
+        cfg = ServeConfig(
+            model_store=store_dir,
+            model_version=manifest.version,
+            host=args.host,
+            port=args.port,
+            management_host=args.management_host,
+            management_port=args.management_port,
+            metrics_host=args.metrics_host,
+            metrics_port=args.metrics_port,
+            workers=args.workers,
+            threads=_threads(args.threads),
+            batch_size=args.batch_size,
+            max_batch_delay_ms=args.max_batch_delay_ms,
+            response_timeout_s=args.response_timeout,
+            java_heap_mb=args.java_heap_mb,
+        )
+        if not manifest.weights.get("pretrained", False):
+            ui.warn(
+                f"{MODEL_NAME} v{manifest.version} has RANDOM weights ({manifest.weights.get('id')}): "
+                "predictions are meaningless. Build with --weights imagenet or PATH for real ones."
+            )
+        server = TorchServe(cfg, run_dir)
+        server.start()
+        with ui.status(
+            f"starting TorchServe ({cfg.workers} worker × {cfg.torch_threads} threads), waiting until the model answers"
+        ):
+            ready_s = _wait_ready_or_stop(server, args.ready_timeout, stop)
+        if ready_s is None:
+            return 130
+        example = EXAMPLE_IMAGE if Path(EXAMPLE_IMAGE).exists() else "IMAGE.jpg"
+        print(
+            f"resnet-serving: {MODEL_NAME} v{manifest.version} (weights {manifest.weights.get('id')}) ready in "
+            f"{ready_s:.1f}s at {cfg.inference_url}\n"
+            f"  curl -s -X POST {cfg.inference_url}/predictions/{MODEL_NAME} "
+            f"-H 'Content-Type: image/jpeg' --data-binary @{example}\n"
+            f"  metrics: {cfg.metrics_url}/metrics   logs: {run_dir / 'logs'}   stop: Ctrl-C",
+            flush=True,
+        )
+        while not stop.wait(0.5):
+            if not server.alive():
+                raise TorchServeError(f"TorchServe exited unexpectedly; last log lines:\n{server.tail_log()}")
+        print("resnet-serving: stopping TorchServe…", file=sys.stderr, flush=True)
+        return 0
+    finally:
+        if server is not None:
+            server.stop()
+        for s, h in old.items():
+            signal.signal(s, h)
+        if own_run_dir:
+            shutil.rmtree(run_dir, ignore_errors=True)
+
+
+def _wait_ready_or_stop(server: Any, timeout: float, stop: threading.Event) -> float | None:
+    result: dict[str, Any] = {}
+
+    def _wait() -> None:
+        try:
+            result["ready"] = server.wait_ready(timeout=timeout)
+        except ResnetServingError as e:
+            result["error"] = e
+
+    t = threading.Thread(target=_wait, daemon=True)
+    t.start()
+    while t.is_alive():
+        if stop.wait(0.2):
+            return None
+    if "error" in result:
+        raise result["error"]
+    return float(result["ready"])
+
+
+# ---- predict / probe ----------------------------------------------------------------------------------
+def cmd_predict(args: argparse.Namespace) -> int:
+    import requests
+    from rich.table import Table
+
+    from resnet_serving.formats import content_type_for
+
+    rc = 0
+    table = Table(title=f"{MODEL_NAME} @ {args.url}")
+    for col in ("image", "#", "label", "index", "score"):
+        table.add_column(col, justify="right" if col in ("#", "index", "score") else "left")
+    meta_line = ""
+    for path in args.images:
+        try:
+            data = path.read_bytes()
+        except OSError as e:
+            raise InputError(f"{path}: {e.strerror}") from e
+        try:
+            r = requests.post(
+                f"{args.url.rstrip('/')}/predictions/{MODEL_NAME}",
+                params={"topk": args.topk},
+                data=data,
+                headers={"Content-Type": content_type_for(data)},
+                timeout=args.timeout,
+            )
+        except requests.ConnectionError as e:
+            raise TorchServeError(
+                f"no server at {args.url} ({e.__class__.__name__}); start one with `make serve`"
+            ) from e
+        except requests.RequestException as e:
+            raise TorchServeError(f"{args.url}: {e}") from e
+        try:
+            body = r.json()
+        except ValueError:
+            body = {"status": r.status_code, "message": r.text[:500]}
+        if args.json:
+            print(json.dumps({"image": str(path), "status": r.status_code, "response": body}))
+        if r.status_code != 200:
+            rc = 2
+            ui.console.print(f"[red]{path}: HTTP {r.status_code}: {body.get('message', body)}[/]", highlight=False)
+            continue
+        meta_line = f"version {body.get('version')}, weights {body.get('weights')}"
+        if body.get("warning"):
+            meta_line += f" — [yellow]{body['warning']}[/]"
+        for rank, pred in enumerate(body.get("predictions", []), 1):
+            table.add_row(
+                str(path) if rank == 1 else "",
+                str(rank),
+                pred["label"],
+                str(pred["index"]),
+                f"{pred['score']:.4f}",
+            )
+    if not args.json and table.row_count:
+        table.caption = meta_line
+        ui.Console().print(table)
+    return rc
+
+
+def cmd_probe(args: argparse.Namespace) -> int:
+    from resnet_serving.torchserve.probe import model_answers
+
+    ok, detail = model_answers(args.url, timeout=args.timeout)
+    print(("ready: " if ok else "not ready: ") + detail, file=sys.stdout if ok else sys.stderr)
+    return 0 if ok else 1

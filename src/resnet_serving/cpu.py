@@ -1,0 +1,54 @@
+"""How many CPUs this process may really use: cgroup quota (v2 or v1), affinity, or the host count.
+
+Inside a pod with a CPU limit, ``os.cpu_count()`` reports the node's cores, not the limit; oversubscribing
+threads there is what collapsed TorchServe to 1.5 img/s (DESIGN.md §5). Torch-free.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+
+CGROUP_ROOT = Path("/sys/fs/cgroup")
+
+
+def cgroup_cpu_quota(root: Path = CGROUP_ROOT) -> float | None:
+    """CPUs allowed by the cgroup quota, or None when unlimited / unknown."""
+    v2 = root / "cpu.max"
+    try:
+        quota, period = v2.read_text().split()[:2]
+        if quota != "max":
+            return int(quota) / int(period)
+        return None
+    except (OSError, ValueError):
+        pass
+    try:
+        quota_us = int((root / "cpu" / "cpu.cfs_quota_us").read_text())
+        period_us = int((root / "cpu" / "cpu.cfs_period_us").read_text())
+        if quota_us > 0 and period_us > 0:
+            return quota_us / period_us
+    except (OSError, ValueError):
+        pass
+    return None
+
+
+def available_cpus(root: Path = CGROUP_ROOT) -> int:
+    """Whole CPUs usable: min(affinity, ceil-ish of the cgroup quota), at least 1."""
+    try:
+        n = len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        n = os.cpu_count() or 1
+    quota = cgroup_cpu_quota(root)
+    if quota is not None:
+        # A 1.5-CPU limit gives 1 thread, not 2: rounding up would oversubscribe the quota.
+        n = min(n, max(1, math.floor(quota + 1e-9)))
+    return max(1, n)
+
+
+def thread_budget(workers: int, cpus: int | None = None) -> int:
+    """Torch intra-op threads per worker so that workers × threads ≤ CPUs (at least 1)."""
+    if workers < 1:
+        raise ValueError("workers must be ≥ 1")
+    cpus = available_cpus() if cpus is None else cpus
+    return max(1, cpus // workers)

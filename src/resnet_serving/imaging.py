@@ -1,0 +1,153 @@
+"""Decode, validate and preprocess images: bytes → uint8 CHW tensor → normalised NCHW batch.
+
+The one place that knows about image formats. Used by the TorchServe handler, the bench and the tests.
+
+* Formats: JPEG, PNG, WebP, GIF (first frame) and BMP. Other recognisable formats (TIFF, PDF, SVG, HEIC…)
+  get 415; bytes that are not an image get 400.
+* Modes: grayscale, RGBA/LA/P (alpha composited over white, deterministically), CMYK, 16-bit, 1-bit, and
+  the EXIF orientation applied.
+* Guards, both configurable (:class:`~resnet_serving.settings.Settings`): a byte cap and a pixel cap checked
+  from the header *before* the pixel data is decoded (decompression bombs), plus an aspect-ratio cap because
+  resizing the short side of a 1×40000 image to 232 would allocate gigabytes.
+* Preprocessing is exactly ``ResNet50_Weights.IMAGENET1K_V2.transforms()`` (resize 232 bilinear antialiased,
+  centre crop 224, scale to [0, 1], ImageNet mean/std); the constants are read from torchvision itself.
+"""
+
+from __future__ import annotations
+
+import io
+import warnings
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+from PIL import Image, ImageOps, UnidentifiedImageError
+from torchvision.models import ResNet50_Weights
+from torchvision.transforms import functional as F
+
+from resnet_serving.errors import InputError, PayloadTooLarge, UnsupportedMediaType
+from resnet_serving.formats import SUPPORTED_FORMATS, sniff_format
+from resnet_serving.settings import Settings
+
+#: The weights whose transforms define preprocessing (and whose categories are the labels).
+WEIGHTS = ResNet50_Weights.IMAGENET1K_V2
+_REF = WEIGHTS.transforms()
+RESIZE_SIZE: list[int] = list(_REF.resize_size)
+CROP_SIZE: list[int] = list(_REF.crop_size)
+MEAN: list[float] = list(_REF.mean)
+STD: list[float] = list(_REF.std)
+INTERPOLATION = _REF.interpolation
+ANTIALIAS: bool = bool(_REF.antialias)
+
+#: Longest side ÷ shortest side above which an image is refused (see module docstring).
+MAX_ASPECT_RATIO = 64
+
+
+def _to_rgb(img: Image.Image) -> Image.Image:
+    """Convert any PIL mode to 8-bit RGB, deterministically."""
+    mode = img.mode
+    if mode == "RGB":
+        return img
+    if mode in ("RGBA", "LA", "PA", "RGBa", "La") or (mode == "P" and "transparency" in img.info):
+        rgba = img.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(background, rgba).convert("RGB")
+    if mode in ("I;16", "I;16L", "I;16B", "I;16N", "I"):
+        # 16-bit (or 32-bit integer) grayscale: scale to 8 bits. PIL's own convert("L") clips instead.
+        arr = np.asarray(img, dtype=np.float64)
+        peak = 65535.0 if mode.startswith("I;16") or arr.max(initial=0) > 255 else 255.0
+        arr8 = np.clip(np.rint(arr * (255.0 / peak)), 0, 255).astype(np.uint8)
+        return Image.fromarray(arr8).convert("RGB")
+    if mode == "F":
+        arr8 = np.clip(np.rint(np.asarray(img, dtype=np.float64)), 0, 255).astype(np.uint8)
+        return Image.fromarray(arr8).convert("RGB")
+    # L, 1, P (no transparency), CMYK, YCbCr, LAB, HSV, RGBX…
+    return img.convert("RGB")
+
+
+def decode_image(data: bytes | bytearray | memoryview, settings: Settings | None = None) -> torch.Tensor:
+    """Decode image bytes into a uint8 tensor of shape (3, H, W), RGB, EXIF orientation applied.
+
+    Raises :class:`InputError` (400), :class:`PayloadTooLarge` (413) or :class:`UnsupportedMediaType` (415).
+    """
+    settings = settings or Settings()
+    data = bytes(data)
+    if len(data) == 0:
+        raise InputError("empty body: send the image bytes, e.g. curl --data-binary @cat.jpg")
+    if len(data) > settings.max_image_bytes:
+        raise PayloadTooLarge(
+            f"image is {len(data)} bytes; the limit is {settings.max_image_bytes} bytes "
+            "(RESNET_SERVING_MAX_IMAGE_BYTES)"
+        )
+    fmt = sniff_format(data)
+    if fmt is None:
+        raise InputError(
+            f"body is not a decodable image: expected JPEG, PNG, WebP, GIF or BMP bytes (first bytes: {data[:8]!r})"
+        )
+    if fmt not in SUPPORTED_FORMATS:
+        raise UnsupportedMediaType(f"{fmt} images are not supported; send JPEG, PNG, WebP, GIF or BMP")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            opened = Image.open(io.BytesIO(data), formats=[fmt])
+            width, height = opened.size  # from the header: nothing decoded yet
+            _check_dimensions(width, height, settings)
+            opened.load()  # full decode, first frame only for GIF/WebP animations
+            rgb = _to_rgb(_apply_exif_orientation(opened))
+            arr = np.array(rgb, dtype=np.uint8)  # a writable copy: torch.from_numpy shares memory
+    except (PayloadTooLarge, InputError):
+        raise
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
+        raise PayloadTooLarge(f"image has too many pixels: {e}") from e
+    except UnidentifiedImageError as e:
+        raise InputError(f"body looks like {fmt} but cannot be decoded: {e}") from e
+    except MemoryError as e:
+        raise PayloadTooLarge("image too large to decode in memory") from e
+    except Exception as e:  # PIL raises OSError, ValueError, SyntaxError, struct.error… on corrupt data
+        raise InputError(f"corrupt or truncated {fmt} image: {e}") from e
+    if arr.ndim != 3 or arr.shape[2] != 3:
+        raise InputError(f"decoded {fmt} image has unexpected shape {arr.shape}")
+    return torch.from_numpy(np.ascontiguousarray(arr)).permute(2, 0, 1).contiguous()
+
+
+def _check_dimensions(width: int, height: int, settings: Settings) -> None:
+    if width < 1 or height < 1:
+        raise InputError(f"image has no pixels ({width}×{height})")
+    pixels = width * height
+    if pixels > settings.max_image_pixels:
+        raise PayloadTooLarge(
+            f"image is {width}×{height} = {pixels} pixels; the limit is {settings.max_image_pixels} "
+            "(RESNET_SERVING_MAX_IMAGE_PIXELS)"
+        )
+    if max(width, height) > MAX_ASPECT_RATIO * min(width, height):
+        raise InputError(
+            f"image is {width}×{height}: aspect ratio above {MAX_ASPECT_RATIO}:1 is not accepted "
+            "(resizing its short side to 232 px would need gigabytes)"
+        )
+
+
+def _apply_exif_orientation(img: Image.Image) -> Image.Image:
+    try:
+        return ImageOps.exif_transpose(img) or img
+    except Exception:  # a malformed EXIF block must not cost the user their prediction
+        return img
+
+
+def preprocess(images: Sequence[torch.Tensor], *, channels_last: bool = True) -> torch.Tensor:
+    """uint8 (3, H, W) tensors → float32 (N, 3, 224, 224) normalised batch, as the weights' transforms do."""
+    if not images:
+        raise ValueError("preprocess needs at least one image")
+    cropped = [
+        F.center_crop(F.resize(img, RESIZE_SIZE, interpolation=INTERPOLATION, antialias=ANTIALIAS), CROP_SIZE)
+        for img in images
+    ]
+    batch = F.convert_image_dtype(torch.stack(cropped), torch.float)
+    batch = F.normalize(batch, mean=MEAN, std=STD)
+    if channels_last:
+        batch = batch.contiguous(memory_format=torch.channels_last)
+    return batch
+
+
+def categories() -> list[str]:
+    """The 1000 ImageNet category names that torchvision ships offline (index → label)."""
+    return list(WEIGHTS.meta["categories"])

@@ -1,0 +1,127 @@
+"""The manifest that sits beside every archive: ``<store>/<model>/<version>/manifest.json``.
+
+One definition used by ``archive`` (writes it), ``store`` (verifies it) and ``serve`` (reports it). Torch-free.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import tempfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from resnet_serving.errors import InputError, IntegrityError
+
+MANIFEST_NAME = "manifest.json"
+ARCHIVE_NAME = "model.mar"
+VERSION_RE = re.compile(r"^[0-9]+(\.[0-9]+){0,2}$")
+_CHUNK = 1 << 20
+
+
+def validate_version(version: str) -> str:
+    """Versions are numeric (``3``, ``1.2``, ``1.2.3``) so they order numerically, never by upload time."""
+    if not isinstance(version, str) or not VERSION_RE.match(version):
+        raise InputError(f"invalid version {version!r}: use digits with up to two dots, e.g. 3 or 1.2.0")
+    return version
+
+
+def version_key(version: str) -> tuple[int, ...]:
+    """Sort key: ``2 < 10``, ``1.2 < 1.10``."""
+    return tuple(int(p) for p in validate_version(version).split("."))
+
+
+def sha256_file(path: str | os.PathLike[str]) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(_CHUNK):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+@dataclass(frozen=True)
+class Manifest:
+    name: str
+    version: str
+    sha256: str
+    size: int
+    created: str  # ISO 8601, UTC
+    torch: str
+    torchvision: str
+    weights: dict[str, Any]  # {"source": "imagenet"|"random"|"file", "id": ..., "pretrained": bool, ...}
+    labels: dict[str, Any]  # {"source": ..., "count": 1000, "sha256": ...}
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    REQUIRED = ("name", "version", "sha256", "size", "created", "torch", "torchvision", "weights", "labels")
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=2, sort_keys=True) + "\n"
+
+    @classmethod
+    def from_dict(cls, data: Any, *, where: str = "manifest") -> Manifest:
+        if not isinstance(data, dict):
+            raise IntegrityError(f"{where}: expected a JSON object, got {type(data).__name__}")
+        missing = [k for k in cls.REQUIRED if k not in data]
+        if missing:
+            raise IntegrityError(f"{where}: missing field(s) {', '.join(missing)}")
+        sha = data["sha256"]
+        if not isinstance(sha, str) or not re.fullmatch(r"[0-9a-f]{64}", sha):
+            raise IntegrityError(f"{where}: sha256 must be 64 lowercase hex characters")
+        if not isinstance(data["size"], int) or data["size"] < 0:
+            raise IntegrityError(f"{where}: size must be a non-negative integer")
+        try:
+            validate_version(str(data["version"]))
+        except InputError as e:
+            raise IntegrityError(f"{where}: {e.message}") from e
+        for k in ("weights", "labels"):
+            if not isinstance(data[k], dict):
+                raise IntegrityError(f"{where}: {k} must be an object")
+        known = {k: data[k] for k in cls.REQUIRED}
+        known["version"] = str(known["version"])
+        return cls(**known, extra=dict(data.get("extra") or {}))
+
+    @classmethod
+    def from_json(cls, text: str | bytes, *, where: str = "manifest") -> Manifest:
+        try:
+            data = json.loads(text)
+        except (ValueError, UnicodeDecodeError) as e:
+            raise IntegrityError(f"{where}: not valid JSON ({e})") from e
+        return cls.from_dict(data, where=where)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str]) -> Manifest:
+        return cls.from_json(Path(path).read_bytes(), where=str(path))
+
+    def verify_file(self, archive: str | os.PathLike[str]) -> None:
+        """Raise :class:`IntegrityError` unless the archive's size and sha256 match this manifest."""
+        size = os.path.getsize(archive)
+        if size != self.size:
+            raise IntegrityError(
+                f"{archive}: size {size} does not match manifest size {self.size} "
+                f"({self.name} v{self.version}); refusing to serve it"
+            )
+        digest = sha256_file(archive)
+        if digest != self.sha256:
+            raise IntegrityError(
+                f"{archive}: sha256 {digest[:12]}… does not match manifest {self.sha256[:12]}… "
+                f"({self.name} v{self.version}); refusing to serve it"
+            )
+
+
+def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
+    """Write to a temp file in the same directory, fsync, then rename: never half-written."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

@@ -1,0 +1,157 @@
+"""The ResNet50 network: weights resolution, device selection and the batched forward pass.
+
+Weights specs (``resnet-serving archive --weights``):
+
+* ``imagenet``: torchvision's ``ResNet50_Weights.IMAGENET1K_V2`` from the torch cache (``$TORCH_HOME``), else
+  downloaded. Fails with :class:`WeightsUnavailable` when neither works.
+* ``random``: seeded random initialisation. Meaningless predictions, labelled as such everywhere.
+* ``auto``: ``imagenet`` when available, otherwise ``random`` with a loud warning (what ``make serve`` uses).
+* a path to a ``state_dict`` saved with ``torch.save`` (or a dict holding one under ``state_dict``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import socket
+from contextlib import nullcontext
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torchvision.models import ResNet50_Weights, resnet50
+
+from resnet_serving.errors import ArchiveError, WeightsUnavailable
+from resnet_serving.imaging import WEIGHTS, preprocess
+
+RANDOM_SEED = 0
+DOWNLOAD_TIMEOUT_S = 20.0
+
+
+def _cached_weights_path(weights: ResNet50_Weights) -> Path:
+    hub = Path(torch.hub.get_dir())
+    return hub / "checkpoints" / os.path.basename(weights.url)
+
+
+def resolve_weights(spec: str) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """Return ``(state_dict, info)``; ``info`` is recorded in the manifest and echoed in every response."""
+    if spec in ("imagenet", "auto"):
+        try:
+            return _imagenet_weights()
+        except WeightsUnavailable:
+            if spec == "imagenet":
+                raise
+        return _random_weights(fallback=True)
+    if spec == "random":
+        return _random_weights(fallback=False)
+    return _file_weights(Path(spec))
+
+
+def _imagenet_weights() -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    weights = WEIGHTS
+    cached = _cached_weights_path(weights)
+    origin = "cache" if cached.exists() else "download"
+    old_timeout = socket.getdefaulttimeout()
+    socket.setdefaulttimeout(DOWNLOAD_TIMEOUT_S)
+    try:
+        state = weights.get_state_dict(progress=False, check_hash=True)
+    except Exception as e:  # URLError, timeout, hash mismatch, corrupt cache file…
+        raise WeightsUnavailable(
+            f"pretrained weights {weights} are not in the torch cache ({cached}) and could not be "
+            f"downloaded: {e}. Put the file there, pass --weights PATH, or use --weights random"
+        ) from e
+    finally:
+        socket.setdefaulttimeout(old_timeout)
+    info = {
+        "source": "imagenet",
+        "id": str(weights).split(".", 1)[-1],
+        "pretrained": True,
+        "origin": origin,
+        "file": os.path.basename(weights.url),
+    }
+    return state, info
+
+
+def _random_weights(*, fallback: bool) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    torch.manual_seed(RANDOM_SEED)
+    model = resnet50(weights=None)
+    info: dict[str, Any] = {
+        "source": "random",
+        "id": f"random-seed-{RANDOM_SEED}",
+        "pretrained": False,
+        "seed": RANDOM_SEED,
+        "warning": "random weights: predictions are meaningless",
+    }
+    if fallback:
+        info["fallback_reason"] = "pretrained ImageNet weights unavailable (offline and not cached)"
+    return model.state_dict(), info
+
+
+def _file_weights(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    if not path.is_file():
+        raise ArchiveError(f"--weights {path}: no such file (use imagenet, random, auto or a path)")
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:
+        raise ArchiveError(f"--weights {path}: not a loadable torch state_dict ({e})") from e
+    state = obj.get("state_dict", obj) if isinstance(obj, dict) else None
+    if not isinstance(state, dict):
+        raise ArchiveError(f"--weights {path}: expected a state_dict, got {type(obj).__name__}")
+    try:
+        resnet50(weights=None).load_state_dict(state, strict=True)
+    except RuntimeError as e:
+        raise ArchiveError(f"--weights {path}: not a ResNet50 state_dict: {str(e)[:300]}") from e
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    return state, {"source": "file", "id": path.name, "pretrained": True, "sha256": digest}
+
+
+def select_device(gpu_id: Any = None) -> torch.device:
+    """TorchServe passes ``gpu_id`` when it assigned the worker a GPU; otherwise run on the CPU."""
+    if gpu_id is not None and str(gpu_id).strip() not in ("", "None", "-1") and torch.cuda.is_available():
+        return torch.device(f"cuda:{int(gpu_id)}")
+    return torch.device("cpu")
+
+
+class Classifier:
+    """A loaded ResNet50 on one device. ``logits(images)`` is the only thing the service needs."""
+
+    def __init__(
+        self,
+        state_dict: dict[str, torch.Tensor],
+        *,
+        device: torch.device | None = None,
+        channels_last: bool = True,
+        amp_dtype: torch.dtype | None = None,
+        max_batch: int = 32,
+    ) -> None:
+        self.device = device or torch.device("cpu")
+        model = resnet50(weights=None)
+        model.load_state_dict(state_dict, strict=True)
+        model.eval()
+        if channels_last:
+            model = model.to(memory_format=torch.channels_last)
+        self.model = model.to(self.device)
+        self.channels_last = channels_last
+        # fp16 autocast on GPU by default; on CPU fp32 unless asked (bf16 autocast is slower on most CPUs).
+        if amp_dtype is None and self.device.type == "cuda":
+            amp_dtype = torch.float16
+        self.amp_dtype = amp_dtype
+        self.max_batch = max_batch
+
+    @torch.inference_mode()
+    def logits(self, images: list[torch.Tensor]) -> np.ndarray:
+        """uint8 (3, H, W) images → float32 (N, 1000) logits, in chunks of ``max_batch``."""
+        outs: list[np.ndarray] = []
+        for start in range(0, len(images), self.max_batch):
+            batch = preprocess(images[start : start + self.max_batch], channels_last=self.channels_last)
+            batch = batch.to(self.device, non_blocking=True)
+            ctx = (
+                torch.autocast(device_type=self.device.type, dtype=self.amp_dtype)
+                if self.amp_dtype is not None
+                else nullcontext()
+            )
+            with ctx:
+                out = self.model(batch)
+            outs.append(out.float().cpu().numpy())
+        return np.concatenate(outs, axis=0)

@@ -1,0 +1,132 @@
+"""Batch orchestration behind the TorchServe handler: parse → decode → one forward pass → top-k.
+
+One bad request in a dynamic batch fails only itself: every request gets its own status and JSON body.
+The handler (``handlers/resnet50_handler.py``) only adapts TorchServe's ``context`` to this.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from resnet_serving import imaging, postprocess, protocol
+from resnet_serving.cpu import thread_budget
+from resnet_serving.errors import ArchiveError, InputError, ResnetServingError
+from resnet_serving.model import Classifier, select_device
+from resnet_serving.settings import Settings
+
+log = logging.getLogger(__name__)
+
+STATE_DICT_FILE = "model.pt"
+LABELS_FILE = "index_to_name.json"
+MODEL_INFO_FILE = "model_info.json"
+
+
+@dataclass
+class Response:
+    status: int
+    body: dict[str, Any]
+    phrase: str = "OK"
+
+
+@dataclass
+class _Pending:
+    parsed: protocol.ParsedRequest
+    images: list[torch.Tensor] = field(default_factory=list)
+    offset: int = 0
+
+
+def configure_threads(env: Mapping[str, str] | None = None) -> int:
+    """Apply the thread budget chosen by ``serve`` (RESNET_SERVING_TORCH_THREADS), else derive one."""
+    env = os.environ if env is None else env
+    raw = env.get("RESNET_SERVING_TORCH_THREADS", "").strip()
+    threads = int(raw) if raw.isdigit() and int(raw) > 0 else thread_budget(workers=1)
+    torch.set_num_threads(threads)
+    return threads
+
+
+class InferenceService:
+    def __init__(
+        self,
+        classifier: Classifier,
+        labels: Sequence[str],
+        meta: Mapping[str, Any],
+        settings: Settings | None = None,
+    ) -> None:
+        self.classifier = classifier
+        self.labels = list(labels)
+        self.meta = dict(meta)
+        self.settings = settings or Settings.from_env()
+
+    @classmethod
+    def from_model_dir(cls, model_dir: str | os.PathLike[str], gpu_id: Any = None) -> InferenceService:
+        """Load what ``resnet-serving archive`` packed into the .mar (TorchServe unpacks it to model_dir)."""
+        model_dir = Path(model_dir)
+        try:
+            info = json.loads((model_dir / MODEL_INFO_FILE).read_text(encoding="utf-8"))
+            state = torch.load(model_dir / STATE_DICT_FILE, map_location="cpu", weights_only=True)
+        except (OSError, ValueError, RuntimeError) as e:
+            raise ArchiveError(f"{model_dir}: not a resnet-serving archive ({e})") from e
+        labels = postprocess.load_labels(model_dir / LABELS_FILE)
+        device = select_device(gpu_id)
+        classifier = Classifier(state, device=device)
+        weights = info.get("weights", {})
+        meta: dict[str, Any] = {
+            "model": info.get("name", "resnet50"),
+            "version": str(info.get("version", "")),
+            "weights": weights.get("id", "unknown"),
+        }
+        if not weights.get("pretrained", False):
+            meta["warning"] = weights.get("warning", "weights are not pretrained: predictions are meaningless")
+        return cls(classifier, labels, meta, Settings.from_env())
+
+    def handle(
+        self,
+        requests: Sequence[Mapping[str, Any]],
+        content_types: Sequence[str | None],
+        headers: Sequence[Mapping[str, str]] | None = None,
+    ) -> list[Response]:
+        """One Response per request, in order. Never raises for bad input. ``headers`` are lower-cased."""
+        results: list[Response | None] = [None] * len(requests)
+        pending: dict[int, _Pending] = {}
+        all_headers = list(headers) if headers is not None else [{} for _ in requests]
+        for idx, (req, ctype) in enumerate(zip(requests, content_types, strict=True)):
+            try:
+                parsed = protocol.parse_request(
+                    req if isinstance(req, Mapping) else {}, ctype, self.settings, all_headers[idx]
+                )
+                item = _Pending(parsed)
+                for i, raw in enumerate(parsed.images):
+                    try:
+                        item.images.append(imaging.decode_image(raw, self.settings))
+                    except InputError as e:
+                        results[idx] = self._error(e, index=i if parsed.multi else None)
+                        break
+                else:
+                    pending[idx] = item
+            except ResnetServingError as e:
+                results[idx] = self._error(e)
+        if pending:
+            flat: list[torch.Tensor] = []
+            for item in pending.values():
+                item.offset = len(flat)
+                flat.extend(item.images)
+            logits = self.classifier.logits(flat)
+            for idx, item in pending.items():
+                n = len(item.images)
+                preds = postprocess.topk(logits[item.offset : item.offset + n], item.parsed.topk, self.labels)
+                results[idx] = Response(200, protocol.success_body(preds, self.meta, multi=item.parsed.multi))
+        return [r for r in results if r is not None]
+
+    def _error(self, err: ResnetServingError, *, index: int | None = None) -> Response:
+        phrase = {400: "Bad Request", 413: "Payload Too Large", 415: "Unsupported Media Type"}.get(
+            err.http_status, "Error"
+        )
+        return Response(err.http_status, protocol.error_body(err, self.meta, index=index), phrase)

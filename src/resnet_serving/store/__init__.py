@@ -1,0 +1,66 @@
+"""Versioned model store on ``s3://bucket/prefix`` or ``file://dir``: the only code that talks to S3.
+
+::
+
+    store = open_store("s3://models/prod", endpoint_url=None)
+    store.push("model-store/resnet50/3/model.mar", Manifest.load(".../manifest.json"), version="3")
+    store.set_channel("resnet50", "stable", "3")
+    store.fetch("resnet50", store.resolve_channel("resnet50", "stable"), "/models")  # verified
+
+Layout and visibility rules: :mod:`resnet_serving.store.model_store` and ``model-store/README.md``.
+Errors: :class:`~resnet_serving.errors.StoreError` and its subclasses, plus
+:class:`~resnet_serving.errors.IntegrityError` (checksum mismatch) and
+:class:`~resnet_serving.errors.InputError` (bad names, versions, URIs).
+Which version to run: :func:`resolve` (pure; shared with the operator).
+"""
+
+from resnet_serving.errors import (
+    AccessDenied,
+    NoSuchBucket,
+    NotFound,
+    StoreError,
+    StoreUnavailable,
+    Throttled,
+    VersionExists,
+)
+from resnet_serving.store.model_store import (
+    Store,
+    VersionInfo,
+    archive_key,
+    channel_key,
+    manifest_key,
+    open_store,
+    validate_channel,
+    validate_model_name,
+)
+from resnet_serving.store.progress import ProgressFactory, no_progress, terminal_progress
+from resnet_serving.store.resolve import Action, Decision, Reason, failures_after, resolve, target_version
+from resnet_serving.store.retry import RetryPolicy
+
+__all__ = [
+    "AccessDenied",
+    "Action",
+    "Decision",
+    "NoSuchBucket",
+    "NotFound",
+    "ProgressFactory",
+    "Reason",
+    "RetryPolicy",
+    "Store",
+    "StoreError",
+    "StoreUnavailable",
+    "Throttled",
+    "VersionExists",
+    "VersionInfo",
+    "archive_key",
+    "channel_key",
+    "failures_after",
+    "manifest_key",
+    "no_progress",
+    "open_store",
+    "resolve",
+    "target_version",
+    "terminal_progress",
+    "validate_channel",
+    "validate_model_name",
+]

@@ -1,0 +1,108 @@
+"""Which model version should run: the pure decision shared by ``resnet-serving sync`` and the operator.
+
+No I/O here. The caller gathers the facts (what the store lists, where the channel points, a pinned version,
+what is running, which versions failed since the channel last moved) and applies the decision. Every rule is
+a row in ``tests/unit/test_store_resolve.py``.
+
+Rules, in order:
+
+1. The target is the pinned version if there is one, else the channel's version. No target: hold.
+2. A target that is not a valid version string: hold.
+3. The target is already running: keep (even while the store is unreachable).
+4. The target failed since the channel last moved: hold; it is not retried until the target changes
+   (:func:`failures_after` forgets failures when it does).
+5. The store could not be listed (``versions is None``): hold, keep serving, try again later.
+6. The target is not a complete version in the store (half-uploaded, deleted, being replaced): hold.
+7. Otherwise run the target (``Initial``, ``Upgrade`` or ``Downgrade``: a promote to an older version is a
+   rollback, and is honoured).
+
+"Hold" never stops what is running: ``Decision.version`` is then the current version (possibly ``None``).
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Iterable, Set
+from dataclasses import dataclass
+
+from resnet_serving.manifest import VERSION_RE, version_key
+
+
+class Action(str, enum.Enum):
+    RUN = "run"  # switch to (or start) Decision.version
+    KEEP = "keep"  # Decision.version is running and wanted: nothing to do
+    HOLD = "hold"  # the target cannot run now; keep Decision.version (the current one) serving
+
+
+class Reason(str, enum.Enum):
+    """CamelCase, so it can be a Kubernetes condition reason as is."""
+
+    NO_TARGET = "NoTarget"
+    INVALID_VERSION = "InvalidVersion"
+    UP_TO_DATE = "UpToDate"
+    PREVIOUSLY_FAILED = "PreviouslyFailed"
+    STORE_UNAVAILABLE = "StoreUnavailable"
+    NOT_IN_STORE = "NotInStore"
+    INITIAL = "Initial"
+    UPGRADE = "Upgrade"
+    DOWNGRADE = "Downgrade"
+
+
+@dataclass(frozen=True)
+class Decision:
+    action: Action
+    version: str | None
+    """What should be serving after this decision: the target for RUN/KEEP, the current version for HOLD."""
+    target: str | None
+    """What the pin or the channel asks for."""
+    reason: Reason
+    message: str
+
+
+def target_version(channel_version: str | None, pinned: str | None) -> str | None:
+    """A pinned version wins over the channel; empty strings count as unset (Helm values, env vars)."""
+    return pinned or channel_version or None
+
+
+def failures_after(failed: Set[str], previous_target: str | None, target: str | None) -> frozenset[str]:
+    """The failure history to keep once the target is known: forgotten when the target moved."""
+    return frozenset(failed) if previous_target == target else frozenset()
+
+
+def resolve(
+    *,
+    versions: Iterable[str] | None,
+    channel_version: str | None,
+    pinned: str | None = None,
+    current: str | None = None,
+    failed: Set[str] = frozenset(),
+) -> Decision:
+    """Decide what to run. ``versions`` is what the store lists, or ``None`` when it could not be listed."""
+    target = target_version(channel_version, pinned)
+    kind = "pinned version" if pinned else "channel version"
+    source = f"{kind} {target}"
+    running = f"v{current} keeps serving" if current else "nothing is serving"
+
+    def hold(reason: Reason, why: str) -> Decision:
+        return Decision(Action.HOLD, current, target, reason, f"{why}; {running}")
+
+    if target is None:
+        return hold(Reason.NO_TARGET, "no version pinned and the channel is not set")
+    if not VERSION_RE.match(target):
+        return hold(Reason.INVALID_VERSION, f"{kind} {target!r} is not a valid version")
+    if target == current:
+        return Decision(Action.KEEP, current, target, Reason.UP_TO_DATE, f"v{current} is running, as wanted")
+    if target in failed:
+        return hold(Reason.PREVIOUSLY_FAILED, f"{source} failed to load or verify; waiting for a new target")
+    if versions is None:
+        return hold(Reason.STORE_UNAVAILABLE, f"the store could not be listed to check {source}")
+    if target not in set(versions):
+        return hold(Reason.NOT_IN_STORE, f"{source} is not a complete version in the store")
+    if current is None or not VERSION_RE.match(current):
+        reason = Reason.INITIAL
+    elif version_key(target) > version_key(current):
+        reason = Reason.UPGRADE
+    else:
+        reason = Reason.DOWNGRADE
+    change = f"from v{current}" if current else "as the first version"
+    return Decision(Action.RUN, target, target, reason, f"run {source} {change}")

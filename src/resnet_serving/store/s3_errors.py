@@ -1,0 +1,137 @@
+"""The one place where botocore / s3transfer exceptions become typed store errors with actionable messages.
+
+Everything the S3 backend calls goes through :func:`convert` (via ``S3Backend._call``); nothing else in the
+package catches botocore exceptions.
+"""
+
+from __future__ import annotations
+
+from botocore.exceptions import (
+    BotoCoreError,
+    ClientError,
+    HTTPClientError,
+    NoCredentialsError,
+    PartialCredentialsError,
+)
+from botocore.exceptions import (
+    ConnectionError as BotoConnectionError,
+)
+from s3transfer.exceptions import RetriesExceededError
+
+from resnet_serving.errors import (
+    AccessDenied,
+    NoSuchBucket,
+    NotFound,
+    StoreError,
+    StoreUnavailable,
+    Throttled,
+)
+
+# botocore operation -> the IAM action a policy must allow for it.
+IAM_ACTIONS = {
+    "GetObject": "s3:GetObject",
+    "HeadObject": "s3:GetObject",
+    "PutObject": "s3:PutObject",
+    "CreateMultipartUpload": "s3:PutObject",
+    "UploadPart": "s3:PutObject",
+    "CompleteMultipartUpload": "s3:PutObject",
+    "AbortMultipartUpload": "s3:AbortMultipartUpload",
+    "DeleteObject": "s3:DeleteObject",
+    "ListObjectsV2": "s3:ListBucket",
+    "ListObjects": "s3:ListBucket",
+    "HeadBucket": "s3:ListBucket",
+}
+THROTTLE_CODES = frozenset(
+    {
+        "SlowDown",
+        "Throttling",
+        "ThrottlingException",
+        "ThrottledException",
+        "RequestThrottled",
+        "RequestLimitExceeded",
+        "TooManyRequestsException",
+        "RequestThrottledException",
+    }
+)
+TRANSIENT_CODES = frozenset({"InternalError", "ServiceUnavailable", "RequestTimeout", "RequestTimeoutException"})
+TRANSIENT_STATUSES = frozenset({500, 502, 503, 504})
+CREDENTIAL_CODES = frozenset(
+    {"InvalidAccessKeyId", "SignatureDoesNotMatch", "ExpiredToken", "InvalidToken", "TokenRefreshRequired"}
+)
+NOT_FOUND_CODES = frozenset({"NoSuchKey", "404", "NotFound"})
+
+
+def _resource_arn(bucket: str, key: str, action: str) -> str:
+    return f"arn:aws:s3:::{bucket}" if action == "s3:ListBucket" else f"arn:aws:s3:::{bucket}/{key}"
+
+
+def convert(
+    exc: BaseException,
+    *,
+    operation: str,
+    bucket: str,
+    key: str,
+    endpoint: str | None,
+    attempts: int = 1,
+) -> StoreError | None:
+    """Map ``exc`` raised while calling ``operation`` on ``s3://bucket/key`` to a typed error.
+
+    Returns ``None`` for exceptions that do not come from botocore or s3transfer (the caller re-raises them).
+    ``attempts`` is how many tries were made so far; it appears in messages of transient errors.
+    """
+    if isinstance(exc, RetriesExceededError) and isinstance(exc.last_exception, BaseException):
+        return convert(
+            exc.last_exception,
+            operation=operation,
+            bucket=bucket,
+            key=key,
+            endpoint=endpoint,
+            attempts=attempts,
+        )
+    where = f"s3://{bucket}/{key}" if key else f"s3://{bucket}"
+    at = f" at {endpoint}" if endpoint else ""
+    tries = f" (gave up after {attempts} attempt{'s' if attempts != 1 else ''})"
+
+    if isinstance(exc, ClientError):
+        error = exc.response.get("Error", {})
+        code = str(error.get("Code", ""))
+        message = str(error.get("Message", "") or code)
+        status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
+        op = exc.operation_name or operation
+        action = IAM_ACTIONS.get(op, f"s3:{op}")
+        if code == "NoSuchBucket":
+            return NoSuchBucket(
+                f"bucket {bucket!r} does not exist{at}: check the --store URI (or create it: aws s3 mb s3://{bucket})"
+            )
+        if code in ("AccessDenied", "AllAccessDisabled", "Forbidden") or (status == 403 and code == "403"):
+            hint = f"allow {action} on {_resource_arn(bucket, key, action)} for the caller (IRSA role or profile)"
+            if "kms" in message.lower():
+                hint += ", and kms:GenerateDataKey / kms:Decrypt on the KMS key"
+            return AccessDenied(f"access denied: {action} on {where} ({op}): {hint}", action=action, key=where)
+        if code in CREDENTIAL_CODES:
+            return AccessDenied(
+                f"credentials rejected for {action} on {where}: {code}: {message}. Check AWS_PROFILE / "
+                f"AWS_ACCESS_KEY_ID, or the IRSA role of the service account",
+                action=action,
+                key=where,
+            )
+        if code in NOT_FOUND_CODES or status == 404:
+            return NotFound(f"{where} does not exist")
+        if code in THROTTLE_CODES or status == 429:
+            return Throttled(f"S3 throttled {op} on {where}{at}: {code}{tries}; try again later")
+        if code in TRANSIENT_CODES or status in TRANSIENT_STATUSES:
+            return StoreUnavailable(f"S3 failed {op} on {where}{at}: {status} {code}: {message}{tries}")
+        return StoreError(f"S3 refused {op} on {where}: {code or status}: {message}")
+
+    if isinstance(exc, (NoCredentialsError, PartialCredentialsError)):
+        return AccessDenied(
+            f"no usable AWS credentials for {where}: {exc}. Set AWS_PROFILE or AWS_ACCESS_KEY_ID/"
+            f"AWS_SECRET_ACCESS_KEY, or give the pod's service account an IRSA role",
+            action=IAM_ACTIONS.get(operation, f"s3:{operation}"),
+            key=where,
+        )
+    if isinstance(exc, (BotoConnectionError, HTTPClientError)):
+        return StoreUnavailable(f"S3 endpoint{at or ''} unreachable during {operation} on {where}: {exc}{tries}")
+    if isinstance(exc, BotoCoreError):
+        return StoreError(f"S3 {operation} on {where} failed: {exc}")
+    return None

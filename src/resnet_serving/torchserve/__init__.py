@@ -1,0 +1,1 @@
+"""Everything about running TorchServe: Java, config.properties, process lifecycle, management API."""

@@ -1,0 +1,154 @@
+"""Render TorchServe's ``config.properties``. The only place TorchServe is configured (chart, SageMaker and
+local ``serve`` all go through :func:`render`)."""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from resnet_serving import MODEL_NAME
+from resnet_serving.cpu import available_cpus, thread_budget
+from resnet_serving.errors import ConfigError
+
+LOOPBACK = {"127.0.0.1", "localhost", "::1"}
+
+
+@dataclass(frozen=True)
+class ServeConfig:
+    model_store: Path
+    mar_name: str = f"{MODEL_NAME}.mar"
+    model_name: str = MODEL_NAME
+    model_version: str = "1"
+    host: str = "127.0.0.1"
+    port: int = 8080
+    management_host: str = "127.0.0.1"
+    management_port: int = 8081
+    metrics_host: str = "127.0.0.1"
+    metrics_port: int = 8082
+    #: TorchServe backend workers (Python processes) for the model.
+    workers: int = 1
+    #: Torch intra-op threads per worker; 0 = derive from the CPU quota (workers × threads ≤ CPUs).
+    threads: int = 0
+    #: Dynamic batching: most requests per batch, and how long the front end waits to fill one.
+    batch_size: int = 8
+    max_batch_delay_ms: int = 5
+    response_timeout_s: int = 60
+    #: Request body cap in the Java front end (bytes); per-image limits are checked by the handler.
+    max_request_size: int = 64 * 1024 * 1024
+    job_queue_size: int = 256
+    netty_threads: int = 0  # 0 = TorchServe default (number of CPUs)
+    #: Register/unregister through the management API (needed by `sync`); off otherwise.
+    enable_model_api: bool = False
+    java_heap_mb: int = 1024
+    extra: dict[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        for name in ("port", "management_port", "metrics_port"):
+            value = getattr(self, name)
+            if not 0 < value < 65536:
+                raise ConfigError(f"--{name.replace('_', '-')} {value}: not a TCP port")
+        if len({self.port, self.management_port, self.metrics_port}) != 3:
+            raise ConfigError("inference, management and metrics ports must differ")
+        for name, lo in (
+            ("workers", 1),
+            ("batch_size", 1),
+            ("max_batch_delay_ms", 0),
+            ("threads", 0),
+            ("response_timeout_s", 1),
+            ("job_queue_size", 1),
+            ("java_heap_mb", 128),
+        ):
+            if getattr(self, name) < lo:
+                raise ConfigError(f"--{name.replace('_', '-')} must be ≥ {lo}, got {getattr(self, name)}")
+        if self.management_host not in LOOPBACK and not self.extra.get("allow_public_management"):
+            raise ConfigError(
+                f"--management-host {self.management_host}: the management API can register arbitrary code; "
+                "it binds to loopback only"
+            )
+
+    @property
+    def torch_threads(self) -> int:
+        return self.threads or thread_budget(self.workers)
+
+    @property
+    def inference_url(self) -> str:
+        return f"http://{_url_host(self.host)}:{self.port}"
+
+    @property
+    def management_url(self) -> str:
+        return f"http://{_url_host(self.management_host)}:{self.management_port}"
+
+    @property
+    def metrics_url(self) -> str:
+        return f"http://{_url_host(self.metrics_host)}:{self.metrics_port}"
+
+
+def _url_host(host: str) -> str:
+    if host in ("0.0.0.0", "::"):
+        return "127.0.0.1"
+    return f"[{host}]" if ":" in host else host
+
+
+def _bind(host: str, port: int) -> str:
+    return f"http://{'[' + host + ']' if ':' in host else host}:{port}"
+
+
+def render(cfg: ServeConfig) -> str:
+    """The config.properties text. Deterministic (sorted keys) so it can be diffed and tested."""
+    store = cfg.model_store.resolve()
+    models = {
+        cfg.model_name: {
+            cfg.model_version: {
+                "marName": cfg.mar_name,
+                "minWorkers": cfg.workers,
+                "maxWorkers": cfg.workers,
+                "batchSize": cfg.batch_size,
+                "maxBatchDelay": cfg.max_batch_delay_ms,
+                "responseTimeout": cfg.response_timeout_s,
+                "defaultVersion": True,
+            }
+        }
+    }
+    props: dict[str, str] = {
+        "inference_address": _bind(cfg.host, cfg.port),
+        "management_address": _bind(cfg.management_host, cfg.management_port),
+        "metrics_address": _bind(cfg.metrics_host, cfg.metrics_port),
+        "model_store": str(store),
+        "load_models": cfg.mar_name,
+        "models": json.dumps(models, separators=(",", ":")),
+        "default_workers_per_model": str(cfg.workers),
+        "metrics_mode": "prometheus",
+        # Auth is the ALB's job (optional Cognito/OIDC there); the management API never leaves loopback.
+        # TorchServe's token check also guards /ping, which would break kubelet probes.
+        "disable_token_authorization": "true",
+        "enable_model_api": "true" if cfg.enable_model_api else "false",
+        # Only archives from our own model store may be registered: no remote URLs.
+        "allowed_urls": "file://" + re.escape(str(store)) + "/.*",
+        "install_py_dep_per_model": "false",
+        "enable_envvars_config": "false",
+        "max_request_size": str(cfg.max_request_size),
+        "max_response_size": str(4 * 1024 * 1024),
+        "job_queue_size": str(cfg.job_queue_size),
+        "default_response_timeout": str(cfg.response_timeout_s),
+        "unregister_model_timeout": str(cfg.response_timeout_s),
+        "async_logging": "true",
+        "vmargs": f"-Xmx{cfg.java_heap_mb}m -XX:+UseContainerSupport -XX:+ExitOnOutOfMemoryError",
+    }
+    if cfg.netty_threads:
+        props["number_of_netty_threads"] = str(cfg.netty_threads)
+    for k, v in cfg.extra.items():
+        if k != "allow_public_management":
+            props[k] = v
+    header = (
+        "# Rendered by resnet-serving (resnet_serving.torchserve.config). Do not edit: change the flags.\n"
+        f"# thread budget: {cfg.workers} worker(s) × {cfg.torch_threads} torch thread(s) on "
+        f"{available_cpus()} CPU(s)\n"
+    )
+    return header + "".join(f"{k}={_escape(v)}\n" for k, v in sorted(props.items()))
+
+
+def _escape(value: str) -> str:
+    # Java .properties: backslashes escape; keep the regex and JSON intact.
+    return value.replace("\\", "\\\\")

@@ -1,0 +1,196 @@
+"""Start, wait for, and stop a TorchServe process tree, leaving no orphan Java or Python process.
+
+TorchServe is started in its own session (process group): the launcher, the Java front end and every
+Python worker share one group, so stopping signals the whole group, waits, then kills what is left.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import IO
+
+from resnet_serving.errors import TorchServeError
+from resnet_serving.torchserve import config as ts_config
+from resnet_serving.torchserve.java import find_java_home
+from resnet_serving.torchserve.probe import model_answers
+
+
+def _torchserve_bin() -> str:
+    cand = Path(sys.executable).parent / "torchserve"
+    if cand.exists():
+        return str(cand)
+    raise TorchServeError(f"torchserve not found next to {sys.executable}: pip install 'resnet-serving[serve]'")
+
+
+class TorchServe:
+    """One TorchServe instance rendered from a :class:`ServeConfig`, run from ``run_dir``."""
+
+    def __init__(
+        self,
+        cfg: ts_config.ServeConfig,
+        run_dir: Path,
+        *,
+        env: dict[str, str] | None = None,
+        log_file: Path | None = None,
+    ) -> None:
+        self.cfg = cfg
+        self.run_dir = Path(run_dir)
+        self.extra_env = dict(env or {})
+        self.log_file = log_file or self.run_dir / "torchserve.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+        self._log: IO[bytes] | None = None
+        self.started_at: float | None = None
+
+    # ---- lifecycle ------------------------------------------------------------------------------------
+    def start(self) -> None:
+        if self.proc is not None:
+            raise TorchServeError("already started")
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        tmp = self.run_dir / "tmp"
+        logs = self.run_dir / "logs"
+        tmp.mkdir(exist_ok=True)
+        logs.mkdir(exist_ok=True)
+        cfg_path = self.run_dir / "config.properties"
+        cfg_path.write_text(ts_config.render(self.cfg), encoding="utf-8")
+        java_home = find_java_home()
+        threads = str(self.cfg.torch_threads)
+        env = dict(os.environ)
+        env.update(
+            {
+                "JAVA_HOME": str(java_home),
+                "PATH": os.pathsep.join(
+                    [str(java_home / "bin"), str(Path(sys.executable).parent), env.get("PATH", "")]
+                ),
+                # Per-instance temp dir: TorchServe keeps its pid file in $TMPDIR and refuses to start a second
+                # instance that shares it.
+                "TMPDIR": str(tmp),
+                "LOG_LOCATION": str(logs),
+                "METRICS_LOCATION": str(logs),
+                "RESNET_SERVING_TORCH_THREADS": threads,
+                "OMP_NUM_THREADS": threads,
+                "MKL_NUM_THREADS": threads,
+                "PYTHONUNBUFFERED": "1",
+            }
+        )
+        env.update(self.extra_env)
+        cmd = [
+            _torchserve_bin(),
+            "--start",
+            "--foreground",
+            "--ncs",
+            "--ts-config", str(cfg_path),
+            "--model-store", str(self.cfg.model_store.resolve()),
+        ]  # fmt: skip
+        self._log = open(self.log_file, "ab")
+        self.started_at = time.monotonic()
+        self.proc = subprocess.Popen(
+            cmd,
+            cwd=self.run_dir,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def wait_ready(self, timeout: float = 180.0, poll: float = 0.5) -> float:
+        """Block until the model answers a real prediction. Returns seconds since start."""
+        if self.proc is None or self.started_at is None:
+            raise TorchServeError("not started")
+        deadline = time.monotonic() + timeout
+        detail = "not polled yet"
+        while time.monotonic() < deadline:
+            if not self.alive():
+                raise TorchServeError(
+                    f"TorchServe exited with code {self.proc.returncode} before the model was ready; "
+                    f"last log lines:\n{self.tail_log()}"
+                )
+            ok, detail = model_answers(self.cfg.inference_url, model=self.cfg.model_name, timeout=10)
+            if ok:
+                return time.monotonic() - self.started_at
+            time.sleep(poll)  # poll interval between readiness checks, bounded by the deadline above
+        raise TorchServeError(
+            f"model not ready after {timeout:.0f}s (last probe: {detail}); last log lines:\n{self.tail_log()}"
+        )
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """SIGTERM the whole process group, wait, then SIGKILL whatever is left. Idempotent."""
+        proc = self.proc
+        if proc is None:
+            return
+        pgid = proc.pid  # start_new_session=True: the launcher leads its own group
+        _signal_group(pgid, signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and _group_alive(pgid):
+            try:
+                proc.wait(timeout=0.2)
+            except subprocess.TimeoutExpired:
+                pass
+            if proc.poll() is not None and _group_alive(pgid):
+                time.sleep(0.1)  # launcher gone; give Java and the workers a moment to follow
+        if _group_alive(pgid):
+            _signal_group(pgid, signal.SIGKILL)
+            end = time.monotonic() + 10
+            while time.monotonic() < end and _group_alive(pgid):
+                time.sleep(0.05)
+        try:
+            proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            pass
+        if self._log:
+            self._log.close()
+            self._log = None
+        self.proc = None
+
+    def tail_log(self, lines: int = 30) -> str:
+        try:
+            text = self.log_file.read_text(encoding="utf-8", errors="replace")
+        except OSError:
+            return "(no log)"
+        return "\n".join(text.splitlines()[-lines:])
+
+    def group_pids(self) -> list[int]:
+        return _group_pids(self.proc.pid) if self.proc else []
+
+    def __enter__(self) -> TorchServe:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def _signal_group(pgid: int, sig: int) -> None:
+    try:
+        os.killpg(pgid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def _group_pids(pgid: int) -> list[int]:
+    pids = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", encoding="utf-8") as f:
+                stat = f.read()
+            # fields after the ")" of the command name: state ppid pgrp ...
+            fields = stat.rsplit(")", 1)[1].split()
+            if int(fields[2]) == pgid and fields[0] != "Z":
+                pids.append(int(entry))
+        except (OSError, IndexError, ValueError):
+            continue
+    return pids
+
+
+def _group_alive(pgid: int) -> bool:
+    return bool(_group_pids(pgid))

@@ -1,0 +1,100 @@
+"""The TorchServe handler module with a stand-in context (no TorchServe process: see tests/integration)."""
+
+from __future__ import annotations
+
+import base64
+import importlib.util
+import json
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+
+from tests.conftest import REPO
+from tests.fixtures import images as fx
+
+
+class StandInContext:
+    """Implements the parts of ts.context.Context the handler uses, and records what it sets."""
+
+    def __init__(self, model_dir: Path, headers: list[dict[str, Any]] | None = None) -> None:
+        self.system_properties = {"model_dir": str(model_dir), "gpu_id": None}
+        self.headers = headers or []
+        self.statuses: dict[int, tuple[int, str]] = {}
+        self.content_types: dict[int, str] = {}
+
+    def get_request_header(self, idx: int, key: str) -> Any:
+        return self.headers[idx].get(key)
+
+    def get_all_request_header(self, idx: int) -> dict[str, Any]:
+        return self.headers[idx]
+
+    def set_response_status(self, code: int, phrase: str, idx: int) -> None:
+        self.statuses[idx] = (code, phrase)
+
+    def set_response_content_type(self, idx: int, value: str) -> None:
+        self.content_types[idx] = value
+
+
+@pytest.fixture(scope="module")
+def handler(model_dir: Path) -> ModuleType:
+    spec = importlib.util.spec_from_file_location("resnet50_handler", REPO / "handlers" / "resnet50_handler.py")
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    assert module.handle(None, StandInContext(model_dir)) is None  # initialisation call
+    return module
+
+
+def body(data: Any, ctype: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    return {"body": data}, {"body": {"content-type": ctype}, "Content-Type": ctype}
+
+
+def test_single_image(handler: ModuleType, model_dir: Path) -> None:
+    req, hdr = body(bytearray(fx.PHOTO.read_bytes()), "image/jpeg")
+    ctx = StandInContext(model_dir, [hdr])
+    out = handler.handle([req], ctx)
+    assert ctx.statuses == {}
+    assert ctx.content_types == {0: "application/json"}
+    assert out[0]["version"] == "7" and out[0]["weights"] == "random-seed-0"
+    assert "meaningless" in out[0]["warning"]
+    preds = out[0]["predictions"]
+    assert len(preds) == 5 and preds == sorted(preds, key=lambda p: -p["score"])
+    json.dumps(out)  # TorchServe serialises it with json.dumps
+
+
+def test_one_bad_request_in_a_batch_fails_only_itself(handler: ModuleType, model_dir: Path) -> None:
+    good = fx.jpeg(120, 90)
+    items = [
+        body(bytearray(good), "image/jpeg"),
+        body(bytearray(b"definitely not an image"), "image/jpeg"),
+        body({"images": [base64.b64encode(good).decode()] * 2, "topk": 2}, "application/json"),
+        body(bytearray(fx.png_huge_header(50_000, 50_000)), "image/png"),
+        body(bytearray(good), "text/plain"),
+        body(bytearray(good), "application/octet-stream"),
+    ]
+    ctx = StandInContext(model_dir, [h for _, h in items])
+    out = handler.handle([r for r, _ in items], ctx)
+    assert len(out) == len(items)
+    assert {i: s[0] for i, s in ctx.statuses.items()} == {1: 400, 3: 413, 4: 415}
+    assert out[1]["error"] == "bad_request" and "not a decodable image" in out[1]["message"]
+    assert out[3]["error"] == "payload_too_large"
+    assert len(out[2]["results"]) == 2 and all(len(r["predictions"]) == 2 for r in out[2]["results"])
+    # the same image gives the same answer whichever request (and batch position) it came in
+    assert out[0]["predictions"][0] == out[5]["predictions"][0] == out[2]["results"][0]["predictions"][0]
+
+
+def test_json_with_one_bad_image_names_its_index(handler: ModuleType, model_dir: Path) -> None:
+    req, hdr = body({"images": [base64.b64encode(fx.jpeg()).decode(), "aGVsbG8="]}, "application/json")
+    ctx = StandInContext(model_dir, [hdr])
+    out = handler.handle([req], ctx)
+    assert ctx.statuses[0][0] == 400
+    assert out[0]["message"].startswith("images[1]: ")
+
+
+def test_content_type_falls_back_to_request_header(handler: ModuleType, model_dir: Path) -> None:
+    ctx = StandInContext(model_dir, [{"content-type": "application/x-www-form-urlencoded"}])
+    out = handler.handle([{"hello": b""}], ctx)
+    assert ctx.statuses[0][0] == 415
+    assert "Content-Type: image/jpeg" in out[0]["message"]

@@ -1,0 +1,178 @@
+"""imaging: every accepted format and mode, EXIF orientation, the guards, and parity with torchvision."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from resnet_serving import imaging
+from resnet_serving.errors import InputError, PayloadTooLarge, UnsupportedMediaType
+from resnet_serving.settings import Settings
+from tests.fixtures import images as fx
+
+
+def decode(data: bytes, **settings: int) -> torch.Tensor:
+    return imaging.decode_image(data, Settings(**settings))
+
+
+@pytest.mark.parametrize(
+    ("fmt", "kwargs"),
+    [("JPEG", {"quality": 95}), ("PNG", {}), ("WEBP", {"lossless": True}), ("BMP", {}), ("GIF", {})],
+)
+def test_every_supported_format_decodes_to_rgb_uint8(fmt: str, kwargs: dict) -> None:
+    data = fx.encode(fx.rgb_image(96, 64), fmt, **kwargs)
+    t = decode(data)
+    assert t.dtype == torch.uint8
+    assert tuple(t.shape) == (3, 64, 96)
+    ref = fx.gradient(96, 64).astype(int)
+    got = t.permute(1, 2, 0).numpy().astype(int)
+    # lossless formats match exactly; JPEG within compression error; GIF is palettised (256 colours)
+    mean_tolerance = {"PNG": 0, "WEBP": 0, "BMP": 0, "JPEG": 3, "GIF": 10}[fmt]
+    assert np.abs(got - ref).mean() <= mean_tolerance
+
+
+def test_gif_uses_first_frame() -> None:
+    red = Image.new("RGB", (32, 32), (255, 0, 0))
+    blue = Image.new("RGB", (32, 32), (0, 0, 255))
+    data = fx.encode(red, "GIF", save_all=True, append_images=[blue], duration=100, loop=0)
+    t = decode(data)
+    assert t[:, 16, 16].tolist() == [255, 0, 0]
+
+
+def test_grayscale_becomes_three_equal_channels() -> None:
+    data = fx.encode(fx.rgb_image().convert("L"), "PNG")
+    t = decode(data)
+    assert t.shape[0] == 3
+    assert torch.equal(t[0], t[1]) and torch.equal(t[1], t[2])
+
+
+def test_rgba_transparent_pixels_composite_over_white() -> None:
+    arr = np.zeros((8, 8, 4), dtype=np.uint8)
+    arr[..., 0] = 200  # red where opaque
+    arr[:4, :, 3] = 0  # top half fully transparent
+    arr[4:, :, 3] = 255
+    t = decode(fx.encode(Image.fromarray(arr, "RGBA"), "PNG"))
+    assert t[:, 0, 0].tolist() == [255, 255, 255]
+    assert t[:, 7, 0].tolist() == [200, 0, 0]
+
+
+def test_la_and_palette_with_transparency_are_deterministic() -> None:
+    la = Image.new("LA", (8, 8), (10, 0))
+    assert decode(fx.encode(la, "PNG"))[:, 0, 0].tolist() == [255, 255, 255]
+    p = Image.new("P", (8, 8), 0)
+    p.putpalette([0, 255, 0] + [0, 0, 0] * 255)
+    data = fx.encode(p, "PNG", transparency=0)
+    assert decode(data)[:, 0, 0].tolist() == [255, 255, 255]
+    data_opaque = fx.encode(p, "PNG")
+    assert decode(data_opaque)[:, 0, 0].tolist() == [0, 255, 0]
+
+
+def test_cmyk_jpeg() -> None:
+    cmyk = Image.new("CMYK", (16, 16), (0, 255, 255, 0))  # pure red in CMYK
+    t = decode(fx.encode(cmyk, "JPEG", quality=100))
+    r, g, b = t[:, 8, 8].tolist()
+    assert r > 200 and g < 60 and b < 60
+
+
+def test_16bit_grayscale_is_scaled_not_clipped() -> None:
+    arr = np.full((8, 8), 32768, dtype=np.uint16)  # mid-grey in 16 bits
+    img = Image.fromarray(arr)  # uint16 → mode I;16
+    t = decode(fx.encode(img, "PNG"))
+    assert 126 <= t[0, 0, 0].item() <= 129  # PIL's own convert("L") would clip this to 255
+
+
+def test_1bit_bmp() -> None:
+    img = Image.new("1", (16, 16), 1)
+    t = decode(fx.encode(img, "BMP"))
+    assert t[:, 0, 0].tolist() == [255, 255, 255]
+
+
+@pytest.mark.parametrize(("orientation", "shape"), [(1, (64, 96)), (3, (64, 96)), (6, (96, 64)), (8, (96, 64))])
+def test_exif_orientation_is_honoured(orientation: int, shape: tuple[int, int]) -> None:
+    t = decode(fx.jpeg_with_orientation(orientation))
+    assert tuple(t.shape[1:]) == shape
+    plain = decode(fx.jpeg_with_orientation(1))
+    expected = {
+        1: plain,
+        3: torch.rot90(plain, 2, dims=(1, 2)),
+        6: torch.rot90(plain, -1, dims=(1, 2)),
+        8: torch.rot90(plain, 1, dims=(1, 2)),
+    }[orientation]
+    assert (t.int() - expected.int()).abs().float().mean() < 3
+
+
+def test_pixel_limit_checked_before_decode() -> None:
+    # The header claims 100000×100000 pixels; decoding that would need 30 GB. It must be refused from the header.
+    with pytest.raises(PayloadTooLarge, match="pixels"):
+        decode(fx.png_huge_header(100_000, 100_000))
+    with pytest.raises(PayloadTooLarge, match="limit is 1000"):
+        decode(fx.png(96, 64), max_image_pixels=1000)
+
+
+def test_byte_limit() -> None:
+    data = fx.png()
+    with pytest.raises(PayloadTooLarge, match="bytes"):
+        decode(data, max_image_bytes=len(data) - 1)
+    assert decode(data, max_image_bytes=len(data)).shape[0] == 3
+
+
+def test_extreme_aspect_ratio_is_refused() -> None:
+    with pytest.raises(InputError, match="aspect ratio"):
+        decode(fx.png(2000, 10))
+
+
+@pytest.mark.parametrize(
+    ("data", "error"),
+    [
+        (b"", InputError),
+        (b"hello world, I am not an image", InputError),
+        (fx.jpeg()[:200], InputError),  # truncated
+        (b"\xff\xd8\xff" + b"\x00" * 100, InputError),  # JPEG magic, garbage after
+        (b"II*\x00" + b"\x00" * 100, UnsupportedMediaType),  # TIFF
+        (b"%PDF-1.4\n" + b"x" * 100, UnsupportedMediaType),
+        (b"<?xml version='1.0'?><svg></svg>", UnsupportedMediaType),
+    ],
+    ids=["empty", "text", "truncated-jpeg", "garbage-jpeg", "tiff", "pdf", "svg"],
+)
+def test_bad_bytes_raise_typed_errors(data: bytes, error: type[Exception]) -> None:
+    with pytest.raises(error) as exc:
+        decode(data)
+    assert type(exc.value) is error
+    assert exc.value.message  # a message for the person who sent it
+
+
+# ---- preprocessing parity with torchvision -----------------------------------------------------------------
+@pytest.mark.parametrize("size", [(224, 224), (480, 640), (300, 233), (1000, 120)])
+def test_preprocess_matches_weights_transforms_exactly_on_tensors(size: tuple[int, int]) -> None:
+    h, w = size
+    img = torch.from_numpy(fx.gradient(w, h)).permute(2, 0, 1).contiguous()
+    ref = imaging.WEIGHTS.transforms()(img)
+    ours = imaging.preprocess([img])[0]
+    assert ours.shape == ref.shape == (3, 224, 224)
+    assert torch.allclose(ours, ref, atol=1e-6, rtol=0)
+
+
+def test_preprocess_close_to_weights_transforms_on_pil_images() -> None:
+    # transforms() on a PIL image resizes with PIL; we resize the decoded uint8 tensor with torch. Both are
+    # antialiased bilinear; they differ by rounding only. Bound the difference in normalised units (std≈0.225).
+    data = fx.PHOTO.read_bytes()
+    ref = imaging.WEIGHTS.transforms()(Image.open(fx.PHOTO).convert("RGB"))
+    ours = imaging.preprocess([imaging.decode_image(data)])[0]
+    diff = (ours - ref).abs()
+    assert diff.mean().item() < 0.02
+    assert diff.max().item() < 0.25
+
+
+def test_preprocess_batch_is_channels_last_and_float() -> None:
+    batch = imaging.preprocess([decode(fx.jpeg()), decode(fx.png(50, 70))])
+    assert batch.shape == (2, 3, 224, 224)
+    assert batch.dtype == torch.float32
+    assert batch.is_contiguous(memory_format=torch.channels_last)
+
+
+def test_categories_are_the_1000_imagenet_labels() -> None:
+    cats = imaging.categories()
+    assert len(cats) == 1000
+    assert cats[0] == "tench" and cats[999] == "toilet tissue"

@@ -1,0 +1,100 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from resnet_serving import cpu
+from resnet_serving.errors import ConfigError
+from resnet_serving.settings import Settings
+from resnet_serving.torchserve import config as ts_config
+
+
+def test_settings_from_env() -> None:
+    s = Settings.from_env({"RESNET_SERVING_MAX_TOPK": "20", "RESNET_SERVING_MAX_IMAGE_PIXELS": "1_000_000"})
+    assert s.max_topk == 20 and s.max_image_pixels == 1_000_000 and s.default_topk == 5
+    assert Settings.from_env(s.to_env()) == s
+
+
+@pytest.mark.parametrize(
+    ("env", "match"),
+    [
+        ({"RESNET_SERVING_MAX_TOPK": "lots"}, "expected an integer"),
+        ({"RESNET_SERVING_MAX_TOPK": "0"}, "must be ≥ 1"),
+        ({"RESNET_SERVING_DEFAULT_TOPK": "50", "RESNET_SERVING_MAX_TOPK": "10"}, "exceeds"),
+        ({"RESNET_SERVING_MAX_TOPK": "5000"}, "1000"),
+    ],
+)
+def test_settings_fail_fast(env: dict, match: str) -> None:
+    with pytest.raises(ConfigError, match=match):
+        Settings.from_env(env)
+
+
+def _cgroup(tmp_path: Path, v2: str | None = None, v1: tuple[int, int] | None = None) -> Path:
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    if v2 is not None:
+        (tmp_path / "cpu.max").write_text(v2)
+    if v1 is not None:
+        (tmp_path / "cpu").mkdir()
+        (tmp_path / "cpu" / "cpu.cfs_quota_us").write_text(str(v1[0]))
+        (tmp_path / "cpu" / "cpu.cfs_period_us").write_text(str(v1[1]))
+    return tmp_path
+
+
+def test_cgroup_v2_quota(tmp_path: Path) -> None:
+    assert cpu.cgroup_cpu_quota(_cgroup(tmp_path, v2="150000 100000\n")) == 1.5
+    assert cpu.available_cpus(tmp_path) == 1  # 1.5 CPUs → 1 thread, never oversubscribe
+
+
+def test_cgroup_v2_unlimited(tmp_path: Path) -> None:
+    assert cpu.cgroup_cpu_quota(_cgroup(tmp_path, v2="max 100000\n")) is None
+
+
+def test_cgroup_v1_quota(tmp_path: Path) -> None:
+    assert cpu.cgroup_cpu_quota(_cgroup(tmp_path / "a", v1=(400000, 100000))) == 4.0
+    assert cpu.cgroup_cpu_quota(_cgroup(tmp_path / "b", v1=(-1, 100000))) is None  # -1 = unlimited
+
+
+def test_thread_budget() -> None:
+    assert cpu.thread_budget(1, cpus=8) == 8
+    assert cpu.thread_budget(2, cpus=8) == 4
+    assert cpu.thread_budget(3, cpus=2) == 1
+    with pytest.raises(ValueError):
+        cpu.thread_budget(0, cpus=2)
+
+
+def _props(text: str) -> dict[str, str]:
+    return dict(line.split("=", 1) for line in text.splitlines() if line and not line.startswith("#"))
+
+
+def test_rendered_config_is_locked_down(tmp_path: Path) -> None:
+    cfg = ts_config.ServeConfig(model_store=tmp_path, model_version="3", workers=2, threads=1, batch_size=4)
+    props = _props(ts_config.render(cfg))
+    assert props["inference_address"] == "http://127.0.0.1:8080"
+    assert props["management_address"] == "http://127.0.0.1:8081"
+    assert props["metrics_mode"] == "prometheus"
+    assert props["disable_token_authorization"] == "true"
+    assert props["enable_model_api"] == "false"
+    assert props["allowed_urls"].startswith("file://") and str(tmp_path.name) in props["allowed_urls"]
+    assert props["install_py_dep_per_model"] == "false"
+    assert '"batchSize":4' in props["models"] and '"3":' in props["models"] and '"minWorkers":2' in props["models"]
+
+
+def test_management_api_never_public(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="loopback"):
+        ts_config.ServeConfig(model_store=tmp_path, management_host="0.0.0.0")
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [({"port": 0}, "port"), ({"port": 8081}, "differ"), ({"workers": 0}, "workers"), ({"batch_size": 0}, "batch")],
+)
+def test_bad_serve_config(tmp_path: Path, kwargs: dict, match: str) -> None:
+    with pytest.raises(ConfigError, match=match):
+        ts_config.ServeConfig(model_store=tmp_path, **kwargs)
+
+
+def test_thread_budget_in_config(tmp_path: Path) -> None:
+    cfg = ts_config.ServeConfig(model_store=tmp_path, workers=1)
+    assert cfg.torch_threads == cpu.available_cpus()
+    assert ts_config.ServeConfig(model_store=tmp_path, threads=3).torch_threads == 3
