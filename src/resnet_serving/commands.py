@@ -49,6 +49,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     net.add_argument("--management-port", type=int, default=8081)
     net.add_argument("--metrics-host", default="127.0.0.1")
     net.add_argument("--metrics-port", type=int, default=8082)
+    net.add_argument("--grpc-inference-port", type=int, default=7070, help="loopback only (always started)")
+    net.add_argument("--grpc-management-port", type=int, default=7071, help="loopback only")
     perf = p.add_argument_group("performance")
     perf.add_argument("--workers", type=int, default=1, help="TorchServe workers (default 1)")
     perf.add_argument("--threads", default="auto", help="torch threads per worker: auto (CPU quota ÷ workers) or N")
@@ -195,6 +197,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
             management_port=args.management_port,
             metrics_host=args.metrics_host,
             metrics_port=args.metrics_port,
+            grpc_inference_port=args.grpc_inference_port,
+            grpc_management_port=args.grpc_management_port,
             workers=args.workers,
             threads=_threads(args.threads),
             batch_size=args.batch_size,

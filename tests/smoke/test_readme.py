@@ -38,8 +38,11 @@ def test_quickstart_is_make_serve_then_make_test() -> None:
 
 
 def test_readme_quickstart_serves_and_examples_work(tmp_path: Path) -> None:
-    port, mport, xport = free_ports(3)
-    env = dict(os.environ, PORT=str(port), MANAGEMENT_PORT=str(mport), METRICS_PORT=str(xport))
+    port, mport, xport, gport, gmport = free_ports(5)
+    env = dict(
+        os.environ, PORT=str(port), MANAGEMENT_PORT=str(mport), METRICS_PORT=str(xport),
+        GRPC_PORT=str(gport), GRPC_MANAGEMENT_PORT=str(gmport),
+    )  # fmt: skip
     env.pop("MAKEFLAGS", None)
     env.pop("MAKELEVEL", None)
     log = tmp_path / "serve.log"

@@ -27,6 +27,9 @@ class ServeConfig:
     management_port: int = 8081
     metrics_host: str = "127.0.0.1"
     metrics_port: int = 8082
+    #: TorchServe 0.12 always starts its gRPC servers; we bind them to loopback on these ports.
+    grpc_inference_port: int = 7070
+    grpc_management_port: int = 7071
     #: TorchServe backend workers (Python processes) for the model.
     workers: int = 1
     #: Torch intra-op threads per worker; 0 = derive from the CPU quota (workers × threads ≤ CPUs).
@@ -42,15 +45,18 @@ class ServeConfig:
     #: Register/unregister through the management API (needed by `sync`); off otherwise.
     enable_model_api: bool = False
     java_heap_mb: int = 1024
+    #: Java's temp dir, where the front end puts its worker sockets (.ts.sock.9000…); one per instance.
+    tmp_dir: Path | None = None
     extra: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        for name in ("port", "management_port", "metrics_port"):
+        ports = ("port", "management_port", "metrics_port", "grpc_inference_port", "grpc_management_port")
+        for name in ports:
             value = getattr(self, name)
             if not 0 < value < 65536:
                 raise ConfigError(f"--{name.replace('_', '-')} {value}: not a TCP port")
-        if len({self.port, self.management_port, self.metrics_port}) != 3:
-            raise ConfigError("inference, management and metrics ports must differ")
+        if len({getattr(self, name) for name in ports}) != len(ports):
+            raise ConfigError("inference, management, metrics and gRPC ports must all differ")
         for name, lo in (
             ("workers", 1),
             ("batch_size", 1),
@@ -115,6 +121,11 @@ def render(cfg: ServeConfig) -> str:
         "inference_address": _bind(cfg.host, cfg.port),
         "management_address": _bind(cfg.management_host, cfg.management_port),
         "metrics_address": _bind(cfg.metrics_host, cfg.metrics_port),
+        # gRPC cannot be switched off in 0.12: keep it on loopback, where nothing outside the pod reaches it.
+        "grpc_inference_address": "127.0.0.1",
+        "grpc_inference_port": str(cfg.grpc_inference_port),
+        "grpc_management_address": "127.0.0.1",
+        "grpc_management_port": str(cfg.grpc_management_port),
         "model_store": str(store),
         "load_models": cfg.mar_name,
         "models": json.dumps(models, separators=(",", ":")),
@@ -134,7 +145,8 @@ def render(cfg: ServeConfig) -> str:
         "default_response_timeout": str(cfg.response_timeout_s),
         "unregister_model_timeout": str(cfg.response_timeout_s),
         "async_logging": "true",
-        "vmargs": f"-Xmx{cfg.java_heap_mb}m -XX:+UseContainerSupport -XX:+ExitOnOutOfMemoryError",
+        "vmargs": f"-Xmx{cfg.java_heap_mb}m -XX:+UseContainerSupport -XX:+ExitOnOutOfMemoryError"
+        + (f" -Djava.io.tmpdir={cfg.tmp_dir.resolve()}" if cfg.tmp_dir else ""),
     }
     if cfg.netty_threads:
         props["number_of_netty_threads"] = str(cfg.netty_threads)

@@ -6,6 +6,7 @@ Python worker share one group, so stopping signals the whole group, waits, then 
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import signal
 import subprocess
@@ -55,6 +56,8 @@ class TorchServe:
         logs = self.run_dir / "logs"
         tmp.mkdir(exist_ok=True)
         logs.mkdir(exist_ok=True)
+        if self.cfg.tmp_dir is None:
+            self.cfg = dataclasses.replace(self.cfg, tmp_dir=tmp)
         cfg_path = self.run_dir / "config.properties"
         cfg_path.write_text(ts_config.render(self.cfg), encoding="utf-8")
         java_home = find_java_home()

@@ -1,0 +1,122 @@
+"""Shared helpers for the chart tests (paths, variants, `helm` wrapper, rendered-object lookups).
+
+A module with a unique name rather than conftest.py, so test modules can import it directly.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+CHART = ROOT / "charts" / "resnet50-serving"
+K8S = ROOT / "k8s"
+EXAMPLE_VALUES = {p.stem: p for p in sorted((K8S / "values").glob("*.yaml"))}
+TEST_VALUES = Path(__file__).resolve().parent / "values"
+
+# The release and namespace k8s/render.sh uses; the eksctl IRSA role trusts this ServiceAccount.
+RELEASE = "resnet50-serving"
+NAMESPACE = "resnet-serving"
+# The Kubernetes version the manifests are rendered for and validated against (the eksctl cluster's), and
+# the oldest one the chart supports (Chart.yaml kubeVersion).
+KUBE_VERSION = "1.33.0"
+KUBE_VERSIONS_VALIDATED = ("1.30.0", "1.33.0")
+
+# Every variant the tests render: the chart defaults, each example values file, and "full", which turns on
+# every optional feature (digest-pinned image, ServiceMonitor, OIDC, custom metric, ...).
+VARIANTS: dict[str, list[Path]] = {
+    "default": [],
+    **{name: [path] for name, path in EXAMPLE_VALUES.items()},
+    "full": [EXAMPLE_VALUES["prod"], TEST_VALUES / "full.yaml"],
+}
+
+TIMEOUT_S = 180
+
+
+def tool(env: str, fallback: str) -> str:
+    path = os.environ.get(env) or str(ROOT / fallback)
+    if not (os.path.isfile(path) and os.access(path, os.X_OK)):
+        pytest.skip(f"{env} not set and {fallback} missing: run `make tools checkov` (or `make test`)")
+    return path
+
+
+def run(cmd: list[str], *, env: dict[str, str] | None = None, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
+    """Run a command to completion (bounded by TIMEOUT_S), capturing text output."""
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=TIMEOUT_S, env=env, cwd=cwd, check=False)
+
+
+def find(docs: list[dict[str, Any]], kind: str, name: str | None = None) -> list[dict[str, Any]]:
+    return [d for d in docs if d["kind"] == kind and (name is None or d["metadata"]["name"] == name)]
+
+
+def one(docs: list[dict[str, Any]], kind: str, name: str | None = None) -> dict[str, Any]:
+    found = find(docs, kind, name)
+    assert len(found) == 1, f"expected one {kind} {name or ''}, found {len(found)}"
+    return found[0]
+
+
+def is_hook(doc: dict[str, Any]) -> bool:
+    return "helm.sh/hook" in (doc["metadata"].get("annotations") or {})
+
+
+def deployment(docs: list[dict[str, Any]]) -> dict[str, Any]:
+    return one(docs, "Deployment", RELEASE)
+
+
+def container(pod_spec: dict[str, Any], name: str, init: bool = False) -> dict[str, Any]:
+    key = "initContainers" if init else "containers"
+    matches = [c for c in pod_spec.get(key, []) if c["name"] == name]
+    assert len(matches) == 1, f"no single {key[:-1]} named {name}"
+    return matches[0]
+
+
+def pod_specs(docs: list[dict[str, Any]]) -> Iterator[tuple[str, dict[str, Any]]]:
+    """(kind/name, pod spec) of every object that runs pods."""
+    for d in docs:
+        if d["kind"] == "Pod":
+            yield f"Pod/{d['metadata']['name']}", d["spec"]
+        elif d["kind"] in ("Deployment", "StatefulSet", "DaemonSet", "Job"):
+            yield f"{d['kind']}/{d['metadata']['name']}", d["spec"]["template"]["spec"]
+
+
+@dataclass
+class Helm:
+    """`helm template` / `helm lint` against the chart, with this project's release and namespace."""
+
+    binary: str
+
+    def template_cmd(self, values: list[Path], *, sets: Sequence[str] = (), skip_tests: bool = False) -> list[str]:
+        cmd = [self.binary, "template", RELEASE, str(CHART), "--namespace", NAMESPACE]
+        cmd += ["--kube-version", KUBE_VERSION]
+        for v in values:
+            cmd += ["-f", str(v)]
+        for s in sets:
+            cmd += ["--set", s]
+        if skip_tests:
+            cmd.append("--skip-tests")
+        return cmd
+
+    def template_raw(self, values: list[Path], *, sets: Sequence[str] = (), skip_tests: bool = False) -> str:
+        proc = run(self.template_cmd(values, sets=sets, skip_tests=skip_tests))
+        assert proc.returncode == 0, f"helm template failed:\n{proc.stderr}"
+        return proc.stdout
+
+    def template(
+        self, values: list[Path], *, sets: Sequence[str] = (), skip_tests: bool = False
+    ) -> list[dict[str, Any]]:
+        return [d for d in yaml.safe_load_all(self.template_raw(values, sets=sets, skip_tests=skip_tests)) if d]
+
+    def lint(self, values: list[Path], *, sets: Sequence[str] = ()) -> subprocess.CompletedProcess[str]:
+        cmd = [self.binary, "lint", "--strict", str(CHART), "--namespace", NAMESPACE]
+        for v in values:
+            cmd += ["-f", str(v)]
+        for s in sets:
+            cmd += ["--set", s]
+        return run(cmd)
