@@ -44,7 +44,9 @@ def handle(data: list[dict[str, Any]] | None, context: Any) -> list[Any] | None:
     if data is None:  # initialisation call
         threads = configure_threads()
         props = context.system_properties
-        _service = InferenceService.from_model_dir(props.get("model_dir"), props.get("gpu_id"))
+        _service = InferenceService.from_model_dir(
+            props.get("model_dir"), props.get("gpu_id"), batch_size=int(props.get("batch_size") or 8)
+        )
         log.info(
             "resnet-serving handler ready: %s on %s, %d torch threads",
             _service.meta,

@@ -19,7 +19,7 @@ import torch
 from resnet_serving import imaging, postprocess, protocol
 from resnet_serving.cpu import thread_budget
 from resnet_serving.errors import ArchiveError, InputError, ResnetServingError
-from resnet_serving.model import Classifier, select_device
+from resnet_serving.model import Classifier, accel_options, select_device
 from resnet_serving.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -39,7 +39,7 @@ class Response:
 @dataclass
 class _Pending:
     parsed: protocol.ParsedRequest
-    images: list[torch.Tensor] = field(default_factory=list)
+    images: list[Any] = field(default_factory=list)  # decoded tensors (or JPEG bytes awaiting GPU decode)
     offset: int = 0
 
 
@@ -59,14 +59,20 @@ class InferenceService:
         labels: Sequence[str],
         meta: Mapping[str, Any],
         settings: Settings | None = None,
+        *,
+        gpu_decode: bool = True,
     ) -> None:
         self.classifier = classifier
         self.labels = list(labels)
         self.meta = dict(meta)
         self.settings = settings or Settings.from_env()
+        #: Decode JPEG batches on the accelerator (nvJPEG) when the model runs on one.
+        self.gpu_decode = gpu_decode and classifier.device.type == "cuda"
 
     @classmethod
-    def from_model_dir(cls, model_dir: str | os.PathLike[str], gpu_id: Any = None) -> InferenceService:
+    def from_model_dir(
+        cls, model_dir: str | os.PathLike[str], gpu_id: Any = None, batch_size: int = 8
+    ) -> InferenceService:
         """Load what ``resnet-serving archive`` packed into the .mar (TorchServe unpacks it to model_dir)."""
         model_dir = Path(model_dir)
         try:
@@ -76,7 +82,15 @@ class InferenceService:
             raise ArchiveError(f"{model_dir}: not a resnet-serving archive ({e})") from e
         labels = postprocess.load_labels(model_dir / LABELS_FILE)
         device = select_device(gpu_id)
-        classifier = Classifier(state, device=device)
+        accel = accel_options()
+        classifier = Classifier(
+            state,
+            device=device,
+            amp=accel["amp"],
+            compile=accel["compile"],
+            # a compiled model is compiled here, at worker start, not on the first request
+            warmup_batches=(1, batch_size) if accel["compile"] else (),
+        )
         weights = info.get("weights", {})
         meta: dict[str, Any] = {
             "model": info.get("name", "resnet50"),
@@ -85,7 +99,7 @@ class InferenceService:
         }
         if not weights.get("pretrained", False):
             meta["warning"] = weights.get("warning", "weights are not pretrained: predictions are meaningless")
-        return cls(classifier, labels, meta, Settings.from_env())
+        return cls(classifier, labels, meta, Settings.from_env(), gpu_decode=accel["gpu_decode"])
 
     def handle(
         self,
@@ -105,7 +119,7 @@ class InferenceService:
                 item = _Pending(parsed)
                 for i, raw in enumerate(parsed.images):
                     try:
-                        item.images.append(imaging.decode_image(raw, self.settings))
+                        item.images.append(self._decode_or_defer(raw))
                     except InputError as e:
                         results[idx] = self._error(e, index=i if parsed.multi else None)
                         break
@@ -113,6 +127,7 @@ class InferenceService:
                     pending[idx] = item
             except ResnetServingError as e:
                 results[idx] = self._error(e)
+        self._decode_deferred(pending, results)
         if pending:
             flat: list[torch.Tensor] = []
             for item in pending.values():
@@ -124,6 +139,31 @@ class InferenceService:
                 preds = postprocess.topk(logits[item.offset : item.offset + n], item.parsed.topk, self.labels)
                 results[idx] = Response(200, protocol.success_body(preds, self.meta, multi=item.parsed.multi))
         return [r for r in results if r is not None]
+
+    def _decode_or_defer(self, raw: bytes) -> torch.Tensor | bytes:
+        """Decode on the CPU now, or (GPU decode on) validate the header and leave JPEG bytes for one batch call."""
+        if self.gpu_decode and imaging.validate_header(raw, self.settings) in ("JPEG:RGB", "JPEG:L"):
+            return raw
+        return imaging.decode_image(raw, self.settings)
+
+    def _decode_deferred(self, pending: dict[int, _Pending], results: list[Response | None]) -> None:
+        """Batch-decode deferred JPEGs on the model's device; on failure decode one by one to blame the right one."""
+        deferred = [
+            (idx, i) for idx, item in pending.items() for i, im in enumerate(item.images) if isinstance(im, bytes)
+        ]
+        if not deferred:
+            return
+        datas = [pending[idx].images[i] for idx, i in deferred]
+        decoded = imaging.decode_jpeg_batch(datas, self.classifier.device)
+        for n, (idx, i) in enumerate(deferred):
+            if idx not in pending:
+                continue
+            item = pending[idx]
+            try:
+                item.images[i] = decoded[n] if decoded is not None else imaging.decode_image(datas[n], self.settings)
+            except InputError as e:
+                results[idx] = self._error(e, index=i if item.parsed.multi else None)
+                del pending[idx]
 
     def _error(self, err: ResnetServingError, *, index: int | None = None) -> Response:
         phrase = {400: "Bad Request", 413: "Payload Too Large", 415: "Unsupported Media Type"}.get(

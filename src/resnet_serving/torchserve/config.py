@@ -45,6 +45,8 @@ class ServeConfig:
     #: Register/unregister through the management API (needed by `sync`); off otherwise.
     enable_model_api: bool = False
     java_heap_mb: int = 1024
+    #: Extra JVM options appended to vmargs (serve reads RESNET_SERVING_JAVA_OPTS).
+    java_opts: str = ""
     #: Java's temp dir, where the front end puts its worker sockets (.ts.sock.9000…); one per instance.
     tmp_dir: Path | None = None
     extra: dict[str, str] = field(default_factory=dict)
@@ -146,7 +148,8 @@ def render(cfg: ServeConfig) -> str:
         "unregister_model_timeout": str(cfg.response_timeout_s),
         "async_logging": "true",
         "vmargs": f"-Xmx{cfg.java_heap_mb}m -XX:+UseContainerSupport -XX:+ExitOnOutOfMemoryError"
-        + (f" -Djava.io.tmpdir={cfg.tmp_dir.resolve()}" if cfg.tmp_dir else ""),
+        + (f" -Djava.io.tmpdir={cfg.tmp_dir.resolve()}" if cfg.tmp_dir else "")
+        + (f" {cfg.java_opts.strip()}" if cfg.java_opts.strip() else ""),
     }
     if cfg.netty_threads:
         props["number_of_netty_threads"] = str(cfg.netty_threads)

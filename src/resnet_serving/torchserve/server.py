@@ -152,6 +152,8 @@ class TorchServe:
             self._log.close()
             self._log = None
         self.proc = None
+        if os.getpid() == 1:
+            _reap_orphans()  # as a container's PID 1 we inherit Java/workers whose launcher exited first
 
     def tail_log(self, lines: int = 30) -> str:
         try:
@@ -169,6 +171,16 @@ class TorchServe:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def _reap_orphans() -> None:
+    while True:
+        try:
+            pid, _ = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            return
 
 
 def _signal_group(pgid: int, sig: int) -> None:

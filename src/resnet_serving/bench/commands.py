@@ -1,0 +1,63 @@
+"""`resnet-serving bench` subcommand."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def _int_list(value: str) -> list[int]:
+    try:
+        out = [int(x) for x in value.split(",") if x.strip()]
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {value!r}") from e
+    if not out or any(x < 1 for x in out):
+        raise argparse.ArgumentTypeError(f"expected positive integers, got {value!r}")
+    return out
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("bench", help="benchmark raw model vs in-process pipeline vs served (TorchServe)")
+    p.add_argument("--out", type=Path, default=Path("bench-results"), help="where bench.json/.md/.png go")
+    p.add_argument("--concurrency", type=_int_list, default=[1, 4, 16, 64], help="e.g. 1,4,16,64")
+    p.add_argument("--duration", type=float, default=20.0, help="seconds measured per concurrency level")
+    p.add_argument("--warmup", type=float, default=4.0, help="seconds of load discarded before measuring")
+    p.add_argument("--raw-seconds", type=float, default=5.0, help="seconds per raw batch size")
+    p.add_argument("--raw-batch-sizes", type=_int_list, default=[1, 4, 8, 16])
+    p.add_argument("--payload", type=Path, help="image sent by the load generator (default: examples photo)")
+    p.add_argument("--model-dir", type=Path, help="model.mar + manifest.json (default: build a random one)")
+    p.add_argument("--workers", type=int, help="override serve's default")
+    p.add_argument("--threads", type=int, help="override serve's default (torch threads per worker)")
+    p.add_argument("--batch-size", type=int, help="override serve's default")
+    p.add_argument("--max-batch-delay-ms", type=int, help="override serve's default")
+    p.add_argument("--quick", action="store_true", help="a bounded smoke run (seconds): c=1,4, short windows")
+    p.set_defaults(func=cmd_bench)
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from resnet_serving import ui
+    from resnet_serving.bench.runner import DEFAULT_PAYLOAD, BenchOptions, run_bench
+
+    opts = BenchOptions(
+        out=args.out,
+        concurrency=args.concurrency,
+        duration_s=args.duration,
+        warmup_s=args.warmup,
+        raw_seconds_per_batch=args.raw_seconds,
+        raw_batch_sizes=args.raw_batch_sizes,
+        payload=args.payload or DEFAULT_PAYLOAD,
+        model_dir=args.model_dir,
+        workers=args.workers,
+        threads=args.threads,
+        batch_size=args.batch_size,
+        max_batch_delay_ms=args.max_batch_delay_ms,
+    )
+    if args.quick:
+        opts.concurrency = [1, 4]
+        opts.duration_s, opts.warmup_s, opts.raw_seconds_per_batch = 2.0, 1.0, 0.5
+        opts.raw_batch_sizes = [1, 4]
+    report = run_bench(opts)
+    ui.info(f"wrote {args.out / 'bench.json'}, bench.md and bench.png")
+    for r in report["served"]:
+        print(f"served_img_s / raw_img_s at concurrency {r['concurrency']}: {r['ratio_to_raw']:.2f}")
+    return 0

@@ -1,0 +1,107 @@
+"""Closed-loop HTTP load generator, run in its OWN process so the server it measures cannot starve it.
+
+``python -m resnet_serving.bench.loadgen --url URL --concurrency N --duration S --payload FILE`` keeps N
+requests in flight (N threads, one keep-alive connection each), counts completions inside the measuring
+window (after a warm-up), and prints one JSON object:
+completed/failed counts, throughput, latency percentiles and its own CPU seconds. Torch-free.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import requests
+
+from resnet_serving.formats import content_type_for
+
+
+def percentile(sorted_values: list[float], q: float) -> float:
+    if not sorted_values:
+        return float("nan")
+    k = (len(sorted_values) - 1) * q
+    lo = int(k)
+    hi = min(lo + 1, len(sorted_values) - 1)
+    return sorted_values[lo] + (sorted_values[hi] - sorted_values[lo]) * (k - lo)
+
+
+def run(url: str, payload: bytes, concurrency: int, duration: float, warmup: float, timeout: float) -> dict[str, Any]:
+    headers = {"Content-Type": content_type_for(payload)}
+    start_measure = time.monotonic() + warmup
+    stop_at = start_measure + duration
+    lock = threading.Lock()
+    latencies: list[float] = []
+    failures: dict[str, int] = {}
+    completed_in_window = 0
+
+    def worker() -> None:
+        nonlocal completed_in_window
+        session = requests.Session()
+        while True:
+            t0 = time.monotonic()
+            if t0 >= stop_at:
+                return
+            try:
+                r = session.post(url, data=payload, headers=headers, timeout=timeout)
+                ok = r.status_code == 200 and b'"predictions"' in r.content
+                reason = "" if ok else f"HTTP {r.status_code}"
+            except requests.RequestException as e:
+                ok, reason = False, type(e).__name__
+            t1 = time.monotonic()
+            # Count by completion time, so requests in flight across the window edges don't bias throughput.
+            if start_measure <= t1 < stop_at:
+                with lock:
+                    if ok:
+                        latencies.append(t1 - t0)
+                        completed_in_window += 1
+                    else:
+                        failures[reason] = failures.get(reason, 0) + 1
+
+    cpu0 = resource.getrusage(resource.RUSAGE_SELF)
+    threads = [threading.Thread(target=worker, daemon=True) for _ in range(concurrency)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=duration + warmup + timeout + 30)
+    cpu1 = resource.getrusage(resource.RUSAGE_SELF)
+    lat = sorted(latencies)
+    cpu_s = (cpu1.ru_utime - cpu0.ru_utime) + (cpu1.ru_stime - cpu0.ru_stime)
+    return {
+        "concurrency": concurrency,
+        "duration_s": duration,
+        "completed": completed_in_window,
+        "failed": sum(failures.values()),
+        "failures": failures,
+        "img_s": completed_in_window / duration,
+        "p50_ms": percentile(lat, 0.50) * 1000,
+        "p95_ms": percentile(lat, 0.95) * 1000,
+        "p99_ms": percentile(lat, 0.99) * 1000,
+        "mean_ms": (sum(lat) / len(lat) * 1000) if lat else float("nan"),
+        "client_cpu_s": cpu_s,
+        "client_cpu_pct": 100.0 * cpu_s / (duration + warmup),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="resnet_serving.bench.loadgen")
+    p.add_argument("--url", required=True)
+    p.add_argument("--payload", type=Path, required=True)
+    p.add_argument("--concurrency", type=int, required=True)
+    p.add_argument("--duration", type=float, default=20.0)
+    p.add_argument("--warmup", type=float, default=3.0)
+    p.add_argument("--timeout", type=float, default=120.0)
+    a = p.parse_args(argv)
+    result = run(a.url, a.payload.read_bytes(), a.concurrency, a.duration, a.warmup, a.timeout)
+    json.dump(result, sys.stdout)
+    sys.stdout.write("\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

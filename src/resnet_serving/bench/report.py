@@ -1,0 +1,92 @@
+"""bench.json, bench.md (a markdown table) and bench.png (latency and throughput against concurrency)."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+
+def _fmt(x: float, digits: int = 1) -> str:
+    return "n/a" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.{digits}f}"
+
+
+def markdown(report: dict[str, Any]) -> str:
+    env, cfg, raw = report["environment"], report["serve_config"], report["raw"]
+    lines = [
+        "# resnet-serving bench",
+        "",
+        f"Device {env['device']}, {env['cpus_available']} CPU(s) available, torch {env['torch']}, "
+        f"payload {env['payload']['file']} ({env['payload']['bytes']} bytes), weights {env['weights']}.",
+        f"Serving: {cfg['workers']} worker(s) × {cfg['torch_threads_per_worker']} torch thread(s), "
+        f"batch {cfg['batch_size']}, max batch delay {cfg['max_batch_delay_ms']} ms, channels_last.",
+        f"Load generator: {report['load_generator']}.",
+        "",
+        "| stage | img/s | ratio to raw |",
+        "|---|---:|---:|",
+        f"| raw forward (best batch {raw['best_batch']}) | {_fmt(raw['img_s'])} | 1.00 |",
+        f"| in-process pipeline (batch {report['pipeline']['batch']}) | {_fmt(report['pipeline']['img_s'])} | "
+        f"{_fmt(report['pipeline']['ratio_to_raw'], 2)} |",
+        "",
+        "Raw forward by batch size: "
+        + ", ".join(f"{bs}: {_fmt(v)}" for bs, v in raw["img_s_by_batch"].items())
+        + " img/s",
+        "",
+        "| concurrency | served img/s | served ÷ raw | p50 ms | p95 ms | p99 ms | failed | client CPU % "
+        "| server CPU s |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in report.get("served", []):
+        lines.append(
+            f"| {r['concurrency']} | {_fmt(r['img_s'])} | {_fmt(r['ratio_to_raw'], 2)} | {_fmt(r['p50_ms'], 0)} | "
+            f"{_fmt(r['p95_ms'], 0)} | {_fmt(r['p99_ms'], 0)} | {r['failed']} | {_fmt(r['client_cpu_pct'])} | "
+            f"{_fmt(r.get('server_cpu_s', float('nan')))} |"
+        )
+    mem = report.get("memory", {})
+    lines += [
+        "",
+        f"Cold start (process start → first prediction): {_fmt(report.get('cold_start_s', float('nan')))} s. "
+        f"Memory: front end {mem.get('frontend_rss_mb', 'n/a')} MB RSS, workers {mem.get('worker_rss_mb', [])} MB.",
+        "",
+        "Targets: " + ", ".join(f"{k}={v}" for k, v in report.get("targets", {}).items()),
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def plot(report: dict[str, Any], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    served = report.get("served", [])
+    cs = [r["concurrency"] for r in served]
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4))
+    ax1.plot(cs, [r["img_s"] for r in served], "o-", label="served")
+    ax1.axhline(report["raw"]["img_s"], color="grey", linestyle="--", label="raw forward")
+    ax1.axhline(0.9 * report["raw"]["img_s"], color="grey", linestyle=":", label="0.9 × raw")
+    ax1.set_xscale("log", base=2)
+    ax1.set_xlabel("concurrency")
+    ax1.set_ylabel("img/s")
+    ax1.set_title("throughput")
+    ax1.legend()
+    for key in ("p50_ms", "p95_ms", "p99_ms"):
+        ax2.plot(cs, [r[key] for r in served], "o-", label=key.replace("_ms", ""))
+    ax2.set_xscale("log", base=2)
+    ax2.set_yscale("log")
+    ax2.set_xlabel("concurrency")
+    ax2.set_ylabel("latency (ms)")
+    ax2.set_title("latency")
+    ax2.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def write_reports(report: dict[str, Any], out: Path) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "bench.json").write_text(json.dumps(report, indent=2, default=str) + "\n", encoding="utf-8")
+    (out / "bench.md").write_text(markdown(report), encoding="utf-8")
+    plot(report, out / "bench.png")

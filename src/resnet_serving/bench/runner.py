@@ -1,0 +1,276 @@
+"""The benchmark: raw forward pass, in-process pipeline and served throughput, measured in one run.
+
+Every figure that matters is reported as a ratio to the raw model measured in the same run
+(``served_img_s / raw_img_s``), because this machine is shared and noisy.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import psutil
+import torch
+
+from resnet_serving import MODEL_NAME, imaging, postprocess, ui
+from resnet_serving.cpu import available_cpus, cgroup_cpu_quota
+from resnet_serving.manifest import ARCHIVE_NAME, MANIFEST_NAME, Manifest
+from resnet_serving.model import Classifier, resolve_weights, select_device
+from resnet_serving.torchserve.config import ServeConfig
+from resnet_serving.torchserve.server import TorchServe
+
+DEFAULT_PAYLOAD = Path(__file__).resolve().parents[3] / "examples" / "grace_hopper.jpg"
+
+
+@dataclass
+class BenchOptions:
+    out: Path
+    concurrency: list[int] = field(default_factory=lambda: [1, 4, 16, 64])
+    duration_s: float = 20.0
+    warmup_s: float = 4.0
+    raw_seconds_per_batch: float = 5.0
+    raw_batch_sizes: list[int] = field(default_factory=lambda: [1, 4, 8, 16])
+    payload: Path = DEFAULT_PAYLOAD
+    model_dir: Path | None = None  # model.mar + manifest.json; default: build one with random weights
+    workers: int | None = None  # None: the serve defaults (ServeConfig)
+    threads: int | None = None
+    batch_size: int | None = None
+    max_batch_delay_ms: int | None = None
+    ports: tuple[int, ...] | None = None  # inference, management, metrics, gRPC ×2 (default: free ports)
+
+
+def _serve_config(opts: BenchOptions, store: Path, version: str) -> ServeConfig:
+    """The served configuration: `serve`'s own defaults unless a flag overrides one."""
+    overrides: dict[str, Any] = {}
+    for name in ("workers", "threads", "batch_size", "max_batch_delay_ms"):
+        if getattr(opts, name) is not None:
+            overrides[name] = getattr(opts, name)
+    ports = opts.ports or tuple(_free_ports(5))
+    overrides.update(
+        port=ports[0], management_port=ports[1], metrics_port=ports[2],
+        grpc_inference_port=ports[3], grpc_management_port=ports[4],
+    )  # fmt: skip
+    return ServeConfig(model_store=store, model_version=version, **overrides)
+
+
+def _free_ports(n: int) -> list[int]:
+    import socket
+
+    socks, ports = [], []
+    for _ in range(n):
+        s = socket.socket()
+        s.bind(("127.0.0.1", 0))
+        socks.append(s)
+        ports.append(s.getsockname()[1])
+    for s in socks:
+        s.close()
+    return ports
+
+
+def _time_loop(seconds: float, fn: Any, per_call: int) -> float:
+    fn()  # warm-up call (allocations, oneDNN primitive cache)
+    n = 0
+    t0 = time.perf_counter()
+    while True:
+        fn()
+        n += per_call
+        elapsed = time.perf_counter() - t0
+        if elapsed >= seconds:
+            return n / elapsed
+
+
+def measure_raw(clf: Classifier, batch_sizes: list[int], seconds: float) -> dict[str, Any]:
+    """The model's forward pass alone, on ready preprocessed batches."""
+    results: dict[str, float] = {}
+    for bs in batch_sizes:
+        x = torch.randn(bs, 3, 224, 224)
+        if clf.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        x = x.to(clf.device)
+
+        def step(x: torch.Tensor = x) -> None:
+            with torch.inference_mode():
+                clf.model(x)
+            if clf.device.type == "cuda":
+                torch.cuda.synchronize()
+
+        results[str(bs)] = _time_loop(seconds, step, bs)
+    best = max(results, key=lambda k: results[k])
+    return {"img_s_by_batch": results, "best_batch": int(best), "img_s": results[best]}
+
+
+def measure_pipeline(clf: Classifier, labels: list[str], payload: bytes, batch: int, seconds: float) -> float:
+    """JPEG bytes → decode → preprocess → forward → top-k, in process, ``batch`` images at a time."""
+
+    def step() -> None:
+        images = [imaging.decode_image(payload) for _ in range(batch)]
+        postprocess.topk(clf.logits(images), 5, labels)
+
+    return _time_loop(seconds, step, batch)
+
+
+def _process_memory(pids: list[int]) -> dict[str, Any]:
+    frontend_mb = 0.0
+    workers: list[float] = []
+    for pid in pids:
+        try:
+            p = psutil.Process(pid)
+            cmd = " ".join(p.cmdline())
+            rss = p.memory_info().rss / 2**20
+        except psutil.Error:
+            continue
+        if "model_service_worker" in cmd:
+            workers.append(round(rss, 1))
+        elif p.name() == "java" or "org.pytorch.serve" in cmd:
+            frontend_mb = round(rss, 1)
+    return {"frontend_rss_mb": frontend_mb, "worker_rss_mb": workers}
+
+
+def run_loadgen(url: str, payload: Path, concurrency: int, duration: float, warmup: float) -> dict[str, Any]:
+    cmd = [
+        sys.executable, "-m", "resnet_serving.bench.loadgen",
+        "--url", url, "--payload", str(payload), "--concurrency", str(concurrency),
+        "--duration", str(duration), "--warmup", str(warmup),
+    ]  # fmt: skip
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=duration + warmup + 300, check=False)
+    if proc.returncode != 0:
+        raise RuntimeError(f"load generator failed: {proc.stderr[-2000:]}")
+    return dict(json.loads(proc.stdout.strip().splitlines()[-1]))
+
+
+def _prepare_model_dir(opts: BenchOptions, tmp: Path) -> Path:
+    if opts.model_dir:
+        return opts.model_dir
+    from resnet_serving.archive import build_archive
+
+    out = tmp / "archive"
+    with ui.status("building a model archive (random weights) for the bench"):
+        build_archive(weights="random", version="1", out_dir=out)
+    return out
+
+
+def run_bench(opts: BenchOptions) -> dict[str, Any]:
+    opts.out.mkdir(parents=True, exist_ok=True)
+    payload = opts.payload.read_bytes()
+    tmp = Path(tempfile.mkdtemp(prefix="resnet-serving-bench-"))
+    try:
+        model_dir = _prepare_model_dir(opts, tmp)
+        manifest = Manifest.load(model_dir / MANIFEST_NAME)
+        manifest.verify_file(model_dir / ARCHIVE_NAME)
+        store = tmp / "model-store"
+        store.mkdir()
+        shutil.copyfile(model_dir / ARCHIVE_NAME, store / f"{MODEL_NAME}.mar")
+        cfg = _serve_config(opts, store, manifest.version)
+        budget = cfg.workers * cfg.torch_threads
+        device = select_device(0 if torch.cuda.is_available() else None)
+        report: dict[str, Any] = {
+            "environment": {
+                "python": platform.python_version(),
+                "torch": torch.__version__,
+                "device": str(device) if device.type == "cpu" else torch.cuda.get_device_name(device),
+                "cpus_available": available_cpus(),
+                "cgroup_cpu_quota": cgroup_cpu_quota(),
+                "load_average_before": os.getloadavg(),
+                "payload": {"file": opts.payload.name, "bytes": len(payload)},
+                "weights": manifest.weights.get("id"),
+            },
+            "serve_config": {
+                "workers": cfg.workers,
+                "torch_threads_per_worker": cfg.torch_threads,
+                "batch_size": cfg.batch_size,
+                "max_batch_delay_ms": cfg.max_batch_delay_ms,
+                "channels_last": True,
+            },
+            "load_generator": "closed-loop threaded HTTP client (requests, keep-alive) in its own process",
+        }
+
+        # 1-2. raw and pipeline, in this process, with the same total thread budget as serving
+        torch.set_num_threads(budget)
+        state, _ = resolve_weights("random")
+        clf = Classifier(state, device=device)
+        labels = imaging.categories()
+        with ui.status(f"raw forward pass, batch sizes {opts.raw_batch_sizes}, {budget} threads"):
+            report["raw"] = measure_raw(clf, opts.raw_batch_sizes, opts.raw_seconds_per_batch)
+        with ui.status(f"in-process pipeline (decode → preprocess → forward → top-k), batch {cfg.batch_size}"):
+            report["pipeline"] = {
+                "batch": cfg.batch_size,
+                "img_s": measure_pipeline(clf, labels, payload, cfg.batch_size, opts.raw_seconds_per_batch * 2),
+            }
+        del clf, state
+        raw_img_s = report["raw"]["img_s"]
+        report["pipeline"]["ratio_to_raw"] = report["pipeline"]["img_s"] / raw_img_s
+
+        # 3-5. served, cold start, memory
+        server = TorchServe(cfg, tmp / "run")
+        server.start()
+        try:
+            with ui.status("starting TorchServe (cold start: process start → first prediction)"):
+                report["cold_start_s"] = server.wait_ready(timeout=300)
+            url = f"{cfg.inference_url}/predictions/{MODEL_NAME}"
+            served = []
+            for c in opts.concurrency:
+                with ui.status(f"served: concurrency {c}, {opts.duration_s:.0f}s"):
+                    cpu_before = _group_cpu(server.group_pids())
+                    r = run_loadgen(url, opts.payload, c, opts.duration_s, opts.warmup_s)
+                    r["server_cpu_s"] = round(_group_cpu(server.group_pids()) - cpu_before, 2)
+                r["ratio_to_raw"] = r["img_s"] / raw_img_s
+                served.append(r)
+                ui.info(
+                    f"  c={c:<3} {r['img_s']:6.1f} img/s  ratio {r['ratio_to_raw']:.2f}  p50 {r['p50_ms']:.0f} ms"
+                    f"  p99 {r['p99_ms']:.0f} ms  failed {r['failed']}"
+                )
+            report["served"] = served
+            report["memory"] = _process_memory(server.group_pids())
+        finally:
+            server.stop()
+        report["targets"] = evaluate_targets(report)
+        from resnet_serving.bench.report import write_reports
+
+        write_reports(report, opts.out)
+        return report
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _group_cpu(pids: list[int]) -> float:
+    total = 0.0
+    for pid in pids:
+        try:
+            t = psutil.Process(pid).cpu_times()
+            total += t.user + t.system + t.children_user + t.children_system
+        except psutil.Error:
+            continue
+    return total
+
+
+def evaluate_targets(report: dict[str, Any]) -> dict[str, Any]:
+    """The issue's targets, evaluated on this run's numbers (reported, not asserted)."""
+    by_c = {r["concurrency"]: r for r in report.get("served", [])}
+    out: dict[str, Any] = {}
+    for c in (4, 16, 64):
+        if c in by_c:
+            out[f"ratio_c{c}_ge_0.90"] = by_c[c]["ratio_to_raw"] >= 0.90
+    if 4 in by_c and 64 in by_c:
+        out["no_collapse_c64_ge_c4"] = by_c[64]["img_s"] >= by_c[4]["img_s"]
+    if 16 in by_c and by_c[16]["img_s"] > 0:
+        bound = 2 * 16 / by_c[16]["img_s"] * 1000
+        out["p99_c16_le_2x_queueing_bound"] = by_c[16]["p99_ms"] <= bound
+        out["p99_c16_bound_ms"] = round(bound, 1)
+    if "cold_start_s" in report:
+        out["cold_start_le_15s"] = report["cold_start_s"] <= 15.0
+    out["failed_requests"] = sum(r["failed"] for r in report.get("served", []))
+    return out
+
+
+def options_dict(opts: BenchOptions) -> dict[str, Any]:
+    d = asdict(opts)
+    return {k: str(v) if isinstance(v, Path) else v for k, v in d.items()}

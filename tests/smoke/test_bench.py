@@ -1,0 +1,52 @@
+"""A short, bounded run of the real benchmark (seconds, not minutes), so `resnet-serving bench` cannot rot.
+
+It asserts the report's structure and internal consistency, never speed: speed is what `make bench` measures.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from resnet_serving.cli import main
+
+pytestmark = pytest.mark.smoke
+
+
+def test_quick_bench_writes_consistent_reports(archive_dir: Path, tmp_path: Path, capsys) -> None:
+    out = tmp_path / "bench"
+    assert main(["bench", "--quick", "--model-dir", str(archive_dir), "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "served_img_s / raw_img_s at concurrency 1:" in printed
+    assert "served_img_s / raw_img_s at concurrency 4:" in printed
+
+    report = json.loads((out / "bench.json").read_text())
+    raw = report["raw"]
+    assert raw["img_s"] == max(raw["img_s_by_batch"].values()) > 0
+    assert str(raw["best_batch"]) in raw["img_s_by_batch"]
+    assert report["pipeline"]["img_s"] > 0
+    assert report["pipeline"]["ratio_to_raw"] == pytest.approx(report["pipeline"]["img_s"] / raw["img_s"])
+    assert [r["concurrency"] for r in report["served"]] == [1, 4]
+    for r in report["served"]:
+        assert r["failed"] == 0 and r["completed"] > 0
+        assert r["ratio_to_raw"] == pytest.approx(r["img_s"] / raw["img_s"])
+        assert r["p50_ms"] <= r["p95_ms"] <= r["p99_ms"]
+        assert 0 <= r["client_cpu_pct"] < 100
+    assert 0 < report["cold_start_s"] < 300
+    assert report["memory"]["frontend_rss_mb"] > 0 and len(report["memory"]["worker_rss_mb"]) >= 1
+    assert report["serve_config"]["torch_threads_per_worker"] >= 1
+    assert report["targets"]["failed_requests"] == 0
+
+    md = (out / "bench.md").read_text()
+    assert "| concurrency | served img/s | served ÷ raw |" in md
+    assert md.count("\n| 1 |") == 1 and md.count("\n| 4 |") == 1
+    assert (out / "bench.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_bench_rejects_bad_concurrency_list(capsys) -> None:
+    with pytest.raises(SystemExit) as exc:
+        main(["bench", "--concurrency", "4,zero"])
+    assert exc.value.code == 2
+    assert "comma-separated integers" in capsys.readouterr().err

@@ -1,0 +1,91 @@
+"""GPU-ready paths, exercised on the CPU: autocast, torch.compile wiring, batched JPEG decode, the service's
+deferred-decode path. CI has no GPU; the same code runs with device="cuda" when one is there."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from resnet_serving import imaging, model
+from resnet_serving.errors import ConfigError
+from resnet_serving.service import InferenceService
+from tests.fixtures import images as fx
+
+
+@pytest.fixture(scope="module")
+def state() -> dict[str, torch.Tensor]:
+    return model.resolve_weights("random")[0]
+
+
+def test_accel_options_from_env() -> None:
+    assert model.accel_options({}) == {"amp": "auto", "compile": False, "gpu_decode": True}
+    opts = model.accel_options({"RESNET_SERVING_AMP": "BF16", "RESNET_SERVING_COMPILE": "1",
+                                "RESNET_SERVING_GPU_DECODE": "0"})  # fmt: skip
+    assert opts == {"amp": "bf16", "compile": True, "gpu_decode": False}
+    with pytest.raises(ConfigError, match="RESNET_SERVING_AMP"):
+        model.accel_options({"RESNET_SERVING_AMP": "int4"})
+
+
+def test_auto_amp_is_fp32_on_cpu_and_fp16_on_cuda(state: dict) -> None:
+    assert model.Classifier(state).amp_dtype is None
+    # device selection: no GPU here, so a gpu_id from TorchServe still selects the CPU
+    assert model.select_device(0 if not torch.cuda.is_available() else None).type == "cpu"
+
+
+def test_bf16_autocast_matches_fp32_top1(state: dict) -> None:
+    images = [imaging.decode_image(fx.PHOTO.read_bytes()), imaging.decode_image(fx.jpeg(300, 200))]
+    fp32 = model.Classifier(state).logits(images)
+    bf16 = model.Classifier(state, amp="bf16").logits(images)
+    assert bf16.dtype == np.float32 and bf16.shape == fp32.shape == (2, 1000)
+    assert (fp32.argmax(1) == bf16.argmax(1)).all()
+    assert np.abs(fp32 - bf16).max() < 0.25 * np.abs(fp32).max()
+
+
+def test_compile_is_applied_and_warmed_up(state: dict, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Compiling ResNet50 with inductor takes minutes on 2 cores, so torch.compile is replaced by a wrapper that
+    records the batches it sees: this checks the wiring (compiled once, warm-up passes run at start-up)."""
+
+    class Recorder(torch.nn.Module):
+        def __init__(self, inner: torch.nn.Module) -> None:
+            super().__init__()
+            self.inner = inner
+            self.batches: list[int] = []
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            self.batches.append(int(x.shape[0]))
+            return self.inner(x)
+
+    monkeypatch.setattr(torch, "compile", Recorder)
+    clf = model.Classifier(state, compile=True, warmup_batches=(1, 4))
+    assert clf.compiled and isinstance(clf.model, Recorder)
+    assert clf.model.batches == [1, 4]  # compiled during start-up, not on a request
+    clf.logits([imaging.decode_image(fx.jpeg())] * 2)
+    assert clf.model.batches == [1, 4, 2]
+    assert not model.Classifier(state).compiled
+
+
+def test_batched_jpeg_decode_matches_single_decode() -> None:
+    datas = [fx.jpeg(96, 64), fx.PHOTO.read_bytes(), fx.jpeg_with_orientation(6)]
+    batch = imaging.decode_jpeg_batch(datas, "cpu")
+    assert batch is not None and len(batch) == 3
+    for data, t in zip(datas, batch, strict=True):
+        assert torch.equal(t, imaging.decode_image(data))
+    assert imaging.decode_jpeg_batch([fx.jpeg(), fx.PHOTO.read_bytes()[:3000]], "cpu") is None
+
+
+def test_service_deferred_decode_path_blames_the_right_image(model_dir: Path) -> None:
+    svc = InferenceService.from_model_dir(model_dir)
+    svc.gpu_decode = True  # force the GPU-decode path; decode_jpeg_batch then runs on the model's device (CPU)
+    good, bad = fx.PHOTO.read_bytes(), fx.PHOTO.read_bytes()[:5000]
+    reqs = [{"body": good}, {"body": bad}, {"body": fx.png()}, {"body": good}]
+    out = svc.handle(reqs, ["image/jpeg", "image/jpeg", "image/png", "image/jpeg"])
+    assert [r.status for r in out] == [200, 400, 200, 200]
+    assert "truncated" in out[1].body["message"]
+    assert out[0].body["predictions"] == out[3].body["predictions"]
+    # same answer as the plain CPU path (scores differ only by batch-size-dependent float rounding)
+    cpu = InferenceService.from_model_dir(model_dir).handle([{"body": good}], ["image/jpeg"])[0].body["predictions"]
+    assert [p["index"] for p in cpu] == [p["index"] for p in out[0].body["predictions"]]
+    assert np.allclose([p["score"] for p in cpu], [p["score"] for p in out[0].body["predictions"]], atol=1e-4)
