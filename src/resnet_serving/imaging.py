@@ -73,20 +73,7 @@ def decode_image(data: bytes | bytearray | memoryview, settings: Settings | None
     """
     settings = settings or Settings()
     data = bytes(data)
-    if len(data) == 0:
-        raise InputError("empty body: send the image bytes, e.g. curl --data-binary @cat.jpg")
-    if len(data) > settings.max_image_bytes:
-        raise PayloadTooLarge(
-            f"image is {len(data)} bytes; the limit is {settings.max_image_bytes} bytes "
-            "(RESNET_SERVING_MAX_IMAGE_BYTES)"
-        )
-    fmt = sniff_format(data)
-    if fmt is None:
-        raise InputError(
-            f"body is not a decodable image: expected JPEG, PNG, WebP, GIF or BMP bytes (first bytes: {data[:8]!r})"
-        )
-    if fmt not in SUPPORTED_FORMATS:
-        raise UnsupportedMediaType(f"{fmt} images are not supported; send JPEG, PNG, WebP, GIF or BMP")
+    fmt = _check_bytes(data, settings)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
@@ -162,6 +149,24 @@ def validate_header(data: bytes | bytearray | memoryview, settings: Settings | N
     """The cheap checks of :func:`decode_image` (size, format, pixel count from the header). Returns the format."""
     settings = settings or Settings()
     data = bytes(data)
+    fmt = _check_bytes(data, settings)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(data), formats=[fmt]) as opened:
+                _check_dimensions(*opened.size, settings)
+                mode = opened.mode
+    except (PayloadTooLarge, InputError):
+        raise
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
+        raise PayloadTooLarge(f"image has too many pixels: {e}") from e
+    except Exception as e:
+        raise InputError(f"corrupt {fmt} image header: {e}") from e
+    return f"{fmt}:{mode}"
+
+
+def _check_bytes(data: bytes, settings: Settings) -> str:
+    """Byte cap and format sniffing, before PIL sees anything. Returns the format name."""
     if len(data) == 0:
         raise InputError("empty body: send the image bytes, e.g. curl --data-binary @cat.jpg")
     if len(data) > settings.max_image_bytes:
@@ -176,19 +181,7 @@ def validate_header(data: bytes | bytearray | memoryview, settings: Settings | N
         )
     if fmt not in SUPPORTED_FORMATS:
         raise UnsupportedMediaType(f"{fmt} images are not supported; send JPEG, PNG, WebP, GIF or BMP")
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(io.BytesIO(data), formats=[fmt]) as opened:
-                _check_dimensions(*opened.size, settings)
-                mode = opened.mode
-    except (PayloadTooLarge, InputError):
-        raise
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
-        raise PayloadTooLarge(f"image has too many pixels: {e}") from e
-    except Exception as e:
-        raise InputError(f"corrupt {fmt} image header: {e}") from e
-    return f"{fmt}:{mode}"
+    return fmt
 
 
 def _check_dimensions(width: int, height: int, settings: Settings) -> None:
