@@ -40,7 +40,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     src.add_argument("--model-dir", type=Path, help="a directory holding model.mar + manifest.json")
     src.add_argument("--store", default=os.environ.get(ENV_STORE) or DEFAULT_STORE, help="store URI")
     src.add_argument("--version", default=os.environ.get(ENV_VERSION) or None, help="pin a version")
-    src.add_argument("--channel", default=os.environ.get(ENV_CHANNEL) or None, help="follow a channel")
+    src.add_argument(
+        "--channel",
+        default=os.environ.get(ENV_CHANNEL) or None,
+        help="follow a channel: start on its version, then switch to each version promoted to it (sync)",
+    )
+    src.add_argument(
+        "--sync-interval", type=float, default=10.0, help="with --channel: seconds between store polls (default 10)"
+    )
     add_endpoint_url(p)
     net = p.add_argument_group("network")
     net.add_argument("--host", default="127.0.0.1", help="inference bind address (default loopback)")
@@ -177,6 +184,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
     run_dir.mkdir(parents=True, exist_ok=True)
     server: TorchServe | None = None
     stop = threading.Event()
+    sync_thread: threading.Thread | None = None
+    # --channel (without a pinned --version or --model-dir) follows the channel: the sync loop runs beside
+    # TorchServe and switches versions through its management API, which therefore is enabled (loopback only).
+    follow = bool(args.channel) and not args.version and not args.model_dir
 
     def _on_signal(signum: int, _frame: Any) -> None:
         stop.set()
@@ -205,6 +216,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
             max_batch_delay_ms=args.max_batch_delay_ms,
             response_timeout_s=args.response_timeout,
             java_heap_mb=args.java_heap_mb,
+            enable_model_api=follow,
+            java_opts=os.environ.get("RESNET_SERVING_JAVA_OPTS", ""),
         )
         if not manifest.weights.get("pretrained", False):
             ui.warn(
@@ -228,18 +241,45 @@ def cmd_serve(args: argparse.Namespace) -> int:
             f"  metrics: {cfg.metrics_url}/metrics   logs: {run_dir / 'logs'}   stop: Ctrl-C",
             flush=True,
         )
+        if follow:
+            sync_thread = _start_sync(args, cfg, store_dir, stop)
         while not stop.wait(0.5):
             if not server.alive():
                 raise TorchServeError(f"TorchServe exited unexpectedly; last log lines:\n{server.tail_log()}")
         print("resnet-serving: stopping TorchServe…", file=sys.stderr, flush=True)
         return 0
     finally:
+        stop.set()
+        if sync_thread is not None:
+            sync_thread.join(timeout=5)  # mid-switch it may still wait on TorchServe; stopping it ends that
         if server is not None:
             server.stop()
+        if sync_thread is not None:
+            sync_thread.join(timeout=10)
         for s, h in old.items():
             signal.signal(s, h)
         if own_run_dir:
             shutil.rmtree(run_dir, ignore_errors=True)
+
+
+def _start_sync(args: argparse.Namespace, cfg: Any, store_dir: Path, stop: threading.Event) -> threading.Thread:
+    from resnet_serving.sync_commands import build_syncer, start_in_background
+
+    syncer = build_syncer(
+        store=args.store,
+        endpoint_url=getattr(args, "endpoint_url", None),
+        channel=args.channel,
+        management_url=cfg.management_url,
+        inference_url=cfg.inference_url,
+        model_store=store_dir,
+        interval=args.sync_interval,
+        max_backoff=max(120.0, args.sync_interval),
+    )
+    print(
+        f"resnet-serving: following channel {args.channel} in {args.store} (poll every {args.sync_interval:g}s)",
+        flush=True,
+    )
+    return start_in_background(syncer, stop)
 
 
 def _wait_ready_or_stop(server: Any, timeout: float, stop: threading.Event) -> float | None:

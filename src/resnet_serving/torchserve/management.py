@@ -2,12 +2,33 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
 import requests
 
 from resnet_serving.errors import TorchServeError
+
+
+class ManagementError(TorchServeError):
+    """A management call failed. ``status`` is the HTTP status TorchServe answered (``None`` if it did not
+    answer); ``unreachable`` says the connection itself failed (TorchServe down), as opposed to a timeout."""
+
+    def __init__(self, message: str, *, status: int | None = None, unreachable: bool = False) -> None:
+        super().__init__(message)
+        self.status = status
+        self.unreachable = unreachable
+
+
+@dataclass(frozen=True)
+class VersionSettings:
+    """How a registered model version runs: what a replacement version is registered with."""
+
+    workers: int
+    batch_size: int
+    max_batch_delay_ms: int
+    response_timeout_s: int
 
 
 class ManagementClient:
@@ -21,14 +42,16 @@ class ManagementClient:
             r = self.session.request(
                 method, f"{self.url}{path}", params=params or None, timeout=timeout or self.timeout
             )
+        except requests.ConnectionError as e:
+            raise ManagementError(f"management API {self.url} unreachable: {e}", unreachable=True) from e
         except requests.RequestException as e:
-            raise TorchServeError(f"management API {self.url} unreachable: {e}") from e
+            raise ManagementError(f"{method} {path}: no answer from {self.url}: {e}") from e
         if r.status_code >= 400:
             try:
                 msg = r.json().get("message", r.text)
             except ValueError:
                 msg = r.text
-            raise TorchServeError(f"{method} {path} → HTTP {r.status_code}: {msg}")
+            raise ManagementError(f"{method} {path} → HTTP {r.status_code}: {msg}", status=r.status_code)
         try:
             return r.json()
         except ValueError:
@@ -57,6 +80,21 @@ class ManagementClient:
     def ready_workers(self, model: str, version: str) -> int:
         desc = self.describe(model, version)[0]
         return sum(1 for w in desc.get("workers", []) if w.get("status") == "READY")
+
+    def pending_requests(self, model: str, version: str) -> int:
+        """Requests accepted for this version and still waiting in its job queue (not yet in a worker's batch)."""
+        desc = self.describe(model, version)[0]
+        return int((desc.get("jobQueueStatus") or {}).get("pendingRequests", 0))
+
+    def settings(self, model: str, version: str | None = None) -> VersionSettings:
+        """Workers and batching of a registered version (default: the default version)."""
+        desc = self.describe(model, version)[0]
+        return VersionSettings(
+            workers=int(desc.get("minWorkers") or 1),
+            batch_size=int(desc.get("batchSize") or 1),
+            max_batch_delay_ms=int(desc.get("maxBatchDelay") or 0),
+            response_timeout_s=int(desc.get("responseTimeout") or 120),
+        )
 
     def register(
         self,
@@ -87,4 +125,6 @@ class ManagementClient:
         return self._call("PUT", f"/models/{quote(model)}/{quote(version)}/set-default")
 
     def unregister(self, model: str, version: str, *, timeout: float = 120.0) -> Any:
+        """Remove a version. TorchServe 0.12 does NOT drain it: queued requests are never answered and the batch
+        in a worker fails (measured: tests/integration/test_sync.py). Drain first; see resnet_serving.sync."""
         return self._call("DELETE", f"/models/{quote(model)}/{quote(version)}", timeout=timeout)

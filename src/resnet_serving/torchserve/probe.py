@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+from dataclasses import dataclass
 from functools import lru_cache
 
 import requests
@@ -21,23 +22,36 @@ def probe_image() -> bytes:
     return buf.getvalue()
 
 
-def model_answers(url: str, *, model: str = MODEL_NAME, timeout: float = 5.0) -> tuple[bool, str]:
-    """POST the probe image to ``url/predictions/<model>``. Returns (ok, detail)."""
+@dataclass(frozen=True)
+class ProbeResult:
+    ok: bool
+    detail: str
+    version: str | None = None
+    """The model version that answered, as the handler reports it."""
+
+
+def probe_model(url: str, *, model: str = MODEL_NAME, version: str | None = None, timeout: float = 5.0) -> ProbeResult:
+    """POST the probe image to ``url/predictions/<model>[/<version>]`` and say whether real predictions came back."""
+    route = f"{url.rstrip('/')}/predictions/{model}" + (f"/{version}" if version else "")
     try:
-        r = requests.post(
-            f"{url.rstrip('/')}/predictions/{model}",
-            data=probe_image(),
-            headers={"Content-Type": "image/jpeg"},
-            timeout=timeout,
-        )
+        r = requests.post(route, data=probe_image(), headers={"Content-Type": "image/jpeg"}, timeout=timeout)
     except requests.RequestException as e:
-        return False, f"{type(e).__name__}: {e}"
+        return ProbeResult(False, f"{type(e).__name__}: {e}")
     if r.status_code != 200:
-        return False, f"HTTP {r.status_code}: {r.text[:200]}"
+        return ProbeResult(False, f"HTTP {r.status_code}: {r.text[:200]}")
     try:
         body = r.json()
     except ValueError:
-        return False, f"HTTP 200 but not JSON: {r.text[:200]}"
+        return ProbeResult(False, f"HTTP 200 but not JSON: {r.text[:200]}")
     if not isinstance(body, dict) or not body.get("predictions"):
-        return False, f"HTTP 200 without predictions: {r.text[:200]}"
-    return True, f"version {body.get('version')}, weights {body.get('weights')}"
+        return ProbeResult(False, f"HTTP 200 without predictions: {r.text[:200]}")
+    answered = body.get("version")
+    return ProbeResult(
+        True, f"version {answered}, weights {body.get('weights')}", None if answered is None else str(answered)
+    )
+
+
+def model_answers(url: str, *, model: str = MODEL_NAME, timeout: float = 5.0) -> tuple[bool, str]:
+    """POST the probe image to ``url/predictions/<model>``. Returns (ok, detail)."""
+    result = probe_model(url, model=model, timeout=timeout)
+    return result.ok, result.detail

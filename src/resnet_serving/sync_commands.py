@@ -1,0 +1,213 @@
+"""`resnet-serving sync`: follow a store channel and switch a local TorchServe to it. A thin adapter over
+:mod:`resnet_serving.sync`; ``serve --store URI --channel C`` runs the same loop in a background thread."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from resnet_serving import MODEL_NAME, ui
+from resnet_serving.errors import ConfigError
+
+if TYPE_CHECKING:
+    from resnet_serving.sync import Syncer, SyncStatus
+
+ENV_STORE = "RESNET_SERVING_STORE"
+ENV_CHANNEL = "RESNET_SERVING_MODEL_CHANNEL"
+DEFAULT_INTERVAL = 10.0
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    from resnet_serving.cli import add_endpoint_url
+
+    p = sub.add_parser(
+        "sync",
+        help="follow a store channel: switch a running TorchServe to each promoted version, zero failed requests",
+        description=(
+            "Poll the store; when the channel moves, fetch and verify the new version, register it in TorchServe, "
+            "wait until it answers, make it the default and unregister the old one once drained. A version that "
+            "fails to verify or load is not retried until the channel moves again; the old one keeps serving."
+        ),
+    )
+    p.add_argument("--store", default=os.environ.get(ENV_STORE), help="store URI (default $RESNET_SERVING_STORE)")
+    p.add_argument(
+        "--channel",
+        default=os.environ.get(ENV_CHANNEL) or "stable",
+        help="channel to follow (default $RESNET_SERVING_MODEL_CHANNEL, else stable)",
+    )
+    p.add_argument(
+        "--torchserve",
+        metavar="MGMT_URL",
+        default="http://127.0.0.1:8081",
+        help="TorchServe management API, loopback (default http://127.0.0.1:8081); needs enable_model_api=true",
+    )
+    p.add_argument(
+        "--inference-url",
+        default="http://127.0.0.1:8080",
+        help="TorchServe inference API, to check that a new version answers (default http://127.0.0.1:8080)",
+    )
+    p.add_argument(
+        "--model-store",
+        type=Path,
+        required=True,
+        metavar="DIR",
+        help="TorchServe's model store directory on this machine: new versions are placed there",
+    )
+    p.add_argument("--once", action="store_true", help="one poll (and switch); exit 0 iff the channel's version serves")
+    p.add_argument("--interval", type=float, default=DEFAULT_INTERVAL, help="seconds between polls (default 10)")
+    p.add_argument("--max-backoff", type=float, default=120.0, help="longest wait between polls after errors")
+    p.add_argument("--ready-timeout", type=float, default=180.0, help="seconds for a new version to answer")
+    p.add_argument("--model", default=MODEL_NAME, help=argparse.SUPPRESS)
+    add_endpoint_url(p)
+    p.set_defaults(func=cmd_sync)
+
+
+def build_syncer(
+    *,
+    store: str | None,
+    endpoint_url: str | None,
+    channel: str,
+    management_url: str,
+    inference_url: str,
+    model_store: Path,
+    interval: float = DEFAULT_INTERVAL,
+    max_backoff: float = 120.0,
+    ready_timeout: float = 180.0,
+    model: str = MODEL_NAME,
+) -> Syncer:
+    """A :class:`resnet_serving.sync.Syncer` on the real store and management API; flags checked first."""
+    from resnet_serving.store import open_store, validate_channel
+    from resnet_serving.sync import SYNC_STORE_RETRY, Syncer
+    from resnet_serving.torchserve.management import ManagementClient
+
+    validate_channel(channel)
+    if interval <= 0 or max_backoff < interval:
+        raise ConfigError(f"--interval {interval} must be > 0 and --max-backoff {max_backoff} at least as long")
+    if not model_store.is_dir():
+        raise ConfigError(f"--model-store {model_store}: not a directory (TorchServe's model store on this machine)")
+    return Syncer(
+        open_store(store, endpoint_url=endpoint_url, retry=SYNC_STORE_RETRY),
+        ManagementClient(management_url),
+        channel=channel,
+        model_store=model_store.resolve(),
+        inference_url=inference_url,
+        model=model,
+        interval=interval,
+        max_backoff=max_backoff,
+        ready_timeout=ready_timeout,
+    )
+
+
+@contextmanager
+def sync_log(handler: logging.Handler | None = None) -> Iterator[None]:
+    """Show the sync loop's transition lines (plain timestamped lines on stderr by default) while inside."""
+    if handler is None:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(asctime)s resnet-serving sync: %(message)s", "%Y-%m-%dT%H:%M:%S"))
+    logger = logging.getLogger("resnet_serving.sync")
+    level = logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+
+
+@contextmanager
+def _display(syncer: Syncer) -> Iterator[None]:
+    """A live status table on a TTY (transitions print above it); quiet lines otherwise."""
+    if not ui.interactive():
+        with sync_log():
+            yield
+        return
+    from rich.live import Live
+    from rich.logging import RichHandler
+
+    with (
+        sync_log(RichHandler(console=ui.console, show_path=False, markup=False)),
+        Live(_table(syncer.status), console=ui.console, refresh_per_second=4, transient=False) as live,
+    ):
+        syncer.subscribe(lambda status: live.update(_table(status)))
+        yield
+
+
+def _table(status: SyncStatus) -> Any:
+    from rich.table import Table
+
+    t = Table(title=f"resnet-serving sync: {status.model} ← channel {status.channel}", show_header=False)
+    t.add_column(style="bold")
+    t.add_column()
+    colour = {"in-sync": "green", "switching": "cyan", "holding": "yellow"}.get(status.state.value, "red")
+    rows = [
+        ("state", f"[{colour}]{status.state.value}[/]"),
+        ("serving", f"v{status.current}" if status.current else "nothing"),
+        ("channel points at", f"v{status.target}" if status.target else "unset"),
+        ("failed", ", ".join(f"v{v}" for v in sorted(status.failed)) or "none"),
+        ("last switch", f"{status.last_switch_s:.1f}s" if status.last_switch_s is not None else "none yet"),
+        ("switches / polls", f"{status.switches} / {status.polls}"),
+        ("status", status.message),
+    ]
+    if status.last_error:
+        rows.append(("last error", f"[red]{status.last_error}[/]"))
+    for k, v in rows:
+        t.add_row(k, v)
+    return t
+
+
+def cmd_sync(args: argparse.Namespace) -> int:
+    syncer = build_syncer(
+        store=args.store,
+        endpoint_url=args.endpoint_url,
+        channel=args.channel,
+        management_url=args.torchserve,
+        inference_url=args.inference_url,
+        model_store=args.model_store,
+        interval=args.interval,
+        max_backoff=args.max_backoff,
+        ready_timeout=args.ready_timeout,
+        model=args.model,
+    )
+    if args.once:
+        with sync_log():
+            status = syncer.step()
+        if status.in_sync:
+            print(f"v{status.current} serves, as channel {status.channel} asks")
+            return 0
+        print(f"resnet-serving sync: not serving channel {status.channel}'s version: {status.line()}", file=sys.stderr)
+        return 1
+
+    stop = threading.Event()
+
+    def _on_signal(signum: int, _frame: Any) -> None:
+        stop.set()
+
+    old = {s: signal.signal(s, _on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        with _display(syncer):
+            syncer.run(stop)
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
+    return 0
+
+
+def start_in_background(syncer: Syncer, stop: threading.Event) -> threading.Thread:
+    """Run the sync loop in a daemon thread until ``stop`` is set (used by `serve --channel`)."""
+
+    def _run() -> None:
+        with sync_log():
+            syncer.run(stop)
+
+    thread = threading.Thread(target=_run, name="resnet-serving-sync", daemon=True)
+    thread.start()
+    return thread
