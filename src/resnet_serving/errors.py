@@ -135,3 +135,44 @@ class StoreUnavailable(StoreError):
     http_status = 503
     code = "store_unavailable"
     transient = True
+
+
+# ---- Kubernetes operator -------------------------------------------------------------------------------
+class OperatorError(ResnetServingError):
+    """The model-rollout operator cannot act on a ModelDeployment now.
+
+    ``transient`` maps to ``kopf.TemporaryError`` (try again after ``retry_after`` seconds) at the handler
+    edge; a non-transient error maps to ``kopf.PermanentError`` (wait until the spec or the target changes).
+    """
+
+    http_status = 500
+    code = "operator_error"
+    transient = False
+    retry_after: float | None = None
+
+
+class InvalidModelDeployment(OperatorError):
+    """The ModelDeployment's spec is invalid (the CRD's schema normally rejects it at admission already)."""
+
+    http_status = 422
+    code = "invalid_model_deployment"
+
+
+class InvalidTarget(OperatorError):
+    """The target Deployment cannot be rolled out by the operator (no `fetch` init container, another store)."""
+
+    http_status = 422
+    code = "invalid_target"
+
+
+class KubernetesUnavailable(OperatorError):
+    """The Kubernetes API refused or failed a call (forbidden, conflict, server error, unreachable)."""
+
+    http_status = 503
+    code = "kubernetes_unavailable"
+    transient = True
+
+    def __init__(self, message: str, *, status: int | None = None, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.retry_after = retry_after

@@ -68,6 +68,16 @@ SCHEMA_ERRORS = [
         ["at '/autoscaling/maxReplicas'", "minimum: got -1, want 1"],
     ),
     (
+        "operator-bad-extra-deployment",
+        "operator:\n  extraDeployments: [Not_A_Name]\n",
+        ["at '/operator/extraDeployments/0'", "'Not_A_Name' does not match"],
+    ),
+    (
+        "operator-unknown-key",
+        "operator:\n  replicas: 2\n",
+        ["at '/operator'", "additional properties 'replicas' not allowed"],
+    ),
+    (
         "out-of-range-topk",
         "requestLimits:\n  maxTopk: 5000\n",
         ["at '/requestLimits/maxTopk'", "maximum: got 5,000, want 1,000"],
@@ -123,7 +133,11 @@ TEMPLATE_ERRORS = [
         "ingress:\n  auth:\n    type: cognito\n",
         ["ingress.auth.type cognito needs ingress.https.enabled=true"],
     ),
-    ("operator-not-shipped", "operator:\n  enabled: true\n", ["operator.enabled=true", "issue 5"]),
+    (
+        "operator-latest-tag",
+        "operator:\n  enabled: true\n  image:\n    tag: latest\n",
+        ['operator.image.tag must not be "latest"'],
+    ),
 ]
 
 

@@ -340,7 +340,9 @@ def test_service_and_ingress_reach_only_the_inference_port(rendered: dict[str, D
     for ing in find(docs, "Ingress"):
         assert ing["spec"]["ingressClassName"] == "alb"
         assert "defaultBackend" not in ing["spec"]
-        backends = [p["backend"]["service"] for r in ing["spec"]["rules"] for p in r["http"]["paths"]]
+        every = [p["backend"]["service"] for r in ing["spec"]["rules"] for p in r["http"]["paths"]]
+        # ALB actions (port use-annotation) answer at the load balancer; everything else reaches the service.
+        backends = [b for b in every if b["port"] != {"name": "use-annotation"}]
         assert backends, "an Ingress without paths"
         for b in backends:
             assert b == {"name": RELEASE, "port": {"name": port["name"]}}
@@ -367,6 +369,50 @@ def test_alb_annotations(rendered: dict[str, Docs], variant_values: dict[str, An
     else:
         assert listen == [{"HTTP": 80}]
         assert a[p + "scheme"] == "internal", "plain HTTP only on an internal ALB"
+
+
+FORM_ACTION = "reject-form-urlencoded"
+
+
+@pytest.mark.parametrize("variant", ALL)
+def test_alb_rejects_form_urlencoded_bodies_before_the_service(rendered: dict[str, Docs], variant: str) -> None:
+    """`curl -d @cat.jpg` sends application/x-www-form-urlencoded, which TorchServe's front end answers with a 500.
+    The ALB answers it first: a rule with a Content-Type condition and a fixed 415 JSON response, placed before
+    each path's service backend (the AWS Load Balancer Controller keeps the order of the paths)."""
+    ing = one(rendered[variant], "Ingress")
+    a = ing["metadata"]["annotations"]
+    action = json.loads(a[f"alb.ingress.kubernetes.io/actions.{FORM_ACTION}"])
+    assert action["type"] == "fixed-response"
+    fixed = action["fixedResponseConfig"]
+    assert fixed["statusCode"] == "415"
+    assert fixed["contentType"] == "application/json"
+    assert json.loads(fixed["messageBody"]) == {
+        "error": "unsupported_media_type",
+        "message": "send Content-Type: image/jpeg (or the image's type)",
+        "status": 415,
+    }
+    assert len(fixed["messageBody"]) <= 1024, "the ALB's fixed-response body limit"
+    conditions = json.loads(a[f"alb.ingress.kubernetes.io/conditions.{FORM_ACTION}"])
+    assert conditions == [
+        {
+            "field": "http-header",
+            "httpHeaderConfig": {"httpHeaderName": "Content-Type", "values": ["application/x-www-form-urlencoded*"]},
+        }
+    ]
+    for rule in ing["spec"]["rules"]:
+        paths = rule["http"]["paths"]
+        assert len(paths) % 2 == 0
+        for reject, serve in zip(paths[::2], paths[1::2], strict=True):
+            assert (reject["path"], reject["pathType"]) == (serve["path"], serve["pathType"])
+            assert reject["backend"]["service"] == {"name": FORM_ACTION, "port": {"name": "use-annotation"}}
+            assert serve["backend"]["service"]["name"] == RELEASE
+
+
+def test_form_urlencoded_rule_can_be_switched_off(helm: Helm) -> None:
+    ing = one(helm.template([], sets=["ingress.rejectFormUrlencoded=false"]), "Ingress")
+    assert not [k for k in ing["metadata"]["annotations"] if FORM_ACTION in k]
+    services = {p["backend"]["service"]["name"] for r in ing["spec"]["rules"] for p in r["http"]["paths"]}
+    assert services == {RELEASE}
 
 
 def test_prod_ingress_has_tls_certificate_and_waf(rendered: dict[str, Docs]) -> None:
@@ -469,7 +515,7 @@ def test_irsa_annotation_and_service_account(
     rendered: dict[str, Docs], variant_values: dict[str, Any], variant: str
 ) -> None:
     docs = rendered[variant]
-    sa = one(docs, "ServiceAccount")
+    sa = one(docs, "ServiceAccount", RELEASE)  # the operator, when enabled, has its own
     assert sa["automountServiceAccountToken"] is False
     assert deployment(docs)["spec"]["template"]["spec"]["serviceAccountName"] == sa["metadata"]["name"] == RELEASE
     wanted = variant_values[variant]["serviceAccount"]["annotations"]

@@ -23,10 +23,12 @@ pytestmark = pytest.mark.chart
 
 SCHEMAS = Path(__file__).resolve().parent / "schemas"
 
-# (apiVersion, kind) of CRD-defined kinds the chart renders → their schema. The operator's ModelDeployment
-# (resnet-serving.io/v1alpha1) is added here when its CRD ships with the chart (issue 5).
+# (apiVersion, kind) of CRD-defined kinds the chart renders → their schema. The operator's KopfPeering object
+# follows the chart's own crds/kopfpeerings.kopf.dev.yaml; ModelDeployments are not rendered by the chart (the
+# examples in k8s/examples/ are checked against the chart's CRD in tests/chart/test_operator_chart.py).
 CRD_SCHEMAS: dict[tuple[str, str], Path] = {
     ("monitoring.coreos.com/v1", "ServiceMonitor"): SCHEMAS / "servicemonitor.monitoring.coreos.com-v1.json",
+    ("kopf.dev/v1", "KopfPeering"): SCHEMAS / "kopfpeering.kopf.dev-v1.json",
 }
 
 

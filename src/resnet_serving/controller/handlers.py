@@ -1,0 +1,274 @@
+"""kopf handlers: thin. They gather the facts, call the pure planner, apply its plan, map errors to kopf's.
+
+* ``@kopf.on.create/update/resume``: reconcile at once when a ModelDeployment appears, its spec changes, or
+  the operator (re)starts; the store is read immediately.
+* ``@kopf.timer`` every :data:`TICK_S` seconds (10) per ModelDeployment: follow the rollout in flight and
+  watch for drift on every tick; read the store when ``spec.pollInterval`` has passed (sooner after an error,
+  with backoff). One lock per object serialises the two. kopf puts a finalizer on each ModelDeployment for
+  its timer (``resnet-serving.io/operator``): it is removed when the operator sees the deletion.
+* ``@kopf.on.startup``: the metrics/health endpoint; ``@kopf.on.cleanup`` stops it.
+
+Errors cross into kopf here and only here: a transient problem (store or API unreachable, a conflict)
+becomes ``kopf.TemporaryError`` with a delay; an invalid spec or an unusable target becomes
+``kopf.PermanentError`` (nothing to retry until something changes).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import logging
+from collections.abc import Callable, Mapping, MutableMapping
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timezone
+from typing import Any
+
+import kopf
+
+from resnet_serving.controller import metrics as metrics_mod
+from resnet_serving.controller.config import OperatorConfig, tick_seconds
+from resnet_serving.controller.k8s import KopfAPI, KubernetesAPI
+from resnet_serving.controller.observe import StoreView, read_store, view_deployment
+from resnet_serving.controller.patches import change_cause, json_patch
+from resnet_serving.controller.reconcile import (
+    Memory,
+    Phase,
+    Plan,
+    RetryKind,
+    Step,
+    plan,
+    poll_due,
+    record_patch,
+)
+from resnet_serving.controller.spec import GROUP, PLURAL, VERSION, ModelDeploymentSpec, parse_spec
+from resnet_serving.controller.status import memory_from_status, render
+from resnet_serving.errors import InvalidModelDeployment, InvalidTarget, KubernetesUnavailable
+
+log = logging.getLogger(__name__)
+
+TICK_S = tick_seconds()
+API_RETRY_S = 10.0
+# Events that concern the Deployment too: posted on it as well, so `kubectl describe deployment` shows them.
+DEPLOYMENT_EVENTS = frozenset({"RolloutStarted", "RolloutFailed", "RolledBack", "RollbackFailed", "DriftDetected"})
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+@dataclass
+class Runtime:
+    """What every handler shares, kept in kopf's global memo (per-object memos are shallow copies)."""
+
+    config: OperatorConfig | None = None
+    api: KubernetesAPI | None = None
+    metrics: metrics_mod.Metrics = field(default_factory=metrics_mod.Metrics)
+    health: metrics_mod.Health = field(default_factory=metrics_mod.Health)
+    clock: Callable[[], datetime] = utcnow
+    store_reader: Callable[[ModelDeploymentSpec], StoreView] = read_store
+    server: Any = None
+
+
+def _fail_status(memory: Memory, message: str) -> Memory:
+    return replace(memory, phase=Phase.FAILED, reason="InvalidSpec", message=message, last_error=message)
+
+
+async def reconcile_object(
+    *,
+    runtime: Runtime,
+    state: MutableMapping[str, Any],
+    body: Mapping[str, Any],
+    spec_changed: bool,
+) -> Plan:
+    """One reconcile of one ModelDeployment. ``state`` is its per-object memo (lock, last status written).
+
+    Raises :class:`InvalidModelDeployment` (after recording it in the status) and
+    :class:`KubernetesUnavailable`; the kopf handlers map both.
+    """
+    assert runtime.api is not None, "the startup handler sets the API client"
+    api = runtime.api
+    meta = body.get("metadata", {})
+    namespace, name = meta["namespace"], meta["name"]
+    generation = meta.get("generation")
+    lock = state.setdefault("lock", asyncio.Lock())
+    async with lock:
+        now = runtime.clock()
+        last: Mapping[str, Any] = state.get("status") or body.get("status") or {}
+        memory = memory_from_status(last)
+        try:
+            spec = parse_spec(body.get("spec") or {})
+        except InvalidModelDeployment as e:
+            if (memory.reason, memory.message) != ("InvalidSpec", e.message):
+                api.post_event([body], "Warning", "InvalidSpec", e.message)
+            await _write_status(api, state, namespace, name, _fail_status(memory, e.message), last, now, generation)
+            raise
+
+        raw = await api.get_deployment(namespace, spec.deployment)
+        view = view_deployment(raw, spec.container) if raw is not None else None
+        store = None
+        if view is not None and not spec.suspend and (spec_changed or poll_due(spec, memory, now)):
+            store = await asyncio.to_thread(runtime.store_reader, spec)
+        p = plan(spec=spec, memory=memory, deployment=view, store=store, now=now)
+
+        if p.patch_version is not None:
+            assert raw is not None
+            try:
+                ops = json_patch(
+                    raw, p.patch_version, container=spec.container, cause=change_cause(p.patch_version, spec.source)
+                )
+            except InvalidTarget as e:  # the planner checked this already; the patch builder double-checks
+                raise KubernetesUnavailable(e.message) from e
+            try:
+                patched = await api.patch_deployment(namespace, spec.deployment, ops)
+            except KubernetesUnavailable:
+                runtime.metrics.sync_error(namespace, name, "kubernetes")
+                raise  # nothing was written: the next reconcile decides again from what it reads
+            p = record_patch(p, int(patched.get("metadata", {}).get("generation") or 0))
+
+        await _write_status(api, state, namespace, name, p.memory, last, now, generation)
+        for event in p.events:
+            targets: list[Mapping[str, Any]] = [body]
+            if raw is not None and event.reason in DEPLOYMENT_EVENTS:
+                targets.append(raw)
+            api.post_event(targets, event.type, event.reason, event.message)
+            level = logging.WARNING if event.type == "Warning" else logging.INFO
+            log.log(level, "%s/%s: %s: %s", namespace, name, event.reason, event.message)
+        _record_metrics(runtime.metrics, namespace, name, spec, p)
+        if spec.sagemaker_endpoint and any(f.outcome == "succeeded" for f in p.finished):
+            _sagemaker_step(api, body, spec, p)
+        return p
+
+
+async def _write_status(
+    api: KubernetesAPI,
+    state: MutableMapping[str, Any],
+    namespace: str,
+    name: str,
+    memory: Memory,
+    last: Mapping[str, Any],
+    now: datetime,
+    generation: int | None,
+) -> None:
+    status = render(memory, now=now, generation=generation, previous_conditions=last.get("conditions") or [])
+    if status == state.get("status"):
+        return  # nothing changed since the last write: no API call
+    await api.patch_status(namespace, name, status)
+    state["status"] = status
+
+
+def _record_metrics(m: metrics_mod.Metrics, namespace: str, name: str, spec: ModelDeploymentSpec, p: Plan) -> None:
+    memory = p.memory
+    m.observe_state(
+        namespace,
+        name,
+        deployment=spec.deployment,
+        version=memory.current,
+        phase=memory.phase.value,
+        drifted=memory.drift is not None,
+    )
+    if p.store_error:
+        m.sync_error(namespace, name, "store")
+    for _ in range(p.rollbacks):
+        m.rollback(namespace, name)
+    for f in p.finished:
+        m.rollout_finished(namespace, name, f.outcome, f.seconds)
+
+
+def _sagemaker_step(api: KubernetesAPI, body: Mapping[str, Any], spec: ModelDeploymentSpec, p: Plan) -> None:
+    """Keep a SageMaker endpoint in step, through :mod:`resnet_serving.sagemaker` when this build has it."""
+    try:
+        update = getattr(importlib.import_module("resnet_serving.sagemaker"), "update_endpoint_version", None)
+    except ImportError:
+        update = None
+    if update is None:
+        api.post_event(
+            [body],
+            "Warning",
+            "SageMakerNotUpdated",
+            f"spec.sagemakerEndpoint {spec.sagemaker_endpoint}: this operator build cannot update SageMaker "
+            f"endpoints; run `resnet-serving sagemaker deploy` for v{p.memory.current}",
+        )
+        return
+    try:
+        update(spec.sagemaker_endpoint, store=spec.store, version=p.memory.current)
+    except Exception as e:  # reported, never fatal to the Kubernetes rollout
+        api.post_event([body], "Warning", "SageMakerNotUpdated", f"{spec.sagemaker_endpoint}: {e}")
+    else:
+        api.post_event([body], "Normal", "SageMakerUpdated", f"{spec.sagemaker_endpoint} → v{p.memory.current}")
+
+
+def _to_kopf(p: Plan, *, retry_transient: bool) -> None:
+    """Map the plan's retry advice to kopf's errors (after the status is written)."""
+    if p.retry is None:
+        return
+    if p.retry.kind is RetryKind.PERMANENT:
+        raise kopf.PermanentError(p.retry.message)
+    if retry_transient:
+        raise kopf.TemporaryError(p.retry.message, delay=p.retry.delay)
+    log.info("%s; the timer retries in %.0fs", p.retry.message, p.retry.delay)
+
+
+async def _handle(
+    body: Mapping[str, Any], memo: MutableMapping[str, Any], *, spec_changed: bool, retry_transient: bool
+) -> None:
+    runtime: Runtime = memo["runtime"]
+    try:
+        p = await reconcile_object(runtime=runtime, state=memo, body=body, spec_changed=spec_changed)
+    except InvalidModelDeployment as e:
+        raise kopf.PermanentError(e.message) from e
+    except KubernetesUnavailable as e:
+        meta = body.get("metadata", {})
+        runtime.metrics.sync_error(meta.get("namespace", ""), meta.get("name", ""), "kubernetes")
+        raise kopf.TemporaryError(e.message, delay=e.retry_after or API_RETRY_S) from e
+    if p.step is not Step.IDLE:
+        log.debug(
+            "%s/%s: %s (%s)", body["metadata"]["namespace"], body["metadata"]["name"], p.step.value, p.memory.message
+        )
+    _to_kopf(p, retry_transient=retry_transient)
+
+
+# ---- kopf registrations -------------------------------------------------------------------------------
+@kopf.on.startup()
+async def startup(
+    memo: Any, settings: kopf.OperatorSettings, logger: logging.Logger | logging.LoggerAdapter[Any], **_: Any
+) -> None:
+    runtime: Runtime = memo.setdefault("runtime", Runtime())
+    runtime.api = runtime.api or KopfAPI(settings, logger)
+    config = runtime.config
+    if config is not None and config.metrics_port:
+        host, port = config.metrics_host, config.metrics_port
+        runtime.server = await metrics_mod.serve(runtime.metrics, runtime.health, host, port)
+        logger.info("metrics and health on http://%s:%d/metrics", config.metrics_host, config.metrics_port)
+    runtime.health.ready = True
+
+
+@kopf.on.cleanup()
+async def cleanup(memo: kopf.Memo, **_: Any) -> None:
+    runtime: Runtime | None = memo.get("runtime")
+    if runtime is None:
+        return
+    runtime.health.ready = False
+    if runtime.server is not None:
+        await runtime.server.cleanup()
+        runtime.server = None
+
+
+@kopf.on.create(GROUP, VERSION, PLURAL)
+@kopf.on.update(GROUP, VERSION, PLURAL, field="spec")
+@kopf.on.resume(GROUP, VERSION, PLURAL)
+async def changed(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    """A new or changed spec, or an operator restart: reconcile now (the timer retries transient errors)."""
+    await _handle(body, memo, spec_changed=True, retry_transient=False)
+
+
+@kopf.timer(GROUP, VERSION, PLURAL, interval=TICK_S, initial_delay=TICK_S)
+async def tick(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    """Follow rollouts and drift every tick; poll the store when due."""
+    await _handle(body, memo, spec_changed=False, retry_transient=True)
+
+
+@kopf.on.event(GROUP, VERSION, PLURAL)
+async def deleted(type: str, name: str, namespace: str | None, memo: Any, **_: Any) -> None:
+    """A deleted ModelDeployment leaves its Deployment as it is; only its gauges go."""
+    if type == "DELETED" and "runtime" in memo:
+        memo["runtime"].metrics.forget(namespace or "", name)
