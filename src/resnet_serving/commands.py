@@ -24,6 +24,13 @@ ENV_CHANNEL = "RESNET_SERVING_MODEL_CHANNEL"
 EXAMPLE_IMAGE = "examples/grace_hopper.jpg"
 
 
+def _serve_default(name: str) -> Any:
+    """serve's flag defaults are ServeConfig's (the values `resnet-serving bench` settled on), defined once."""
+    from resnet_serving.torchserve.config import ServeConfig
+
+    return ServeConfig.__dataclass_fields__[name].default
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     from resnet_serving.cli import add_endpoint_url
 
@@ -59,10 +66,19 @@ def register(sub: argparse._SubParsersAction) -> None:
     net.add_argument("--grpc-inference-port", type=int, default=7070, help="loopback only (always started)")
     net.add_argument("--grpc-management-port", type=int, default=7071, help="loopback only")
     perf = p.add_argument_group("performance")
-    perf.add_argument("--workers", type=int, default=1, help="TorchServe workers (default 1)")
+    perf.add_argument(
+        "--workers", default="auto", help="TorchServe workers: auto (one per CPU of the quota, at most 4) or N"
+    )
     perf.add_argument("--threads", default="auto", help="torch threads per worker: auto (CPU quota ÷ workers) or N")
-    perf.add_argument("--batch-size", type=int, default=8, help="dynamic batching: max requests per batch")
-    perf.add_argument("--max-batch-delay-ms", type=int, default=5, help="dynamic batching: max wait to fill")
+    perf.add_argument(
+        "--batch-size", type=int, default=_serve_default("batch_size"), help="dynamic batching: max requests per batch"
+    )
+    perf.add_argument(
+        "--max-batch-delay-ms",
+        type=int,
+        default=_serve_default("max_batch_delay_ms"),
+        help="dynamic batching: max wait to fill a batch",
+    )
     perf.add_argument("--response-timeout", type=int, default=60, help="seconds before a request times out")
     perf.add_argument("--java-heap-mb", type=int, default=1024)
     p.add_argument("--run-dir", type=Path, help="working dir for config, logs, unpacked model (default: temp)")
@@ -161,16 +177,26 @@ def _link_or_copy(src: Path, dst: Path) -> None:
         shutil.copyfile(src, dst)
 
 
-def _threads(value: str) -> int:
+def _auto_or_positive(flag: str, value: str, auto: int) -> int:
     if value == "auto":
-        return 0
+        return auto
     try:
         n = int(value)
     except ValueError as e:
-        raise ConfigError(f"--threads {value!r}: expected 'auto' or a positive integer") from e
+        raise ConfigError(f"{flag} {value!r}: expected 'auto' or a positive integer") from e
     if n < 1:
-        raise ConfigError(f"--threads {value!r}: expected 'auto' or a positive integer")
+        raise ConfigError(f"{flag} {value!r}: expected 'auto' or a positive integer")
     return n
+
+
+def _workers(value: str) -> int:
+    from resnet_serving.torchserve.config import default_workers
+
+    return _auto_or_positive("--workers", value, default_workers())
+
+
+def _threads(value: str) -> int:
+    return _auto_or_positive("--threads", value, 0)  # 0: ServeConfig derives CPUs ÷ workers
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -210,7 +236,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
             metrics_port=args.metrics_port,
             grpc_inference_port=args.grpc_inference_port,
             grpc_management_port=args.grpc_management_port,
-            workers=args.workers,
+            workers=_workers(args.workers),
             threads=_threads(args.threads),
             batch_size=args.batch_size,
             max_batch_delay_ms=args.max_batch_delay_ms,

@@ -31,7 +31,9 @@ def test_quick_bench_writes_consistent_reports(archive_dir: Path, tmp_path: Path
     assert [r["concurrency"] for r in report["served"]] == [1, 4]
     for r in report["served"]:
         assert r["failed"] == 0 and r["completed"] > 0
-        assert r["ratio_to_raw"] == pytest.approx(r["img_s"] / raw["img_s"])
+        assert r["raw_before_img_s"] > 0 and r["raw_after_img_s"] > 0
+        assert r["raw_adjacent_img_s"] == pytest.approx((r["raw_before_img_s"] + r["raw_after_img_s"]) / 2)
+        assert r["ratio_to_raw"] == pytest.approx(r["img_s"] / r["raw_adjacent_img_s"])
         assert r["p50_ms"] <= r["p95_ms"] <= r["p99_ms"]
         assert 0 <= r["client_cpu_pct"] < 100
     assert 0 < report["cold_start_s"] < 300
@@ -40,7 +42,7 @@ def test_quick_bench_writes_consistent_reports(archive_dir: Path, tmp_path: Path
     assert report["targets"]["failed_requests"] == 0
 
     md = (out / "bench.md").read_text()
-    assert "| concurrency | served img/s | served ÷ raw |" in md
+    assert "| concurrency | served img/s | raw img/s (adjacent) | served ÷ raw |" in md
     assert md.count("\n| 1 |") == 1 and md.count("\n| 4 |") == 1
     assert (out / "bench.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 

@@ -56,6 +56,12 @@ def cmd_bench(args: argparse.Namespace) -> int:
         opts.concurrency = [1, 4]
         opts.duration_s, opts.warmup_s, opts.raw_seconds_per_batch = 2.0, 1.0, 0.5
         opts.raw_batch_sizes = [1, 4]
+    import signal
+
+    def _terminate(_signum: int, _frame: object) -> None:
+        raise KeyboardInterrupt  # unwinds through run_bench's finally blocks: TorchServe and the pool stop
+
+    signal.signal(signal.SIGTERM, _terminate)
     report = run_bench(opts)
     ui.info(f"wrote {args.out / 'bench.json'}, bench.md and bench.png")
     for r in report["served"]:

@@ -76,8 +76,9 @@ def _free_ports(n: int) -> list[int]:
     return ports
 
 
-def _time_loop(seconds: float, fn: Any, per_call: int) -> float:
-    fn()  # warm-up call (allocations, oneDNN primitive cache)
+def _time_loop(seconds: float, fn: Any, per_call: int, *, warm: bool = True) -> float:
+    if warm:
+        fn()  # warm-up call (allocations, oneDNN primitive cache)
     n = 0
     t0 = time.perf_counter()
     while True:
@@ -88,34 +89,77 @@ def _time_loop(seconds: float, fn: Any, per_call: int) -> float:
             return n / elapsed
 
 
-def measure_raw(clf: Classifier, batch_sizes: list[int], seconds: float) -> dict[str, Any]:
-    """The model's forward pass alone, on ready preprocessed batches."""
-    results: dict[str, float] = {}
-    for bs in batch_sizes:
-        x = torch.randn(bs, 3, 224, 224)
-        if clf.channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
-        x = x.to(clf.device)
-
-        def step(x: torch.Tensor = x) -> None:
-            with torch.inference_mode():
-                clf.model(x)
-            if clf.device.type == "cuda":
-                torch.cuda.synchronize()
-
-        results[str(bs)] = _time_loop(seconds, step, bs)
-    best = max(results, key=lambda k: results[k])
-    return {"img_s_by_batch": results, "best_batch": int(best), "img_s": results[best]}
-
-
-def measure_pipeline(clf: Classifier, labels: list[str], payload: bytes, batch: int, seconds: float) -> float:
-    """JPEG bytes → decode → preprocess → forward → top-k, in process, ``batch`` images at a time."""
+def _raw_step(clf: Classifier, bs: int) -> Any:
+    x = torch.randn(bs, 3, 224, 224)
+    if clf.channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    x = x.to(clf.device)
 
     def step() -> None:
-        images = [imaging.decode_image(payload) for _ in range(batch)]
+        with torch.inference_mode():
+            clf.model(x)
+        if clf.device.type == "cuda":
+            torch.cuda.synchronize()
+
+    return step
+
+
+def _pipeline_step(clf: Classifier, bs: int, payload: bytes) -> Any:
+    labels = imaging.categories()
+
+    def step() -> None:
+        images = [imaging.decode_image(payload) for _ in range(bs)]
         postprocess.topk(clf.logits(images), 5, labels)
 
-    return _time_loop(seconds, step, batch)
+    return step
+
+
+class LayoutPool:
+    """``processes`` model copies × ``threads`` torch threads each, kept alive for the whole run: the layout
+    TorchServe uses (one process per worker), so raw and served spend the same CPU the same way. Each call
+    starts all copies together (a barrier) and returns their summed img/s. Keeping the copies alive lets the
+    bench measure the raw model right before and right after each served level, on a noisy shared machine."""
+
+    def __init__(self, processes: int, threads: int, device: str, payload: bytes) -> None:
+        import multiprocessing as mp
+
+        ctx = mp.get_context("spawn")
+        self.barrier = ctx.Barrier(processes)
+        self.commands = [ctx.Queue() for _ in range(processes)]
+        self.results: Any = ctx.Queue()
+        self.procs = [
+            ctx.Process(target=_pool_main, args=(threads, device, payload, self.barrier, q, self.results), daemon=True)
+            for q in self.commands
+        ]
+        for proc in self.procs:
+            proc.start()
+        for _ in self.procs:
+            self.results.get(timeout=300)  # "ready" once the model is loaded
+
+    def rate(self, kind: str, bs: int, seconds: float) -> float:
+        for q in self.commands:
+            q.put((kind, bs, seconds))
+        return float(sum(self.results.get(timeout=seconds + 300) for _ in self.commands))
+
+    def close(self) -> None:
+        for q in self.commands:
+            q.put(None)
+        for proc in self.procs:
+            proc.join(timeout=30)
+            if proc.is_alive():
+                proc.kill()
+
+
+def _pool_main(threads: int, device: str, payload: bytes, barrier: Any, commands: Any, results: Any) -> None:
+    torch.set_num_threads(threads)
+    clf = Classifier(resolve_weights("random")[0], device=torch.device(device))
+    results.put("ready")
+    while (cmd := commands.get()) is not None:
+        kind, bs, seconds = cmd
+        step = _raw_step(clf, bs) if kind == "raw" else _pipeline_step(clf, bs, payload)
+        step()  # warm-up (allocations, oneDNN primitives) before the common start
+        barrier.wait()
+        results.put(_time_loop(seconds, step, bs, warm=False))
 
 
 def _process_memory(pids: list[int]) -> dict[str, Any]:
@@ -193,45 +237,36 @@ def run_bench(opts: BenchOptions) -> dict[str, Any]:
             "load_generator": "closed-loop threaded HTTP client (requests, keep-alive) in its own process",
         }
 
-        # 1-2. raw and pipeline, in this process, with the same total thread budget as serving
-        torch.set_num_threads(budget)
-        state, _ = resolve_weights("random")
-        clf = Classifier(state, device=device)
-        labels = imaging.categories()
-        with ui.status(f"raw forward pass, batch sizes {opts.raw_batch_sizes}, {budget} threads"):
-            report["raw"] = measure_raw(clf, opts.raw_batch_sizes, opts.raw_seconds_per_batch)
-        with ui.status(f"in-process pipeline (decode → preprocess → forward → top-k), batch {cfg.batch_size}"):
-            report["pipeline"] = {
-                "batch": cfg.batch_size,
-                "img_s": measure_pipeline(clf, labels, payload, cfg.batch_size, opts.raw_seconds_per_batch * 2),
-            }
-        del clf, state
-        raw_img_s = report["raw"]["img_s"]
-        report["pipeline"]["ratio_to_raw"] = report["pipeline"]["img_s"] / raw_img_s
-
-        # 3-5. served, cold start, memory
-        server = TorchServe(cfg, tmp / "run")
-        server.start()
+        # 1-2. raw and pipeline, in serving's layout (workers processes × torch threads each)
+        pool = LayoutPool(cfg.workers, cfg.torch_threads, str(device), payload)
         try:
-            with ui.status("starting TorchServe (cold start: process start → first prediction)"):
-                report["cold_start_s"] = server.wait_ready(timeout=300)
-            url = f"{cfg.inference_url}/predictions/{MODEL_NAME}"
-            served = []
-            for c in opts.concurrency:
-                with ui.status(f"served: concurrency {c}, {opts.duration_s:.0f}s"):
-                    cpu_before = _group_cpu(server.group_pids())
-                    r = run_loadgen(url, opts.payload, c, opts.duration_s, opts.warmup_s)
-                    r["server_cpu_s"] = round(_group_cpu(server.group_pids()) - cpu_before, 2)
-                r["ratio_to_raw"] = r["img_s"] / raw_img_s
-                served.append(r)
-                ui.info(
-                    f"  c={c:<3} {r['img_s']:6.1f} img/s  ratio {r['ratio_to_raw']:.2f}  p50 {r['p50_ms']:.0f} ms"
-                    f"  p99 {r['p99_ms']:.0f} ms  failed {r['failed']}"
-                )
-            report["served"] = served
-            report["memory"] = _process_memory(server.group_pids())
+            with ui.status(f"raw forward pass, batch sizes {opts.raw_batch_sizes}, {cfg.workers}×{cfg.torch_threads}"):
+                by_batch = {str(bs): pool.rate("raw", bs, opts.raw_seconds_per_batch) for bs in opts.raw_batch_sizes}
+            best = max(by_batch, key=lambda k: by_batch[k])
+            raw_img_s = by_batch[best]
+            report["raw"] = {
+                "layout": f"{cfg.workers} process(es) × {cfg.torch_threads} thread(s)",
+                "img_s_by_batch": by_batch,
+                "best_batch": int(best),
+                "img_s": raw_img_s,
+            }
+            with ui.status(f"in-process pipeline (decode → preprocess → forward → top-k), batch {cfg.batch_size}"):
+                pipe = pool.rate("pipeline", cfg.batch_size, opts.raw_seconds_per_batch * 2)
+            report["pipeline"] = {"batch": cfg.batch_size, "img_s": pipe, "ratio_to_raw": pipe / raw_img_s}
+            if cfg.workers > 1:
+                with ui.status(f"raw forward pass, one process × {budget} threads (for comparison)"):
+                    single = LayoutPool(1, budget, str(device), payload)
+                    try:
+                        report["raw"]["single_process_img_s"] = single.rate(
+                            "raw", int(best), opts.raw_seconds_per_batch
+                        )
+                    finally:
+                        single.close()
+            report["served"], report["cold_start_s"], report["memory"] = _measure_served(
+                cfg, tmp, opts, pool, int(best)
+            )
         finally:
-            server.stop()
+            pool.close()
         report["targets"] = evaluate_targets(report)
         from resnet_serving.bench.report import write_reports
 
@@ -239,6 +274,39 @@ def run_bench(opts: BenchOptions) -> dict[str, Any]:
         return report
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _measure_served(
+    cfg: ServeConfig, tmp: Path, opts: BenchOptions, pool: LayoutPool, best_batch: int
+) -> tuple[list[dict[str, Any]], float, dict[str, Any]]:
+    """Cold start, then each concurrency level bracketed by raw measurements (same layout, best batch)."""
+    server = TorchServe(cfg, tmp / "run")
+    server.start()
+    try:
+        with ui.status("starting TorchServe (cold start: process start → first prediction)"):
+            cold = server.wait_ready(timeout=300)
+        url = f"{cfg.inference_url}/predictions/{MODEL_NAME}"
+        served = []
+        adjacent = max(2.0, opts.raw_seconds_per_batch)
+        for c in opts.concurrency:
+            with ui.status(f"served: concurrency {c}, {opts.duration_s:.0f}s, bracketed by raw runs"):
+                before = pool.rate("raw", best_batch, adjacent)
+                cpu_before = _group_cpu(server.group_pids())
+                r = run_loadgen(url, opts.payload, c, opts.duration_s, opts.warmup_s)
+                r["server_cpu_s"] = round(_group_cpu(server.group_pids()) - cpu_before, 2)
+                after = pool.rate("raw", best_batch, adjacent)
+            r["raw_before_img_s"], r["raw_after_img_s"] = before, after
+            r["raw_adjacent_img_s"] = (before + after) / 2
+            r["ratio_to_raw"] = r["img_s"] / r["raw_adjacent_img_s"]
+            served.append(r)
+            ui.info(
+                f"  c={c:<3} {r['img_s']:6.1f} img/s  raw {r['raw_adjacent_img_s']:5.1f}  ratio {r['ratio_to_raw']:.2f}"
+                f"  p50 {r['p50_ms']:.0f} ms  p99 {r['p99_ms']:.0f} ms  failed {r['failed']}"
+            )
+        memory = _process_memory(server.group_pids())
+    finally:
+        server.stop()
+    return served, cold, memory
 
 
 def _group_cpu(pids: list[int]) -> float:
