@@ -50,3 +50,8 @@ def archive_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     out = tmp_path_factory.mktemp("archive") / "resnet50" / "1"
     build_archive(weights="random", version="1", out_dir=out)
     yield out
+
+
+# The real-TorchServe session fixture, shared by tests/integration and tests/load (imported last: it uses
+# free_ports and archive_dir from this module).
+from tests.fixtures.torchserve import torchserve  # noqa: E402, F401
