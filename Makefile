@@ -77,7 +77,7 @@ test: java tools checkov lint typecheck
 	HELM=$(abspath $(HELM)) KUBECTL=$(abspath $(KUBECTL)) CHECKOV=$(abspath $(CHECKOV)) $(BIN)/pytest -q tests
 
 bench: java
-	$(BIN)/resnet-serving bench --out bench-results
+	$(BIN)/resnet-serving bench --out bench-results --repeat 3 --duration 12 --warmup 3
 
 clean:
 	rm -rf $(VENV) $(TOOLS) run bench-results

@@ -17,7 +17,7 @@ pytestmark = pytest.mark.smoke
 
 def test_quick_bench_writes_consistent_reports(archive_dir: Path, tmp_path: Path, capsys) -> None:
     out = tmp_path / "bench"
-    assert main(["bench", "--quick", "--model-dir", str(archive_dir), "--out", str(out)]) == 0
+    assert main(["bench", "--quick", "--repeat", "2", "--model-dir", str(archive_dir), "--out", str(out)]) == 0
     printed = capsys.readouterr().out
     assert "served_img_s / raw_img_s at concurrency 1:" in printed
     assert "served_img_s / raw_img_s at concurrency 4:" in printed
@@ -34,6 +34,9 @@ def test_quick_bench_writes_consistent_reports(archive_dir: Path, tmp_path: Path
         assert r["raw_before_img_s"] > 0 and r["raw_after_img_s"] > 0
         assert r["raw_adjacent_img_s"] == pytest.approx((r["raw_before_img_s"] + r["raw_after_img_s"]) / 2)
         assert r["ratio_to_raw"] == pytest.approx(r["img_s"] / r["raw_adjacent_img_s"])
+        assert len(r["rounds"]) == 2 and len(r["round_ratios"]) == 2
+        assert min(r["round_ratios"]) <= round(r["ratio_to_raw"], 3) <= max(r["round_ratios"])
+        assert r["failed"] == sum(x["failed"] for x in r["rounds"])
         assert r["p50_ms"] <= r["p95_ms"] <= r["p99_ms"]
         assert 0 <= r["client_cpu_pct"] < 100
     assert 0 < report["cold_start_s"] < 300
@@ -44,6 +47,7 @@ def test_quick_bench_writes_consistent_reports(archive_dir: Path, tmp_path: Path
     md = (out / "bench.md").read_text()
     assert "| concurrency | served img/s | raw img/s (adjacent) | served ÷ raw |" in md
     assert md.count("\n| 1 |") == 1 and md.count("\n| 4 |") == 1
+    assert "Ratios per round: c=1: [" in md
     assert (out / "bench.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 

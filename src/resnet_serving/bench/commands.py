@@ -24,6 +24,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--warmup", type=float, default=4.0, help="seconds of load discarded before measuring")
     p.add_argument("--raw-seconds", type=float, default=5.0, help="seconds per raw batch size")
     p.add_argument("--raw-batch-sizes", type=_int_list, default=[1, 4, 8, 16])
+    p.add_argument(
+        "--repeat",
+        type=int,
+        default=1,
+        help="rounds per concurrency level, each bracketed by raw runs; median reported",
+    )
     p.add_argument("--payload", type=Path, help="image sent by the load generator (default: examples photo)")
     p.add_argument("--model-dir", type=Path, help="model.mar + manifest.json (default: build a random one)")
     p.add_argument("--workers", type=int, help="override serve's default")
@@ -45,6 +51,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
         warmup_s=args.warmup,
         raw_seconds_per_batch=args.raw_seconds,
         raw_batch_sizes=args.raw_batch_sizes,
+        repeat=max(1, args.repeat),
         payload=args.payload or DEFAULT_PAYLOAD,
         model_dir=args.model_dir,
         workers=args.workers,
@@ -56,6 +63,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
         opts.concurrency = [1, 4]
         opts.duration_s, opts.warmup_s, opts.raw_seconds_per_batch = 2.0, 1.0, 0.5
         opts.raw_batch_sizes = [1, 4]
+        opts.repeat = min(opts.repeat, 2)
     import signal
 
     def _terminate(_signum: int, _frame: object) -> None:

@@ -43,7 +43,8 @@ def markdown(report: dict[str, Any]) -> str:
         + ", ".join(f"{bs}: {_fmt(v)}" for bs, v in raw["img_s_by_batch"].items())
         + " img/s",
         "",
-        "Served levels are each bracketed by raw runs (same layout, best batch); `served ÷ raw` uses their mean.",
+        "Served levels are each bracketed by raw runs (same layout, best batch); `served ÷ raw` uses their mean; "
+        "with --repeat, the round with the median ratio is shown and every round's ratio is listed below.",
         "",
         "| concurrency | served img/s | raw img/s (adjacent) | served ÷ raw | p50 ms | p95 ms | p99 ms | failed "
         "| client CPU % | server CPU s |",
@@ -56,6 +57,8 @@ def markdown(report: dict[str, Any]) -> str:
             f"{_fmt(r['p95_ms'], 0)} | {_fmt(r['p99_ms'], 0)} | {r['failed']} | {_fmt(r['client_cpu_pct'])} | "
             f"{_fmt(r.get('server_cpu_s', float('nan')))} |"
         )
+    rounds = [f"c={r['concurrency']}: {r.get('round_ratios')}" for r in report.get("served", [])]
+    lines += ["", "Ratios per round: " + "; ".join(rounds)]
     mem = report.get("memory", {})
     lines += [
         "",
