@@ -7,9 +7,9 @@ The .mar holds the state_dict (``model.pt``), the handler, ``index_to_name.json`
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import json
 import os
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -65,7 +65,7 @@ def build_archive(
             "source": f"torchvision {WEIGHTS}.meta['categories']",
             "count": len(labels),
             "file": LABELS_FILE,
-            "sha256": _sha256_bytes(labels_json.encode("utf-8")),
+            "sha256": hashlib.sha256(labels_json.encode("utf-8")).hexdigest(),
         }
         model_info = {
             "name": model_name,
@@ -114,19 +114,3 @@ def build_archive(
         (tmp / MANIFEST_NAME).write_text(manifest.to_json(), encoding="utf-8")
         os.replace(tmp / MANIFEST_NAME, out_dir / MANIFEST_NAME)
     return final, manifest
-
-
-def _sha256_bytes(data: bytes) -> str:
-    import hashlib
-
-    return hashlib.sha256(data).hexdigest()
-
-
-def copy_verified(src_dir: Path, dest_dir: Path) -> Manifest:
-    """Copy ``model.mar`` + ``manifest.json`` from src_dir to dest_dir, verifying the sha256 on the way."""
-    manifest = Manifest.load(src_dir / MANIFEST_NAME)
-    manifest.verify_file(src_dir / ARCHIVE_NAME)
-    dest_dir.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(src_dir / ARCHIVE_NAME, dest_dir / ARCHIVE_NAME)
-    shutil.copyfile(src_dir / MANIFEST_NAME, dest_dir / MANIFEST_NAME)
-    return manifest

@@ -14,13 +14,11 @@ from pathlib import Path
 from typing import Any
 
 from resnet_serving import MODEL_NAME, ui
-from resnet_serving.errors import ConfigError, InputError, ResnetServingError, TorchServeError
+from resnet_serving.errors import ConfigError, InputError, TorchServeError
 from resnet_serving.manifest import ARCHIVE_NAME, MANIFEST_NAME, Manifest, validate_version
+from resnet_serving.settings import ENV_CHANNEL, ENV_STORE, ENV_VERSION
 
 DEFAULT_STORE = "file://model-store"
-ENV_STORE = "RESNET_SERVING_STORE"
-ENV_VERSION = "RESNET_SERVING_MODEL_VERSION"
-ENV_CHANNEL = "RESNET_SERVING_MODEL_CHANNEL"
 EXAMPLE_IMAGE = "examples/grace_hopper.jpg"
 
 
@@ -136,8 +134,9 @@ def cmd_archive(args: argparse.Namespace) -> int:
 
 
 # ---- serve --------------------------------------------------------------------------------------------
-def _prepare_model(args: argparse.Namespace, dest: Path) -> Manifest:
-    """Place a verified model.mar + manifest.json in ``dest``; return the manifest."""
+def _prepare_model(args: argparse.Namespace, dest: Path) -> tuple[Path, Manifest]:
+    """The directory holding a verified model.mar + manifest.json, and the manifest. ``--model-dir`` is served
+    in place (read only: a pod's mount, SageMaker's /opt/ml/model); a store version is fetched into ``dest``."""
     if args.model_dir:
         src = Path(args.model_dir)
         if not (src / MANIFEST_NAME).is_file() or not (src / ARCHIVE_NAME).is_file():
@@ -145,10 +144,7 @@ def _prepare_model(args: argparse.Namespace, dest: Path) -> Manifest:
         manifest = Manifest.load(src / MANIFEST_NAME)
         with ui.status(f"verifying {src / ARCHIVE_NAME}"):
             manifest.verify_file(src / ARCHIVE_NAME)
-        dest.mkdir(parents=True, exist_ok=True)
-        _link_or_copy(src / ARCHIVE_NAME, dest / ARCHIVE_NAME)
-        shutil.copyfile(src / MANIFEST_NAME, dest / MANIFEST_NAME)
-        return manifest
+        return src, manifest
     from resnet_serving.store import open_store
 
     store = open_store(args.store, endpoint_url=getattr(args, "endpoint_url", None))
@@ -166,15 +162,7 @@ def _prepare_model(args: argparse.Namespace, dest: Path) -> Manifest:
         version = versions[-1]
     with ui.status(f"fetching and verifying {MODEL_NAME} v{version} from {args.store}"):
         store.fetch(MODEL_NAME, version, dest)
-    return Manifest.load(dest / MANIFEST_NAME)
-
-
-def _link_or_copy(src: Path, dst: Path) -> None:
-    dst.unlink(missing_ok=True)
-    try:
-        os.link(src, dst)
-    except OSError:
-        shutil.copyfile(src, dst)
+    return dest, Manifest.load(dest / MANIFEST_NAME)
 
 
 def _auto_or_positive(flag: str, value: str, auto: int) -> int:
@@ -202,7 +190,7 @@ def _threads(value: str) -> int:
 def cmd_serve(args: argparse.Namespace) -> int:
     from resnet_serving.settings import Settings
     from resnet_serving.torchserve.config import ServeConfig
-    from resnet_serving.torchserve.server import TorchServe
+    from resnet_serving.torchserve.server import Stopped, TorchServe
 
     Settings.from_env()  # fail fast on bad RESNET_SERVING_* limits, before Java starts
     own_run_dir = args.run_dir is None
@@ -220,13 +208,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     old = {s: signal.signal(s, _on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
-        model_dir = run_dir / "model"
-        manifest = _prepare_model(args, model_dir)
-        store_dir = run_dir / "model-store"
-        store_dir.mkdir(exist_ok=True)
-        _link_or_copy(model_dir / ARCHIVE_NAME, store_dir / f"{MODEL_NAME}.mar")
+        # TorchServe's model store is the verified directory itself: no copy of the archive at start-up.
+        store_dir, manifest = _prepare_model(args, run_dir / "model")
         cfg = ServeConfig(
             model_store=store_dir,
+            mar_name=ARCHIVE_NAME,
             model_version=manifest.version,
             host=args.host,
             port=args.port,
@@ -255,9 +241,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
         with ui.status(
             f"starting TorchServe ({cfg.workers} worker × {cfg.torch_threads} threads), waiting until the model answers"
         ):
-            ready_s = _wait_ready_or_stop(server, args.ready_timeout, stop)
-        if ready_s is None:
-            return 130
+            try:
+                ready_s = server.wait_ready(timeout=args.ready_timeout, stop=stop)
+            except Stopped:
+                return 130
         example = EXAMPLE_IMAGE if Path(EXAMPLE_IMAGE).exists() else "IMAGE.jpg"
         print(
             f"resnet-serving: {MODEL_NAME} v{manifest.version} (weights {manifest.weights.get('id')}) ready in "
@@ -306,25 +293,6 @@ def _start_sync(args: argparse.Namespace, cfg: Any, store_dir: Path, stop: threa
         flush=True,
     )
     return start_in_background(syncer, stop)
-
-
-def _wait_ready_or_stop(server: Any, timeout: float, stop: threading.Event) -> float | None:
-    result: dict[str, Any] = {}
-
-    def _wait() -> None:
-        try:
-            result["ready"] = server.wait_ready(timeout=timeout)
-        except ResnetServingError as e:
-            result["error"] = e
-
-    t = threading.Thread(target=_wait, daemon=True)
-    t.start()
-    while t.is_alive():
-        if stop.wait(0.2):
-            return None
-    if "error" in result:
-        raise result["error"]
-    return float(result["ready"])
 
 
 # ---- predict / probe ----------------------------------------------------------------------------------

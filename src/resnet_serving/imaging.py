@@ -17,7 +17,8 @@ from __future__ import annotations
 
 import io
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 
 import numpy as np
 import torch
@@ -66,27 +67,13 @@ def _to_rgb(img: Image.Image) -> Image.Image:
     return img.convert("RGB")
 
 
-def decode_image(data: bytes | bytearray | memoryview, settings: Settings | None = None) -> torch.Tensor:
-    """Decode image bytes into a uint8 tensor of shape (3, H, W), RGB, EXIF orientation applied.
-
-    Raises :class:`InputError` (400), :class:`PayloadTooLarge` (413) or :class:`UnsupportedMediaType` (415).
-    """
-    settings = settings or Settings()
-    data = bytes(data)
-    fmt = _check_bytes(data, settings)
+@contextmanager
+def _pil_errors(fmt: str) -> Iterator[None]:
+    """Map what PIL raises on hostile or corrupt bytes to typed 4xx errors, in one place."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            opened = Image.open(io.BytesIO(data), formats=[fmt])
-            width, height = opened.size  # from the header: nothing decoded yet
-            _check_dimensions(width, height, settings)
-            if fmt == "JPEG" and opened.mode in ("RGB", "L"):
-                fast = _decode_jpeg_torchvision(data, width, height)
-                if fast is not None:
-                    return fast
-            opened.load()  # full decode, first frame only for GIF/WebP animations
-            rgb = _to_rgb(_apply_exif_orientation(opened))
-            arr = np.array(rgb, dtype=np.uint8)  # a writable copy: torch.from_numpy shares memory
+            yield
     except (PayloadTooLarge, InputError):
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
@@ -97,6 +84,34 @@ def decode_image(data: bytes | bytearray | memoryview, settings: Settings | None
         raise PayloadTooLarge("image too large to decode in memory") from e
     except Exception as e:  # PIL raises OSError, ValueError, SyntaxError, struct.error… on corrupt data
         raise InputError(f"corrupt or truncated {fmt} image: {e}") from e
+
+
+def _open_checked(data: bytes, settings: Settings) -> tuple[str, Image.Image]:
+    """Byte cap, format, then PIL's header only: the pixel cap is checked before anything is decoded.
+    Call inside :func:`_pil_errors`."""
+    fmt = _check_bytes(data, settings)
+    opened = Image.open(io.BytesIO(data), formats=[fmt])
+    _check_dimensions(*opened.size, settings)
+    return fmt, opened
+
+
+def decode_image(data: bytes | bytearray | memoryview, settings: Settings | None = None) -> torch.Tensor:
+    """Decode image bytes into a uint8 tensor of shape (3, H, W), RGB, EXIF orientation applied.
+
+    Raises :class:`InputError` (400), :class:`PayloadTooLarge` (413) or :class:`UnsupportedMediaType` (415).
+    """
+    settings = settings or Settings()
+    data = bytes(data)
+    fmt = sniff_format(data) or "image"
+    with _pil_errors(fmt):
+        fmt, opened = _open_checked(data, settings)
+        if fmt == "JPEG" and opened.mode in ("RGB", "L"):
+            fast = _decode_jpeg_torchvision(data, *opened.size)
+            if fast is not None:
+                return fast
+        opened.load()  # full decode, first frame only for GIF/WebP animations
+        rgb = _to_rgb(_apply_exif_orientation(opened))
+        arr = np.array(rgb, dtype=np.uint8)  # a writable copy: torch.from_numpy shares memory
     if arr.ndim != 3 or arr.shape[2] != 3:
         raise InputError(f"decoded {fmt} image has unexpected shape {arr.shape}")
     return torch.from_numpy(np.ascontiguousarray(arr)).permute(2, 0, 1).contiguous()
@@ -146,23 +161,14 @@ def decode_jpeg_batch(datas: Sequence[bytes], device: torch.device | str) -> lis
 
 
 def validate_header(data: bytes | bytearray | memoryview, settings: Settings | None = None) -> str:
-    """The cheap checks of :func:`decode_image` (size, format, pixel count from the header). Returns the format."""
+    """The cheap checks of :func:`decode_image` (size, format, pixel count from the header). Returns
+    ``"FORMAT:MODE"``, e.g. ``"JPEG:RGB"``."""
     settings = settings or Settings()
     data = bytes(data)
-    fmt = _check_bytes(data, settings)
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(io.BytesIO(data), formats=[fmt]) as opened:
-                _check_dimensions(*opened.size, settings)
-                mode = opened.mode
-    except (PayloadTooLarge, InputError):
-        raise
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
-        raise PayloadTooLarge(f"image has too many pixels: {e}") from e
-    except Exception as e:
-        raise InputError(f"corrupt {fmt} image header: {e}") from e
-    return f"{fmt}:{mode}"
+    with _pil_errors(sniff_format(data) or "image"):
+        fmt, opened = _open_checked(data, settings)
+        with opened:
+            return f"{fmt}:{opened.mode}"
 
 
 def _check_bytes(data: bytes, settings: Settings) -> str:

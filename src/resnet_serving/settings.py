@@ -13,6 +13,10 @@ from dataclasses import dataclass, fields
 from resnet_serving.errors import ConfigError
 
 ENV_PREFIX = "RESNET_SERVING_"
+#: Where the model comes from, shared by serve, fetch, sync, the chart's init container and the operator's patch.
+ENV_STORE = "RESNET_SERVING_STORE"
+ENV_VERSION = "RESNET_SERVING_MODEL_VERSION"
+ENV_CHANNEL = "RESNET_SERVING_MODEL_CHANNEL"
 
 
 @dataclass(frozen=True)

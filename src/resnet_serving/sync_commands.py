@@ -16,12 +16,11 @@ from typing import TYPE_CHECKING, Any
 
 from resnet_serving import MODEL_NAME, ui
 from resnet_serving.errors import ConfigError
+from resnet_serving.settings import ENV_CHANNEL, ENV_STORE
 
 if TYPE_CHECKING:
     from resnet_serving.sync import Syncer, SyncStatus
 
-ENV_STORE = "RESNET_SERVING_STORE"
-ENV_CHANNEL = "RESNET_SERVING_MODEL_CHANNEL"
 DEFAULT_INTERVAL = 10.0
 
 

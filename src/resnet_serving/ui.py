@@ -1,4 +1,4 @@
-"""Progress and status output with rich: live on a TTY, plain quiet lines otherwise (CI, logs, pods)."""
+"""Status output with rich: live on a TTY, plain quiet lines otherwise (CI, logs, pods)."""
 
 from __future__ import annotations
 
@@ -7,14 +7,6 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    DownloadColumn,
-    Progress,
-    TextColumn,
-    TimeRemainingColumn,
-    TransferSpeedColumn,
-)
 
 console = Console(stderr=True)
 
@@ -40,17 +32,3 @@ def info(message: str) -> None:
 
 def warn(message: str) -> None:
     console.print(f"[bold yellow]WARNING[/]: {message}", highlight=False)
-
-
-def transfer_progress(description: str, total: int | None) -> Progress:
-    """A byte-transfer progress bar; disabled (silent) when not on a TTY."""
-    return Progress(
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        DownloadColumn(),
-        TransferSpeedColumn(),
-        TimeRemainingColumn(),
-        console=console,
-        disable=not interactive(),
-        transient=False,
-    )

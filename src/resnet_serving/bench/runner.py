@@ -14,7 +14,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -47,7 +47,6 @@ class BenchOptions:
     threads: int | None = None
     batch_size: int | None = None
     max_batch_delay_ms: int | None = None
-    ports: tuple[int, ...] | None = None  # inference, management, metrics, gRPC ×2 (default: free ports)
 
 
 def _serve_config(opts: BenchOptions, store: Path, version: str) -> ServeConfig:
@@ -56,12 +55,13 @@ def _serve_config(opts: BenchOptions, store: Path, version: str) -> ServeConfig:
     for name in ("workers", "threads", "batch_size", "max_batch_delay_ms"):
         if getattr(opts, name) is not None:
             overrides[name] = getattr(opts, name)
-    ports = opts.ports or tuple(_free_ports(5))
+    ports = _free_ports(5)
     overrides.update(
         port=ports[0], management_port=ports[1], metrics_port=ports[2],
         grpc_inference_port=ports[3], grpc_management_port=ports[4],
     )  # fmt: skip
-    return ServeConfig(model_store=store, model_version=version, **overrides)
+    # TorchServe serves the verified directory in place, as `serve --model-dir` does
+    return ServeConfig(model_store=store, mar_name=ARCHIVE_NAME, model_version=version, **overrides)
 
 
 def _free_ports(n: int) -> list[int]:
@@ -212,10 +212,7 @@ def run_bench(opts: BenchOptions) -> dict[str, Any]:
         model_dir = _prepare_model_dir(opts, tmp)
         manifest = Manifest.load(model_dir / MANIFEST_NAME)
         manifest.verify_file(model_dir / ARCHIVE_NAME)
-        store = tmp / "model-store"
-        store.mkdir()
-        shutil.copyfile(model_dir / ARCHIVE_NAME, store / f"{MODEL_NAME}.mar")
-        cfg = _serve_config(opts, store, manifest.version)
+        cfg = _serve_config(opts, model_dir, manifest.version)
         budget = cfg.workers * cfg.torch_threads
         device = select_device(0 if torch.cuda.is_available() else None)
         report: dict[str, Any] = {
@@ -350,8 +347,3 @@ def evaluate_targets(report: dict[str, Any]) -> dict[str, Any]:
         out["cold_start_le_15s"] = report["cold_start_s"] <= 15.0
     out["failed_requests"] = sum(r["failed"] for r in report.get("served", []))
     return out
-
-
-def options_dict(opts: BenchOptions) -> dict[str, Any]:
-    d = asdict(opts)
-    return {k: str(v) if isinstance(v, Path) else v for k, v in d.items()}

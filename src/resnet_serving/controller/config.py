@@ -23,11 +23,14 @@ from __future__ import annotations
 
 import os
 import random
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import TypeVar
 
 from resnet_serving.controller.spec import DNS_LABEL_RE, DNS_SUBDOMAIN_RE
 from resnet_serving.errors import ConfigError
+
+T = TypeVar("T", int, float)
 
 ENV_NAMESPACES = "RESNET_SERVING_OPERATOR_NAMESPACES"
 ENV_ALL_NAMESPACES = "RESNET_SERVING_OPERATOR_ALL_NAMESPACES"
@@ -44,14 +47,26 @@ DEFAULT_TICK_S = 10.0
 def tick_seconds(environ: Mapping[str, str] | None = None) -> float:
     """How often each ModelDeployment is looked at (rollout progress, drift): ``$RESNET_SERVING_OPERATOR_TICK_SECONDS``,
     1 to 60, default 10. Read once, when the handlers are registered."""
-    raw = (os.environ if environ is None else environ).get(ENV_TICK)
-    try:
-        value = float(raw) if raw else DEFAULT_TICK_S
-    except ValueError as e:
-        raise ConfigError(f"{ENV_TICK}={raw!r} is not a number of seconds") from e
+    env = os.environ if environ is None else environ
+    value = _env_number(env, ENV_TICK, float, lambda: DEFAULT_TICK_S, "a number of seconds")
     if not 1.0 <= value <= 60.0:
-        raise ConfigError(f"{ENV_TICK}={raw!r} must be between 1 and 60 seconds")
+        raise ConfigError(f"{ENV_TICK}={env.get(ENV_TICK)!r} must be between 1 and 60 seconds")
     return value
+
+
+def _random_priority() -> int:
+    return random.SystemRandom().randint(1, 2**31 - 1)
+
+
+def _env_number(env: Mapping[str, str], key: str, cast: Callable[[str], T], default: Callable[[], T], what: str) -> T:
+    """``cast(env[key])``, or ``default()`` when unset or empty; a ConfigError naming the variable otherwise."""
+    raw = env.get(key)
+    if not raw:
+        return default()
+    try:
+        return cast(raw)
+    except ValueError as e:
+        raise ConfigError(f"{key}={raw!r} is not {what}") from e
 
 
 @dataclass(frozen=True)
@@ -103,18 +118,12 @@ def load_config(
     if peer is not None and not DNS_SUBDOMAIN_RE.match(peer):
         raise ConfigError(f"invalid peering name {peer!r}")
     if priority is None:
-        raw = env.get(ENV_PRIORITY)
-        try:
-            priority = int(raw) if raw else random.SystemRandom().randint(1, 2**31 - 1)
-        except ValueError as e:
-            raise ConfigError(f"{ENV_PRIORITY}={raw!r} is not an integer") from e
+        priority = _env_number(
+            env, ENV_PRIORITY, int, lambda: random.SystemRandom().randint(1, 2**31 - 1), "an integer"
+        )
     host = metrics_host or env.get(ENV_METRICS_HOST) or "0.0.0.0"
     if metrics_port is None:
-        raw = env.get(ENV_METRICS_PORT)
-        try:
-            metrics_port = int(raw) if raw else DEFAULT_METRICS_PORT
-        except ValueError as e:
-            raise ConfigError(f"{ENV_METRICS_PORT}={raw!r} is not a port number") from e
+        metrics_port = _env_number(env, ENV_METRICS_PORT, int, lambda: DEFAULT_METRICS_PORT, "a port number")
     if not 0 <= metrics_port <= 65535:
         raise ConfigError(f"metrics port {metrics_port} is out of range (0 turns the endpoint off)")
     return OperatorConfig(

@@ -13,8 +13,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from resnet_serving.controller.spec import STORE_ENV, VERSION_ANNOTATION, VERSION_ENV, ModelDeploymentSpec
+from resnet_serving.controller.spec import VERSION_ANNOTATION, ModelDeploymentSpec
 from resnet_serving.errors import InputError, IntegrityError, StoreError
+from resnet_serving.settings import ENV_STORE as STORE_ENV
+from resnet_serving.settings import ENV_VERSION as VERSION_ENV
 from resnet_serving.store import RetryPolicy, open_store
 
 # The operator polls again soon; a short retry budget keeps one poll well under the operator's tick.

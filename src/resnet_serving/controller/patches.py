@@ -22,8 +22,9 @@ from collections.abc import Mapping
 from typing import Any
 
 from resnet_serving.controller.observe import find_container
-from resnet_serving.controller.spec import DEFAULT_CONTAINER, VERSION_ANNOTATION, VERSION_ENV
+from resnet_serving.controller.spec import DEFAULT_CONTAINER, VERSION_ANNOTATION
 from resnet_serving.errors import InvalidTarget
+from resnet_serving.settings import ENV_VERSION as VERSION_ENV
 
 CHANGE_CAUSE = "kubernetes.io/change-cause"
 

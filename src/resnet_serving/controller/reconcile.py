@@ -42,7 +42,9 @@ from resnet_serving.controller.observe import (
     StoreView,
     rollout_progress,
 )
-from resnet_serving.controller.spec import STORE_ENV, VERSION_ENV, ModelDeploymentSpec
+from resnet_serving.controller.spec import ModelDeploymentSpec
+from resnet_serving.settings import ENV_STORE as STORE_ENV
+from resnet_serving.settings import ENV_VERSION as VERSION_ENV
 from resnet_serving.store.resolve import Action, Reason, failures_after, resolve, target_version
 
 # How long to wait before looking for a missing Deployment again, and the store-error backoff bounds.

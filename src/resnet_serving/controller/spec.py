@@ -25,8 +25,6 @@ API_VERSION = f"{GROUP}/{VERSION}"
 
 # What the operator writes into the target Deployment's pod template (the chart renders both).
 VERSION_ANNOTATION = "resnet-serving.io/model-version"
-VERSION_ENV = "RESNET_SERVING_MODEL_VERSION"
-STORE_ENV = "RESNET_SERVING_STORE"
 DEFAULT_CONTAINER = "fetch-model"
 
 DEFAULT_POLL_INTERVAL = "30s"

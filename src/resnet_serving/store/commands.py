@@ -21,12 +21,10 @@ from resnet_serving import MODEL_NAME
 from resnet_serving.cli import add_endpoint_url
 from resnet_serving.errors import InputError, NotFound
 from resnet_serving.manifest import ARCHIVE_NAME, MANIFEST_NAME, Manifest
+from resnet_serving.settings import ENV_CHANNEL, ENV_STORE, ENV_VERSION
 from resnet_serving.store.model_store import Store, open_store
 from resnet_serving.store.progress import terminal_progress
 
-ENV_STORE = "RESNET_SERVING_STORE"
-ENV_VERSION = "RESNET_SERVING_MODEL_VERSION"
-ENV_CHANNEL = "RESNET_SERVING_MODEL_CHANNEL"
 DEFAULT_CHANNEL = "stable"
 
 

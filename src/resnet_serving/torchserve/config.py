@@ -40,7 +40,7 @@ class ServeConfig:
     grpc_inference_port: int = 7070
     grpc_management_port: int = 7071
     #: TorchServe backend workers (Python processes) for the model; default: one per CPU (see default_workers).
-    workers: int = field(default_factory=lambda: default_workers())
+    workers: int = field(default_factory=default_workers)
     #: Torch intra-op threads per worker; 0 = derive from the CPU quota (workers × threads ≤ CPUs).
     threads: int = 0
     #: Dynamic batching: most requests per batch, and how long the front end waits to fill one.
@@ -79,7 +79,7 @@ class ServeConfig:
         ):
             if getattr(self, name) < lo:
                 raise ConfigError(f"--{name.replace('_', '-')} must be ≥ {lo}, got {getattr(self, name)}")
-        if self.management_host not in LOOPBACK and not self.extra.get("allow_public_management"):
+        if self.management_host not in LOOPBACK:
             raise ConfigError(
                 f"--management-host {self.management_host}: the management API can register arbitrary code; "
                 "it binds to loopback only"
@@ -138,7 +138,7 @@ def render(cfg: ServeConfig) -> str:
         "grpc_management_address": "127.0.0.1",
         "grpc_management_port": str(cfg.grpc_management_port),
         "model_store": str(store),
-        "load_models": cfg.mar_name,
+        "load_models": f"{cfg.model_name}={cfg.mar_name}",
         "models": json.dumps(models, separators=(",", ":")),
         "default_workers_per_model": str(cfg.workers),
         "metrics_mode": "prometheus",
@@ -162,9 +162,7 @@ def render(cfg: ServeConfig) -> str:
     }
     if cfg.netty_threads:
         props["number_of_netty_threads"] = str(cfg.netty_threads)
-    for k, v in cfg.extra.items():
-        if k != "allow_public_management":
-            props[k] = v
+    props.update(cfg.extra)
     header = (
         "# Rendered by resnet-serving (resnet_serving.torchserve.config). Do not edit: change the flags.\n"
         f"# thread budget: {cfg.workers} worker(s) × {cfg.torch_threads} torch thread(s) on "

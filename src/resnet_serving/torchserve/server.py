@@ -11,6 +11,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import IO
@@ -19,6 +20,10 @@ from resnet_serving.errors import TorchServeError
 from resnet_serving.torchserve import config as ts_config
 from resnet_serving.torchserve.java import find_java_home
 from resnet_serving.torchserve.probe import model_answers
+
+
+class Stopped(Exception):
+    """``wait_ready`` gave up because its stop event was set (a signal, not a failure)."""
 
 
 def _torchserve_bin() -> str:
@@ -104,8 +109,10 @@ class TorchServe:
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
 
-    def wait_ready(self, timeout: float = 180.0, poll: float = 0.5) -> float:
-        """Block until the model answers a real prediction. Returns seconds since start."""
+    def wait_ready(self, timeout: float = 180.0, poll: float = 0.5, stop: threading.Event | None = None) -> float:
+        """Block until the model answers a real prediction. Returns seconds since start; raises
+        :class:`Stopped` as soon as ``stop`` is set (Ctrl-C while waiting)."""
+        stop = stop or threading.Event()
         if self.proc is None or self.started_at is None:
             raise TorchServeError("not started")
         deadline = time.monotonic() + timeout
@@ -119,7 +126,8 @@ class TorchServe:
             ok, detail = model_answers(self.cfg.inference_url, model=self.cfg.model_name, timeout=10)
             if ok:
                 return time.monotonic() - self.started_at
-            time.sleep(poll)  # poll interval between readiness checks, bounded by the deadline above
+            if stop.wait(poll):  # poll interval between readiness checks, bounded by the deadline above
+                raise Stopped("stopped while waiting for the model")
         raise TorchServeError(
             f"model not ready after {timeout:.0f}s (last probe: {detail}); last log lines:\n{self.tail_log()}"
         )
