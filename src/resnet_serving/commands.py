@@ -315,9 +315,9 @@ def cmd_predict(args: argparse.Namespace) -> int:
         try:
             r = requests.post(
                 f"{args.url.rstrip('/')}/predictions/{MODEL_NAME}",
-                params={"topk": args.topk},
                 data=data,
-                headers={"Content-Type": content_type_for(data)},
+                # TorchServe drops POST query strings before the handler: top-k travels in a header
+                headers={"Content-Type": content_type_for(data), "X-TopK": str(args.topk)},
                 timeout=args.timeout,
             )
         except requests.ConnectionError as e:
