@@ -10,7 +10,14 @@ The one place that knows about image formats. Used by the TorchServe handler, th
   from the header *before* the pixel data is decoded (decompression bombs), plus an aspect-ratio cap because
   resizing the short side of a 1×40000 image to 232 would allocate gigabytes.
 * Preprocessing is exactly ``ResNet50_Weights.IMAGENET1K_V2.transforms()`` (resize 232 bilinear antialiased,
-  centre crop 224, scale to [0, 1], ImageNet mean/std); the constants are read from torchvision itself.
+  centre crop 224, scale to [0, 1], ImageNet mean/std); the constants are read from torchvision itself. Two
+  paths, each bit-exact with ``transforms()`` on its input type:
+
+  - **CPU** (:func:`decode_crop` + :func:`normalize_crops`): PIL decodes and resizes, exactly as
+    ``transforms()(PIL image)`` does (the input type the weights were evaluated with). Cheapest on a CPU:
+    about 4.3 ms per 512×600 JPEG against 6.5 ms for libjpeg + torch's uint8 resize (measured here).
+  - **Accelerator** (:func:`decode_image` or :func:`decode_jpeg_batch`, then :func:`preprocess` on the device):
+    ``transforms()(uint8 tensor)``. It differs from the PIL path by resize rounding only.
 """
 
 from __future__ import annotations
@@ -109,12 +116,67 @@ def decode_image(data: bytes | bytearray | memoryview, settings: Settings | None
             fast = _decode_jpeg_torchvision(data, *opened.size)
             if fast is not None:
                 return fast
+    return _hwc_tensor(decode_pil(data, settings), fmt).permute(2, 0, 1)
+
+
+def decode_pil(data: bytes | bytearray | memoryview, settings: Settings | None = None) -> Image.Image:
+    """Decode image bytes into an 8-bit RGB PIL image, EXIF orientation applied (first frame of animations).
+
+    Same checks and errors as :func:`decode_image`.
+    """
+    settings = settings or Settings()
+    data = bytes(data)
+    with _pil_errors(sniff_format(data) or "image"):
+        _, opened = _open_checked(data, settings)
         opened.load()  # full decode, first frame only for GIF/WebP animations
-        rgb = _to_rgb(_apply_exif_orientation(opened))
-        arr = np.array(rgb, dtype=np.uint8)  # a writable copy: torch.from_numpy shares memory
+        return _to_rgb(_apply_exif_orientation(opened))
+
+
+def decode_crop(data: bytes | bytearray | memoryview, settings: Settings | None = None) -> torch.Tensor:
+    """The CPU path: bytes → the weights' resize and centre crop, done by PIL → uint8 tensor (224, 224, 3), HWC.
+
+    Bit-exact with ``transforms()`` on the decoded PIL image; :func:`normalize_crops` finishes the job.
+    """
+    img = decode_pil(data, settings)
+    with _pil_errors("image"):
+        return _hwc_tensor(center_crop_pil(img), "image")
+
+
+def center_crop_pil(img: Image.Image) -> Image.Image:
+    """``Resize(232, bilinear, antialias)`` then ``CenterCrop(224)`` on a PIL image, as torchvision computes them.
+
+    Resizing the whole image then cropping is deliberate: PIL's ``resize(box=…)`` takes float32 box
+    coordinates, and its output differs from the reference by 1 in about a quarter of the pixels (measured).
+    """
+    width, height = img.size
+    short, long = (width, height) if width <= height else (height, width)
+    new_short, new_long = RESIZE_SIZE[0], int(RESIZE_SIZE[0] * long / short)  # torchvision's rounding
+    new_w, new_h = (new_short, new_long) if width <= height else (new_long, new_short)
+    resized = img.resize((new_w, new_h), Image.Resampling.BILINEAR) if (new_w, new_h) != img.size else img
+    crop_h, crop_w = CROP_SIZE[0], CROP_SIZE[-1]
+    if new_w < crop_w or new_h < crop_h:  # cannot happen with 232 → 224, kept for other weights' sizes
+        return F.center_crop(resized, CROP_SIZE)
+    top, left = round((new_h - crop_h) / 2.0), round((new_w - crop_w) / 2.0)  # as torchvision: int(round(x))
+    return resized.crop((left, top, left + crop_w, top + crop_h))
+
+
+def _hwc_tensor(rgb: Image.Image, fmt: str) -> torch.Tensor:
+    arr = np.array(rgb, dtype=np.uint8)  # a writable copy: torch.from_numpy shares memory
     if arr.ndim != 3 or arr.shape[2] != 3:
         raise InputError(f"decoded {fmt} image has unexpected shape {arr.shape}")
-    return torch.from_numpy(np.ascontiguousarray(arr)).permute(2, 0, 1).contiguous()
+    return torch.from_numpy(arr)
+
+
+def normalize_crops(crops: Sequence[torch.Tensor], *, channels_last: bool = True) -> torch.Tensor:
+    """uint8 (224, 224, 3) crops from :func:`decode_crop` → the float32 (N, 3, 224, 224) normalised batch.
+
+    Stacking HWC crops and viewing them as NCHW gives channels_last memory for free.
+    """
+    if not crops:
+        raise ValueError("normalize_crops needs at least one crop")
+    batch = torch.stack(list(crops)).permute(0, 3, 1, 2)
+    batch = F.normalize(F.convert_image_dtype(batch, torch.float), mean=MEAN, std=STD, inplace=True)
+    return batch.contiguous(memory_format=torch.channels_last) if channels_last else batch.contiguous()
 
 
 def _decode_jpeg_torchvision(data: bytes, width: int, height: int) -> torch.Tensor | None:
@@ -135,7 +197,7 @@ def _decode_jpeg_torchvision(data: bytes, width: int, height: int) -> torch.Tens
         return None
     if out.ndim != 3 or out.shape[0] != 3 or {int(out.shape[1]), int(out.shape[2])} != {width, height}:
         return None
-    return out.contiguous()
+    return out  # a CHW view of libjpeg's HWC buffer: a transposing copy costs 0.6 ms and the resize does not need it
 
 
 def decode_jpeg_batch(datas: Sequence[bytes], device: torch.device | str) -> list[torch.Tensor] | None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import os
 import socket
+from collections.abc import Callable
 from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
@@ -23,7 +24,7 @@ import torch
 from torchvision.models import ResNet50_Weights, resnet50
 
 from resnet_serving.errors import ArchiveError, WeightsUnavailable
-from resnet_serving.imaging import WEIGHTS, preprocess
+from resnet_serving.imaging import WEIGHTS, normalize_crops, preprocess
 
 RANDOM_SEED = 0
 DOWNLOAD_TIMEOUT_S = 20.0
@@ -172,15 +173,30 @@ class Classifier:
         for bs in warmup_batches:  # compile/autotune (and oneDNN primitive caches) before the first request
             self.logits([torch.zeros(3, 224, 224, dtype=torch.uint8)] * bs)
 
-    @torch.inference_mode()
     def logits(self, images: list[torch.Tensor]) -> np.ndarray:
-        """uint8 (3, H, W) images (on any device) → float32 (N, 1000) logits, in chunks of ``max_batch``."""
-        outs: list[np.ndarray] = []
-        for start in range(0, len(images), self.max_batch):
-            chunk = images[start : start + self.max_batch]
-            if self.device.type != "cpu":  # resize on the accelerator: 4× fewer bytes to copy than float
+        """uint8 (3, H, W) full images (on any device) → float32 (N, 1000) logits. The accelerator path: the
+        weights' resize runs on the model's device (4× fewer bytes to copy than float)."""
+
+        def batch(chunk: list[torch.Tensor]) -> torch.Tensor:
+            if self.device.type != "cpu":
                 chunk = [im.to(self.device, non_blocking=True) for im in chunk]
-            batch = preprocess(chunk, channels_last=self.channels_last).to(self.device, non_blocking=True)
+            return preprocess(chunk, channels_last=self.channels_last).to(self.device, non_blocking=True)
+
+        return self._run(images, batch)
+
+    def logits_from_crops(self, crops: list[torch.Tensor]) -> np.ndarray:
+        """uint8 (224, 224, 3) crops from :func:`imaging.decode_crop` → float32 (N, 1000) logits. The CPU path."""
+
+        def batch(chunk: list[torch.Tensor]) -> torch.Tensor:
+            return normalize_crops(chunk, channels_last=self.channels_last).to(self.device, non_blocking=True)
+
+        return self._run(crops, batch)
+
+    @torch.inference_mode()
+    def _run(self, items: list[torch.Tensor], to_batch: Callable[[list[torch.Tensor]], torch.Tensor]) -> np.ndarray:
+        outs: list[np.ndarray] = []
+        for start in range(0, len(items), self.max_batch):
+            batch = to_batch(items[start : start + self.max_batch])
             ctx = (
                 torch.autocast(device_type=self.device.type, dtype=self.amp_dtype)
                 if self.amp_dtype is not None

@@ -66,6 +66,9 @@ class InferenceService:
         self.labels = list(labels)
         self.meta = dict(meta)
         self.settings = settings or Settings.from_env()
+        #: On a CPU, PIL decodes, resizes and crops each image (the cheapest exact path); on an accelerator the
+        #: full image goes to the device and is resized there.
+        self.crop_on_cpu = classifier.device.type == "cpu"
         #: Decode JPEG batches on the accelerator (nvJPEG) when the model runs on one.
         self.gpu_decode = gpu_decode and classifier.device.type == "cuda"
 
@@ -133,7 +136,7 @@ class InferenceService:
             for item in pending.values():
                 item.offset = len(flat)
                 flat.extend(item.images)
-            logits = self.classifier.logits(flat)
+            logits = self.classifier.logits_from_crops(flat) if self.crop_on_cpu else self.classifier.logits(flat)
             for idx, item in pending.items():
                 n = len(item.images)
                 preds = postprocess.topk(logits[item.offset : item.offset + n], item.parsed.topk, self.labels)
@@ -142,6 +145,8 @@ class InferenceService:
 
     def _decode_or_defer(self, raw: bytes) -> torch.Tensor | bytes:
         """Decode on the CPU now, or (GPU decode on) validate the header and leave JPEG bytes for one batch call."""
+        if self.crop_on_cpu:
+            return imaging.decode_crop(raw, self.settings)
         if self.gpu_decode and imaging.validate_header(raw, self.settings) in ("JPEG:RGB", "JPEG:L"):
             return raw
         return imaging.decode_image(raw, self.settings)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import io
+
 import numpy as np
 import pytest
 import torch
@@ -154,15 +156,51 @@ def test_preprocess_matches_weights_transforms_exactly_on_tensors(size: tuple[in
     assert torch.allclose(ours, ref, atol=1e-6, rtol=0)
 
 
-def test_preprocess_close_to_weights_transforms_on_pil_images() -> None:
-    # transforms() on a PIL image resizes with PIL; we resize the decoded uint8 tensor with torch. Both are
-    # antialiased bilinear; they differ by rounding only. Bound the difference in normalised units (std≈0.225).
+def test_tensor_path_close_to_weights_transforms_on_pil_images() -> None:
+    # transforms() on a PIL image resizes with PIL; the accelerator path resizes the uint8 tensor with torch.
+    # Both are antialiased bilinear; they differ by rounding only. Bound it in normalised units (std≈0.225).
     data = fx.PHOTO.read_bytes()
     ref = imaging.WEIGHTS.transforms()(Image.open(fx.PHOTO).convert("RGB"))
     ours = imaging.preprocess([imaging.decode_image(data)])[0]
     diff = (ours - ref).abs()
     assert diff.mean().item() < 0.02
     assert diff.max().item() < 0.25
+
+
+@pytest.mark.parametrize(
+    "size", [(600, 512), (224, 224), (232, 232), (480, 640), (300, 233), (1000, 120), (70, 50), (231, 1601)]
+)
+@pytest.mark.parametrize("fmt", ["JPEG", "PNG"])
+def test_cpu_path_matches_weights_transforms_on_pil_images_exactly(size: tuple[int, int], fmt: str) -> None:
+    """decode_crop + normalize_crops == transforms()(the decoded PIL image), bit for bit, for portrait,
+    landscape, square, up- and down-scaled images."""
+    h, w = size
+    rng = np.random.default_rng(h * 7919 + w)
+    noise = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)  # noise: every rounding difference would show
+    data = fx.encode(Image.fromarray(noise), fmt, **({"quality": 90} if fmt == "JPEG" else {}))
+    ref = imaging.WEIGHTS.transforms()(Image.open(io.BytesIO(data)).convert("RGB"))
+    crop = imaging.decode_crop(data)
+    assert crop.dtype == torch.uint8 and tuple(crop.shape) == (224, 224, 3)
+    ours = imaging.normalize_crops([crop])[0]
+    assert torch.equal(ours, ref)
+
+
+def test_cpu_path_applies_exif_orientation_and_modes_like_decode_image() -> None:
+    for data in (fx.jpeg_with_orientation(6), fx.png(50, 70), fx.encode(fx.rgb_image(96, 64).convert("L"), "PNG")):
+        full = imaging.decode_image(data)
+        ref = imaging.preprocess([full], channels_last=False)[0]
+        ours = imaging.normalize_crops([imaging.decode_crop(data)])[0]
+        assert ours.shape == ref.shape == (3, 224, 224)
+        assert (ours - ref).abs().mean().item() < 0.02  # PIL vs torch resize rounding only; same orientation
+
+
+def test_normalize_crops_is_channels_last_float_and_rejects_empty() -> None:
+    batch = imaging.normalize_crops([imaging.decode_crop(fx.jpeg()), imaging.decode_crop(fx.png(50, 70))])
+    assert batch.shape == (2, 3, 224, 224) and batch.dtype == torch.float32
+    assert batch.is_contiguous(memory_format=torch.channels_last)
+    assert imaging.normalize_crops([imaging.decode_crop(fx.jpeg())], channels_last=False).is_contiguous()
+    with pytest.raises(ValueError):
+        imaging.normalize_crops([])
 
 
 def test_preprocess_batch_is_channels_last_and_float() -> None:
