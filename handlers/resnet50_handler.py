@@ -17,6 +17,14 @@ log = logging.getLogger(__name__)
 _service: InferenceService | None = None
 
 
+class DropPerBatchChatter(logging.Filter):
+    """TorchServe's worker logs "Backend received inference at: <epoch>" on the root logger for every batch; the
+    front end then writes it to stdout, model_log.log and ts_log.log. Dropped; every other record passes."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("Backend received inference at")
+
+
 def _headers(context: Any, idx: int) -> dict[str, str]:
     """Request headers, lower-cased. TorchServe also files per-parameter content types here, as dicts."""
     try:
@@ -42,6 +50,9 @@ def _content_type(context: Any, idx: int, request: Any, headers: dict[str, str])
 def handle(data: list[dict[str, Any]] | None, context: Any) -> list[Any] | None:
     global _service
     if data is None:  # initialisation call
+        root = logging.getLogger()
+        if not any(isinstance(f, DropPerBatchChatter) for f in root.filters):
+            root.addFilter(DropPerBatchChatter())
         threads = configure_threads()
         props = context.system_properties
         _service = InferenceService.from_model_dir(

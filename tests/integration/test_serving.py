@@ -6,6 +6,7 @@ import base64
 import io
 import json
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -160,3 +161,33 @@ def test_server_healthy_and_workers_unchanged_after_bad_inputs(
     assert requests.get(f"{torchserve.url}/ping", timeout=10).json()["status"] == "Healthy"
     assert torchserve.management.worker_pids("resnet50") == worker_pids_before
     assert post(torchserve, fx.PHOTO.read_bytes(), "image/jpeg").status_code == 200
+
+
+def test_front_end_logs_one_access_line_per_request_and_no_per_request_chatter(torchserve: RunningTorchServe) -> None:
+    """Our log4j2.xml: TorchServe's built-in one wrote ~9 lines per request to stdout and ts_log.log (jobId,
+    waiting time, backend time, each twice in ts_log). Now each request leaves one access-log line (the Python worker still logs two lines
+    per batch)."""
+    logs = torchserve.server.run_dir / "logs"
+    access = logs / "access_log.log"
+
+    def access_lines() -> int:
+        return len(access.read_text(encoding="utf-8").splitlines()) if access.exists() else 0
+
+    before = access_lines()
+    for _ in range(5):
+        assert post(torchserve, fx.jpeg(), "image/jpeg").status_code == 200
+    deadline = time.monotonic() + 10
+    while access_lines() < before + 5 and time.monotonic() < deadline:  # log4j writes asynchronously
+        time.sleep(0.1)
+    assert access_lines() == before + 5
+    assert '"POST /predictions/resnet50 HTTP/1.1" 200' in access.read_text(encoding="utf-8").splitlines()[-1]
+    for path in (torchserve.server.log_file, logs / "ts_log.log"):
+        text = path.read_text(encoding="utf-8", errors="replace")
+        assert "Torchserve version" in text  # the start-up block: the config logs what matters, once
+        assert text.count("Torchserve version") == 1
+        for chatter in ("Sending response for jobId", "Backend response time", "Waiting time ns"):
+            assert chatter not in text, f"{path.name}: per-request line {chatter!r}"
+    assert "ACCESS_LOG" not in torchserve.server.log_file.read_text(encoding="utf-8", errors="replace")
+    model_log = (logs / "model_log.log").read_text(encoding="utf-8", errors="replace")
+    assert "resnet-serving handler ready" in model_log  # the worker's own log still arrives
+    assert "Backend received inference at" not in model_log  # the handler's filter drops the per-batch line

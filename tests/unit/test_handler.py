@@ -98,3 +98,13 @@ def test_content_type_falls_back_to_request_header(handler: ModuleType, model_di
     out = handler.handle([{"hello": b""}], ctx)
     assert ctx.statuses[0][0] == 415
     assert "Content-Type: image/jpeg" in out[0]["message"]
+
+
+def test_initialisation_drops_only_the_per_batch_log_line(handler: ModuleType, caplog: pytest.LogCaptureFixture) -> None:
+    import logging
+
+    assert sum(isinstance(f, handler.DropPerBatchChatter) for f in logging.getLogger().filters) == 1
+    with caplog.at_level(logging.INFO):
+        logging.info("Backend received inference at: %d", 1795318316)  # what TorchServe's worker logs per batch
+        logging.info("Backend received an unexpected thing")
+    assert [r.getMessage() for r in caplog.records] == ["Backend received an unexpected thing"]

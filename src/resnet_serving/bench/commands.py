@@ -30,6 +30,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         default=1,
         help="rounds per concurrency level, each bracketed by raw runs; median reported",
     )
+    p.add_argument(
+        "--server-warmup",
+        type=float,
+        default=20.0,
+        help="seconds of load (highest concurrency) before measuring, for the front end's JIT; 0 = none",
+    )
     p.add_argument("--payload", type=Path, help="image sent by the load generator (default: examples photo)")
     p.add_argument("--model-dir", type=Path, help="model.mar + manifest.json (default: build a random one)")
     p.add_argument("--workers", type=int, help="override serve's default")
@@ -52,6 +58,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
         raw_seconds_per_batch=args.raw_seconds,
         raw_batch_sizes=args.raw_batch_sizes,
         repeat=max(1, args.repeat),
+        server_warmup_s=max(0.0, args.server_warmup),
         payload=args.payload or DEFAULT_PAYLOAD,
         model_dir=args.model_dir,
         workers=args.workers,
@@ -64,6 +71,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
         opts.duration_s, opts.warmup_s, opts.raw_seconds_per_batch = 2.0, 1.0, 0.5
         opts.raw_batch_sizes = [1, 4]
         opts.repeat = min(opts.repeat, 2)
+        opts.server_warmup_s = min(opts.server_warmup_s, 1.0)
     import signal
 
     def _terminate(_signum: int, _frame: object) -> None:

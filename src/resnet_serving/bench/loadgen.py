@@ -4,11 +4,15 @@
 requests in flight (N threads, one keep-alive connection each), counts completions inside the measuring
 window (after a warm-up), and prints one JSON object:
 completed/failed counts, throughput, latency percentiles and its own CPU seconds. Torch-free.
+
+It speaks HTTP/1.1 through the standard library's ``http.client``: it shares the CPUs with the server it
+measures, and ``requests`` spent about 1.5 ms of CPU per request here, several times more.
 """
 
 from __future__ import annotations
 
 import argparse
+import http.client
 import json
 import resource
 import sys
@@ -16,8 +20,7 @@ import threading
 import time
 from pathlib import Path
 from typing import Any
-
-import requests
+from urllib.parse import urlsplit
 
 from resnet_serving.formats import content_type_for
 
@@ -40,19 +43,36 @@ def run(url: str, payload: bytes, concurrency: int, duration: float, warmup: flo
     failures: dict[str, int] = {}
     completed_in_window = 0
 
+    target = urlsplit(url)
+    if target.scheme not in ("http", "https") or not target.hostname:
+        raise ValueError(f"--url {url}: expected http(s)://host[:port]/path")
+    conn_class = http.client.HTTPSConnection if target.scheme == "https" else http.client.HTTPConnection
+    host = target.hostname
+    path = (target.path or "/") + (f"?{target.query}" if target.query else "")
+
     def worker() -> None:
         nonlocal completed_in_window
-        session = requests.Session()
+        conn = None
         while True:
             t0 = time.monotonic()
             if t0 >= stop_at:
                 return
             try:
-                r = session.post(url, data=payload, headers=headers, timeout=timeout)
-                ok = r.status_code == 200 and b'"predictions"' in r.content
-                reason = "" if ok else f"HTTP {r.status_code}"
-            except requests.RequestException as e:
+                if conn is None:
+                    conn = conn_class(host, target.port, timeout=timeout)
+                conn.request("POST", path, body=payload, headers=headers)
+                r = conn.getresponse()
+                body = r.read()
+                ok = r.status == 200 and b'"predictions"' in body
+                reason = "" if ok else f"HTTP {r.status}"
+                if r.will_close:
+                    conn.close()
+                    conn = None
+            except (OSError, http.client.HTTPException) as e:
                 ok, reason = False, type(e).__name__
+                if conn is not None:
+                    conn.close()
+                conn = None
             t1 = time.monotonic()
             # Count by completion time, so requests in flight across the window edges don't bias throughput.
             if start_measure <= t1 < stop_at:

@@ -30,7 +30,8 @@ def markdown(report: dict[str, Any]) -> str:
         f"payload {env['payload']['file']} ({env['payload']['bytes']} bytes), weights {env['weights']}.",
         f"Serving: {cfg['workers']} worker(s) × {cfg['torch_threads_per_worker']} torch thread(s), "
         f"batch {cfg['batch_size']}, max batch delay {cfg['max_batch_delay_ms']} ms, channels_last.",
-        f"Load generator: {report['load_generator']}.",
+        f"Load generator: {report['load_generator']}. Server warmed up for {report.get('server_warmup_s', 0):.0f} s "
+        "at the highest concurrency before measuring (the Java front end's JIT).",
         "",
         "| stage | img/s | ratio to raw |",
         "|---|---:|---:|",

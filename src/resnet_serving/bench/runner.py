@@ -21,10 +21,12 @@ from typing import Any
 import psutil
 import torch
 
-from resnet_serving import MODEL_NAME, imaging, postprocess, ui
+from resnet_serving import MODEL_NAME, imaging, ui
 from resnet_serving.cpu import available_cpus, cgroup_cpu_quota
+from resnet_serving.formats import content_type_for
 from resnet_serving.manifest import ARCHIVE_NAME, MANIFEST_NAME, Manifest
 from resnet_serving.model import Classifier, resolve_weights, select_device
+from resnet_serving.service import InferenceService
 from resnet_serving.torchserve.config import ServeConfig
 from resnet_serving.torchserve.server import TorchServe
 
@@ -41,6 +43,9 @@ class BenchOptions:
     raw_batch_sizes: list[int] = field(default_factory=lambda: [1, 4, 8, 16])
     #: Rounds per concurrency level; the median ratio is reported (the host drifts ±15% within minutes).
     repeat: int = 1
+    #: Seconds of load at the highest concurrency after the cold start and before any level is measured: the
+    #: Java front end compiles its hot paths and the workers' allocators settle, as in a long-running server.
+    server_warmup_s: float = 20.0
     payload: Path = DEFAULT_PAYLOAD
     model_dir: Path | None = None  # model.mar + manifest.json; default: build one with random weights
     workers: int | None = None  # None: the serve defaults (ServeConfig)
@@ -107,11 +112,15 @@ def _raw_step(clf: Classifier, bs: int) -> Any:
 
 
 def _pipeline_step(clf: Classifier, bs: int, payload: bytes) -> Any:
-    labels = imaging.categories()
+    """What the handler does per dynamic batch, minus TorchServe: parse, decode, preprocess, forward, top-k, body."""
+    service = InferenceService(clf, imaging.categories(), {"model": MODEL_NAME}, gpu_decode=True)
+    requests = [{"body": payload}] * bs
+    content_types = [content_type_for(payload)] * bs
 
     def step() -> None:
-        images = [imaging.decode_image(payload) for _ in range(bs)]
-        postprocess.topk(clf.logits(images), 5, labels)
+        for response in service.handle(requests, content_types):
+            if response.status != 200:
+                raise RuntimeError(f"pipeline: the payload got {response.status}: {response.body}")
 
     return step
 
@@ -233,7 +242,8 @@ def run_bench(opts: BenchOptions) -> dict[str, Any]:
                 "max_batch_delay_ms": cfg.max_batch_delay_ms,
                 "channels_last": True,
             },
-            "load_generator": "closed-loop threaded HTTP client (requests, keep-alive) in its own process",
+            "server_warmup_s": opts.server_warmup_s,
+            "load_generator": "closed-loop threaded HTTP client (http.client, keep-alive) in its own process",
         }
 
         # 1-2. raw and pipeline, in serving's layout (workers processes × torch threads each)
@@ -285,6 +295,12 @@ def _measure_served(
         with ui.status("starting TorchServe (cold start: process start → first prediction)"):
             cold = server.wait_ready(timeout=300)
         url = f"{cfg.inference_url}/predictions/{MODEL_NAME}"
+        if opts.server_warmup_s > 0:
+            c_max = max(opts.concurrency)
+            with ui.status(f"warming up the server (JIT): {opts.server_warmup_s:.0f}s at concurrency {c_max}"):
+                warm = run_loadgen(url, opts.payload, c_max, opts.server_warmup_s, 0)
+            if warm["failed"]:
+                raise RuntimeError(f"warm-up: {warm['failed']} requests failed: {warm['failures']}")
         served = []
         adjacent = max(2.0, opts.raw_seconds_per_batch)
         for c in opts.concurrency:

@@ -21,6 +21,9 @@ from resnet_serving.torchserve import config as ts_config
 from resnet_serving.torchserve.java import find_java_home
 from resnet_serving.torchserve.probe import model_answers
 
+#: The front end's log4j2 configuration (see the comment in the file for how it differs from TorchServe's).
+LOG_CONFIG = Path(__file__).with_name("log4j2.xml")
+
 
 class Stopped(Exception):
     """``wait_ready`` gave up because its stop event was set (a signal, not a failure)."""
@@ -93,6 +96,7 @@ class TorchServe:
             "--ncs",
             "--ts-config", str(cfg_path),
             "--model-store", str(self.cfg.model_store.resolve()),
+            "--log-config", str(LOG_CONFIG),
         ]  # fmt: skip
         self._log = open(self.log_file, "ab")
         self.started_at = time.monotonic()
