@@ -165,8 +165,8 @@ def test_server_healthy_and_workers_unchanged_after_bad_inputs(
 
 def test_front_end_logs_one_access_line_per_request_and_no_per_request_chatter(torchserve: RunningTorchServe) -> None:
     """Our log4j2.xml: TorchServe's built-in one wrote ~9 lines per request to stdout and ts_log.log (jobId,
-    waiting time, backend time, each twice in ts_log). Now each request leaves one access-log line (the Python worker still logs two lines
-    per batch)."""
+    waiting time, backend time, each twice in ts_log). Now each request leaves one access-log line, and the
+    handler drops the worker's per-batch "Backend received inference" line."""
     logs = torchserve.server.run_dir / "logs"
     access = logs / "access_log.log"
 

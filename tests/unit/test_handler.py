@@ -100,7 +100,9 @@ def test_content_type_falls_back_to_request_header(handler: ModuleType, model_di
     assert "Content-Type: image/jpeg" in out[0]["message"]
 
 
-def test_initialisation_drops_only_the_per_batch_log_line(handler: ModuleType, caplog: pytest.LogCaptureFixture) -> None:
+def test_initialisation_drops_only_the_per_batch_log_line(
+    handler: ModuleType, caplog: pytest.LogCaptureFixture
+) -> None:
     import logging
 
     assert sum(isinstance(f, handler.DropPerBatchChatter) for f in logging.getLogger().filters) == 1
