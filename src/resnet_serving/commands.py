@@ -239,7 +239,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         server = TorchServe(cfg, run_dir)
         server.start()
         with ui.status(
-            f"starting TorchServe ({cfg.workers} worker × {cfg.torch_threads} threads), waiting until the model answers"
+            f"starting TorchServe ({cfg.workers} worker(s) × {cfg.torch_threads} thread(s)), "
+            "waiting until the model answers"
         ):
             try:
                 ready_s = server.wait_ready(timeout=args.ready_timeout, stop=stop)
