@@ -116,7 +116,8 @@ def decode_image(data: bytes | bytearray | memoryview, settings: Settings | None
             fast = _decode_jpeg_torchvision(data, *opened.size)
             if fast is not None:
                 return fast
-    return _hwc_tensor(decode_pil(data, settings), fmt).permute(2, 0, 1)
+        rgb = _load_rgb(opened)
+    return _hwc_tensor(rgb, fmt).permute(2, 0, 1)
 
 
 def decode_pil(data: bytes | bytearray | memoryview, settings: Settings | None = None) -> Image.Image:
@@ -127,9 +128,13 @@ def decode_pil(data: bytes | bytearray | memoryview, settings: Settings | None =
     settings = settings or Settings()
     data = bytes(data)
     with _pil_errors(sniff_format(data) or "image"):
-        _, opened = _open_checked(data, settings)
-        opened.load()  # full decode, first frame only for GIF/WebP animations
-        return _to_rgb(_apply_exif_orientation(opened))
+        return _load_rgb(_open_checked(data, settings)[1])
+
+
+def _load_rgb(opened: Image.Image) -> Image.Image:
+    """Full decode of a checked image (first frame only for GIF/WebP animations). Call inside :func:`_pil_errors`."""
+    opened.load()
+    return _to_rgb(_apply_exif_orientation(opened))
 
 
 def decode_crop(data: bytes | bytearray | memoryview, settings: Settings | None = None) -> torch.Tensor:
