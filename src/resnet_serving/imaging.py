@@ -120,17 +120,6 @@ def decode_image(data: bytes | bytearray | memoryview, settings: Settings | None
     return _hwc_tensor(rgb, fmt).permute(2, 0, 1)
 
 
-def decode_pil(data: bytes | bytearray | memoryview, settings: Settings | None = None) -> Image.Image:
-    """Decode image bytes into an 8-bit RGB PIL image, EXIF orientation applied (first frame of animations).
-
-    Same checks and errors as :func:`decode_image`.
-    """
-    settings = settings or Settings()
-    data = bytes(data)
-    with _pil_errors(sniff_format(data) or "image"):
-        return _load_rgb(_open_checked(data, settings)[1])
-
-
 def _load_rgb(opened: Image.Image) -> Image.Image:
     """Full decode of a checked image (first frame only for GIF/WebP animations). Call inside :func:`_pil_errors`."""
     opened.load()
@@ -140,11 +129,16 @@ def _load_rgb(opened: Image.Image) -> Image.Image:
 def decode_crop(data: bytes | bytearray | memoryview, settings: Settings | None = None) -> torch.Tensor:
     """The CPU path: bytes → the weights' resize and centre crop, done by PIL → uint8 tensor (224, 224, 3), HWC.
 
-    Bit-exact with ``transforms()`` on the decoded PIL image; :func:`normalize_crops` finishes the job.
+    Same checks and errors as :func:`decode_image`. Bit-exact with ``transforms()`` on the decoded PIL image;
+    :func:`normalize_crops` finishes the job.
     """
-    img = decode_pil(data, settings)
-    with _pil_errors("image"):
-        return _hwc_tensor(center_crop_pil(img), "image")
+    settings = settings or Settings()
+    data = bytes(data)
+    fmt = sniff_format(data) or "image"
+    with _pil_errors(fmt):
+        fmt, opened = _open_checked(data, settings)
+        crop = center_crop_pil(_load_rgb(opened))
+    return _hwc_tensor(crop, fmt)
 
 
 def center_crop_pil(img: Image.Image) -> Image.Image:

@@ -113,7 +113,7 @@ def _raw_step(clf: Classifier, bs: int) -> Any:
 
 def _pipeline_step(clf: Classifier, bs: int, payload: bytes) -> Any:
     """What the handler does per dynamic batch, minus TorchServe: parse, decode, preprocess, forward, top-k, body."""
-    service = InferenceService(clf, imaging.categories(), {"model": MODEL_NAME}, gpu_decode=True)
+    service = InferenceService(clf, imaging.categories(), {"model": MODEL_NAME})
     requests = [{"body": payload}] * bs
     content_types = [content_type_for(payload)] * bs
 
