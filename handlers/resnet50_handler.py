@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from resnet_serving.cpu import keep_heap_warm
 from resnet_serving.errors import ResnetServingError
 from resnet_serving.service import InferenceService, configure_threads
 
@@ -54,15 +55,18 @@ def handle(data: list[dict[str, Any]] | None, context: Any) -> list[Any] | None:
         if not any(isinstance(f, DropPerBatchChatter) for f in root.filters):
             root.addFilter(DropPerBatchChatter())
         threads = configure_threads()
+        heap = keep_heap_warm()
         props = context.system_properties
         _service = InferenceService.from_model_dir(
             props.get("model_dir"), props.get("gpu_id"), batch_size=int(props.get("batch_size") or 8)
         )
         log.info(
-            "resnet-serving handler ready: %s on %s, %d torch threads",
+            "resnet-serving handler ready: %s on %s (%s), %d torch threads, heap kept warm: %s",
             _service.meta,
             _service.classifier.device,
+            _service.classifier.graph,
             threads,
+            heap,
         )
         return None
     if _service is None:

@@ -12,8 +12,10 @@ Weights specs (``resnet-serving archive --weights``):
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import socket
+import warnings
 from collections.abc import Callable
 from contextlib import nullcontext
 from pathlib import Path
@@ -25,6 +27,8 @@ from torchvision.models import ResNet50_Weights, resnet50
 
 from resnet_serving.errors import ArchiveError, WeightsUnavailable
 from resnet_serving.imaging import WEIGHTS, normalize_crops, preprocess
+
+log = logging.getLogger(__name__)
 
 RANDOM_SEED = 0
 DOWNLOAD_TIMEOUT_S = 20.0
@@ -124,6 +128,8 @@ def accel_options(env: dict[str, str] | None = None) -> dict[str, Any]:
     * ``RESNET_SERVING_COMPILE=1``: ``torch.compile`` the model; compilation happens during the warm-up
       forward passes at worker start (tens of seconds on CPU, a few minutes on GPU), never on a request.
     * ``RESNET_SERVING_GPU_DECODE``: ``1`` (default) decodes JPEG batches on the GPU when the model is on one.
+    * ``RESNET_SERVING_FREEZE``: ``1`` (default) runs the fp32 CPU model as a frozen TorchScript graph
+      (:func:`freeze_for_cpu`); ``0`` keeps eager PyTorch.
     """
     env = dict(os.environ if env is None else env)
     amp = env.get("RESNET_SERVING_AMP", "auto").strip().lower() or "auto"
@@ -135,7 +141,30 @@ def accel_options(env: dict[str, str] | None = None) -> dict[str, Any]:
         "amp": amp,
         "compile": env.get("RESNET_SERVING_COMPILE", "0").strip() in ("1", "true", "yes"),
         "gpu_decode": env.get("RESNET_SERVING_GPU_DECODE", "1").strip() not in ("0", "false", "no"),
+        "freeze": env.get("RESNET_SERVING_FREEZE", "1").strip() not in ("0", "false", "no"),
     }
+
+
+def freeze_for_cpu(model: torch.nn.Module) -> tuple[Any, str]:
+    """The eval-mode model as a frozen TorchScript graph optimised for CPU inference: batch norm folded into
+    the convolutions, and the convolution weights reordered into oneDNN's layout once, here, instead of on every
+    forward pass. Measured on 2 vCPUs, one thread, channels_last, batch 2: 15.2 img/s eager, 23.8 frozen; logits
+    within 2e-4 of eager (DESIGN.md §7). Returns ``(model, "torchscript-frozen")``, or the eager model and
+    ``"eager"`` where TorchScript cannot do it (logged; serving goes on, slower).
+
+    TorchScript is deprecated in favour of ``torch.compile``, which is faster still but compiles for tens of
+    seconds per batch shape at worker start (``RESNET_SERVING_COMPILE=1``). torch is pinned, and the
+    FutureWarnings it raises here are silenced because nothing can act on them at serving time.
+    """
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=r"`torch\.jit\.\w+` is deprecated", category=FutureWarning)
+            with torch.no_grad():
+                frozen = torch.jit.optimize_for_inference(torch.jit.freeze(torch.jit.script(model.eval())))
+    except Exception as e:  # a torch without TorchScript, or a graph it cannot script
+        log.warning("TorchScript freezing failed, serving the eager model: %s", e)
+        return model, "eager"
+    return frozen, "torchscript-frozen"
 
 
 class Classifier:
@@ -149,6 +178,7 @@ class Classifier:
         channels_last: bool = True,
         amp: str = "auto",
         compile: bool = False,
+        freeze: bool = True,
         warmup_batches: tuple[int, ...] = (),
         max_batch: int = 32,
     ) -> None:
@@ -166,11 +196,17 @@ class Classifier:
         else:
             self.amp_dtype = AMP_CHOICES[amp]
         self.compiled = False
+        #: What runs the forward pass: "eager", "compiled" or "torchscript-frozen" (fp32 on a CPU only).
+        self.graph = "eager"
         if compile:
             self.model = torch.compile(self.model)
             self.compiled = True
+            self.graph = "compiled"
+        elif freeze and self.device.type == "cpu" and self.amp_dtype is None:
+            self.model, self.graph = freeze_for_cpu(self.model)
         self.max_batch = max_batch
-        for bs in warmup_batches:  # compile/autotune (and oneDNN primitive caches) before the first request
+        # compile/autotune, TorchScript's profiling runs and oneDNN primitive caches, before the first request
+        for bs in warmup_batches:
             self.logits([torch.zeros(3, 224, 224, dtype=torch.uint8)] * bs)
 
     def logits(self, images: list[torch.Tensor]) -> np.ndarray:

@@ -91,8 +91,9 @@ class InferenceService:
             device=device,
             amp=accel["amp"],
             compile=accel["compile"],
-            # a compiled model is compiled here, at worker start, not on the first request
-            warmup_batches=(1, batch_size) if accel["compile"] else (),
+            freeze=accel["freeze"],
+            # a compiled or frozen model is compiled/profiled here, at worker start, not on the first request
+            warmup_batches=(1, batch_size) if accel["compile"] or accel["freeze"] else (),
         )
         weights = info.get("weights", {})
         meta: dict[str, Any] = {

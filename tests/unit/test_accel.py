@@ -21,10 +21,10 @@ def state() -> dict[str, torch.Tensor]:
 
 
 def test_accel_options_from_env() -> None:
-    assert model.accel_options({}) == {"amp": "auto", "compile": False, "gpu_decode": True}
+    assert model.accel_options({}) == {"amp": "auto", "compile": False, "gpu_decode": True, "freeze": True}
     opts = model.accel_options({"RESNET_SERVING_AMP": "BF16", "RESNET_SERVING_COMPILE": "1",
-                                "RESNET_SERVING_GPU_DECODE": "0"})  # fmt: skip
-    assert opts == {"amp": "bf16", "compile": True, "gpu_decode": False}
+                                "RESNET_SERVING_GPU_DECODE": "0", "RESNET_SERVING_FREEZE": "0"})  # fmt: skip
+    assert opts == {"amp": "bf16", "compile": True, "gpu_decode": False, "freeze": False}
     with pytest.raises(ConfigError, match="RESNET_SERVING_AMP"):
         model.accel_options({"RESNET_SERVING_AMP": "int4"})
 
@@ -96,3 +96,31 @@ def test_service_deferred_decode_path_blames_the_right_image(model_dir: Path) ->
     cpu = InferenceService.from_model_dir(model_dir).handle([{"body": good}], ["image/jpeg"])[0].body["predictions"]
     assert [p["index"] for p in cpu] == [p["index"] for p in deferred]
     assert np.allclose([p["score"] for p in cpu], [p["score"] for p in deferred], atol=5e-3)
+
+
+def test_cpu_model_is_frozen_by_default_and_matches_eager(state: dict) -> None:
+    """The frozen TorchScript graph (BN folded, oneDNN-packed weights) computes what the eager model does."""
+    frozen, eager = model.Classifier(state), model.Classifier(state, freeze=False)
+    assert frozen.graph == "torchscript-frozen" and isinstance(frozen.model, torch.jit.ScriptModule)
+    assert eager.graph == "eager" and not isinstance(eager.model, torch.jit.ScriptModule)
+    images = [imaging.decode_image(fx.PHOTO.read_bytes()), imaging.decode_image(fx.jpeg(300, 200)),
+              imaging.decode_image(fx.png())]  # fmt: skip
+    for n in (1, 3):  # the frozen graph takes any batch size
+        a, b = frozen.logits(images[:n]), eager.logits(images[:n])
+        assert a.shape == b.shape == (n, 1000)
+        assert (a.argmax(1) == b.argmax(1)).all()
+        assert np.abs(a - b).max() < 1e-4 * max(1.0, float(np.abs(b).max()))
+    # autocast and torch.compile keep their own paths; the GPU path is never frozen
+    assert model.Classifier(state, amp="bf16").graph == "eager"
+
+
+def test_freezing_falls_back_to_eager_with_a_warning(caplog: pytest.LogCaptureFixture) -> None:
+    class Unscriptable(torch.nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return torch.from_numpy(np.asarray(x))  # numpy: TorchScript cannot compile this
+
+    m = Unscriptable()
+    with caplog.at_level("WARNING", logger="resnet_serving.model"):
+        out, graph = model.freeze_for_cpu(m)
+    assert out is m and graph == "eager"
+    assert "TorchScript freezing failed" in caplog.text

@@ -35,7 +35,8 @@ def markdown(report: dict[str, Any]) -> str:
         "",
         "| stage | img/s | ratio to raw |",
         "|---|---:|---:|",
-        f"| raw forward, {raw.get('layout', '')} (best batch {raw['best_batch']}) | {_fmt(raw['img_s'])} | 1.00 |",
+        f"| raw forward ({raw.get('graph', 'eager')}), {raw.get('layout', '')} (best batch {raw['best_batch']}) | "
+        f"{_fmt(raw['img_s'])} | 1.00 |",
         *single_row,
         f"| in-process pipeline (batch {report['pipeline']['batch']}) | {_fmt(report['pipeline']['img_s'])} | "
         f"{_fmt(report['pipeline']['ratio_to_raw'], 2)} |",

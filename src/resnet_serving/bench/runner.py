@@ -22,10 +22,10 @@ import psutil
 import torch
 
 from resnet_serving import MODEL_NAME, imaging, ui
-from resnet_serving.cpu import available_cpus, cgroup_cpu_quota
+from resnet_serving.cpu import available_cpus, cgroup_cpu_quota, keep_heap_warm
 from resnet_serving.formats import content_type_for
 from resnet_serving.manifest import ARCHIVE_NAME, MANIFEST_NAME, Manifest
-from resnet_serving.model import Classifier, resolve_weights, select_device
+from resnet_serving.model import Classifier, accel_options, resolve_weights, select_device
 from resnet_serving.service import InferenceService
 from resnet_serving.torchserve.config import ServeConfig
 from resnet_serving.torchserve.server import TorchServe
@@ -144,8 +144,8 @@ class LayoutPool:
         ]
         for proc in self.procs:
             proc.start()
-        for _ in self.procs:
-            self.results.get(timeout=300)  # "ready" once the model is loaded
+        #: What runs each copy's forward pass (Classifier.graph), reported once every copy has loaded its model.
+        self.graph = {self.results.get(timeout=300) for _ in self.procs}.pop()
 
     def rate(self, kind: str, bs: int, seconds: float) -> float:
         for q in self.commands:
@@ -163,8 +163,17 @@ class LayoutPool:
 
 def _pool_main(threads: int, device: str, payload: bytes, barrier: Any, commands: Any, results: Any) -> None:
     torch.set_num_threads(threads)
-    clf = Classifier(resolve_weights("random")[0], device=torch.device(device))
-    results.put("ready")
+    keep_heap_warm()  # as the handler does, so raw, pipeline and served allocate alike
+    # the model as the handler builds it (RESNET_SERVING_FREEZE, _AMP, _COMPILE), so raw measures what is served
+    accel = accel_options()
+    clf = Classifier(
+        resolve_weights("random")[0],
+        device=torch.device(device),
+        amp=accel["amp"],
+        compile=accel["compile"],
+        freeze=accel["freeze"],
+    )
+    results.put(clf.graph)
     while (cmd := commands.get()) is not None:
         kind, bs, seconds = cmd
         step = _raw_step(clf, bs) if kind == "raw" else _pipeline_step(clf, bs, payload)
@@ -255,6 +264,7 @@ def run_bench(opts: BenchOptions) -> dict[str, Any]:
             raw_img_s = by_batch[best]
             report["raw"] = {
                 "layout": f"{cfg.workers} process(es) × {cfg.torch_threads} thread(s)",
+                "graph": pool.graph,
                 "img_s_by_batch": by_batch,
                 "best_batch": int(best),
                 "img_s": raw_img_s,
