@@ -55,11 +55,11 @@ def handle(data: list[dict[str, Any]] | None, context: Any) -> list[Any] | None:
         if not any(isinstance(f, DropPerBatchChatter) for f in root.filters):
             root.addFilter(DropPerBatchChatter())
         threads = configure_threads()
-        heap = keep_heap_warm()
         props = context.system_properties
         _service = InferenceService.from_model_dir(
             props.get("model_dir"), props.get("gpu_id"), batch_size=int(props.get("batch_size") or 8)
         )
+        heap = keep_heap_warm()  # after loading: what loading freed goes back to the kernel first
         log.info(
             "resnet-serving handler ready: %s on %s (%s), %d torch threads, heap kept warm: %s",
             _service.meta,

@@ -75,18 +75,23 @@ def keep_heap_warm(env: Mapping[str, str] | None = None) -> bool:
     adaptive defaults the freed top of the heap is trimmed back to the kernel after each batch (or the blocks are
     mmapped), and the kernel zero-fills those pages again on the next: a TorchServe worker (batch 2, concurrency
     16) took ~2,800 minor page faults per image. With fixed thresholds it takes ~0 and spends ~2% less CPU per
-    image (DESIGN.md §7). The heap then stays at its peak, which the batch size bounds. Returns False, changing
-    nothing, where this is not glibc or where the user set the allocator's own variables (MALLOC_*_,
-    GLIBC_TUNABLES).
+    image (DESIGN.md §7). The heap then stays at its serving peak, which the batch size bounds.
+
+    Call it once the model is loaded: it first returns to the kernel what loading left free (``malloc_trim``),
+    ~160 MB per worker here, which fixed thresholds would otherwise keep for the life of the process. Returns
+    False, changing nothing, where this is not glibc or where the user set the allocator's own variables
+    (MALLOC_*_, GLIBC_TUNABLES).
     """
     env = os.environ if env is None else env
     if any(env.get(name) for name in _ENV_OVERRIDES):
         return False
     try:
         libc = ctypes.CDLL(None)
-        mallopt = libc.mallopt
+        mallopt, malloc_trim = libc.mallopt, libc.malloc_trim
     except (OSError, AttributeError):  # not glibc (macOS, musl without mallopt)
         return False
+    malloc_trim.argtypes = [ctypes.c_size_t]
+    malloc_trim(0)
     mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
     mallopt.restype = ctypes.c_int
     return bool(mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD)) and bool(mallopt(_M_TRIM_THRESHOLD, TRIM_THRESHOLD))

@@ -163,7 +163,6 @@ class LayoutPool:
 
 def _pool_main(threads: int, device: str, payload: bytes, barrier: Any, commands: Any, results: Any) -> None:
     torch.set_num_threads(threads)
-    keep_heap_warm()  # as the handler does, so raw, pipeline and served allocate alike
     # the model as the handler builds it (RESNET_SERVING_FREEZE, _AMP, _COMPILE), so raw measures what is served
     accel = accel_options()
     clf = Classifier(
@@ -173,6 +172,7 @@ def _pool_main(threads: int, device: str, payload: bytes, barrier: Any, commands
         compile=accel["compile"],
         freeze=accel["freeze"],
     )
+    keep_heap_warm()  # as the handler does, so raw, pipeline and served allocate alike
     results.put(clf.graph)
     while (cmd := commands.get()) is not None:
         kind, bs, seconds = cmd
