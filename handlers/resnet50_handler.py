@@ -10,7 +10,6 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from resnet_serving.cpu import keep_heap_warm
 from resnet_serving.errors import ResnetServingError
 from resnet_serving.service import InferenceService, configure_threads
 
@@ -59,14 +58,12 @@ def handle(data: list[dict[str, Any]] | None, context: Any) -> list[Any] | None:
         _service = InferenceService.from_model_dir(
             props.get("model_dir"), props.get("gpu_id"), batch_size=int(props.get("batch_size") or 8)
         )
-        heap = keep_heap_warm()  # after loading: what loading freed goes back to the kernel first
         log.info(
-            "resnet-serving handler ready: %s on %s (%s), %d torch threads, heap kept warm: %s",
+            "resnet-serving handler ready: %s on %s (%s), %d torch threads",
             _service.meta,
             _service.classifier.device,
             _service.classifier.graph,
             threads,
-            heap,
         )
         return None
     if _service is None:

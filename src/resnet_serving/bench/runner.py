@@ -22,7 +22,7 @@ import psutil
 import torch
 
 from resnet_serving import MODEL_NAME, imaging, ui
-from resnet_serving.cpu import available_cpus, cgroup_cpu_quota, keep_heap_warm
+from resnet_serving.cpu import available_cpus, cgroup_cpu_quota
 from resnet_serving.formats import content_type_for
 from resnet_serving.manifest import ARCHIVE_NAME, MANIFEST_NAME, Manifest
 from resnet_serving.model import Classifier, accel_options, resolve_weights, select_device
@@ -172,7 +172,6 @@ def _pool_main(threads: int, device: str, payload: bytes, barrier: Any, commands
         compile=accel["compile"],
         freeze=accel["freeze"],
     )
-    keep_heap_warm()  # as the handler does, so raw, pipeline and served allocate alike
     results.put(clf.graph)
     while (cmd := commands.get()) is not None:
         kind, bs, seconds = cmd
