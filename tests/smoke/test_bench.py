@@ -26,6 +26,10 @@ def test_quick_bench_writes_consistent_reports(archive_dir: Path, tmp_path: Path
     raw = report["raw"]
     assert raw["img_s"] == max(raw["img_s_by_batch"].values()) > 0
     assert str(raw["best_batch"]) in raw["img_s_by_batch"]
+    # the serving batch size is measured even when --raw-batch-sizes leaves it out (quick: 1 and 4)
+    assert raw["serving_batch"] == report["serve_config"]["batch_size"] == report["pipeline"]["batch"]
+    assert raw["img_s_at_serving_batch"] == raw["img_s_by_batch"][str(raw["serving_batch"])] > 0
+    assert raw["graph"] in ("torchscript-frozen", "eager")
     assert report["pipeline"]["img_s"] > 0
     assert report["pipeline"]["ratio_to_raw"] == pytest.approx(report["pipeline"]["img_s"] / raw["img_s"])
     assert [r["concurrency"] for r in report["served"]] == [1, 4]
@@ -48,6 +52,8 @@ def test_quick_bench_writes_consistent_reports(archive_dir: Path, tmp_path: Path
     assert "| concurrency | served img/s | raw img/s (adjacent) | served ÷ raw |" in md
     assert md.count("\n| 1 |") == 1 and md.count("\n| 4 |") == 1
     assert "Ratios per round: c=1: [" in md
+    assert f"| raw forward at the serving batch size (batch {raw['serving_batch']}) |" in md
+    assert "Where the gap to raw goes, as factors" in md
     assert (out / "bench.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 

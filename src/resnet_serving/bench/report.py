@@ -38,6 +38,8 @@ def markdown(report: dict[str, Any]) -> str:
         f"| raw forward ({raw.get('graph', 'eager')}), {raw.get('layout', '')} (best batch {raw['best_batch']}) | "
         f"{_fmt(raw['img_s'])} | 1.00 |",
         *single_row,
+        f"| raw forward at the serving batch size (batch {raw['serving_batch']}) | "
+        f"{_fmt(raw['img_s_at_serving_batch'])} | {_fmt(raw['img_s_at_serving_batch'] / raw['img_s'], 2)} |",
         f"| in-process pipeline (batch {report['pipeline']['batch']}) | {_fmt(report['pipeline']['img_s'])} | "
         f"{_fmt(report['pipeline']['ratio_to_raw'], 2)} |",
         "",
@@ -61,6 +63,20 @@ def markdown(report: dict[str, Any]) -> str:
         )
     rounds = [f"c={r['concurrency']}: {r.get('round_ratios')}" for r in report.get("served", [])]
     lines += ["", "Ratios per round: " + "; ".join(rounds)]
+    served = report.get("served", [])
+    if served and raw.get("img_s_at_serving_batch") and report["pipeline"]["img_s"]:
+        top, pipe, at_batch = (
+            max(served, key=lambda r: r["img_s"]),
+            report["pipeline"]["img_s"],
+            raw["img_s_at_serving_batch"],
+        )
+        lines += [
+            "",
+            f"Where the gap to raw goes, as factors (raw and pipeline from the start of the run, served at "
+            f"c={top['concurrency']}): batch {raw['serving_batch']} instead of {raw['best_batch']} "
+            f"{_fmt(at_batch / raw['img_s'], 2)}; decode, preprocessing and top-k "
+            f"{_fmt(pipe / at_batch, 2)}; TorchServe, HTTP and the load generator {_fmt(top['img_s'] / pipe, 2)}.",
+        ]
     mem = report.get("memory", {})
     lines += [
         "",
