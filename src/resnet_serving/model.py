@@ -149,7 +149,7 @@ def freeze_for_cpu(model: torch.nn.Module) -> tuple[Any, str]:
     """The eval-mode model as a frozen TorchScript graph optimised for CPU inference: batch norm folded into
     the convolutions, and the convolution weights reordered into oneDNN's layout once, here, instead of on every
     forward pass. Measured on 2 vCPUs, one thread, channels_last, batch 2: 15.2 img/s eager, 23.8 frozen; logits
-    within 2e-4 of eager (DESIGN.md §7). Returns ``(model, "torchscript-frozen")``, or the eager model and
+    within 2e-4 of eager (README, `serve`). Returns ``(model, "torchscript-frozen")``, or the eager model and
     ``"eager"`` where TorchScript cannot do it (logged; serving goes on, slower).
 
     TorchScript is deprecated in favour of ``torch.compile``, which is faster still but compiles for tens of
