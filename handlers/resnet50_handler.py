@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from resnet_serving.cpu import release_free_heap
 from resnet_serving.errors import ResnetServingError
 from resnet_serving.service import InferenceService, configure_threads
 
@@ -58,6 +59,7 @@ def handle(data: list[dict[str, Any]] | None, context: Any) -> list[Any] | None:
         _service = InferenceService.from_model_dir(
             props.get("model_dir"), props.get("gpu_id"), batch_size=int(props.get("batch_size") or 8)
         )
+        release_free_heap()  # what loading and freezing freed: ~110 MB per worker
         log.info(
             "resnet-serving handler ready: %s on %s (%s), %d torch threads",
             _service.meta,

@@ -6,6 +6,7 @@ threads there is what collapsed TorchServe to 1.5 img/s (DESIGN.md §5). Torch-f
 
 from __future__ import annotations
 
+import ctypes
 import math
 import os
 from pathlib import Path
@@ -52,3 +53,19 @@ def thread_budget(workers: int, cpus: int | None = None) -> int:
         raise ValueError("workers must be ≥ 1")
     cpus = available_cpus() if cpus is None else cpus
     return max(1, cpus // workers)
+
+
+def release_free_heap() -> bool:
+    """Hand the memory that model loading freed back to the kernel (glibc's ``malloc_trim``); call once after load.
+
+    Loading, freezing and warming up ResNet50 frees memory in the middle of the heap, where glibc keeps it for
+    the life of the process. Measured: a TorchServe worker under load at 602 MB anonymous memory with this call,
+    716 MB without (RSS 1,112 vs 1,223 MB). Returns False where the C library has no ``malloc_trim`` (not glibc).
+    """
+    try:
+        malloc_trim = ctypes.CDLL(None).malloc_trim
+    except (OSError, AttributeError):
+        return False
+    malloc_trim.argtypes = [ctypes.c_size_t]
+    malloc_trim(0)
+    return True
