@@ -1,7 +1,8 @@
 """How many CPUs this process may really use: cgroup quota (v2 or v1), affinity, or the host count.
 
 Inside a pod with a CPU limit, ``os.cpu_count()`` reports the node's cores, not the limit; oversubscribing
-threads there is what collapsed TorchServe to 1.5 img/s (DESIGN.md §5). Torch-free.
+threads there is what collapsed TorchServe to 1.5 img/s (DESIGN.md §5). Also the worker's one memory call,
+:func:`release_free_heap`. Torch-free.
 """
 
 from __future__ import annotations
