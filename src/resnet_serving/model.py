@@ -190,7 +190,8 @@ class Classifier:
             model = model.to(memory_format=torch.channels_last)
         self.model: Any = model.to(self.device)
         self.channels_last = channels_last
-        # fp16 autocast on GPU by default; on CPU fp32 unless asked (bf16 autocast is slower on most CPUs).
+        # fp16 autocast on GPU by default; on CPU fp32 unless asked: bf16 changes the numerics, and it is only fast
+        # on CPUs with bf16 instructions (AVX512-BF16 here: 32.0 img/s eager autocast vs 23.8 frozen fp32, batch 2).
         if amp == "auto":
             self.amp_dtype = torch.float16 if self.device.type == "cuda" else None
         else:
