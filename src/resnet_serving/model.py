@@ -210,6 +210,27 @@ class Classifier:
         for bs in warmup_batches:
             self.logits([torch.zeros(3, 224, 224, dtype=torch.uint8)] * bs)
 
+    @classmethod
+    def configured(
+        cls,
+        state_dict: dict[str, torch.Tensor],
+        device: torch.device,
+        batch_size: int,
+        accel: dict[str, Any] | None = None,
+    ) -> Classifier:
+        """The model as serving runs it: the :func:`accel_options` switches applied. The handler's service and the
+        bench's raw and pipeline processes both build it here, so raw measures what is served."""
+        accel = accel_options() if accel is None else accel
+        return cls(
+            state_dict,
+            device=device,
+            amp=accel["amp"],
+            compile=accel["compile"],
+            freeze=accel["freeze"],
+            # a compiled or frozen model is compiled/profiled here, at worker start, not on the first request
+            warmup_batches=(1, batch_size) if accel["compile"] or accel["freeze"] else (),
+        )
+
     def logits(self, images: list[torch.Tensor]) -> np.ndarray:
         """uint8 (3, H, W) full images (on any device) → float32 (N, 1000) logits. The accelerator path: the
         weights' resize runs on the model's device (4× fewer bytes to copy than float)."""

@@ -86,15 +86,7 @@ class InferenceService:
         labels = postprocess.load_labels(model_dir / LABELS_FILE)
         device = select_device(gpu_id)
         accel = accel_options()
-        classifier = Classifier(
-            state,
-            device=device,
-            amp=accel["amp"],
-            compile=accel["compile"],
-            freeze=accel["freeze"],
-            # a compiled or frozen model is compiled/profiled here, at worker start, not on the first request
-            warmup_batches=(1, batch_size) if accel["compile"] or accel["freeze"] else (),
-        )
+        classifier = Classifier.configured(state, device, batch_size, accel)
         weights = info.get("weights", {})
         meta: dict[str, Any] = {
             "model": info.get("name", "resnet50"),

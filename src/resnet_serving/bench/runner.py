@@ -25,7 +25,7 @@ from resnet_serving import MODEL_NAME, imaging, ui
 from resnet_serving.cpu import available_cpus, cgroup_cpu_quota
 from resnet_serving.formats import content_type_for
 from resnet_serving.manifest import ARCHIVE_NAME, MANIFEST_NAME, Manifest
-from resnet_serving.model import Classifier, accel_options, resolve_weights, select_device
+from resnet_serving.model import Classifier, resolve_weights, select_device
 from resnet_serving.service import InferenceService
 from resnet_serving.torchserve.config import ServeConfig
 from resnet_serving.torchserve.server import TorchServe
@@ -129,9 +129,10 @@ class LayoutPool:
     """``processes`` model copies × ``threads`` torch threads each, kept alive for the whole run: the layout
     TorchServe uses (one process per worker), so raw and served spend the same CPU the same way. Each call
     starts all copies together (a barrier) and returns their summed img/s. Keeping the copies alive lets the
-    bench measure the raw model right before and right after each served level, on a noisy shared machine."""
+    bench measure the raw model right before and right after each served level, on a noisy shared machine.
+    Each copy is built as serving builds it (:meth:`Classifier.configured`, warmed at ``batch_size``)."""
 
-    def __init__(self, processes: int, threads: int, device: str, payload: bytes) -> None:
+    def __init__(self, processes: int, threads: int, device: str, batch_size: int, payload: bytes) -> None:
         import multiprocessing as mp
 
         ctx = mp.get_context("spawn")
@@ -139,7 +140,11 @@ class LayoutPool:
         self.commands = [ctx.Queue() for _ in range(processes)]
         self.results: Any = ctx.Queue()
         self.procs = [
-            ctx.Process(target=_pool_main, args=(threads, device, payload, self.barrier, q, self.results), daemon=True)
+            ctx.Process(
+                target=_pool_main,
+                args=(threads, device, batch_size, payload, self.barrier, q, self.results),
+                daemon=True,
+            )
             for q in self.commands
         ]
         for proc in self.procs:
@@ -161,17 +166,11 @@ class LayoutPool:
                 proc.kill()
 
 
-def _pool_main(threads: int, device: str, payload: bytes, barrier: Any, commands: Any, results: Any) -> None:
+def _pool_main(
+    threads: int, device: str, batch_size: int, payload: bytes, barrier: Any, commands: Any, results: Any
+) -> None:
     torch.set_num_threads(threads)
-    # the model as the handler builds it (RESNET_SERVING_FREEZE, _AMP, _COMPILE), so raw measures what is served
-    accel = accel_options()
-    clf = Classifier(
-        resolve_weights("random")[0],
-        device=torch.device(device),
-        amp=accel["amp"],
-        compile=accel["compile"],
-        freeze=accel["freeze"],
-    )
+    clf = Classifier.configured(resolve_weights("random")[0], torch.device(device), batch_size)
     results.put(clf.graph)
     while (cmd := commands.get()) is not None:
         kind, bs, seconds = cmd
@@ -255,7 +254,7 @@ def run_bench(opts: BenchOptions) -> dict[str, Any]:
         }
 
         # 1-2. raw and pipeline, in serving's layout (workers processes × torch threads each)
-        pool = LayoutPool(cfg.workers, cfg.torch_threads, str(device), payload)
+        pool = LayoutPool(cfg.workers, cfg.torch_threads, str(device), cfg.batch_size, payload)
         try:
             # the serving batch size is always measured too: it splits the gap to raw into batching and the rest
             sizes = sorted({*opts.raw_batch_sizes, cfg.batch_size})
@@ -277,7 +276,7 @@ def run_bench(opts: BenchOptions) -> dict[str, Any]:
             report["pipeline"] = {"batch": cfg.batch_size, "img_s": pipe, "ratio_to_raw": pipe / raw_img_s}
             if cfg.workers > 1:
                 with ui.status(f"raw forward pass, one process × {budget} threads (for comparison)"):
-                    single = LayoutPool(1, budget, str(device), payload)
+                    single = LayoutPool(1, budget, str(device), cfg.batch_size, payload)
                     try:
                         report["raw"]["single_process_img_s"] = single.rate(
                             "raw", int(best), opts.raw_seconds_per_batch
