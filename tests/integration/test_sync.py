@@ -29,6 +29,7 @@ from resnet_serving.cli import main
 from resnet_serving.manifest import ARCHIVE_NAME, Manifest
 from resnet_serving.store import Store, archive_key, open_store
 from resnet_serving.sync import SYNC_DIR, SYNC_STORE_RETRY, Syncer, SyncState, SyncStatus
+from resnet_serving.torchserve.management import ManagementError
 from tests.conftest import free_ports
 from tests.fixtures import images
 from tests.fixtures.mar import rewrite_archive
@@ -385,7 +386,8 @@ def test_store_outage_keeps_serving_and_a_move_is_picked_up_after(rig: Rig) -> N
 
 def test_torchserve_unregister_does_not_drain(rig: Rig) -> None:
     """Why sync drains before it unregisters: TorchServe 0.12 answers the requests queued for a version it
-    unregisters with nothing at all (measured here; the clients time out), and fails the batch in its worker."""
+    unregisters with nothing at all (measured here; the clients time out), and fails the batch in its worker.
+    The unregister itself sometimes answers 500 (it races that batch) yet removes the version: seen in CI."""
     rig.stop_sync()  # sync would remove the extra version as a stray
     serving = rig.serving()
     spare = "2" if serving != "2" else "1"
@@ -412,12 +414,26 @@ def test_torchserve_unregister_does_not_drain(rig: Rig) -> None:
         for c in clients:
             c.start()
         wait_for(lambda: m.pending_requests(MODEL, spare) > 0, 10, "queued requests", poll=0.01)
-        m.unregister(MODEL, spare)
+        try:
+            m.unregister(MODEL, spare)
+            answer = "200"
+        except ManagementError as e:
+            # The unregister races the worker's batch: TorchServe 0.12 sometimes answers 500 (NullPointerException
+            # or ConcurrentModificationException) and removes the version anyway. Sync tolerates exactly that.
+            assert e.status == 500, e
+            answer = f"500 ({e.message})"
+            if spare in m.versions(MODEL):  # what sync does on its next poll
+                m.unregister(MODEL, spare)
+                answer += ", then 200 to a second DELETE"
+        assert spare not in m.versions(MODEL), f"unregister answered {answer} and left v{spare} registered"
         for c in clients:
             c.join()
         lost = [r for r in results if r != 200]
         assert lost, "TorchServe drained by itself: the drain in resnet_serving.sync could be simplified"
-        print(f"\n[unregister without drain] {len(lost)} of {len(results)} requests lost: {Counter(results)}")
+        print(
+            f"\n[unregister without drain] DELETE answered {answer}; {len(lost)} of {len(results)} requests lost: "
+            f"{Counter(results)}"
+        )
     finally:
         (rig.model_store / name).unlink(missing_ok=True)
         rig.start_sync()

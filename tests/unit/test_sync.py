@@ -250,6 +250,25 @@ def test_old_version_that_cannot_be_removed_is_retried_as_a_stray(tmp_path, mode
     assert set(ts.registered) == {"2"} and status.last_error is None
 
 
+def test_a_500_from_unregister_that_removed_the_version_anyway_is_not_an_error(tmp_path, model_store, caplog):
+    """TorchServe 0.12 can answer 500 to an unregister that races its workers and still remove the version."""
+    store, ts = FakeStore({"1": "good", "2": "good"}, channel="2"), FakeTorchServe(model_store)
+    real = ts.unregister
+
+    def racy(model: str, version: str, *, timeout: float = 0) -> None:
+        real(model, version, timeout=timeout)
+        raise ManagementError(
+            f"DELETE /models/resnet50/{version} → HTTP 500: ConcurrentModificationException", status=500
+        )
+
+    ts.unregister = racy  # type: ignore[method-assign]
+    with caplog.at_level(logging.WARNING, logger="resnet_serving.sync"):
+        status = make(tmp_path, store, ts).step()
+    assert status.state is SyncState.IN_SYNC and status.current == "2" and status.last_error is None
+    assert set(ts.registered) == {"2"} and not (model_store / "resnet50-v1.mar").exists()
+    assert any("TorchServe removed it anyway" in r.getMessage() for r in caplog.records)
+
+
 def test_tampered_version_is_failed_and_not_fetched_again_until_the_channel_moves(tmp_path, model_store):
     store = FakeStore({"3": "good", "4": "tampered", "5": "good"}, channel="4")
     ts = FakeTorchServe(model_store, serving="3")

@@ -48,9 +48,12 @@ class ManagementClient:
             raise ManagementError(f"{method} {path}: no answer from {self.url}: {e}") from e
         if r.status_code >= 400:
             try:
-                msg = r.json().get("message", r.text)
+                body = r.json()
             except ValueError:
-                msg = r.text
+                body = None
+            # TorchServe's error body names an uncaught Java exception by "type" alone, with no "message"
+            msg = (body.get("message") or body.get("type")) if isinstance(body, dict) else None
+            msg = str(msg or r.text.strip())
             raise ManagementError(f"{method} {path} → HTTP {r.status_code}: {msg}", status=r.status_code)
         try:
             return r.json()
