@@ -1,80 +1,26 @@
-"""TorchServe entry point for resnet-serving. Thin: all logic lives in ``resnet_serving.service``.
+"""TorchServe entry point packed into every .mar. Thin on purpose: the logic is in resnet_serving.torchserve.handler.
 
-TorchServe calls ``handle(None, context)`` once to initialise, then ``handle(batch, context)`` per dynamic
-batch. Each request in the batch gets its own HTTP status via ``context.set_response_status(code, phrase,
-idx)``, so one bad image fails only its own request.
+An archive outlives the image that built it, so this file depends on one name of the installed package,
+``resnet_serving.torchserve.handler.handle``, and nothing else. If that import fails, it raises RuntimeError
+with the real cause: TorchServe 0.12 catches an ImportError from a handler file and retries the name as one
+of its own built-in handlers, so the worker would only log "No module named 'ts.torch_handler.resnet50_handler'".
 """
 
 from __future__ import annotations
 
-import logging
-from typing import Any
+try:
+    from resnet_serving.torchserve.handler import handle
+except ImportError as e:
+    from importlib import metadata
 
-from resnet_serving.cpu import release_free_heap
-from resnet_serving.errors import ResnetServingError
-from resnet_serving.service import InferenceService, configure_threads
-
-log = logging.getLogger(__name__)
-_service: InferenceService | None = None
-
-
-class DropPerBatchChatter(logging.Filter):
-    """TorchServe's worker logs "Backend received inference at: <epoch>" on the root logger for every batch; the
-    front end then writes it to stdout, model_log.log and ts_log.log. Dropped; every other record passes."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return not str(record.msg).startswith("Backend received inference at")
-
-
-def _headers(context: Any, idx: int) -> dict[str, str]:
-    """Request headers, lower-cased. TorchServe also files per-parameter content types here, as dicts."""
     try:
-        raw = context.get_all_request_header(idx) or {}
-    except (KeyError, IndexError, TypeError, AttributeError):
-        return {}
-    return {str(k).lower(): v for k, v in raw.items() if isinstance(v, str)}
+        _installed = f"resnet-serving {metadata.version('resnet-serving')} is installed"
+    except metadata.PackageNotFoundError:
+        _installed = "resnet-serving is not installed"
+    raise RuntimeError(
+        f"resnet-serving handler: cannot import resnet_serving.torchserve.handler ({e}); {_installed} in "
+        "this TorchServe environment. Serve this archive with an image that has resnet-serving installed "
+        "(the release that built it or a later one)."
+    ) from e
 
-
-def _content_type(context: Any, idx: int, request: Any, headers: dict[str, str]) -> str | None:
-    """The body's content type, as TorchServe recorded it per parameter (falling back to the header)."""
-    field = next((f for f in ("body", "data", "file", "image") if isinstance(request, dict) and f in request), None)
-    if field is not None:
-        try:
-            prop = context.get_request_header(idx, field)
-        except (KeyError, IndexError, TypeError, AttributeError):
-            prop = None
-        if isinstance(prop, dict) and prop.get("content-type"):
-            return str(prop["content-type"])
-    return headers.get("content-type")
-
-
-def handle(data: list[dict[str, Any]] | None, context: Any) -> list[Any] | None:
-    global _service
-    if data is None:  # initialisation call
-        root = logging.getLogger()
-        if not any(isinstance(f, DropPerBatchChatter) for f in root.filters):
-            root.addFilter(DropPerBatchChatter())
-        threads = configure_threads()
-        props = context.system_properties
-        _service = InferenceService.from_model_dir(
-            props.get("model_dir"), props.get("gpu_id"), batch_size=int(props.get("batch_size") or 8)
-        )
-        release_free_heap()  # what loading and freezing freed: ~110 MB per worker
-        log.info(
-            "resnet-serving handler ready: %s on %s (%s), %d torch threads",
-            _service.meta,
-            _service.classifier.device,
-            _service.classifier.graph,
-            threads,
-        )
-        return None
-    if _service is None:
-        raise ResnetServingError("handler used before initialisation")
-    headers = [_headers(context, i) for i in range(len(data))]
-    ctypes = [_content_type(context, i, req, headers[i]) for i, req in enumerate(data)]
-    responses = _service.handle(data, ctypes, headers)
-    for idx, resp in enumerate(responses):
-        context.set_response_content_type(idx, "application/json")
-        if resp.status != 200:
-            context.set_response_status(resp.status, resp.phrase, idx)
-    return [resp.body for resp in responses]
+__all__ = ["handle"]

@@ -1,7 +1,8 @@
 """Batch orchestration behind the TorchServe handler: parse → decode → one forward pass → top-k.
 
 One bad request in a dynamic batch fails only itself: every request gets its own status and JSON body.
-The handler (``handlers/resnet50_handler.py``) only adapts TorchServe's ``context`` to this.
+The handler (``resnet_serving.torchserve.handler``, packed into the .mar by ``handlers/resnet50_handler.py``)
+only adapts TorchServe's ``context`` to this.
 """
 
 from __future__ import annotations

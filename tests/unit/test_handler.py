@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from resnet_serving.torchserve.handler import DropPerBatchChatter
 from tests.conftest import REPO
 from tests.fixtures import images as fx
 
@@ -105,7 +106,7 @@ def test_initialisation_drops_only_the_per_batch_log_line(
 ) -> None:
     import logging
 
-    assert sum(isinstance(f, handler.DropPerBatchChatter) for f in logging.getLogger().filters) == 1
+    assert sum(isinstance(f, DropPerBatchChatter) for f in logging.getLogger().filters) == 1
     with caplog.at_level(logging.INFO):
         logging.info("Backend received inference at: %d", 1795318316)  # what TorchServe's worker logs per batch
         logging.info("Backend received an unexpected thing")
