@@ -9,14 +9,13 @@ import csv
 import json
 import subprocess
 import sys
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import REPO
+from tests.fixtures.http_server import CannedHandler, canned_server
 from tests.fixtures.torchserve import RunningTorchServe
 
 pytestmark = pytest.mark.integration
@@ -58,31 +57,17 @@ def test_json_mode_with_payload_dir_and_auth_header(torchserve: RunningTorchServ
     assert rc == 0
 
 
-class _WrongAnswers(BaseHTTPRequestHandler):
+class _WrongAnswers(CannedHandler):
     """A server that answers 200 with a wrong body: what the locustfile must count as failures."""
 
-    def do_POST(self) -> None:
-        self.rfile.read(int(self.headers.get("Content-Length", 0)))
-        body = json.dumps({"predictions": [{"label": "x", "index": 1, "score": 0.1}]}).encode()  # 1, not 5
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args: object) -> None:
-        pass
+    def answer(self, method: str, path: str) -> tuple[int, bytes]:
+        return 200, json.dumps({"predictions": [{"label": "x", "index": 1, "score": 0.1}]}).encode()  # 1, not 5
 
 
 @pytest.fixture
 def wrong_server() -> Iterator[str]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _WrongAnswers)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
-    thread.join(timeout=5)
+    with canned_server(_WrongAnswers) as url:
+        yield url
 
 
 def test_wrong_answers_count_as_failures(wrong_server: str, tmp_path: Path) -> None:

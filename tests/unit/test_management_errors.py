@@ -8,13 +8,12 @@ not produce on demand. The normal answers are covered against the real TorchServ
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
 from resnet_serving.torchserve.management import ManagementClient, ManagementError
+from tests.fixtures.http_server import CannedHandler, canned_server
 
 BODIES: dict[str, tuple[int, bytes]] = {
     "/models/a/1": (
@@ -26,31 +25,19 @@ BODIES: dict[str, tuple[int, bytes]] = {
 }
 
 
-class _Handler(BaseHTTPRequestHandler):
-    def do_DELETE(self) -> None:
-        status, body = BODIES[self.path]
-        self.send_response(status)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args: object) -> None:
-        pass
+class _TorchServeErrors(CannedHandler):
+    def answer(self, method: str, path: str) -> tuple[int, bytes]:
+        return BODIES[path]
 
 
 @pytest.fixture
 def client() -> Iterator[ManagementClient]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    c = ManagementClient(f"http://127.0.0.1:{server.server_address[1]}")
-    try:
-        yield c
-    finally:
-        c.session.close()
-        server.shutdown()
-        server.server_close()
-        thread.join()
+    with canned_server(_TorchServeErrors) as url:
+        c = ManagementClient(url)
+        try:
+            yield c
+        finally:
+            c.session.close()
 
 
 @pytest.mark.parametrize(
