@@ -6,6 +6,7 @@ It asserts the report's structure and internal consistency, never speed: speed i
 from __future__ import annotations
 
 import json
+import statistics
 from pathlib import Path
 
 import pytest
@@ -32,6 +33,14 @@ def test_quick_bench_writes_consistent_reports(archive_dir: Path, tmp_path: Path
     assert raw["graph"] in ("torchscript-frozen", "eager")
     assert report["pipeline"]["img_s"] > 0
     assert report["pipeline"]["ratio_to_raw"] == pytest.approx(report["pipeline"]["img_s"] / raw["img_s"])
+    split = report["gap_split"]
+    assert len(split["rounds"]) == 2 and all(v > 0 for r in split["rounds"] for v in r.values())
+    assert report["pipeline"]["img_s"] == pytest.approx(statistics.median(r["pipeline"] for r in split["rounds"]))
+    ratios = [r["raw_serving_batch"] / r["raw_best_batch"] for r in split["rounds"]]
+    assert split["batching"] == pytest.approx(statistics.median(ratios))
+    assert split["handler"] == pytest.approx(
+        statistics.median(r["pipeline"] / r["raw_serving_batch"] for r in split["rounds"])
+    )
     assert [r["concurrency"] for r in report["served"]] == [1, 4]
     for r in report["served"]:
         assert r["failed"] == 0 and r["completed"] > 0
@@ -53,7 +62,10 @@ def test_quick_bench_writes_consistent_reports(archive_dir: Path, tmp_path: Path
     assert md.count("\n| 1 |") == 1 and md.count("\n| 4 |") == 1
     assert "Ratios per round: c=1: [" in md
     assert f"| raw forward at the serving batch size (batch {raw['serving_batch']}) |" in md
-    assert "Where the gap to raw goes, as factors" in md
+    top = max(report["served"], key=lambda r: r["img_s"])
+    rest = top["ratio_to_raw"] / (split["batching"] * split["handler"])
+    assert f"Where the gap to raw goes at c={top['concurrency']}" in md
+    assert f"TorchServe, HTTP and the load generator {rest:.2f}." in md
     assert (out / "bench.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 

@@ -64,18 +64,18 @@ def markdown(report: dict[str, Any]) -> str:
     rounds = [f"c={r['concurrency']}: {r.get('round_ratios')}" for r in report.get("served", [])]
     lines += ["", "Ratios per round: " + "; ".join(rounds)]
     served = report.get("served", [])
-    if served and raw.get("img_s_at_serving_batch") and report["pipeline"]["img_s"]:
-        top, pipe, at_batch = (
-            max(served, key=lambda r: r["img_s"]),
-            report["pipeline"]["img_s"],
-            raw["img_s_at_serving_batch"],
-        )
+    split = report.get("gap_split")
+    if served and split:
+        top = max(served, key=lambda r: r["img_s"])
+        rest = top["ratio_to_raw"] / (split["batching"] * split["handler"])
         lines += [
             "",
-            f"Where the gap to raw goes, as factors (raw and pipeline from the start of the run, served at "
-            f"c={top['concurrency']}): batch {raw['serving_batch']} instead of {raw['best_batch']} "
-            f"{_fmt(at_batch / raw['img_s'], 2)}; decode, preprocessing and top-k "
-            f"{_fmt(pipe / at_batch, 2)}; TorchServe, HTTP and the load generator {_fmt(top['img_s'] / pipe, 2)}.",
+            f"Where the gap to raw goes at c={top['concurrency']} (served ÷ raw {_fmt(top['ratio_to_raw'], 2)}), as "
+            f"factors: batch {raw['serving_batch']} instead of {raw['best_batch']} {_fmt(split['batching'], 2)}; "
+            f"decode, preprocessing and top-k {_fmt(split['handler'], 2)}; TorchServe, HTTP and the load generator "
+            f"{_fmt(rest, 2)}. The first two are medians of {len(split['rounds'])} rounds that alternate raw at "
+            f"batch {raw['best_batch']}, raw at batch {raw['serving_batch']} and the pipeline; the third is what "
+            "is left of the served ratio.",
         ]
     mem = report.get("memory", {})
     lines += [
