@@ -13,7 +13,7 @@ from resnet_serving.cpu import available_cpus, thread_budget
 from resnet_serving.errors import ConfigError
 
 LOOPBACK = {"127.0.0.1", "localhost", "::1"}
-#: Most workers `auto` picks: each worker holds its own model copy (~1.1 GB RSS measured by the bench).
+#: Most workers `auto` picks: each worker holds its own model copy (0.9-1.1 GB RSS measured by the bench).
 MAX_AUTO_WORKERS = 4
 
 
