@@ -48,7 +48,8 @@ def markdown(report: dict[str, Any]) -> str:
         + " img/s",
         "",
         "Served levels are each bracketed by raw runs (same layout, best batch); `served ÷ raw` uses their mean; "
-        "with --repeat, the round with the median ratio is shown and every round's ratio is listed below.",
+        "with --repeat, each round goes through every level in turn, the round with the median ratio is shown "
+        "and every round's ratio is listed below.",
         "",
         "| concurrency | served img/s | raw img/s (adjacent) | served ÷ raw | p50 ms | p95 ms | p99 ms | failed "
         "| client CPU % | server CPU s |",

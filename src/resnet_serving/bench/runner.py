@@ -341,12 +341,13 @@ def _measure_served(
                 warm = run_loadgen(url, opts.payload, c_max, opts.server_warmup_s, 0)
             if warm["failed"]:
                 raise RuntimeError(f"warm-up: {warm['failed']} requests failed: {warm['failures']}")
-        served = []
         adjacent = max(2.0, opts.raw_seconds_per_batch)
-        for c in opts.concurrency:
-            rounds = []
-            for k in range(opts.repeat):
-                label = f"served: concurrency {c}, {opts.duration_s:.0f}s, round {k + 1}/{opts.repeat}"
+        # Rounds go through every level in turn (c=1, 4, …, then again), so slow drift of the host over the
+        # minutes of a run lands on all levels alike instead of on the last ones.
+        by_level: dict[int, list[dict[str, Any]]] = {c: [] for c in opts.concurrency}
+        for k in range(opts.repeat):
+            for c in opts.concurrency:
+                label = f"served: round {k + 1}/{opts.repeat}, concurrency {c}, {opts.duration_s:.0f}s"
                 with ui.status(f"{label}, bracketed by raw runs"):
                     before = pool.rate("raw", best_batch, adjacent)
                     cpu_before = _group_cpu(server.group_pids())
@@ -356,7 +357,9 @@ def _measure_served(
                 r["raw_before_img_s"], r["raw_after_img_s"] = before, after
                 r["raw_adjacent_img_s"] = (before + after) / 2
                 r["ratio_to_raw"] = r["img_s"] / r["raw_adjacent_img_s"]
-                rounds.append(r)
+                by_level[c].append(r)
+        served = []
+        for c, rounds in by_level.items():
             # The round with the median ratio represents the level; every round is kept in the report.
             r = dict(sorted(rounds, key=lambda x: x["ratio_to_raw"])[len(rounds) // 2])
             r["failed"] = sum(x["failed"] for x in rounds)
