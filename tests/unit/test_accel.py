@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import torchvision
 
 from resnet_serving import imaging, model
 from resnet_serving.errors import ConfigError
@@ -18,6 +19,12 @@ from tests.fixtures import images as fx
 @pytest.fixture(scope="module")
 def state() -> dict[str, torch.Tensor]:
     return model.resolve_weights("random")[0]
+
+
+def torchvision_resnet50(state: dict[str, torch.Tensor]) -> torch.nn.Module:
+    net = torchvision.models.resnet50(weights=None)
+    net.load_state_dict(state)
+    return net.eval()
 
 
 def test_accel_options_from_env() -> None:
@@ -35,13 +42,30 @@ def test_auto_amp_is_fp32_on_cpu_and_fp16_on_cuda(state: dict) -> None:
     assert model.select_device(0 if not torch.cuda.is_available() else None).type == "cpu"
 
 
-def test_bf16_autocast_matches_fp32_top1(state: dict) -> None:
+@pytest.mark.parametrize("freeze", [True, False], ids=["frozen-bf16-graph", "eager-autocast"])
+def test_bf16_matches_fp32_top1(state: dict, freeze: bool) -> None:
     images = [imaging.decode_image(fx.PHOTO.read_bytes()), imaging.decode_image(fx.jpeg(300, 200))]
     fp32 = model.Classifier(state).logits(images)
-    bf16 = model.Classifier(state, amp="bf16").logits(images)
+    clf = model.Classifier(state, amp="bf16", freeze=freeze)
+    assert clf.graph == ("torchscript-frozen-bf16" if freeze else "eager")
+    bf16 = clf.logits(images)
     assert bf16.dtype == np.float32 and bf16.shape == fp32.shape == (2, 1000)
     assert (fp32.argmax(1) == bf16.argmax(1)).all()
     assert np.abs(fp32 - bf16).max() < 0.25 * np.abs(fp32).max()
+    top5 = lambda x: np.argsort(-x, axis=1)[:, :5]  # noqa: E731
+    assert (top5(fp32) == top5(bf16)).mean() >= 0.8
+
+
+def test_batch_norm_folding_is_exact_in_fp32(state: dict) -> None:
+    """The bf16 graph folds batch norm before casting; the fold itself must not change the fp32 network."""
+    net = torchvision_resnet50(state)
+    folded = model.fold_batch_norm(net)
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in folded.modules())
+    assert sum(isinstance(m, torch.nn.BatchNorm2d) for m in net.modules()) == 53  # the original is untouched
+    x = imaging.normalize_crops([imaging.decode_crop(fx.PHOTO.read_bytes())], channels_last=False)
+    with torch.inference_mode():
+        a, b = folded(x), net(x)
+    assert torch.allclose(a, b, rtol=1e-4, atol=1e-4 * float(b.abs().max()))
 
 
 def test_compile_is_applied_and_warmed_up(state: dict, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -110,8 +134,8 @@ def test_cpu_model_is_frozen_by_default_and_matches_eager(state: dict) -> None:
         assert a.shape == b.shape == (n, 1000)
         assert (a.argmax(1) == b.argmax(1)).all()
         assert np.abs(a - b).max() < 1e-4 * max(1.0, float(np.abs(b).max()))
-    # autocast and torch.compile keep their own paths; the GPU path is never frozen
-    assert model.Classifier(state, amp="bf16").graph == "eager"
+    # fp16 autocast and torch.compile keep their own paths; the GPU path is never frozen
+    assert model.Classifier(state, amp="fp16").graph == "eager"
 
 
 def test_freezing_falls_back_to_eager_with_a_warning(caplog: pytest.LogCaptureFixture) -> None:
