@@ -372,12 +372,12 @@ class Syncer:
         try:
             self.management.unregister(self.model, version, timeout=self.drain_timeout)
         except ManagementError as e:
-            if e.status != 404 and (e.unreachable or version in self._served()[1]):
-                raise
             if e.status != 404:
                 # TorchServe 0.12 races its own workers when it unregisters a version that still has requests in
                 # flight: it answers 500 (NullPointerException or ConcurrentModificationException, seen here) and
-                # removes the version all the same.
+                # removes the version all the same. Only a version still registered is a failure.
+                if e.unreachable or version in self._served()[1]:
+                    raise
                 log.warning("unregistering %s: %s; TorchServe removed it anyway", _v(version), e.message)
         self._remove_files(version)
 
