@@ -41,6 +41,11 @@ SCHEMA_ERRORS = [
         "ingress:\n  scheme: public\n",
         ["at '/ingress/scheme'", "value must be one of 'internal', 'internet-facing'"],
     ),
+    (
+        "unknown-precision",
+        "torchserve:\n  amp: int8\n",
+        ["at '/torchserve/amp'", "value must be one of 'auto', 'off', 'fp16', 'bf16'"],
+    ),
     ("store-not-a-url", "model:\n  store: my-bucket\n", ["at '/model/store'", "'my-bucket' does not match"]),
     (
         "root-user",

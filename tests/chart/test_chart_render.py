@@ -217,6 +217,7 @@ def test_serve_command_follows_the_serving_core_contract(
     assert env["RESNET_SERVING_DEFAULT_TOPK"] == str(limits["defaultTopk"])
     assert env["RESNET_SERVING_MAX_TOPK"] == str(limits["maxTopk"])
     assert env["RESNET_SERVING_JAVA_OPTS"] == values["torchserve"]["javaOpts"]
+    assert env["RESNET_SERVING_AMP"] == values["torchserve"]["amp"]
     # The management port is never declared: it listens on loopback only.
     assert {p["containerPort"] for p in c["ports"]} == {8080, 8082}
 
