@@ -252,6 +252,8 @@ class Classifier:
             self.model, self.graph = freeze_for_cpu(self.model, self.amp_dtype)
         #: autocast around the forward pass: not for a frozen bf16 graph, which casts inside
         self._autocast = None if self.graph == "torchscript-frozen-bf16" else self.amp_dtype
+        #: The forward pass's arithmetic: "fp32", or "bf16"/"fp16" (autocast or a bf16 graph).
+        self.precision = {torch.bfloat16: "bf16", torch.float16: "fp16", None: "fp32"}[self.amp_dtype]
         self.max_batch = max_batch
         # compile/autotune, TorchScript's profiling runs and oneDNN primitive caches, before the first request
         for bs in warmup_batches:

@@ -96,6 +96,8 @@ class InferenceService:
         }
         if not weights.get("pretrained", False):
             meta["warning"] = weights.get("warning", "weights are not pretrained: predictions are meaningless")
+        if classifier.precision != "fp32":  # scores then differ slightly from an fp32 pod's: say so
+            meta["precision"] = classifier.precision
         return cls(classifier, labels, meta, Settings.from_env(), gpu_decode=accel["gpu_decode"])
 
     def handle(

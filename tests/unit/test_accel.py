@@ -56,6 +56,22 @@ def test_bf16_matches_fp32_top1(state: dict, freeze: bool) -> None:
     assert (top5(fp32) == top5(bf16)).mean() >= 0.8
 
 
+def test_responses_name_a_reduced_precision(model_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def answer() -> dict:
+        svc = InferenceService.from_model_dir(model_dir)
+        return svc.handle([{"body": fx.PHOTO.read_bytes()}], ["image/jpeg"])[0].body
+
+    fp32 = answer()
+    assert "precision" not in fp32
+    monkeypatch.setenv("RESNET_SERVING_AMP", "bf16")
+    bf16 = answer()
+    assert bf16["precision"] == "bf16"
+    assert [p["index"] for p in bf16["predictions"]][:1] == [p["index"] for p in fp32["predictions"]][:1]
+    assert {k: v for k, v in bf16.items() if k not in ("precision", "predictions")} == {
+        k: v for k, v in fp32.items() if k != "predictions"
+    }
+
+
 def test_batch_norm_folding_is_exact_in_fp32(state: dict) -> None:
     """The bf16 graph folds batch norm before casting; the fold itself must not change the fp32 network."""
     net = torchvision_resnet50(state)
