@@ -250,14 +250,20 @@ class Classifier:
             self.graph = "compiled"
         elif freeze and self.device.type == "cpu" and self.amp_dtype in (None, torch.bfloat16):
             self.model, self.graph = freeze_for_cpu(self.model, self.amp_dtype)
-        #: autocast around the forward pass: not for a frozen bf16 graph, which casts inside
-        self._autocast = None if self.graph == "torchscript-frozen-bf16" else self.amp_dtype
-        #: The forward pass's arithmetic: "fp32", or "bf16"/"fp16" (autocast or a bf16 graph).
-        self.precision = {torch.bfloat16: "bf16", torch.float16: "fp16", None: "fp32"}[self.amp_dtype]
         self.max_batch = max_batch
         # compile/autotune, TorchScript's profiling runs and oneDNN primitive caches, before the first request
         for bs in warmup_batches:
             self.logits([torch.zeros(3, 224, 224, dtype=torch.uint8)] * bs)
+
+    @property
+    def precision(self) -> str:
+        """The forward pass's arithmetic: "fp32", or "bf16"/"fp16" (autocast or a bf16 graph)."""
+        return {torch.bfloat16: "bf16", torch.float16: "fp16", None: "fp32"}[self.amp_dtype]
+
+    @property
+    def _autocast(self) -> torch.dtype | None:
+        """The autocast dtype around the forward pass: none for a frozen bf16 graph, which casts inside."""
+        return None if self.graph == "torchscript-frozen-bf16" else self.amp_dtype
 
     @classmethod
     def configured(
