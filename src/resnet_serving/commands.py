@@ -299,14 +299,11 @@ def _start_sync(args: argparse.Namespace, cfg: Any, store_dir: Path, stop: threa
 # ---- predict / probe ----------------------------------------------------------------------------------
 def cmd_predict(args: argparse.Namespace) -> int:
     import requests
-    from rich.table import Table
 
     from resnet_serving.formats import content_type_for
 
     rc = 0
-    table = Table(title=f"{MODEL_NAME} @ {args.url}")
-    for col in ("image", "#", "label", "index", "score"):
-        table.add_column(col, justify="right" if col in ("#", "index", "score") else "left")
+    table = ui.predictions_table(f"{MODEL_NAME} @ {args.url}")
     meta_line = ""
     for path in args.images:
         try:
@@ -337,17 +334,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
             rc = 2
             ui.console.print(f"[red]{path}: HTTP {r.status_code}: {body.get('message', body)}[/]", highlight=False)
             continue
-        meta_line = f"version {body.get('version')}, weights {body.get('weights')}"
-        if body.get("warning"):
-            meta_line += f" — [yellow]{body['warning']}[/]"
-        for rank, pred in enumerate(body.get("predictions", []), 1):
-            table.add_row(
-                str(path) if rank == 1 else "",
-                str(rank),
-                pred["label"],
-                str(pred["index"]),
-                f"{pred['score']:.4f}",
-            )
+        meta_line = ui.add_predictions(table, str(path), body)
     if not args.json and table.row_count:
         table.caption = meta_line
         ui.Console().print(table)

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from typing import Any
 
 from rich.console import Console
+from rich.table import Table
 
 console = Console(stderr=True)
 
@@ -32,3 +34,21 @@ def info(message: str) -> None:
 
 def warn(message: str) -> None:
     console.print(f"[bold yellow]WARNING[/]: {message}", highlight=False)
+
+
+def predictions_table(title: str) -> Table:
+    """The table `predict` and `sagemaker invoke` print: one row per prediction, the image named once."""
+    table = Table(title=title)
+    for col in ("image", "#", "label", "index", "score"):
+        table.add_column(col, justify="right" if col in ("#", "index", "score") else "left")
+    return table
+
+
+def add_predictions(table: Table, image: str, body: Mapping[str, Any]) -> str:
+    """Add one response's predictions to ``table``; returns the caption line (version, weights, warning)."""
+    for rank, pred in enumerate(body.get("predictions", []), 1):
+        table.add_row(image if rank == 1 else "", str(rank), pred["label"], str(pred["index"]), f"{pred['score']:.4f}")
+    caption = f"version {body.get('version')}, weights {body.get('weights')}"
+    if body.get("warning"):
+        caption += f" — [yellow]{body['warning']}[/]"
+    return caption
