@@ -30,9 +30,9 @@ def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """What TorchServe unpacks a .mar into: model.pt, index_to_name.json, model_info.json (random weights)."""
     import torch
 
-    from resnet_serving import imaging, postprocess
-    from resnet_serving.model import resolve_weights
-    from resnet_serving.service import LABELS_FILE, MODEL_INFO_FILE, STATE_DICT_FILE
+    from resnet_serving.artifact.layout import LABELS_FILE, MODEL_INFO_FILE, STATE_DICT_FILE
+    from resnet_serving.inference import imaging, postprocess
+    from resnet_serving.inference.model import resolve_weights
 
     d = tmp_path_factory.mktemp("model_dir")
     state, info = resolve_weights("random")
@@ -44,8 +44,8 @@ def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def archive_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    """A real ``model.mar`` + ``manifest.json`` built by ``resnet_serving.archive`` (random weights, v1)."""
-    from resnet_serving.archive import build_archive
+    """A real ``model.mar`` + ``manifest.json`` built by ``resnet_serving.artifact.build`` (random weights, v1)."""
+    from resnet_serving.artifact.build import build_archive
 
     out = tmp_path_factory.mktemp("archive") / "resnet50" / "1"
     build_archive(weights="random", version="1", out_dir=out)

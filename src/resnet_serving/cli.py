@@ -8,20 +8,21 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import os
 import sys
 from collections.abc import Sequence
 
 from resnet_serving import __version__
 from resnet_serving.errors import ResnetServingError
+from resnet_serving.settings import ENV_AWS_ENDPOINT_URL, environment
 
 # Modules that add subcommands. Each exposes ``register(subparsers: argparse._SubParsersAction) -> None``.
 COMMAND_MODULES = (
-    "resnet_serving.commands",  # archive, serve, predict, probe
+    "resnet_serving.artifact.commands",  # archive
+    "resnet_serving.torchserve.commands",  # serve, predict, probe
     "resnet_serving.bench.commands",  # bench
     "resnet_serving.store.commands",  # push, versions, promote, fetch
     "resnet_serving.controller.commands",  # operator
-    "resnet_serving.sync_commands",  # sync
+    "resnet_serving.sync.commands",  # sync
 )
 
 
@@ -41,7 +42,7 @@ def add_endpoint_url(p: argparse.ArgumentParser) -> None:
     """Every command that touches S3 takes --endpoint-url (default: $AWS_ENDPOINT_URL)."""
     p.add_argument(
         "--endpoint-url",
-        default=os.environ.get("AWS_ENDPOINT_URL") or None,
+        default=environment().get(ENV_AWS_ENDPOINT_URL) or None,
         help="S3-compatible endpoint URL (default: $AWS_ENDPOINT_URL, else AWS)",
     )
 

@@ -14,6 +14,7 @@ import psutil
 import pytest
 import requests
 
+from resnet_serving.artifact.layout import ARCHIVE_NAME, MANIFEST_NAME
 from tests.conftest import REPO, free_ports
 from tests.fixtures import images as fx
 
@@ -66,13 +67,13 @@ def test_serve_sigterm_leaves_no_orphans(archive_dir: Path, tmp_path: Path) -> N
 def test_serve_refuses_tampered_archive(archive_dir: Path, tmp_path: Path) -> None:
     bad = tmp_path / "model"
     bad.mkdir()
-    data = bytearray((archive_dir / "model.mar").read_bytes())
+    data = bytearray((archive_dir / ARCHIVE_NAME).read_bytes())
     data[len(data) // 2] ^= 0xFF
-    (bad / "model.mar").write_bytes(bytes(data))
-    (bad / "manifest.json").write_bytes((archive_dir / "manifest.json").read_bytes())
+    (bad / ARCHIVE_NAME).write_bytes(bytes(data))
+    (bad / MANIFEST_NAME).write_bytes((archive_dir / MANIFEST_NAME).read_bytes())
     r = subprocess.run(
         [sys.executable, "-m", "resnet_serving", "serve", "--model-dir", str(bad)],
         cwd=REPO, capture_output=True, text=True, timeout=120, check=False,
     )  # fmt: skip
     assert r.returncode == 1
-    assert "sha256" in r.stderr and "refusing to serve it" in r.stderr
+    assert "sha256" in r.stderr and "so refusing resnet50 v" in r.stderr

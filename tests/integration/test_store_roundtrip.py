@@ -12,9 +12,10 @@ from contextlib import contextmanager
 
 import pytest
 
+from resnet_serving.artifact.layout import ARCHIVE_NAME, MANIFEST_NAME
+from resnet_serving.artifact.manifest import Manifest
 from resnet_serving.cli import main
 from resnet_serving.errors import IntegrityError, NotFound
-from resnet_serving.manifest import ARCHIVE_NAME, MANIFEST_NAME, Manifest
 from resnet_serving.store import archive_key, manifest_key, open_store
 from tests.fixtures.archives import fake_archive
 
@@ -153,7 +154,7 @@ def test_push_refuses_an_archive_that_does_not_match_its_manifest(store, cli, tm
     data[100] ^= 0xFF
     archive.write_bytes(bytes(data))
     rc, _, err = cli("push", archive)
-    assert rc == 1 and "does not match manifest" in err
+    assert rc == 1 and "does not match its manifest" in err
     assert store.list_versions() == []
 
 

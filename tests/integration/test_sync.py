@@ -24,11 +24,12 @@ from pathlib import Path
 import pytest
 import requests
 
-from resnet_serving.archive import build_archive
+from resnet_serving.artifact.build import build_archive
+from resnet_serving.artifact.layout import ARCHIVE_NAME, MANIFEST_NAME
+from resnet_serving.artifact.manifest import Manifest
 from resnet_serving.cli import main
-from resnet_serving.manifest import ARCHIVE_NAME, Manifest
 from resnet_serving.store import Store, archive_key, open_store
-from resnet_serving.sync import SYNC_DIR, SYNC_STORE_RETRY, Syncer, SyncState, SyncStatus
+from resnet_serving.sync.loop import SYNC_DIR, SYNC_STORE_RETRY, Syncer, SyncState, SyncStatus
 from resnet_serving.torchserve.management import ManagementError
 from tests.conftest import free_ports
 from tests.fixtures import images
@@ -177,7 +178,7 @@ class Rig:
     def push(self, version: str) -> None:
         if version not in self.store.list_versions(MODEL):
             d = self.archives[version]
-            self.store.push(d / ARCHIVE_NAME, Manifest.load(d / "manifest.json"))
+            self.store.push(d / ARCHIVE_NAME, Manifest.load(d / MANIFEST_NAME))
 
     def push_tampered(self, version: str) -> None:
         """Push ``version``, then change the stored archive's bytes behind its manifest's back (idempotent)."""
@@ -429,7 +430,7 @@ def test_torchserve_unregister_does_not_drain(rig: Rig) -> None:
         for c in clients:
             c.join()
         lost = [r for r in results if r != 200]
-        assert lost, "TorchServe drained by itself: the drain in resnet_serving.sync could be simplified"
+        assert lost, "TorchServe drained by itself: the drain in resnet_serving.sync.loop could be simplified"
         print(
             f"\n[unregister without drain] DELETE answered {answer}; {len(lost)} of {len(results)} requests lost: "
             f"{Counter(results)}"

@@ -10,9 +10,9 @@ import pytest
 import torch
 import torchvision
 
-from resnet_serving import imaging, model
 from resnet_serving.errors import ConfigError
-from resnet_serving.service import InferenceService
+from resnet_serving.inference import imaging, model
+from resnet_serving.inference.service import InferenceService
 from tests.fixtures import images as fx
 
 
@@ -160,7 +160,7 @@ def test_freezing_falls_back_to_eager_with_a_warning(caplog: pytest.LogCaptureFi
             return torch.from_numpy(np.asarray(x))  # numpy: TorchScript cannot compile this
 
     m = Unscriptable()
-    with caplog.at_level("WARNING", logger="resnet_serving.model"):
+    with caplog.at_level("WARNING", logger="resnet_serving.inference.model"):
         out, graph = model.freeze_for_cpu(m)
     assert out is m and graph == "eager"
     assert "TorchScript freezing failed" in caplog.text

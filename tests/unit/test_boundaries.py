@@ -18,8 +18,8 @@ ALLOWED: dict[str, tuple[str, ...]] = {
     "kopf": ("controller/",),
     "kubernetes": ("controller/",),
     # torch-free everywhere else keeps the CLI, store and operator light (the operator image has no torch)
-    "torch": ("imaging.py", "model.py", "service.py", "archive.py", "bench/"),
-    "torchvision": ("imaging.py", "model.py", "service.py", "archive.py", "bench/"),
+    "torch": ("inference/", "artifact/", "bench/"),
+    "torchvision": ("inference/", "artifact/", "bench/"),
 }
 
 

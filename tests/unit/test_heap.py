@@ -12,7 +12,7 @@ import pytest
 
 PROBE = """
 import json, os, sys
-from resnet_serving.cpu import release_free_heap
+from resnet_serving.inference.cpu import release_free_heap
 def rss_mb():
     return int(open("/proc/self/statm").read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
 # what loading a model leaves: 100 MiB freed in mid-heap, under a block still in use, so glibc keeps it

@@ -9,8 +9,8 @@ import pytest
 import torch
 from PIL import Image
 
-from resnet_serving import imaging
 from resnet_serving.errors import InputError, PayloadTooLarge, UnsupportedMediaType
+from resnet_serving.inference import imaging
 from resnet_serving.settings import Settings
 from tests.fixtures import images as fx
 

@@ -3,8 +3,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from resnet_serving import postprocess
 from resnet_serving.errors import ArchiveError
+from resnet_serving.inference import postprocess
 
 
 def test_softmax_is_stable_and_normalised() -> None:

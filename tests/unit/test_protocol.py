@@ -5,8 +5,8 @@ import json
 
 import pytest
 
-from resnet_serving import protocol
 from resnet_serving.errors import InputError, PayloadTooLarge, UnsupportedMediaType
+from resnet_serving.inference import protocol
 from resnet_serving.settings import Settings
 
 S = Settings(max_images_per_request=3, max_topk=10, default_topk=5, max_image_bytes=1000)

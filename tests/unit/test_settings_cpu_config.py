@@ -4,8 +4,8 @@ from pathlib import Path
 
 import pytest
 
-from resnet_serving import cpu
 from resnet_serving.errors import ConfigError
+from resnet_serving.inference import cpu
 from resnet_serving.settings import Settings
 from resnet_serving.torchserve import config as ts_config
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from resnet_serving.store.resolve import Action, Reason, failures_after, resolve, target_version
+from resnet_serving.policy import Action, Reason, failures_after, resolve, target_version
 
 STORE = ["1", "2", "3", "10"]
 A, R = Action, Reason

@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 
+from resnet_serving.artifact.layout import ARCHIVE_NAME
 from resnet_serving.errors import AccessDenied, IntegrityError, NotFound, StoreUnavailable
-from resnet_serving.manifest import ARCHIVE_NAME
-from resnet_serving.sync import SYNC_DIR, Syncer, SyncState
+from resnet_serving.sync.loop import SYNC_DIR, Syncer, SyncState
 from resnet_serving.torchserve.management import ManagementError, VersionSettings
 from resnet_serving.torchserve.probe import ProbeResult
 
@@ -262,7 +262,7 @@ def test_a_500_from_unregister_that_removed_the_version_anyway_is_not_an_error(t
         )
 
     ts.unregister = racy  # type: ignore[method-assign]
-    with caplog.at_level(logging.WARNING, logger="resnet_serving.sync"):
+    with caplog.at_level(logging.WARNING, logger="resnet_serving.sync.loop"):
         status = make(tmp_path, store, ts).step()
     assert status.state is SyncState.IN_SYNC and status.current == "2" and status.last_error is None
     assert set(ts.registered) == {"2"} and not (model_store / "resnet50-v1.mar").exists()
@@ -422,7 +422,7 @@ def test_channel_not_set_holds(tmp_path, model_store):
 def test_one_log_line_per_transition(tmp_path, model_store, caplog):
     store = FakeStore({"1": "good", "2": "good"}, channel="1")
     syncer = make(tmp_path, store, FakeTorchServe(model_store))
-    with caplog.at_level(logging.INFO, logger="resnet_serving.sync"):
+    with caplog.at_level(logging.INFO, logger="resnet_serving.sync.loop"):
         for _ in range(3):
             syncer.step()
         store.channel = "2"
@@ -452,7 +452,7 @@ def test_run_survives_unexpected_errors_and_stops_on_the_event(tmp_path, model_s
     stop = threading.Event()
     syncer.subscribe(lambda s: s.in_sync and s.current == "2" and stop.set())
     thread = threading.Thread(target=syncer.run, args=(stop,))
-    with caplog.at_level(logging.INFO, logger="resnet_serving.sync"):
+    with caplog.at_level(logging.INFO, logger="resnet_serving.sync.loop"):
         thread.start()
         thread.join(timeout=30)
     assert not thread.is_alive()

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from resnet_serving.formats import content_type_for
+from resnet_serving.inference.formats import content_type_for
 
 
 def percentile(sorted_values: list[float], q: float) -> float:

@@ -22,12 +22,14 @@ from typing import Any
 import psutil
 import torch
 
-from resnet_serving import MODEL_NAME, imaging, ui
-from resnet_serving.cpu import available_cpus, cgroup_cpu_quota
-from resnet_serving.formats import content_type_for
-from resnet_serving.manifest import ARCHIVE_NAME, MANIFEST_NAME, Manifest
-from resnet_serving.model import Classifier, resolve_weights, select_device
-from resnet_serving.service import InferenceService
+from resnet_serving import MODEL_NAME, ui
+from resnet_serving.artifact.layout import ARCHIVE_NAME, MANIFEST_NAME
+from resnet_serving.artifact.manifest import Manifest
+from resnet_serving.inference import imaging
+from resnet_serving.inference.cpu import available_cpus, cgroup_cpu_quota
+from resnet_serving.inference.formats import content_type_for
+from resnet_serving.inference.model import Classifier, resolve_weights, select_device
+from resnet_serving.inference.service import InferenceService
 from resnet_serving.torchserve.config import ServeConfig
 from resnet_serving.torchserve.server import TorchServe
 
@@ -213,7 +215,7 @@ def run_loadgen(url: str, payload: Path, concurrency: int, duration: float, warm
 def _prepare_model_dir(opts: BenchOptions, tmp: Path) -> Path:
     if opts.model_dir:
         return opts.model_dir
-    from resnet_serving.archive import build_archive
+    from resnet_serving.artifact.build import build_archive
 
     out = tmp / "archive"
     with ui.status("building a model archive (random weights) for the bench"):

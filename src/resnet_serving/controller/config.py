@@ -21,7 +21,6 @@ replica picks a random priority by default and the highest one works while the o
 
 from __future__ import annotations
 
-import os
 import random
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -29,6 +28,7 @@ from typing import TypeVar
 
 from resnet_serving.controller.spec import DNS_LABEL_RE, DNS_SUBDOMAIN_RE
 from resnet_serving.errors import ConfigError
+from resnet_serving.settings import environment
 
 T = TypeVar("T", int, float)
 
@@ -47,7 +47,7 @@ DEFAULT_TICK_S = 10.0
 def tick_seconds(environ: Mapping[str, str] | None = None) -> float:
     """How often each ModelDeployment is looked at (rollout progress, drift): ``$RESNET_SERVING_OPERATOR_TICK_SECONDS``,
     1 to 60, default 10. Read once, when the handlers are registered."""
-    env = os.environ if environ is None else environ
+    env = environment() if environ is None else environ
     value = _env_number(env, ENV_TICK, float, lambda: DEFAULT_TICK_S, "a number of seconds")
     if not 1.0 <= value <= 60.0:
         raise ConfigError(f"{ENV_TICK}={env.get(ENV_TICK)!r} must be between 1 and 60 seconds")
@@ -97,7 +97,7 @@ def load_config(
     environ: Mapping[str, str] | None = None,
 ) -> OperatorConfig:
     """Flags win over the environment. :class:`ConfigError` names the first bad setting."""
-    env = os.environ if environ is None else environ
+    env = environment() if environ is None else environ
     every = all_namespaces if all_namespaces is not None else _truthy(env.get(ENV_ALL_NAMESPACES))
     names = list(namespaces or [])
     if not names and not every:

@@ -4,7 +4,7 @@ One reconcile looks at the ModelDeployment's spec, what the operator remembers (
 the custom resource's ``.status``), the target Deployment (:class:`~.observe.DeploymentView`) and, when a poll
 was due, the model store (:class:`~.observe.StoreView`). It returns what to write into the pod template (at
 most one version), the new memory, the Events to post and whether to retry. Which version should run is
-:func:`resnet_serving.store.resolve`'s decision, shared with ``resnet-serving sync``; this module adds what
+:func:`resnet_serving.policy`'s decision, shared with ``resnet-serving sync``; this module adds what
 only a Kubernetes rollout has: progress, rollback on failure, and drift.
 
 Steps, in order (each is a row group in ``tests/unit/test_controller_reconcile.py``):
@@ -43,9 +43,9 @@ from resnet_serving.controller.observe import (
     rollout_progress,
 )
 from resnet_serving.controller.spec import ModelDeploymentSpec
+from resnet_serving.policy import Action, Reason, failures_after, resolve, target_version
 from resnet_serving.settings import ENV_STORE as STORE_ENV
 from resnet_serving.settings import ENV_VERSION as VERSION_ENV
-from resnet_serving.store.resolve import Action, Reason, failures_after, resolve, target_version
 
 # How long to wait before looking for a missing Deployment again, and the store-error backoff bounds.
 MISSING_DEPLOYMENT_RETRY_S = 30.0

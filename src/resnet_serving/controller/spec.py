@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from resnet_serving import MODEL_NAME
+from resnet_serving.artifact.manifest import VERSION_RE
 from resnet_serving.errors import InvalidModelDeployment
-from resnet_serving.manifest import VERSION_RE
 from resnet_serving.store.model_store import CHANNEL_RE, MODEL_RE
 
 GROUP = "resnet-serving.io"

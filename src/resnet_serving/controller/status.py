@@ -21,8 +21,8 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime, timezone
 from typing import Any
 
+from resnet_serving.artifact.manifest import VERSION_RE, version_key
 from resnet_serving.controller.reconcile import Drift, Memory, Phase, Rollout
-from resnet_serving.manifest import VERSION_RE, version_key
 
 CONDITION_TYPES = ("Ready", "Progressing", "Degraded", "Drifted", "StoreReachable")
 

@@ -23,6 +23,7 @@ from resnet_serving.errors import (
     Throttled,
     VersionExists,
 )
+from resnet_serving.policy import Action, Decision, Reason, failures_after, resolve, target_version
 from resnet_serving.store.model_store import (
     Store,
     VersionInfo,
@@ -34,7 +35,6 @@ from resnet_serving.store.model_store import (
     validate_model_name,
 )
 from resnet_serving.store.progress import ProgressFactory, no_progress, terminal_progress
-from resnet_serving.store.resolve import Action, Decision, Reason, failures_after, resolve, target_version
 from resnet_serving.store.retry import RetryPolicy
 
 __all__ = [

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -18,10 +18,11 @@ from rich.console import Console
 from rich.table import Table
 
 from resnet_serving import MODEL_NAME
+from resnet_serving.artifact.layout import ARCHIVE_NAME, MANIFEST_NAME
+from resnet_serving.artifact.manifest import Manifest
 from resnet_serving.cli import add_endpoint_url
 from resnet_serving.errors import InputError, NotFound
-from resnet_serving.manifest import ARCHIVE_NAME, MANIFEST_NAME, Manifest
-from resnet_serving.settings import ENV_CHANNEL, ENV_STORE, ENV_VERSION
+from resnet_serving.settings import ENV_CHANNEL, ENV_STORE, ENV_VERSION, environment
 from resnet_serving.store.model_store import Store, open_store
 from resnet_serving.store.progress import terminal_progress
 
@@ -85,7 +86,7 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
 def _add_store_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--store",
-        default=os.environ.get(ENV_STORE) or None,
+        default=environment().get(ENV_STORE) or None,
         help=f"s3://BUCKET/PREFIX, file:///DIR or a directory (default: ${ENV_STORE})",
     )
     p.add_argument("--model", default=MODEL_NAME, help=f"model name (default: {MODEL_NAME})")
@@ -208,9 +209,7 @@ def cmd_promote(args: argparse.Namespace) -> int:
 
 
 # ---- fetch --------------------------------------------------------------------------------------------
-def fetch_target(
-    version: str | None, channel: str | None, environ: dict[str, str] | os._Environ[str]
-) -> tuple[str | None, str | None]:
+def fetch_target(version: str | None, channel: str | None, environ: Mapping[str, str]) -> tuple[str | None, str | None]:
     """(version, channel) to fetch: flags first, then the environment; a version wins over a channel."""
     if version or channel:
         return version or None, channel or None
@@ -224,7 +223,7 @@ def fetch_target(
 
 
 def cmd_fetch(args: argparse.Namespace) -> int:
-    version, channel = fetch_target(args.version, args.channel, os.environ)
+    version, channel = fetch_target(args.version, args.channel, environment())
     store = _open(args)
     if version is None:
         assert channel is not None

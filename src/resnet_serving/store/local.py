@@ -9,14 +9,13 @@ lists them.
 from __future__ import annotations
 
 import os
-import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import BinaryIO
 
 from resnet_serving.errors import AccessDenied, NoSuchBucket, NotFound, StoreError
-from resnet_serving.manifest import atomic_write_bytes
+from resnet_serving.files import atomic_write, atomic_write_bytes
 from resnet_serving.store.backend import Backend, OnBytes, _ignore
 
 _CHUNK = 1 << 20
@@ -55,19 +54,8 @@ class FileBackend(Backend):
             raise StoreError(f"{action} {path} failed: {e}") from e
 
     def _write_via_temp(self, key: str, write: Callable[[BinaryIO], None]) -> None:
-        path = self._path(key)
         with self._errors("write", key):
-            path.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-            try:
-                with os.fdopen(fd, "wb") as f:
-                    write(f)
-                    f.flush()
-                    os.fsync(f.fileno())
-                os.replace(tmp, path)
-            except BaseException:
-                Path(tmp).unlink(missing_ok=True)
-                raise
+            atomic_write(self._path(key), write)
 
     # ---- Backend --------------------------------------------------------------------------------------
     def get_bytes(self, key: str) -> bytes:

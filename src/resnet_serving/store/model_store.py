@@ -19,31 +19,27 @@ import json
 import logging
 import os
 import re
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import BinaryIO
 from urllib.parse import unquote, urlsplit
 
 from resnet_serving import MODEL_NAME
+from resnet_serving.artifact.layout import ARCHIVE_NAME, MANIFEST_NAME
+from resnet_serving.artifact.manifest import VERSION_RE, Manifest, validate_version, version_key
 from resnet_serving.errors import (
     InputError,
     IntegrityError,
     NotFound,
     VersionExists,
 )
-from resnet_serving.manifest import (
-    ARCHIVE_NAME,
-    MANIFEST_NAME,
-    VERSION_RE,
-    Manifest,
-    atomic_write_bytes,
-    sha256_file,
-    validate_version,
-    version_key,
-)
+from resnet_serving.files import atomic_write, atomic_write_bytes
 from resnet_serving.store.backend import Backend
 from resnet_serving.store.progress import ProgressFactory, no_progress
 from resnet_serving.store.retry import RetryPolicy
+
+#: What a fetch says when an archive no longer matches the manifest beside it.
+CHANGED_AFTER_MANIFEST = "The archive changed after its manifest was written; push the version again (--force)"
 
 log = logging.getLogger(__name__)
 
@@ -268,40 +264,18 @@ class Store:
             return archive
 
         source = self.backend.key_uri(archive_key(model, version))
-        fd, tmp_name = tempfile.mkstemp(prefix=f".{ARCHIVE_NAME}.", suffix=".tmp", dir=dest)
-        tmp = Path(tmp_name)
-        try:
-            with (
-                os.fdopen(fd, "w+b") as f,
-                (progress or no_progress)(f"fetch {model} v{version}", manifest.size) as advance,
-            ):
-                self.backend.download_file(archive_key(model, version), f, on_bytes=advance)
-                f.flush()
-                os.fsync(f.fileno())
-            self._verify(tmp, manifest, source)
-            manifest_path.unlink(missing_ok=True)  # never an old manifest beside the new archive
-            os.replace(tmp, archive)
-            atomic_write_bytes(manifest_path, manifest_bytes)
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
-        return archive
 
-    @staticmethod
-    def _verify(path: Path, manifest: Manifest, source: str) -> None:
-        what = f"{manifest.name} v{manifest.version}"
-        size = path.stat().st_size
-        if size != manifest.size:
-            raise IntegrityError(
-                f"{source} is {size} bytes but its manifest says {manifest.size}: refusing {what}. "
-                f"The archive changed after its manifest was written; push the version again (--force)"
-            )
-        digest = sha256_file(path)
-        if digest != manifest.sha256:
-            raise IntegrityError(
-                f"{source} has sha256 {digest[:16]}… but its manifest says {manifest.sha256[:16]}…: refusing "
-                f"{what}. The archive changed after its manifest was written; push the version again (--force)"
-            )
+        def download(f: BinaryIO) -> None:
+            with (progress or no_progress)(f"fetch {model} v{version}", manifest.size) as advance:
+                self.backend.download_file(archive_key(model, version), f, on_bytes=advance)
+
+        def verified(tmp: Path) -> None:
+            manifest.verify_file(tmp, source=source, hint=CHANGED_AFTER_MANIFEST)
+            manifest_path.unlink(missing_ok=True)  # never an old manifest beside the new archive
+
+        atomic_write(archive, download, before_replace=verified)
+        atomic_write_bytes(manifest_path, manifest_bytes)
+        return archive
 
     @staticmethod
     def _already_fetched(manifest: Manifest, archive: Path, manifest_path: Path) -> bool:

@@ -9,8 +9,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from resnet_serving import MODEL_NAME
-from resnet_serving.cpu import available_cpus, thread_budget
 from resnet_serving.errors import ConfigError
+from resnet_serving.inference.cpu import available_cpus, thread_budget
 
 LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 #: Most workers `auto` picks: each worker holds its own model copy (0.9-1.1 GB RSS measured by the bench).

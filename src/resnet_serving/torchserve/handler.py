@@ -1,4 +1,4 @@
-"""The TorchServe handler: adapts TorchServe's ``context`` to ``resnet_serving.service``. Holds no model logic.
+"""The TorchServe handler: adapts TorchServe's ``context`` to :mod:`resnet_serving.inference.service`; no model logic.
 
 TorchServe calls ``handle(None, context)`` once to initialise, then ``handle(batch, context)`` per dynamic
 batch. Each request in the batch gets its own HTTP status via ``context.set_response_status(code, phrase,
@@ -15,9 +15,9 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from resnet_serving.cpu import release_free_heap
 from resnet_serving.errors import ResnetServingError
-from resnet_serving.service import InferenceService, configure_threads
+from resnet_serving.inference.cpu import release_free_heap
+from resnet_serving.inference.service import InferenceService, configure_threads
 
 log = logging.getLogger(__name__)
 _service: InferenceService | None = None

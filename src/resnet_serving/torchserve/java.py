@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 from resnet_serving.errors import TorchServeError
+from resnet_serving.settings import environment
 
 MIN_JAVA = 17
 
@@ -29,8 +30,8 @@ def java_major(java: str) -> int | None:
 def find_java_home() -> Path:
     """Return a JAVA_HOME whose bin/java is 17+, or raise TorchServeError saying how to get one."""
     candidates: list[Path] = []
-    if os.environ.get("JAVA_HOME"):
-        candidates.append(Path(os.environ["JAVA_HOME"]))
+    if environment().get("JAVA_HOME"):
+        candidates.append(Path(environment()["JAVA_HOME"]))
     on_path = shutil.which("java")
     if on_path:
         candidates.append(Path(os.path.realpath(on_path)).parent.parent)

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import IO
 
 from resnet_serving.errors import TorchServeError
+from resnet_serving.settings import ENV_TORCH_THREADS, environment
 from resnet_serving.torchserve import config as ts_config
 from resnet_serving.torchserve.java import find_java_home
 from resnet_serving.torchserve.probe import model_answers
@@ -70,7 +71,7 @@ class TorchServe:
         cfg_path.write_text(ts_config.render(self.cfg), encoding="utf-8")
         java_home = find_java_home()
         threads = str(self.cfg.torch_threads)
-        env = dict(os.environ)
+        env = dict(environment())
         env.update(
             {
                 "JAVA_HOME": str(java_home),
@@ -82,7 +83,7 @@ class TorchServe:
                 "TMPDIR": str(tmp),
                 "LOG_LOCATION": str(logs),
                 "METRICS_LOCATION": str(logs),
-                "RESNET_SERVING_TORCH_THREADS": threads,
+                ENV_TORCH_THREADS: threads,
                 "OMP_NUM_THREADS": threads,
                 "MKL_NUM_THREADS": threads,
                 "PYTHONUNBUFFERED": "1",

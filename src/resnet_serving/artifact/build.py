@@ -20,20 +20,35 @@ import torch
 import torchvision
 
 from resnet_serving import MODEL_NAME, ui
+from resnet_serving.artifact.layout import (
+    ARCHIVE_NAME,
+    HANDLER_FILE,
+    LABELS_FILE,
+    MANIFEST_NAME,
+    MODEL_INFO_FILE,
+    STATE_DICT_FILE,
+)
+from resnet_serving.artifact.manifest import Manifest, sha256_file, validate_version
 from resnet_serving.errors import ArchiveError
-from resnet_serving.imaging import WEIGHTS, categories
-from resnet_serving.manifest import ARCHIVE_NAME, MANIFEST_NAME, Manifest, sha256_file, validate_version
-from resnet_serving.model import resolve_weights
-from resnet_serving.postprocess import labels_to_json
-from resnet_serving.service import LABELS_FILE, MODEL_INFO_FILE, STATE_DICT_FILE
+from resnet_serving.files import atomic_write_bytes
+from resnet_serving.inference.imaging import WEIGHTS, categories
+from resnet_serving.inference.model import resolve_weights
+from resnet_serving.inference.postprocess import labels_to_json
+from resnet_serving.settings import Settings, env_name, source_checkout
 
 
 def default_handler_path() -> Path:
-    """``handlers/resnet50_handler.py`` of this checkout, or $RESNET_SERVING_HANDLER."""
-    env = os.environ.get("RESNET_SERVING_HANDLER")
-    if env:
-        return Path(env)
-    return Path(__file__).resolve().parents[2] / "handlers" / "resnet50_handler.py"
+    """``$RESNET_SERVING_HANDLER`` (the serving image sets it), else ``handlers/`` of a source checkout."""
+    configured = Settings.from_env().handler
+    if configured is not None:
+        return configured
+    checkout = source_checkout()
+    if checkout is None:
+        raise ArchiveError(
+            f"no handler shim: set {env_name('handler')} to {HANDLER_FILE} (in handlers/ of the repository) "
+            "or pass it to build_archive"
+        )
+    return checkout / "handlers" / HANDLER_FILE
 
 
 def build_archive(
@@ -48,7 +63,7 @@ def build_archive(
     validate_version(version)
     handler = handler or default_handler_path()
     if not handler.is_file():
-        raise ArchiveError(f"handler {handler} not found (set RESNET_SERVING_HANDLER or --handler)")
+        raise ArchiveError(f"handler {handler} not found (set {env_name('handler')})")
     out_dir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=".archive-", dir=out_dir) as tmp_s:
         tmp = Path(tmp_s)
@@ -110,7 +125,6 @@ def build_archive(
         )
         # Archive first, manifest last: a directory with a manifest always has the archive it describes.
         final = out_dir / ARCHIVE_NAME
-        os.replace(built, final)
-        (tmp / MANIFEST_NAME).write_text(manifest.to_json(), encoding="utf-8")
-        os.replace(tmp / MANIFEST_NAME, out_dir / MANIFEST_NAME)
+        os.replace(built, final)  # a rename within out_dir: complete or absent
+        atomic_write_bytes(out_dir / MANIFEST_NAME, manifest.to_json().encode("utf-8"))
     return final, manifest

@@ -25,7 +25,7 @@ import enum
 from collections.abc import Iterable, Set
 from dataclasses import dataclass
 
-from resnet_serving.manifest import VERSION_RE, version_key
+from resnet_serving.artifact.manifest import VERSION_RE, version_key
 
 
 class Action(str, enum.Enum):

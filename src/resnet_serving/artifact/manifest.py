@@ -9,15 +9,12 @@ import hashlib
 import json
 import os
 import re
-import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from resnet_serving.errors import InputError, IntegrityError
 
-MANIFEST_NAME = "manifest.json"
-ARCHIVE_NAME = "model.mar"
 VERSION_RE = re.compile(r"^[0-9]+(\.[0-9]+){0,2}$")
 _CHUNK = 1 << 20
 
@@ -95,33 +92,19 @@ class Manifest:
     def load(cls, path: str | os.PathLike[str]) -> Manifest:
         return cls.from_json(Path(path).read_bytes(), where=str(path))
 
-    def verify_file(self, archive: str | os.PathLike[str]) -> None:
-        """Raise :class:`IntegrityError` unless the archive's size and sha256 match this manifest."""
+    def verify_file(self, archive: str | os.PathLike[str], *, source: str | None = None, hint: str = "") -> None:
+        """Raise :class:`IntegrityError` unless the archive's size and sha256 match this manifest.
+
+        The one integrity check: ``push`` runs it before uploading, ``fetch`` before a download is renamed into
+        place, ``serve --model-dir`` before starting. ``source`` names the archive in the message (a URI).
+        """
+        where = source or str(archive)
+        refusal = f"it does not match its manifest, so refusing {self.name} v{self.version}.{hint and ' ' + hint}"
         size = os.path.getsize(archive)
         if size != self.size:
-            raise IntegrityError(
-                f"{archive}: size {size} does not match manifest size {self.size} "
-                f"({self.name} v{self.version}); refusing to serve it"
-            )
+            raise IntegrityError(f"{where} is {size} bytes but its manifest says {self.size}: {refusal}")
         digest = sha256_file(archive)
         if digest != self.sha256:
             raise IntegrityError(
-                f"{archive}: sha256 {digest[:12]}… does not match manifest {self.sha256[:12]}… "
-                f"({self.name} v{self.version}); refusing to serve it"
+                f"{where} has sha256 {digest[:16]}… but its manifest says {self.sha256[:16]}…: {refusal}"
             )
-
-
-def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
-    """Write to a temp file in the same directory, fsync, then rename: never half-written."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

@@ -1,10 +1,9 @@
-"""Core subcommands: archive, serve, predict, probe. Thin adapters over the package."""
+"""``serve``, ``predict`` and ``probe``: thin adapters over :mod:`resnet_serving.torchserve`."""
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
 import signal
 import sys
@@ -14,11 +13,11 @@ from pathlib import Path
 from typing import Any
 
 from resnet_serving import MODEL_NAME, ui
+from resnet_serving.artifact.layout import ARCHIVE_NAME, MANIFEST_NAME
+from resnet_serving.artifact.manifest import Manifest
 from resnet_serving.errors import ConfigError, InputError, TorchServeError
-from resnet_serving.manifest import ARCHIVE_NAME, MANIFEST_NAME, Manifest, validate_version
-from resnet_serving.settings import ENV_CHANNEL, ENV_STORE, ENV_VERSION
+from resnet_serving.settings import DEFAULT_STORE, ENV_CHANNEL, ENV_STORE, ENV_URL, ENV_VERSION, environment
 
-DEFAULT_STORE = "file://model-store"
 EXAMPLE_IMAGE = "examples/grace_hopper.jpg"
 
 
@@ -32,22 +31,14 @@ def _serve_default(name: str) -> Any:
 def register(sub: argparse._SubParsersAction) -> None:
     from resnet_serving.cli import add_endpoint_url
 
-    p = sub.add_parser("archive", help="build model.mar + manifest.json into a local model store")
-    p.add_argument("--weights", default="auto", help="imagenet | random | auto (imagenet, else random) | PATH")
-    p.add_argument("--version", default="1", help="model version (numeric, e.g. 3 or 1.2)")
-    p.add_argument("--store", default=DEFAULT_STORE, help="local store directory or file:// URI")
-    p.add_argument("--model", default=MODEL_NAME, help=argparse.SUPPRESS)
-    p.add_argument("--force", action="store_true", help="replace an existing version")
-    p.set_defaults(func=cmd_archive)
-
     p = sub.add_parser("serve", help="serve the model with TorchServe in the foreground")
     src = p.add_argument_group("model source (default: latest version in ./model-store)")
     src.add_argument("--model-dir", type=Path, help="a directory holding model.mar + manifest.json")
-    src.add_argument("--store", default=os.environ.get(ENV_STORE) or DEFAULT_STORE, help="store URI")
-    src.add_argument("--version", default=os.environ.get(ENV_VERSION) or None, help="pin a version")
+    src.add_argument("--store", default=environment().get(ENV_STORE) or DEFAULT_STORE, help="store URI")
+    src.add_argument("--version", default=environment().get(ENV_VERSION) or None, help="pin a version")
     src.add_argument(
         "--channel",
-        default=os.environ.get(ENV_CHANNEL) or None,
+        default=environment().get(ENV_CHANNEL) or None,
         help="follow a channel: start on its version, then switch to each version promoted to it (sync)",
     )
     src.add_argument(
@@ -85,7 +76,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser("predict", help="classify image files against a running server")
     p.add_argument("images", nargs="+", type=Path, metavar="IMAGE")
-    p.add_argument("--url", default=os.environ.get("RESNET_SERVING_URL", "http://127.0.0.1:8080"))
+    p.add_argument("--url", default=environment().get(ENV_URL, "http://127.0.0.1:8080"))
     p.add_argument("--topk", type=int, default=5)
     p.add_argument("--json", action="store_true", help="print the raw JSON responses")
     p.add_argument("--timeout", type=float, default=60.0)
@@ -95,42 +86,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--url", default="http://127.0.0.1:8080")
     p.add_argument("--timeout", type=float, default=3.0)
     p.set_defaults(func=cmd_probe)
-
-
-# ---- archive ------------------------------------------------------------------------------------------
-def local_store_dir(uri: str) -> Path:
-    if uri.startswith("file://"):
-        return Path(uri[len("file://") :])
-    if "://" in uri:
-        raise ConfigError(f"--store {uri}: archive writes to a local store; build here, then `resnet-serving push`")
-    return Path(uri)
-
-
-def cmd_archive(args: argparse.Namespace) -> int:
-    from resnet_serving.archive import build_archive
-
-    version = validate_version(args.version)
-    store_dir = local_store_dir(args.store)
-    final = store_dir / args.model / version
-    if (final / MANIFEST_NAME).exists() and not args.force:
-        raise InputError(f"{final} already exists; pass --force to replace it or choose another --version")
-    store_dir.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".staging-{version}-", dir=store_dir))
-    try:
-        mar, manifest = build_archive(weights=args.weights, version=version, out_dir=staging, model_name=args.model)
-        from resnet_serving.store import open_store
-
-        with ui.status(f"publishing {args.model} v{version} to {store_dir}"):
-            open_store(f"file://{store_dir.resolve()}").push(
-                mar, manifest, model=args.model, version=version, force=args.force
-            )
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-    ui.info(
-        f"built {args.model} v{version}: {manifest.size / 1e6:.1f} MB, sha256 {manifest.sha256[:12]}…, "
-        f"weights {manifest.weights.get('id')} → {final}"
-    )
-    return 0
 
 
 # ---- serve --------------------------------------------------------------------------------------------
@@ -192,7 +147,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from resnet_serving.torchserve.config import ServeConfig
     from resnet_serving.torchserve.server import Stopped, TorchServe
 
-    Settings.from_env()  # fail fast on bad RESNET_SERVING_* limits, before Java starts
+    settings = Settings.from_env()  # fail fast on a bad RESNET_SERVING_* value, before Java starts
     own_run_dir = args.run_dir is None
     run_dir = Path(tempfile.mkdtemp(prefix="resnet-serving-")) if own_run_dir else Path(args.run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -229,7 +184,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
             response_timeout_s=args.response_timeout,
             java_heap_mb=args.java_heap_mb,
             enable_model_api=follow,
-            java_opts=os.environ.get("RESNET_SERVING_JAVA_OPTS", ""),
+            java_opts=settings.java_opts,
         )
         if not manifest.weights.get("pretrained", False):
             ui.warn(
@@ -277,7 +232,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def _start_sync(args: argparse.Namespace, cfg: Any, store_dir: Path, stop: threading.Event) -> threading.Thread:
-    from resnet_serving.sync_commands import build_syncer, start_in_background
+    from resnet_serving.sync.commands import build_syncer, start_in_background
 
     syncer = build_syncer(
         store=args.store,
@@ -300,7 +255,7 @@ def _start_sync(args: argparse.Namespace, cfg: Any, store_dir: Path, stop: threa
 def cmd_predict(args: argparse.Namespace) -> int:
     import requests
 
-    from resnet_serving.formats import content_type_for
+    from resnet_serving.inference.formats import content_type_for
 
     rc = 0
     table = ui.predictions_table(f"{MODEL_NAME} @ {args.url}")

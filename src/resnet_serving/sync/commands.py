@@ -1,11 +1,10 @@
 """`resnet-serving sync`: follow a store channel and switch a local TorchServe to it. A thin adapter over
-:mod:`resnet_serving.sync`; ``serve --store URI --channel C`` runs the same loop in a background thread."""
+:mod:`resnet_serving.sync.loop`; ``serve --store URI --channel C`` runs the same loop in a background thread."""
 
 from __future__ import annotations
 
 import argparse
 import logging
-import os
 import signal
 import sys
 import threading
@@ -16,10 +15,10 @@ from typing import TYPE_CHECKING, Any
 
 from resnet_serving import MODEL_NAME, ui
 from resnet_serving.errors import ConfigError
-from resnet_serving.settings import ENV_CHANNEL, ENV_STORE
+from resnet_serving.settings import ENV_CHANNEL, ENV_STORE, environment
 
 if TYPE_CHECKING:
-    from resnet_serving.sync import Syncer, SyncStatus
+    from resnet_serving.sync.loop import Syncer, SyncStatus
 
 DEFAULT_INTERVAL = 10.0
 
@@ -36,10 +35,10 @@ def register(sub: argparse._SubParsersAction) -> None:
             "fails to verify or load is not retried until the channel moves again; the old one keeps serving."
         ),
     )
-    p.add_argument("--store", default=os.environ.get(ENV_STORE), help="store URI (default $RESNET_SERVING_STORE)")
+    p.add_argument("--store", default=environment().get(ENV_STORE), help="store URI (default $RESNET_SERVING_STORE)")
     p.add_argument(
         "--channel",
-        default=os.environ.get(ENV_CHANNEL) or "stable",
+        default=environment().get(ENV_CHANNEL) or "stable",
         help="channel to follow (default $RESNET_SERVING_MODEL_CHANNEL, else stable)",
     )
     p.add_argument(
@@ -84,7 +83,7 @@ def build_syncer(
 ) -> Syncer:
     """A :class:`resnet_serving.sync.Syncer` on the real store and management API; flags checked first."""
     from resnet_serving.store import open_store, validate_channel
-    from resnet_serving.sync import SYNC_STORE_RETRY, Syncer
+    from resnet_serving.sync.loop import SYNC_STORE_RETRY, Syncer
     from resnet_serving.torchserve.management import ManagementClient
 
     validate_channel(channel)

@@ -17,17 +17,14 @@ from typing import Any
 
 import torch
 
-from resnet_serving import imaging, postprocess, protocol
-from resnet_serving.cpu import thread_budget
+from resnet_serving.artifact.layout import LABELS_FILE, MODEL_INFO_FILE, STATE_DICT_FILE
 from resnet_serving.errors import ArchiveError, InputError, ResnetServingError
-from resnet_serving.model import Classifier, accel_options, select_device
+from resnet_serving.inference import imaging, postprocess, protocol
+from resnet_serving.inference.cpu import thread_budget
+from resnet_serving.inference.model import Classifier, accel_options, select_device
 from resnet_serving.settings import Settings
 
 log = logging.getLogger(__name__)
-
-STATE_DICT_FILE = "model.pt"
-LABELS_FILE = "index_to_name.json"
-MODEL_INFO_FILE = "model_info.json"
 
 
 @dataclass
@@ -44,11 +41,10 @@ class _Pending:
     offset: int = 0
 
 
-def configure_threads(env: Mapping[str, str] | None = None) -> int:
-    """Apply the thread budget chosen by ``serve`` (RESNET_SERVING_TORCH_THREADS), else derive one."""
-    env = os.environ if env is None else env
-    raw = env.get("RESNET_SERVING_TORCH_THREADS", "").strip()
-    threads = int(raw) if raw.isdigit() and int(raw) > 0 else thread_budget(workers=1)
+def configure_threads(settings: Settings | None = None) -> int:
+    """Apply the thread budget chosen by ``serve`` (:attr:`Settings.torch_threads`), else derive one."""
+    chosen = (settings or Settings.from_env()).torch_threads
+    threads = chosen if chosen is not None else thread_budget(workers=1)
     torch.set_num_threads(threads)
     return threads
 

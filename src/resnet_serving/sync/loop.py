@@ -2,7 +2,7 @@
 
 The orchestration between :mod:`resnet_serving.store` and :mod:`resnet_serving.torchserve`; it talks to S3
 and to TorchServe only through them. *Which* version to run is decided by
-:func:`resnet_serving.store.resolve` (shared with the Kubernetes operator); this module applies the decision.
+:func:`resnet_serving.policy` (shared with the Kubernetes operator); this module applies the decision.
 
 One :meth:`Syncer.step` is one poll:
 
@@ -49,6 +49,7 @@ from typing import Any, Protocol
 
 from resnet_serving import MODEL_NAME
 from resnet_serving.errors import IntegrityError, ResnetServingError, StoreError, TorchServeError
+from resnet_serving.files import place_file
 from resnet_serving.store import Action, Decision, Reason, RetryPolicy, failures_after, resolve, target_version
 from resnet_serving.torchserve.management import ManagementError, VersionSettings
 from resnet_serving.torchserve.probe import ProbeResult, probe_model
@@ -392,14 +393,7 @@ class Syncer:
         """Fetch and verify into the model store; return the archive's name there (what TorchServe registers)."""
         archive = self.store.fetch(self.model, version, self._version_dir(version))
         name = self.mar_name(version)
-        link = self.model_store / name
-        tmp = self.model_store / f".{name}.tmp"
-        tmp.unlink(missing_ok=True)
-        try:
-            os.link(archive, tmp)
-        except OSError:
-            shutil.copyfile(archive, tmp)
-        os.replace(tmp, link)
+        place_file(archive, self.model_store / name)
         return name
 
     def _remove_files(self, version: str) -> None:

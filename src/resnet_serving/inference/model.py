@@ -17,7 +17,7 @@ import logging
 import os
 import socket
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
@@ -27,7 +27,8 @@ import torch
 from torchvision.models import ResNet, ResNet50_Weights, resnet50
 
 from resnet_serving.errors import ArchiveError, WeightsUnavailable
-from resnet_serving.imaging import WEIGHTS, normalize_crops, preprocess
+from resnet_serving.inference.imaging import WEIGHTS, normalize_crops, preprocess
+from resnet_serving.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -119,31 +120,15 @@ def select_device(gpu_id: Any = None) -> torch.device:
     return torch.device("cpu")
 
 
-AMP_CHOICES = {"auto": None, "off": None, "fp16": torch.float16, "bf16": torch.bfloat16}
+AMP_DTYPES = {"auto": None, "off": None, "fp16": torch.float16, "bf16": torch.bfloat16}
 
 
-def accel_options(env: dict[str, str] | None = None) -> dict[str, Any]:
-    """GPU-ready switches from the environment (all off or automatic on CPU):
-
-    * ``RESNET_SERVING_AMP``: ``auto`` (fp16 autocast on CUDA, fp32 on CPU), ``off``, ``fp16`` or ``bf16``.
-    * ``RESNET_SERVING_COMPILE=1``: ``torch.compile`` the model; compilation happens during the warm-up
-      forward passes at worker start (tens of seconds on CPU, a few minutes on GPU), never on a request.
-    * ``RESNET_SERVING_GPU_DECODE``: ``1`` (default) decodes JPEG batches on the GPU when the model is on one.
-    * ``RESNET_SERVING_FREEZE``: ``1`` (default) runs the CPU model as a frozen TorchScript graph
-      (:func:`freeze_for_cpu`; fp32, or bf16 with ``RESNET_SERVING_AMP=bf16``); ``0`` keeps eager PyTorch.
-    """
-    env = dict(os.environ if env is None else env)
-    amp = env.get("RESNET_SERVING_AMP", "auto").strip().lower() or "auto"
-    if amp not in AMP_CHOICES:
-        from resnet_serving.errors import ConfigError
-
-        raise ConfigError(f"RESNET_SERVING_AMP={amp!r}: expected one of {', '.join(AMP_CHOICES)}")
-    return {
-        "amp": amp,
-        "compile": env.get("RESNET_SERVING_COMPILE", "0").strip() in ("1", "true", "yes"),
-        "gpu_decode": env.get("RESNET_SERVING_GPU_DECODE", "1").strip() not in ("0", "false", "no"),
-        "freeze": env.get("RESNET_SERVING_FREEZE", "1").strip() not in ("0", "false", "no"),
-    }
+def accel_options(env: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """The model's switches (:class:`~resnet_serving.settings.Settings`: ``RESNET_SERVING_AMP``, ``_COMPILE``,
+    ``_GPU_DECODE``, ``_FREEZE``), all off or automatic on a CPU. Compilation happens during the warm-up forward
+    passes at worker start, never on a request; freezing runs the CPU model as :func:`freeze_for_cpu`'s graph."""
+    s = Settings.from_env(env)
+    return {"amp": s.amp, "compile": s.compile, "gpu_decode": s.gpu_decode, "freeze": s.freeze}
 
 
 class _Bf16Graph(torch.nn.Module):
@@ -239,7 +224,7 @@ class Classifier:
         if amp == "auto":
             self.amp_dtype = torch.float16 if self.device.type == "cuda" else None
         else:
-            self.amp_dtype = AMP_CHOICES[amp]
+            self.amp_dtype = AMP_DTYPES[amp]
         self.compiled = False
         #: What runs the forward pass: "eager", "compiled", or on a CPU "torchscript-frozen" (fp32) or
         #: "torchscript-frozen-bf16" (bf16 weights, float32 in and out).

@@ -35,7 +35,7 @@ from torchvision.models import ResNet50_Weights
 from torchvision.transforms import functional as F
 
 from resnet_serving.errors import InputError, PayloadTooLarge, UnsupportedMediaType
-from resnet_serving.formats import SUPPORTED_FORMATS, sniff_format
+from resnet_serving.inference.formats import SUPPORTED_FORMATS, sniff_format
 from resnet_serving.settings import Settings
 
 #: The weights whose transforms define preprocessing (and whose categories are the labels).

@@ -1,0 +1,60 @@
+"""``resnet-serving archive``: build model.mar + manifest.json and publish them into a local store."""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import tempfile
+from pathlib import Path
+
+from resnet_serving import MODEL_NAME, ui
+from resnet_serving.artifact.layout import MANIFEST_NAME
+from resnet_serving.artifact.manifest import validate_version
+from resnet_serving.errors import ConfigError, InputError
+from resnet_serving.settings import DEFAULT_STORE
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("archive", help="build model.mar + manifest.json into a local model store")
+    p.add_argument("--weights", default="auto", help="imagenet | random | auto (imagenet, else random) | PATH")
+    p.add_argument("--version", default="1", help="model version (numeric, e.g. 3 or 1.2)")
+    p.add_argument("--store", default=DEFAULT_STORE, help="local store directory or file:// URI")
+    p.add_argument("--model", default=MODEL_NAME, help=argparse.SUPPRESS)
+    p.add_argument("--force", action="store_true", help="replace an existing version")
+    p.set_defaults(func=cmd_archive)
+
+
+# ---- archive ------------------------------------------------------------------------------------------
+def local_store_dir(uri: str) -> Path:
+    if uri.startswith("file://"):
+        return Path(uri[len("file://") :])
+    if "://" in uri:
+        raise ConfigError(f"--store {uri}: archive writes to a local store; build here, then `resnet-serving push`")
+    return Path(uri)
+
+
+def cmd_archive(args: argparse.Namespace) -> int:
+    from resnet_serving.artifact.build import build_archive
+
+    version = validate_version(args.version)
+    store_dir = local_store_dir(args.store)
+    final = store_dir / args.model / version
+    if (final / MANIFEST_NAME).exists() and not args.force:
+        raise InputError(f"{final} already exists; pass --force to replace it or choose another --version")
+    store_dir.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".staging-{version}-", dir=store_dir))
+    try:
+        mar, manifest = build_archive(weights=args.weights, version=version, out_dir=staging, model_name=args.model)
+        from resnet_serving.store import open_store
+
+        with ui.status(f"publishing {args.model} v{version} to {store_dir}"):
+            open_store(f"file://{store_dir.resolve()}").push(
+                mar, manifest, model=args.model, version=version, force=args.force
+            )
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    ui.info(
+        f"built {args.model} v{version}: {manifest.size / 1e6:.1f} MB, sha256 {manifest.sha256[:12]}…, "
+        f"weights {manifest.weights.get('id')} → {final}"
+    )
+    return 0
