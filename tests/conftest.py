@@ -1,28 +1,13 @@
-"""Shared fixtures: a ResNet50 model directory and a real model archive (random weights, built once)."""
+"""Shared fixtures (a ResNet50 model directory and a real model archive, random weights, built once) and the
+markers that say what a test needs, derived from the fixtures it uses."""
 
 from __future__ import annotations
 
 import json
-import socket
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
-REPO = Path(__file__).resolve().parents[1]
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def free_ports(n: int) -> list[int]:
-    ports: set[int] = set()
-    while len(ports) < n:
-        ports.add(free_port())
-    return sorted(ports)
 
 
 @pytest.fixture(scope="session")
@@ -52,6 +37,22 @@ def archive_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     yield out
 
 
-# The real-TorchServe session fixture, shared by tests/integration and tests/load (imported last: it uses
-# free_ports and archive_dir from this module).
+# The real-TorchServe session fixture, shared by tests/integration and tests/load.
 from tests.fixtures.torchserve import torchserve  # noqa: E402, F401
+
+#: A test that uses one of these fixtures (directly or through another fixture) needs what the marker names.
+FIXTURE_MARKERS = {
+    "torchserve": "torchserve",
+    "moto_s3": "s3",
+    "helm_bin": "helm",
+    "kubectl_bin": "kubectl",
+    "checkov_bin": "checkov",
+}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        used = set(getattr(item, "fixturenames", ()))
+        for fixture, marker in FIXTURE_MARKERS.items():
+            if fixture in used:
+                item.add_marker(marker)

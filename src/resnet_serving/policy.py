@@ -1,8 +1,15 @@
-"""Which model version should run: the pure decision shared by ``resnet-serving sync`` and the operator.
+"""Which model version should run: the one version policy, shared by ``resnet-serving sync`` and the operator.
 
-No I/O here. The caller gathers the facts (what the store lists, where the channel points, a pinned version,
-what is running, which versions failed since the channel last moved) and applies the decision. Every rule is
-a row in ``tests/unit/test_store_resolve.py``.
+Both callers do the same three things, and only through this module:
+
+1. :func:`read_store` reads what the store says (the complete versions and the channel pointer) into a
+   :class:`StoreView`. It never raises: an unreachable or malformed store is reported in the view.
+2. :func:`decide` turns the view, the pin, what is running, the last target and the failure history into a
+   :class:`Decision` (pure: no I/O, no clock).
+3. The caller applies the decision: ``sync`` through TorchServe's management API, the operator by patching
+   the Deployment's pod template.
+
+Every rule is a row in ``tests/unit/test_store_resolve.py``.
 
 Rules, in order:
 
@@ -23,9 +30,11 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Iterable, Set
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from typing import Protocol
 
 from resnet_serving.artifact.manifest import VERSION_RE, version_key
+from resnet_serving.errors import InputError, IntegrityError, StoreError
 
 
 class Action(str, enum.Enum):
@@ -57,6 +66,36 @@ class Decision:
     """What the pin or the channel asks for."""
     reason: Reason
     message: str
+    failed: frozenset[str] = frozenset()
+    """The failure history to keep after this decision (:func:`decide` fills it in)."""
+
+
+class StoreReader(Protocol):
+    def list_versions(self, model: str = ...) -> list[str]: ...
+    def resolve_channel(self, model: str, channel: str) -> str | None: ...
+
+
+@dataclass(frozen=True)
+class StoreView:
+    """What one read of the store found. ``versions is None`` when the store could not be read."""
+
+    versions: tuple[str, ...] | None
+    channel_version: str | None = None
+    error: str | None = None
+    transient: bool = False
+    """Whether trying again later can help (throttling, an unreachable endpoint)."""
+
+
+def read_store(store: StoreReader, model: str, channel: str | None) -> StoreView:
+    """List the complete versions and read the channel pointer (blocking). Never raises: errors are reported."""
+    try:
+        versions = tuple(store.list_versions(model))
+        channel_version = store.resolve_channel(model, channel) if channel else None
+    except StoreError as e:
+        return StoreView(None, error=e.message, transient=e.transient)
+    except (IntegrityError, InputError) as e:  # a malformed channel pointer, an unusable store URI
+        return StoreView(None, error=e.message, transient=False)
+    return StoreView(versions, channel_version)
 
 
 def target_version(channel_version: str | None, pinned: str | None) -> str | None:
@@ -106,3 +145,28 @@ def resolve(
         reason = Reason.DOWNGRADE
     change = f"from v{current}" if current else "as the first version"
     return Decision(Action.RUN, target, target, reason, f"run {source} {change}")
+
+
+def decide(
+    view: StoreView,
+    *,
+    current: str | None,
+    previous_target: str | None,
+    failed: Set[str],
+    pinned: str | None = None,
+    follows_channel: bool = True,
+) -> Decision:
+    """The decision for one poll: target, failure history and :func:`resolve`, in that order.
+
+    While the store cannot be read, the channel is taken to still point at ``previous_target`` (so a version
+    that failed stays failed, and what runs keeps running). ``Decision.failed`` is the history to keep.
+    """
+    if view.error is None:
+        channel_version = view.channel_version
+    else:
+        channel_version = previous_target if follows_channel else None
+    kept = failures_after(failed, previous_target, target_version(channel_version, pinned))
+    decision = resolve(
+        versions=view.versions, channel_version=channel_version, pinned=pinned, current=current, failed=kept
+    )
+    return replace(decision, failed=kept)

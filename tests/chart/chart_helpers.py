@@ -15,7 +15,9 @@ from typing import Any
 import pytest
 import yaml
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.helpers import REPO
+
+ROOT = REPO
 CHART = ROOT / "charts" / "resnet50-serving"
 K8S = ROOT / "k8s"
 EXAMPLE_VALUES = {p.stem: p for p in sorted((K8S / "values").glob("*.yaml"))}

@@ -18,8 +18,6 @@ import yaml
 
 from tests.chart.chart_helpers import CHART, TIMEOUT_S
 
-pytestmark = pytest.mark.chart
-
 CONFIG = CHART / ".checkov.yaml"
 # Chart-wide skips that exist only because example images are pinned by tag rather than digest.
 IMAGE_PIN_CHECKS = {"CKV_K8S_43", "CKV_K8S_15"}

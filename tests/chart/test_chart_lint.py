@@ -9,8 +9,6 @@ import pytest
 
 from tests.chart.chart_helpers import EXAMPLE_VALUES, VARIANTS, Helm, run
 
-pytestmark = pytest.mark.chart
-
 
 @pytest.mark.parametrize("variant", sorted(VARIANTS))
 def test_helm_lint_passes(helm: Helm, variant: str) -> None:

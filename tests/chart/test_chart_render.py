@@ -24,8 +24,6 @@ from tests.chart.chart_helpers import (
     run,
 )
 
-pytestmark = pytest.mark.chart
-
 Docs = list[dict[str, Any]]
 ALL = sorted(VARIANTS)
 SERVER_SELECTOR = {

@@ -19,8 +19,6 @@ import yaml
 
 from tests.chart.chart_helpers import KUBE_VERSIONS_VALIDATED, VARIANTS, deployment, run
 
-pytestmark = pytest.mark.chart
-
 SCHEMAS = Path(__file__).resolve().parent / "schemas"
 
 # (apiVersion, kind) of CRD-defined kinds the chart renders → their schema. The operator's KopfPeering object

@@ -5,13 +5,10 @@ from __future__ import annotations
 import json
 from typing import Any
 
-import pytest
 import yaml
 
 from tests.chart.chart_helpers import CHART
 from tests.chart.chart_values_doc import BEGIN, END, comments_by_path, replace_table, rows, table
-
-pytestmark = pytest.mark.chart
 
 VALUES_TEXT = (CHART / "values.yaml").read_text()
 SCHEMA = json.loads((CHART / "values.schema.json").read_text())

@@ -16,8 +16,6 @@ import yaml
 
 from tests.chart.chart_helpers import CHART, ROOT
 
-pytestmark = pytest.mark.chart
-
 DOCKER = ROOT / "docker"
 DOCKERFILES = {"serving": DOCKER / "Dockerfile.serving", "operator": DOCKER / "Dockerfile.operator"}
 ENTRYPOINT = DOCKER / "entrypoint.sh"

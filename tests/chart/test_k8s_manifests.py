@@ -12,8 +12,6 @@ import yaml
 
 from tests.chart.chart_helpers import EXAMPLE_VALUES, K8S, NAMESPACE, RELEASE, run
 
-pytestmark = pytest.mark.chart
-
 RENDERED = K8S / "rendered"
 
 

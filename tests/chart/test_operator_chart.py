@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Any
 
 import kubernetes_validate
-import pytest
 import yaml
 
 from tests.chart.chart_helpers import (
@@ -24,8 +23,6 @@ from tests.chart.chart_helpers import (
     one,
     run,
 )
-
-pytestmark = pytest.mark.chart
 
 Docs = list[dict[str, Any]]
 OPERATOR = f"{RELEASE}-operator"

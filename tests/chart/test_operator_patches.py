@@ -23,8 +23,6 @@ from resnet_serving.controller.spec import VERSION_ANNOTATION
 from resnet_serving.settings import ENV_VERSION as VERSION_ENV
 from tests.chart.chart_helpers import KUBE_VERSIONS_VALIDATED, deployment, run
 
-pytestmark = pytest.mark.chart
-
 Doc = dict[str, Any]
 
 

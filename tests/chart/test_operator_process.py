@@ -28,11 +28,9 @@ from aiohttp import web
 
 from resnet_serving.store import open_store
 from tests.chart.chart_helpers import NAMESPACE, RELEASE, Helm, one
-from tests.conftest import REPO, free_port
 from tests.fixtures.archives import fake_archive
 from tests.fixtures.json_patch import apply_json_patch
-
-pytestmark = pytest.mark.chart
+from tests.helpers import REPO, free_port
 
 T = TypeVar("T")
 OPERATOR = f"{RELEASE}-operator"

@@ -30,7 +30,9 @@ from typing import Any, TypeVar
 import pytest
 import yaml
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.helpers import REPO
+
+ROOT = REPO
 T = TypeVar("T")
 
 REQUIRED = {

@@ -15,10 +15,10 @@ import pytest
 import requests
 
 from resnet_serving.artifact.layout import ARCHIVE_NAME, MANIFEST_NAME
-from tests.conftest import REPO, free_ports
 from tests.fixtures import images as fx
+from tests.helpers import REPO, free_ports
 
-pytestmark = pytest.mark.integration
+pytestmark = pytest.mark.torchserve
 
 
 def test_serve_sigterm_leaves_no_orphans(archive_dir: Path, tmp_path: Path) -> None:

@@ -16,8 +16,6 @@ from PIL import Image
 from tests.fixtures import images as fx
 from tests.fixtures.torchserve import RunningTorchServe
 
-pytestmark = pytest.mark.integration
-
 
 def post(ts: RunningTorchServe, data: bytes, ctype: str | None, *, path: str | None = None, **kw) -> requests.Response:
     headers = {"Content-Type": ctype} if ctype is not None else {}
@@ -145,8 +143,8 @@ def test_bad_topk_header(torchserve: RunningTorchServe, worker_pids_before: list
 
 def test_binary_form_urlencoded_is_a_known_front_end_500(torchserve: RunningTorchServe) -> None:
     """TorchServe's Java front end decodes x-www-form-urlencoded bodies itself and answers 500 on binary bytes,
-    before our handler runs (DESIGN.md §5). Pinned here so a change is noticed; on EKS the ALB answers 415 first
-    (see the chart's Ingress rule), and the README tells curl users to set Content-Type."""
+    before our handler runs. Pinned here so a change is noticed; on EKS the ALB answers 415 first (see the chart's
+    Ingress rule), and the README tells curl users to set Content-Type."""
     r = post(torchserve, fx.PHOTO.read_bytes(), "application/x-www-form-urlencoded")
     assert r.status_code == 500
     assert "ErrorDataDecoderException" in r.text

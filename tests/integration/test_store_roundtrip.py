@@ -19,7 +19,6 @@ from resnet_serving.errors import IntegrityError, NotFound
 from resnet_serving.store import archive_key, manifest_key, open_store
 from tests.fixtures.archives import fake_archive
 
-pytestmark = pytest.mark.integration
 MiB = 1 << 20
 
 

@@ -12,7 +12,6 @@ from resnet_serving.store import RetryPolicy, archive_key, open_store
 from tests.fixtures.archives import fake_archive
 from tests.fixtures.moto_server import MotoS3
 
-pytestmark = pytest.mark.integration
 MiB = 1 << 20
 
 

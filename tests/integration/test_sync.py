@@ -28,16 +28,16 @@ from resnet_serving.artifact.build import build_archive
 from resnet_serving.artifact.layout import ARCHIVE_NAME, MANIFEST_NAME
 from resnet_serving.artifact.manifest import Manifest
 from resnet_serving.cli import main
-from resnet_serving.store import Store, archive_key, open_store
-from resnet_serving.sync.loop import SYNC_DIR, SYNC_STORE_RETRY, Syncer, SyncState, SyncStatus
+from resnet_serving.store import POLL_RETRY, Store, archive_key, open_store
+from resnet_serving.sync.loop import SYNC_DIR, Syncer, SyncState, SyncStatus
 from resnet_serving.torchserve.management import ManagementError
-from tests.conftest import free_ports
 from tests.fixtures import images
 from tests.fixtures.mar import rewrite_archive
 from tests.fixtures.moto_server import MotoS3
 from tests.fixtures.torchserve import RunningTorchServe, start_torchserve
+from tests.helpers import free_ports
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.torchserve, pytest.mark.s3]
 
 INTERVAL = 1.0  # seconds between polls
 MAX_BACKOFF = 4.0
@@ -242,7 +242,7 @@ class Rig:
 def rig(aws_test_env: None, archives: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rig]:
     with MotoS3() as s3:  # our own endpoint: the outage test stops it
         bucket = s3.create_bucket()
-        store = open_store(f"s3://{bucket}/models", endpoint_url=s3.url, retry=SYNC_STORE_RETRY)
+        store = open_store(f"s3://{bucket}/models", endpoint_url=s3.url, retry=POLL_RETRY)
         run_dir = tmp_path_factory.mktemp("sync-torchserve")
         ts = start_torchserve(archives["1"], run_dir, enable_model_api=True, max_batch_delay_ms=50)
         rig = Rig(s3, bucket, store, ts, run_dir / "model-store", archives)

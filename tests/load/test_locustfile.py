@@ -14,11 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO
 from tests.fixtures.http_server import CannedHandler, canned_server
 from tests.fixtures.torchserve import RunningTorchServe
+from tests.helpers import REPO
 
-pytestmark = pytest.mark.integration
 LOCUSTFILE = REPO / "tests" / "load" / "locustfile.py"
 
 

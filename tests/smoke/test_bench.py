@@ -13,7 +13,7 @@ import pytest
 
 from resnet_serving.cli import main
 
-pytestmark = pytest.mark.smoke
+pytestmark = [pytest.mark.smoke, pytest.mark.torchserve]
 
 
 def test_quick_bench_writes_consistent_reports(archive_dir: Path, tmp_path: Path, capsys) -> None:

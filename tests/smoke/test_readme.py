@@ -18,9 +18,9 @@ from pathlib import Path
 import psutil
 import pytest
 
-from tests.conftest import REPO, free_ports
+from tests.helpers import REPO, free_ports
 
-pytestmark = pytest.mark.smoke
+pytestmark = [pytest.mark.smoke, pytest.mark.torchserve]
 README = REPO / "README.md"
 
 

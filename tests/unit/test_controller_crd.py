@@ -25,8 +25,9 @@ from resnet_serving.controller.reconcile import Drift, Memory, Phase, Rollout
 from resnet_serving.controller.spec import parse_spec
 from resnet_serving.controller.status import render
 from resnet_serving.errors import InvalidModelDeployment
+from tests.helpers import REPO
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = REPO
 CRD_FILE = ROOT / "charts" / "resnet50-serving" / "crds" / "modeldeployments.resnet-serving.io.yaml"
 PEERING_CRD_FILE = ROOT / "charts" / "resnet50-serving" / "crds" / "kopfpeerings.kopf.dev.yaml"
 EXAMPLES = sorted((ROOT / "k8s" / "examples").glob("*.yaml"))

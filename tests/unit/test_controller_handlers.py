@@ -26,10 +26,11 @@ from resnet_serving.controller import handlers
 from resnet_serving.controller.commands import build_settings
 from resnet_serving.controller.config import load_config
 from resnet_serving.controller.handlers import Runtime, reconcile_object
-from resnet_serving.controller.observe import StoreView, read_store
+from resnet_serving.controller.observe import read_store
 from resnet_serving.controller.reconcile import Phase, Plan, Retry, RetryKind, Step
 from resnet_serving.controller.spec import GROUP, PLURAL, VERSION, parse_spec
 from resnet_serving.errors import ConfigError, InvalidModelDeployment, KubernetesUnavailable
+from resnet_serving.policy import StoreView
 from resnet_serving.store import open_store
 from tests.fixtures.archives import fake_archive
 from tests.fixtures.json_patch import apply_json_patch
@@ -465,7 +466,7 @@ def test_operator_subcommand_is_registered() -> None:
 
 
 def test_startup_serves_metrics_and_health(world: World) -> None:
-    from tests.conftest import free_port
+    from tests.helpers import free_port
 
     async def scenario() -> tuple[int, str, int]:
         import aiohttp

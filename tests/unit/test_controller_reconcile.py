@@ -13,7 +13,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from resnet_serving.controller.observe import DeploymentView, StoreView
+from resnet_serving.controller.observe import DeploymentView
 from resnet_serving.controller.reconcile import (
     Drift,
     Memory,
@@ -28,6 +28,7 @@ from resnet_serving.controller.reconcile import (
     store_backoff,
 )
 from resnet_serving.controller.spec import ModelDeploymentSpec
+from resnet_serving.policy import StoreView
 
 NOW = datetime(2025, 3, 1, 12, 0, tzinfo=timezone.utc)
 STORE_URI = "s3://models/store"

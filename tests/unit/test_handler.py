@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 
 from resnet_serving.torchserve.handler import DropPerBatchChatter
-from tests.conftest import REPO
 from tests.fixtures import images as fx
+from tests.helpers import REPO
 
 
 class StandInContext:

@@ -1,12 +1,14 @@
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
 
+from resnet_serving import settings as settings_module
 from resnet_serving.errors import ConfigError
 from resnet_serving.inference import cpu
-from resnet_serving.settings import Settings
+from resnet_serving.settings import ENV_TORCH_THREADS, Settings
 from resnet_serving.torchserve import config as ts_config
 
 
@@ -23,11 +25,49 @@ def test_settings_from_env() -> None:
         ({"RESNET_SERVING_MAX_TOPK": "0"}, "must be ≥ 1"),
         ({"RESNET_SERVING_DEFAULT_TOPK": "50", "RESNET_SERVING_MAX_TOPK": "10"}, "exceeds"),
         ({"RESNET_SERVING_MAX_TOPK": "5000"}, "1000"),
+        ({"RESNET_SERVING_AMP": "int4"}, "RESNET_SERVING_AMP='int4': expected one of auto, off, fp16, bf16"),
+        ({"RESNET_SERVING_COMPILE": "maybe"}, "RESNET_SERVING_COMPILE='maybe': expected 1 or 0"),
+        ({"RESNET_SERVING_TORCH_THREADS": "two"}, "RESNET_SERVING_TORCH_THREADS='two': expected an integer"),
+        ({"RESNET_SERVING_TORCH_THREADS": "0"}, "RESNET_SERVING_TORCH_THREADS='0': must be ≥ 1"),
     ],
 )
 def test_settings_fail_fast(env: dict, match: str) -> None:
-    with pytest.raises(ConfigError, match=match):
+    with pytest.raises(ConfigError, match=re.escape(match)):
         Settings.from_env(env)
+
+
+def test_every_setting_has_one_variable_and_round_trips() -> None:
+    s = Settings.from_env(
+        {
+            "RESNET_SERVING_AMP": " BF16 ",
+            "RESNET_SERVING_COMPILE": "yes",
+            "RESNET_SERVING_FREEZE": "off",
+            "RESNET_SERVING_TORCH_THREADS": "3",
+            "RESNET_SERVING_JAVA_OPTS": "-Xss2m",
+            "RESNET_SERVING_HANDLER": "/opt/h.py",
+        }
+    )
+    assert (s.amp, s.compile, s.freeze, s.gpu_decode, s.torch_threads) == ("bf16", True, False, True, 3)
+    assert (s.java_opts, s.handler) == ("-Xss2m", Path("/opt/h.py"))
+    assert Settings.from_env(s.to_env()) == s
+    assert ENV_TORCH_THREADS in s.to_env() and ENV_TORCH_THREADS not in Settings().to_env()
+
+
+def test_the_environment_is_read_in_one_module() -> None:
+    """Configuration flows one way: only settings.py reads os.environ; everything else asks it."""
+    import ast
+
+    src = Path(settings_module.__file__).parent
+    readers = []
+    for path in sorted(src.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if (
+                isinstance(node, ast.Attribute)
+                and node.attr in ("environ", "getenv")
+                and getattr(node.value, "id", None) == "os"
+            ):
+                readers.append(str(path.relative_to(src)))
+    assert sorted(set(readers)) == ["settings.py"]
 
 
 def _cgroup(tmp_path: Path, v2: str | None = None, v1: tuple[int, int] | None = None) -> Path:

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import signal
 from pathlib import Path
+
+from resnet_serving.signals import on_stop_signals
 
 
 def _int_list(value: str) -> list[int]:
@@ -72,13 +75,12 @@ def cmd_bench(args: argparse.Namespace) -> int:
         opts.raw_batch_sizes = [1, 4]
         opts.repeat = min(opts.repeat, 2)
         opts.server_warmup_s = min(opts.server_warmup_s, 1.0)
-    import signal
 
-    def _terminate(_signum: int, _frame: object) -> None:
+    def _terminate(_signum: int) -> None:
         raise KeyboardInterrupt  # unwinds through run_bench's finally blocks: TorchServe and the pool stop
 
-    signal.signal(signal.SIGTERM, _terminate)
-    report = run_bench(opts)
+    with on_stop_signals(_terminate, (signal.SIGTERM,)):
+        report = run_bench(opts)
     ui.info(f"wrote {args.out / 'bench.json'}, bench.md and bench.png")
     for r in report["served"]:
         print(f"served_img_s / raw_img_s at concurrency {r['concurrency']}: {r['ratio_to_raw']:.2f}")

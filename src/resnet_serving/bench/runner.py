@@ -25,15 +25,19 @@ import torch
 from resnet_serving import MODEL_NAME, ui
 from resnet_serving.artifact.layout import ARCHIVE_NAME, MANIFEST_NAME
 from resnet_serving.artifact.manifest import Manifest
+from resnet_serving.errors import ConfigError
 from resnet_serving.inference import imaging
 from resnet_serving.inference.cpu import available_cpus, cgroup_cpu_quota
 from resnet_serving.inference.formats import content_type_for
 from resnet_serving.inference.model import Classifier, resolve_weights, select_device
 from resnet_serving.inference.service import InferenceService
+from resnet_serving.settings import source_checkout
 from resnet_serving.torchserve.config import ServeConfig
 from resnet_serving.torchserve.server import TorchServe
 
-DEFAULT_PAYLOAD = Path(__file__).resolve().parents[3] / "examples" / "grace_hopper.jpg"
+#: The example photo of a source checkout; an installed package is given --payload.
+_CHECKOUT = source_checkout()
+DEFAULT_PAYLOAD = _CHECKOUT / "examples" / "grace_hopper.jpg" if _CHECKOUT else None
 
 
 @dataclass
@@ -44,12 +48,12 @@ class BenchOptions:
     warmup_s: float = 4.0
     raw_seconds_per_batch: float = 5.0
     raw_batch_sizes: list[int] = field(default_factory=lambda: [1, 4, 8, 16])
-    #: Rounds per concurrency level; the median ratio is reported (the host drifts ±15% within minutes).
+    #: Rounds per concurrency level; the median ratio is reported (a shared host drifts within minutes).
     repeat: int = 1
     #: Seconds of load at the highest concurrency after the cold start and before any level is measured: the
     #: Java front end compiles its hot paths and the workers' allocators settle, as in a long-running server.
     server_warmup_s: float = 20.0
-    payload: Path = DEFAULT_PAYLOAD
+    payload: Path | None = DEFAULT_PAYLOAD
     model_dir: Path | None = None  # model.mar + manifest.json; default: build one with random weights
     workers: int | None = None  # None: the serve defaults (ServeConfig)
     threads: int | None = None
@@ -225,7 +229,10 @@ def _prepare_model_dir(opts: BenchOptions, tmp: Path) -> Path:
 
 def run_bench(opts: BenchOptions) -> dict[str, Any]:
     opts.out.mkdir(parents=True, exist_ok=True)
-    payload = opts.payload.read_bytes()
+    if opts.payload is None or not opts.payload.is_file():
+        raise ConfigError(f"bench payload {opts.payload or '(none)'}: not a file; pass --payload IMAGE.jpg")
+    payload_path = opts.payload
+    payload = payload_path.read_bytes()
     tmp = Path(tempfile.mkdtemp(prefix="resnet-serving-bench-"))
     try:
         model_dir = _prepare_model_dir(opts, tmp)
@@ -242,7 +249,7 @@ def run_bench(opts: BenchOptions) -> dict[str, Any]:
                 "cpus_available": available_cpus(),
                 "cgroup_cpu_quota": cgroup_cpu_quota(),
                 "load_average_before": os.getloadavg(),
-                "payload": {"file": opts.payload.name, "bytes": len(payload)},
+                "payload": {"file": payload_path.name, "bytes": len(payload)},
                 "weights": manifest.weights.get("id"),
             },
             "serve_config": {
@@ -274,8 +281,8 @@ def run_bench(opts: BenchOptions) -> dict[str, Any]:
                 "serving_batch": cfg.batch_size,
                 "img_s_at_serving_batch": by_batch[str(cfg.batch_size)],
             }
-            # 2. the pipeline, alternated with raw at the best and the serving batch: the host drifts by 5-10% over
-            # a run, so the split of the gap is taken from ratios within each round, not across the run
+            # 2. the pipeline, alternated with raw at the best and the serving batch: the host drifts over a run,
+            # so the split of the gap is taken from ratios within each round, not across the run
             split = _measure_gap_split(pool, opts, int(best), cfg.batch_size)
             pipe = statistics.median(r["pipeline"] for r in split["rounds"])
             report["pipeline"] = {"batch": cfg.batch_size, "img_s": pipe, "ratio_to_raw": pipe / raw_img_s}
@@ -290,7 +297,7 @@ def run_bench(opts: BenchOptions) -> dict[str, Any]:
                     finally:
                         single.close()
             report["served"], report["cold_start_s"], report["memory"] = _measure_served(
-                cfg, tmp, opts, pool, int(best)
+                cfg, tmp, opts, pool, int(best), payload_path
             )
         finally:
             pool.close()
@@ -328,7 +335,7 @@ def _measure_gap_split(pool: LayoutPool, opts: BenchOptions, best: int, serving:
 
 
 def _measure_served(
-    cfg: ServeConfig, tmp: Path, opts: BenchOptions, pool: LayoutPool, best_batch: int
+    cfg: ServeConfig, tmp: Path, opts: BenchOptions, pool: LayoutPool, best_batch: int, payload_path: Path
 ) -> tuple[list[dict[str, Any]], float, dict[str, Any]]:
     """Cold start, then each concurrency level bracketed by raw measurements (same layout, best batch)."""
     server = TorchServe(cfg, tmp / "run")
@@ -340,7 +347,7 @@ def _measure_served(
         if opts.server_warmup_s > 0:
             c_max = max(opts.concurrency)
             with ui.status(f"warming up the server (JIT): {opts.server_warmup_s:.0f}s at concurrency {c_max}"):
-                warm = run_loadgen(url, opts.payload, c_max, opts.server_warmup_s, 0)
+                warm = run_loadgen(url, payload_path, c_max, opts.server_warmup_s, 0)
             if warm["failed"]:
                 raise RuntimeError(f"warm-up: {warm['failed']} requests failed: {warm['failures']}")
         adjacent = max(2.0, opts.raw_seconds_per_batch)
@@ -353,7 +360,7 @@ def _measure_served(
                 with ui.status(f"{label}, bracketed by raw runs"):
                     before = pool.rate("raw", best_batch, adjacent)
                     cpu_before = _group_cpu(server.group_pids())
-                    r = run_loadgen(url, opts.payload, c, opts.duration_s, opts.warmup_s)
+                    r = run_loadgen(url, payload_path, c, opts.duration_s, opts.warmup_s)
                     r["server_cpu_s"] = round(_group_cpu(server.group_pids()) - cpu_before, 2)
                     after = pool.rate("raw", best_batch, adjacent)
                 r["raw_before_img_s"], r["raw_after_img_s"] = before, after

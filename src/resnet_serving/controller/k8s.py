@@ -1,4 +1,4 @@
-"""The only module that calls the Kubernetes API (DESIGN.md §2): read and patch the target Deployment, patch
+"""The only module that calls the Kubernetes API (docs/architecture.md): read and patch the target Deployment, patch
 the ModelDeployment's status, post Events.
 
 It reuses kopf's own API client (``kopf._cogs.clients.api``), so the operator authenticates once, the way kopf

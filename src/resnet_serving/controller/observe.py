@@ -1,8 +1,8 @@
 """The facts a reconcile decision is made from: the target Deployment (parsed, pure) and the model store.
 
 :func:`view_deployment` and :func:`rollout_progress` are pure functions of the Deployment object as the API
-returns it. :func:`read_store` is the one place the operator reads the model store, through
-:mod:`resnet_serving.store` (which owns every S3 call); it never raises, it reports.
+returns it. :func:`read_store` opens the ModelDeployment's store and reads it with
+:func:`resnet_serving.policy.read_store`, the same reader ``sync`` uses; it never raises, it reports.
 """
 
 from __future__ import annotations
@@ -14,13 +14,12 @@ from datetime import datetime
 from typing import Any
 
 from resnet_serving.controller.spec import VERSION_ANNOTATION, ModelDeploymentSpec
-from resnet_serving.errors import InputError, IntegrityError, StoreError
+from resnet_serving.errors import InputError, StoreError
+from resnet_serving.policy import StoreView
+from resnet_serving.policy import read_store as read_policy_store
 from resnet_serving.settings import ENV_STORE as STORE_ENV
 from resnet_serving.settings import ENV_VERSION as VERSION_ENV
-from resnet_serving.store import RetryPolicy, open_store
-
-# The operator polls again soon; a short retry budget keeps one poll well under the operator's tick.
-STORE_RETRY = RetryPolicy(attempts=3, base_delay=0.25, max_delay=2.0)
+from resnet_serving.store import POLL_RETRY, open_store
 
 
 @dataclass(frozen=True)
@@ -173,24 +172,10 @@ def rollout_progress(
     )
 
 
-@dataclass(frozen=True)
-class StoreView:
-    """What one poll of the store found. ``versions is None`` when the store could not be read."""
-
-    versions: tuple[str, ...] | None
-    channel_version: str | None = None
-    error: str | None = None
-    transient: bool = False
-
-
 def read_store(spec: ModelDeploymentSpec) -> StoreView:
-    """List the versions and read the channel pointer (blocking: run it in a thread). Never raises."""
+    """What the store says for this ModelDeployment (blocking: run it in a thread). Never raises."""
     try:
-        store = open_store(spec.store, endpoint_url=spec.endpoint_url, retry=STORE_RETRY)
-        versions = tuple(store.list_versions(spec.model))
-        channel_version = store.resolve_channel(spec.model, spec.channel) if spec.channel else None
-    except StoreError as e:
-        return StoreView(None, error=e.message, transient=e.transient)
-    except (IntegrityError, InputError) as e:  # a malformed channel pointer, an unusable store URI
-        return StoreView(None, error=e.message, transient=False)
-    return StoreView(versions, channel_version)
+        store = open_store(spec.store, endpoint_url=spec.endpoint_url, retry=POLL_RETRY)
+    except (StoreError, InputError) as e:  # an unusable store URI
+        return StoreView(None, error=e.message, transient=isinstance(e, StoreError) and e.transient)
+    return read_policy_store(store, spec.model, spec.channel)

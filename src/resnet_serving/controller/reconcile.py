@@ -2,9 +2,9 @@
 
 One reconcile looks at the ModelDeployment's spec, what the operator remembers (:class:`Memory`, persisted in
 the custom resource's ``.status``), the target Deployment (:class:`~.observe.DeploymentView`) and, when a poll
-was due, the model store (:class:`~.observe.StoreView`). It returns what to write into the pod template (at
+was due, the model store (:class:`~resnet_serving.policy.StoreView`). It returns what to write into the pod template (at
 most one version), the new memory, the Events to post and whether to retry. Which version should run is
-:func:`resnet_serving.policy`'s decision, shared with ``resnet-serving sync``; this module adds what
+:func:`resnet_serving.policy.decide`'s decision, shared with ``resnet-serving sync``; this module adds what
 only a Kubernetes rollout has: progress, rollback on failure, and drift.
 
 Steps, in order (each is a row group in ``tests/unit/test_controller_reconcile.py``):
@@ -35,17 +35,12 @@ import enum
 from dataclasses import dataclass, replace
 from datetime import datetime
 
-from resnet_serving.controller.observe import (
-    DeploymentView,
-    Progress,
-    RolloutProgress,
-    StoreView,
-    rollout_progress,
-)
+from resnet_serving.controller.observe import DeploymentView, Progress, RolloutProgress, rollout_progress
 from resnet_serving.controller.spec import ModelDeploymentSpec
-from resnet_serving.policy import Action, Reason, failures_after, resolve, target_version
+from resnet_serving.policy import Action, Reason, StoreView, decide
 from resnet_serving.settings import ENV_STORE as STORE_ENV
 from resnet_serving.settings import ENV_VERSION as VERSION_ENV
+from resnet_serving.store.retry import backoff
 
 # How long to wait before looking for a missing Deployment again, and the store-error backoff bounds.
 MISSING_DEPLOYMENT_RETRY_S = 30.0
@@ -175,7 +170,7 @@ def store_backoff(errors: int, poll_interval_s: float) -> float:
     """Seconds before the next poll after ``errors`` consecutive store failures (10 s, 20 s, 40 s, ...)."""
     if errors <= 0:
         return poll_interval_s
-    return min(poll_interval_s, STORE_BACKOFF_MAX_S, STORE_BACKOFF_BASE_S * 2 ** (errors - 1))
+    return backoff(errors - 1, base=STORE_BACKOFF_BASE_S, cap=min(poll_interval_s, STORE_BACKOFF_MAX_S))
 
 
 def poll_due(spec: ModelDeploymentSpec, memory: Memory, now: datetime) -> bool:
@@ -206,7 +201,8 @@ def target_problem(spec: ModelDeploymentSpec, deployment: DeploymentView) -> str
     return None
 
 
-def _v(version: str | None) -> str:
+def _asked(version: str | None) -> str:
+    """How messages name what a pod template asks for (``""``: no version, each pod resolves the channel)."""
     if version is None:
         return "an unknown version"
     return f"v{version}" if version else "the channel-resolving template"
@@ -330,7 +326,7 @@ class _Planner:
                 self.event(
                     "Normal",
                     "DriftResolved",
-                    f"the pod template asks for {_v(live)} again, as the operator applied; resuming",
+                    f"the pod template asks for {_asked(live)} again, as the operator applied; resuming",
                 )
                 self.m = replace(self.m, drift=None)
             return None
@@ -342,13 +338,15 @@ class _Planner:
             seen_target = target if target is not None else m.target
             drift = Drift(dep.annotation, dep.env_version, expected, seen_target, self.now)
             found = (
-                f"annotation {dep.annotation!r}, env {dep.env_version!r}" if live is None else f"asks for {_v(live)}"
+                f"annotation {dep.annotation!r}, env {dep.env_version!r}"
+                if live is None
+                else f"asks for {_asked(live)}"
             )
             moves = "spec.version changes" if self.spec.version else f"channel {self.spec.channel} moves"
             message = (
-                f"the pod template of deployment {dep.name} {found}, but the operator applied {_v(expected)} "
+                f"the pod template of deployment {dep.name} {found}, but the operator applied {_asked(expected)} "
                 f"(kubectl rollout undo, or a hand edit). The operator will not revert it: it holds until "
-                f"{moves} away from {_v(seen_target)}"
+                f"{moves} away from {_asked(seen_target)}"
             )
             self.m = replace(
                 self.m, drift=drift, rollout=None, phase=Phase.DRIFTED, reason="ManualChange", message=message
@@ -361,8 +359,8 @@ class _Planner:
             self.event(
                 "Normal",
                 "DriftReleased",
-                f"the target moved from {_v(m.drift.target)} to {_v(target)}: taking {_v(live)} (the manual "
-                f"change) as the baseline and resuming",
+                f"the target moved from {_asked(m.drift.target)} to {_asked(target)}: taking {_asked(live)} "
+                f"(the manual change) as the baseline and resuming",
             )
             self.m = replace(self.m, drift=None, applied=live, current=current, rollout=None)
             return None
@@ -392,7 +390,7 @@ class _Planner:
             return self.plan(Step.WAIT)
         if progress.state is Progress.PROGRESSING:
             if rollout.rollback_of:
-                message = f"restoring {_v(rollout.version)} after v{rollout.rollback_of} failed: {progress.message}"
+                message = f"restoring {_asked(rollout.version)} after v{rollout.rollback_of} failed: {progress.message}"
                 self.settle(Phase.ROLLING_BACK, "RollingBack", message, warn=True)
             else:
                 self.settle(Phase.PROGRESSING, "RolloutInProgress", f"v{rollout.version}: {progress.message}")
@@ -408,7 +406,9 @@ class _Planner:
         if rollout.rollback_of:
             self.finished.append(Finished("rolled_back", seconds))
             failed = rollout.rollback_of
-            message = f"{_v(rollout.version)} restored after v{failed} failed; v{failed} is held until the target moves"
+            message = (
+                f"{_asked(rollout.version)} restored after v{failed} failed; v{failed} is held until the target moves"
+            )
             self.event("Normal", "RolledBack", message)
             self.m = replace(self.m, phase=Phase.DEGRADED, reason="RolledBack", message=message)
         else:
@@ -425,7 +425,7 @@ class _Planner:
         if rollout.rollback_of:
             self.finished.append(Finished("rollback_failed", seconds))
             message = (
-                f"rolling back to {_v(rollout.version)} after v{rollout.rollback_of} failed did not finish either: "
+                f"rolling back to {_asked(rollout.version)} after v{rollout.rollback_of} failed did not finish either: "
                 f"{progress.message}. The operator stops here; check the pods (kubectl describe deployment "
                 f"{self.spec.deployment})"
             )
@@ -446,7 +446,7 @@ class _Planner:
         if rollout.previous is not None and rollout.previous != rollout.version:
             message = (
                 f"v{rollout.version} failed to roll out ({progress.reason}: {progress.message}); "
-                f"rolling back to {_v(rollout.previous)}"
+                f"rolling back to {_asked(rollout.previous)}"
             )
             self.event("Warning", "RolloutFailed", message)
             restore = Rollout(rollout.previous, rollout.previous, self.now, rollback_of=rollout.version)
@@ -495,21 +495,16 @@ class _Planner:
 
     def decide(self, dep: DeploymentView, store: StoreView) -> Plan:
         spec, m = self.spec, self.m
-        if store.error is None:
-            channel_version = store.channel_version
-        else:  # unreachable: judge by the last target seen, keep what runs
-            channel_version = m.target if spec.channel else None
-        target = target_version(channel_version, spec.version)
-        failed = failures_after(m.failed, m.target, target)
         running = m.rollout.version if m.rollout is not None else m.current
-        d = resolve(
-            versions=store.versions,
-            channel_version=channel_version,
-            pinned=spec.version,
+        d = decide(
+            store,
             current=running or None,
-            failed=failed,
+            previous_target=m.target,
+            failed=m.failed,
+            pinned=spec.version,
+            follows_channel=bool(spec.channel),
         )
-        self.m = replace(self.with_poll(store), target=target, failed=failed)
+        self.m = replace(self.with_poll(store), target=d.target, failed=d.failed)
         retry = self.store_retry()
 
         if d.action is Action.RUN:
@@ -548,7 +543,7 @@ class _Planner:
             self.settle(Phase.PROGRESSING, "RolloutInProgress", f"v{version} is already in the pod template")
             return self.plan(Step.WAIT, retry=retry)
         message = (
-            f"rolling out v{version} ({self.spec.source}, {reason.value.lower()} from {_v(previous)}): "
+            f"rolling out v{version} ({self.spec.source}, {reason.value.lower()} from {_asked(previous)}): "
             f"kubectl rollout status deployment/{dep.name}"
         )
         self.m = replace(

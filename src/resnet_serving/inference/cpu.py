@@ -1,7 +1,7 @@
 """How many CPUs this process may really use: cgroup quota (v2 or v1), affinity, or the host count.
 
 Inside a pod with a CPU limit, ``os.cpu_count()`` reports the node's cores, not the limit; oversubscribing
-threads there is what collapsed TorchServe to 1.5 img/s (DESIGN.md §5). Also the worker's one memory call,
+threads there is what collapsed a naive TorchServe (docs/architecture.md). Also the worker's one memory call,
 :func:`release_free_heap`. Torch-free.
 """
 
@@ -60,8 +60,8 @@ def release_free_heap() -> bool:
     """Hand the memory that model loading freed back to the kernel (glibc's ``malloc_trim``); call once after load.
 
     Loading, freezing and warming up ResNet50 frees memory in the middle of the heap, where glibc keeps it for
-    the life of the process. Measured: a TorchServe worker under load at 602 MB anonymous memory with this call,
-    716 MB without (RSS 1,112 vs 1,223 MB). Returns False where the C library has no ``malloc_trim`` (not glibc).
+    the life of the process (README: `serve`). Returns False where the C library has no ``malloc_trim`` (not
+    glibc).
     """
     try:
         malloc_trim = ctypes.CDLL(None).malloc_trim

@@ -166,8 +166,8 @@ def fold_batch_norm(model: ResNet) -> ResNet:
 def freeze_for_cpu(model: torch.nn.Module, dtype: torch.dtype | None = None) -> tuple[Any, str]:
     """The eval-mode model as a frozen TorchScript graph optimised for CPU inference: batch norm folded into
     the convolutions, and the convolution weights reordered into oneDNN's layout once, here, instead of on every
-    forward pass. Measured on 2 vCPUs, one thread, channels_last, batch 2: 15.2 img/s eager, 23.8 frozen; logits
-    within 2e-4 of eager (README, `serve`). Returns ``(model, "torchscript-frozen")``, or the eager model and
+    forward pass; logits stay close to eager (the README's `serve` section has the figures, and a test the
+    tolerance). Returns ``(model, "torchscript-frozen")``, or the eager model and
     ``"eager"`` where TorchScript cannot do it (logged; serving goes on, slower).
 
     TorchScript is deprecated in favour of ``torch.compile``, which is faster still but compiles for tens of
@@ -175,8 +175,8 @@ def freeze_for_cpu(model: torch.nn.Module, dtype: torch.dtype | None = None) -> 
     FutureWarnings it raises here are silenced because nothing can act on them at serving time.
 
     ``dtype=torch.bfloat16`` (a ResNet only) folds batch norm in fp32, casts the weights to bf16 and returns
-    ``"torchscript-frozen-bf16"``: a graph that takes and returns float32. On this AVX512-BF16 CPU, one thread,
-    batch 2: 37.2 img/s against 21.4 for the fp32 graph and 30.7 for eager bf16 autocast, in one run.
+    ``"torchscript-frozen-bf16"``: a graph that takes and returns float32. It only pays on CPUs with bf16
+    instructions (README: model and accelerator options).
     """
     try:
         with warnings.catch_warnings():

@@ -1,4 +1,4 @@
-"""Logits → top-k ``[{label, index, score}]`` sorted by score. NumPy only (no torch: see DESIGN.md §2)."""
+"""Logits → top-k ``[{label, index, score}]`` sorted by score. NumPy only: the CLI prints these without torch."""
 
 from __future__ import annotations
 

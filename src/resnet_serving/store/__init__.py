@@ -11,7 +11,7 @@ Layout and visibility rules: :mod:`resnet_serving.store.model_store` and ``model
 Errors: :class:`~resnet_serving.errors.StoreError` and its subclasses, plus
 :class:`~resnet_serving.errors.IntegrityError` (checksum mismatch) and
 :class:`~resnet_serving.errors.InputError` (bad names, versions, URIs).
-Which version to run: :func:`resolve` (pure; shared with the operator).
+Which version to run is not the store's business: :mod:`resnet_serving.policy` decides it.
 """
 
 from resnet_serving.errors import (
@@ -23,7 +23,6 @@ from resnet_serving.errors import (
     Throttled,
     VersionExists,
 )
-from resnet_serving.policy import Action, Decision, Reason, failures_after, resolve, target_version
 from resnet_serving.store.model_store import (
     Store,
     VersionInfo,
@@ -35,16 +34,14 @@ from resnet_serving.store.model_store import (
     validate_model_name,
 )
 from resnet_serving.store.progress import ProgressFactory, no_progress, terminal_progress
-from resnet_serving.store.retry import RetryPolicy
+from resnet_serving.store.retry import POLL_RETRY, RetryPolicy
 
 __all__ = [
+    "POLL_RETRY",
     "AccessDenied",
-    "Action",
-    "Decision",
     "NoSuchBucket",
     "NotFound",
     "ProgressFactory",
-    "Reason",
     "RetryPolicy",
     "Store",
     "StoreError",
@@ -54,12 +51,9 @@ __all__ = [
     "VersionInfo",
     "archive_key",
     "channel_key",
-    "failures_after",
     "manifest_key",
     "no_progress",
     "open_store",
-    "resolve",
-    "target_version",
     "terminal_progress",
     "validate_channel",
     "validate_model_name",

@@ -1,6 +1,6 @@
 """The model store: layout, visibility, channels and verified transfers, over any :class:`Backend`.
 
-Layout (DESIGN.md §3, model-store/README.md)::
+Layout (model-store/README.md)::
 
     <store>/<model>/<version>/model.mar
     <store>/<model>/<version>/manifest.json      written last: its presence makes the version visible

@@ -19,6 +19,11 @@ T = TypeVar("T")
 log = logging.getLogger(__name__)
 
 
+def backoff(doublings: int, *, base: float, cap: float) -> float:
+    """``base`` doubled ``doublings`` times, at most ``cap``: the one backoff curve (retries, sync, operator)."""
+    return float(min(cap, base * 2 ** min(max(doublings, 0), 60)))
+
+
 @dataclass(frozen=True)
 class RetryPolicy:
     """``attempts`` tries in all; before try ``n`` (from 1) wait ``uniform(0, min(max_delay, base_delay*2**n))``."""
@@ -37,10 +42,12 @@ class RetryPolicy:
         """The waits between tries: ``attempts - 1`` values, each within its capped exponential bound."""
         uniform = (rng or random).uniform
         for n in range(self.attempts - 1):
-            yield uniform(0.0, min(self.max_delay, self.base_delay * 2**n))
+            yield uniform(0.0, backoff(n, base=self.base_delay, cap=self.max_delay))
 
 
 NO_RETRY = RetryPolicy(attempts=1)
+#: Store retries inside one poll of sync or the operator. Short: both back off between polls themselves.
+POLL_RETRY = RetryPolicy(attempts=3, base_delay=0.25, max_delay=2.0)
 
 
 def call_with_retries(

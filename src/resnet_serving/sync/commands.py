@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import signal
 import sys
 import threading
 from collections.abc import Iterator
@@ -16,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from resnet_serving import MODEL_NAME, ui
 from resnet_serving.errors import ConfigError
 from resnet_serving.settings import ENV_CHANNEL, ENV_STORE, environment
+from resnet_serving.signals import stop_event_on_signals
 
 if TYPE_CHECKING:
     from resnet_serving.sync.loop import Syncer, SyncStatus
@@ -82,8 +82,8 @@ def build_syncer(
     model: str = MODEL_NAME,
 ) -> Syncer:
     """A :class:`resnet_serving.sync.Syncer` on the real store and management API; flags checked first."""
-    from resnet_serving.store import open_store, validate_channel
-    from resnet_serving.sync.loop import SYNC_STORE_RETRY, Syncer
+    from resnet_serving.store import POLL_RETRY, open_store, validate_channel
+    from resnet_serving.sync.loop import Syncer
     from resnet_serving.torchserve.management import ManagementClient
 
     validate_channel(channel)
@@ -92,7 +92,7 @@ def build_syncer(
     if not model_store.is_dir():
         raise ConfigError(f"--model-store {model_store}: not a directory (TorchServe's model store on this machine)")
     return Syncer(
-        open_store(store, endpoint_url=endpoint_url, retry=SYNC_STORE_RETRY),
+        open_store(store, endpoint_url=endpoint_url, retry=POLL_RETRY),
         ManagementClient(management_url),
         channel=channel,
         model_store=model_store.resolve(),
@@ -184,18 +184,8 @@ def cmd_sync(args: argparse.Namespace) -> int:
         print(f"resnet-serving sync: not serving channel {status.channel}'s version: {status.line()}", file=sys.stderr)
         return 1
 
-    stop = threading.Event()
-
-    def _on_signal(signum: int, _frame: Any) -> None:
-        stop.set()
-
-    old = {s: signal.signal(s, _on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        with _display(syncer):
-            syncer.run(stop)
-    finally:
-        for s, h in old.items():
-            signal.signal(s, h)
+    with stop_event_on_signals() as stop, _display(syncer):
+        syncer.run(stop)
     return 0
 
 

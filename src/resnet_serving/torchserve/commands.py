@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import shutil
-import signal
 import sys
 import tempfile
 import threading
@@ -17,6 +17,7 @@ from resnet_serving.artifact.layout import ARCHIVE_NAME, MANIFEST_NAME
 from resnet_serving.artifact.manifest import Manifest
 from resnet_serving.errors import ConfigError, InputError, TorchServeError
 from resnet_serving.settings import DEFAULT_STORE, ENV_CHANNEL, ENV_STORE, ENV_URL, ENV_VERSION, environment
+from resnet_serving.signals import on_stop_signals
 
 EXAMPLE_IMAGE = "examples/grace_hopper.jpg"
 
@@ -158,10 +159,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     # TorchServe and switches versions through its management API, which therefore is enabled (loopback only).
     follow = bool(args.channel) and not args.version and not args.model_dir
 
-    def _on_signal(signum: int, _frame: Any) -> None:
-        stop.set()
-
-    old = {s: signal.signal(s, _on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+    signals = contextlib.ExitStack()  # restored last, after TorchServe has stopped
+    signals.enter_context(on_stop_signals(lambda _signum: stop.set()))
     try:
         # TorchServe's model store is the verified directory itself: no copy of the archive at start-up.
         store_dir, manifest = _prepare_model(args, run_dir / "model")
@@ -225,8 +224,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
             server.stop()
         if sync_thread is not None:
             sync_thread.join(timeout=10)
-        for s, h in old.items():
-            signal.signal(s, h)
+        signals.close()
         if own_run_dir:
             shutil.rmtree(run_dir, ignore_errors=True)
 

@@ -13,14 +13,13 @@ from resnet_serving.errors import ConfigError
 from resnet_serving.inference.cpu import available_cpus, thread_budget
 
 LOOPBACK = {"127.0.0.1", "localhost", "::1"}
-#: Most workers `auto` picks: each worker holds its own model copy (0.9-1.1 GB RSS measured by the bench).
+#: Most workers `auto` picks: each worker holds its own model copy, so more workers cost memory, not only CPU.
 MAX_AUTO_WORKERS = 4
 
 
 def default_workers(cpus: int | None = None) -> int:
-    """One single-threaded worker per CPU, up to MAX_AUTO_WORKERS. Measured on 2 vCPUs (`resnet-serving bench`):
-    2 workers × 1 thread served 19–20 img/s where 1 worker × 2 threads served 13–19, because independent
-    processes overlap one request's decode with another's forward pass and avoid intra-op synchronisation."""
+    """One single-threaded worker per CPU, up to MAX_AUTO_WORKERS: independent processes overlap one request's
+    decode with another's forward pass and avoid intra-op synchronisation (the README's bench table)."""
     return max(1, min(MAX_AUTO_WORKERS, available_cpus() if cpus is None else cpus))
 
 
@@ -43,11 +42,8 @@ class ServeConfig:
     workers: int = field(default_factory=default_workers)
     #: Torch intra-op threads per worker; 0 = derive from the CPU quota (workers × threads ≤ CPUs).
     threads: int = 0
-    #: Dynamic batching: most requests per batch, and how long the front end waits to fill one. Batch 2 with one
-    #: worker per CPU, measured on 2 vCPUs: at concurrency 4, batch 4 let one worker take all four requests while
-    #: the other idled, and throughput swung between 13.8 and 19.3 img/s (10 img/s with a 10–30 ms delay); batch 2
-    #: served 20.4–22.0. At 16 and 64 in flight the two were within noise (batch 2: 19.3–22.5 img/s,
-    #: batch 4: 18.3–22.7). A GPU wants larger batches (k8s/values/gpu.yaml uses 16).
+    #: Dynamic batching: most requests per batch, and how long the front end waits to fill one. Small with one
+    #: worker per CPU, so that one worker cannot take every request while the others idle (README: `serve`).
     batch_size: int = 2
     max_batch_delay_ms: int = 2
     response_timeout_s: int = 60
@@ -160,10 +156,8 @@ def render(cfg: ServeConfig) -> str:
         "default_response_timeout": str(cfg.response_timeout_s),
         "unregister_model_timeout": str(cfg.response_timeout_s),
         "async_logging": "true",
-        # C1 only (TieredStopAtLevel=1): the front end's per-request work is small, and C2 kept recompiling it for
-        # minutes. Measured after 60 s of load on 2 vCPUs: 2.7 ms of front-end CPU per request with C2 (1.4 of
-        # them in the C2 compiler thread), 1.3 ms with C1 only; cold start 9.3 → 7.4 s. A later -XX flag in
-        # java_opts (RESNET_SERVING_JAVA_OPTS, the chart's torchserve.javaOpts) overrides it.
+        # C1 only: the front end's per-request work is small and C2 kept recompiling it (README: `serve`). A later
+        # -XX flag in java_opts (RESNET_SERVING_JAVA_OPTS, the chart's torchserve.javaOpts) overrides it.
         "vmargs": f"-Xmx{cfg.java_heap_mb}m -XX:+UseContainerSupport -XX:+ExitOnOutOfMemoryError"
         " -XX:TieredStopAtLevel=1"
         + (f" -Djava.io.tmpdir={cfg.tmp_dir.resolve()}" if cfg.tmp_dir else "")

@@ -64,7 +64,7 @@ def handle(data: list[dict[str, Any]] | None, context: Any) -> list[Any] | None:
         _service = InferenceService.from_model_dir(
             props.get("model_dir"), props.get("gpu_id"), batch_size=int(props.get("batch_size") or 8)
         )
-        release_free_heap()  # what loading and freezing freed: ~110 MB per worker
+        release_free_heap()  # hand back what loading and freezing freed, before the first request
         log.info(
             "resnet-serving handler ready: %s on %s (%s), %d torch threads",
             _service.meta,

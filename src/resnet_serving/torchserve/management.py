@@ -129,5 +129,6 @@ class ManagementClient:
 
     def unregister(self, model: str, version: str, *, timeout: float = 120.0) -> Any:
         """Remove a version. TorchServe 0.12 does NOT drain it: queued requests are never answered and the batch
-        in a worker fails (measured: tests/integration/test_sync.py). Drain first; see resnet_serving.sync."""
+        in a worker fails (tests/integration/test_sync.py). :meth:`~resnet_serving.torchserve.versions.Versions.drain`
+        first."""
         return self._call("DELETE", f"/models/{quote(model)}/{quote(version)}", timeout=timeout)
