@@ -18,12 +18,13 @@ WEIGHTS ?= auto
 VERSION ?= 1
 STORE ?= model-store
 
-.PHONY: help venv java tools serve archive test test-unit test-integration lint typecheck bench clean
+.PHONY: help venv java tools serve archive test test-unit test-integration lint typecheck bench clean infra
 
 help:
 	@echo "make serve   build the ResNet50 archive (first run) and serve it locally with TorchServe on :$(PORT)"
 	@echo "make test    run lint, type checks and the test suite (unit, integration, chart, smoke)"
 	@echo "make bench   run the benchmark (raw model vs pipeline vs served) and write bench-results/"
+	@echo "make infra   synthesize the AWS CloudFormation templates into infra/templates/ (CDK, no AWS account)"
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -95,3 +96,7 @@ checkov: $(CHECKOV)
 # k8s/rendered/ is generated from the chart; tests fail when it drifts. Regenerate with `make k8s`.
 k8s: tools
 	HELM=$(abspath $(HELM)) bash k8s/render.sh
+
+# infra/templates/ is synthesized from infra/ (CDK); tests fail when it drifts. Regenerate with `make infra`.
+infra: $(STAMP)
+	$(BIN)/python infra/app.py
