@@ -21,9 +21,9 @@ from resnet_infra.config import DEFAULT_CONFIG, ConfigError, load  # noqa: E402
 
 
 def synth(config: Path, out: Path) -> list[Path]:
+    cfg = load(config)  # before importing CDK: a bad config fails in milliseconds
     from resnet_infra.app import build
 
-    cfg = load(config)
     with tempfile.TemporaryDirectory(prefix="cdk-out-") as tmp:
         built = build(cfg, Path(tmp))
         assembly = built.app.synth()

@@ -72,7 +72,6 @@ class StoreStack(Stack):
             ],
             removal_policy=RemovalPolicy.RETAIN,
         )
-        ack(self.log_bucket, "AwsSolutions-S1", "This is the access-log bucket itself; logging it would loop.")
         checkov_skip(self.log_bucket, "CKV_AWS_18", "This is the access-log bucket itself; logging it would loop.")
 
         allowed = [role_arn(cfg.roles[kind]) for kind in ("serving", "operator", "publisher", "sagemaker")]
