@@ -159,3 +159,39 @@ def test_readme_lists_every_suppression(synth: Synth, checkov_report: dict[str, 
     checkov_checks = {s["check_id"] for s in checkov_report["results"]["skipped_checks"]}
     assert set(rows) == nag_rules | checkov_checks
     assert all(len(reason) >= 30 for reason in rows.values())
+
+
+def _install_steps() -> list[str]:
+    text = (ROOT / "README.md").read_text()
+    block = text.split("<!-- install-aws:begin -->", 1)[1].split("<!-- install-aws:end -->", 1)[0]
+    return [line for line in block.splitlines() if line and not line.startswith("```")]
+
+
+def test_readme_install_on_aws_deploys_every_template_with_its_parameters(synth: Synth) -> None:
+    steps = _install_steps()
+    assert steps[1].startswith("eksctl create cluster -f k8s/eksctl/cluster.yaml")
+    deploys = [s for s in steps if s.startswith("aws cloudformation deploy")]
+    order = [re.search(r"--stack-name (\S+)", s).group(1) for s in deploys]  # type: ignore[union-attr]
+    assert order == [synth.stack_names[k] for k in ("store", "roles", "network", "frontdoor", "observability")]
+    for step, key in zip(deploys, ("store", "roles", "network", "frontdoor", "observability"), strict=True):
+        assert f"--template-file infra/templates/{synth.stack_names[key]}.json" in step
+        required = {p for p, spec in synth.templates[key].get("Parameters", {}).items() if "Default" not in spec}
+        given = set(re.findall(r" (\w+)=", step.split("--parameter-overrides", 1)[-1])) if required else set()
+        assert required <= given, f"{key}: {required - given} not passed"
+        needs_iam = any(r["Type"] == "AWS::IAM::Role" for r in synth.templates[key]["Resources"].values())
+        assert ("--capabilities" in step) == needs_iam, key
+    assert steps.index(deploys[-1]) < next(i for i, s in enumerate(steps) if s.startswith("helm install"))
+
+
+def test_readme_install_on_aws_reads_outputs_that_exist(synth: Synth) -> None:
+    outputs = {synth.stack_names[k]: set(t.get("Outputs", {})) for k, t in synth.templates.items()}
+    text = "\n".join(_install_steps())
+    used = re.findall(r"\$\(out (\S+) (\w+)\)", text)
+    assert ("resnet-serving-roles", "ServingRoleArn") in used
+    assert ("resnet-serving-roles", "SageMakerExecutionRoleArn") in used
+    for stack, output in used:
+        assert output in outputs[stack], f"{stack} has no output {output}"
+    helm = next(s for s in _install_steps() if s.startswith("helm install"))
+    assert (
+        'serviceAccount.annotations."eks\\.amazonaws\\.com/role-arn"=$(out resnet-serving-roles ServingRoleArn)' in helm
+    )
