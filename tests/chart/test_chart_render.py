@@ -13,6 +13,7 @@ from tests.chart.chart_helpers import (
     K8S,
     NAMESPACE,
     RELEASE,
+    ROOT,
     VARIANTS,
     Helm,
     container,
@@ -521,14 +522,17 @@ def test_irsa_annotation_and_service_account(
     assert (sa["metadata"].get("annotations") or {}) == wanted
 
 
-def test_example_irsa_roles_are_the_eksctl_role(rendered: dict[str, Docs]) -> None:
-    cluster = yaml.safe_load((K8S / "eksctl" / "cluster.yaml").read_text())
-    irsa = next(sa for sa in cluster["iam"]["serviceAccounts"] if sa["metadata"]["name"] == RELEASE)
-    assert irsa["metadata"]["namespace"] == NAMESPACE
+def test_example_irsa_roles_are_the_infra_stacks_serving_role(rendered: dict[str, Docs]) -> None:
+    # The infra roles stack owns the serving role (eksctl no longer creates it) and trusts this ServiceAccount.
+    roles = json.loads((ROOT / "infra" / "templates" / "resnet-serving-roles.json").read_text())["Resources"]
+    (role,) = [r for r in roles.values() if r["Properties"].get("RoleName") == "resnet-serving-model-reader"]
+    assert (
+        f"system:serviceaccount:{NAMESPACE}:{RELEASE}" in role["Properties"]["AssumeRolePolicyDocument"]["Fn::Sub"][0]
+    )
     for variant in ("dev", "prod", "gpu"):
         sa = one(rendered[variant], "ServiceAccount")
         arn = sa["metadata"]["annotations"]["eks.amazonaws.com/role-arn"]
-        assert arn.startswith("arn:aws:iam::") and arn.endswith(":role/" + irsa["roleName"]), variant
+        assert arn.startswith("arn:aws:iam::") and arn.endswith(":role/resnet-serving-model-reader"), variant
 
 
 # ---- observability and helm test ------------------------------------------------------------------------

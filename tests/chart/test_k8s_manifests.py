@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import json
 import os
 from pathlib import Path
 from typing import Any
@@ -112,17 +113,14 @@ def test_irsa_roles_for_the_chart_and_the_load_balancer_controller() -> None:
     accounts = {(sa["metadata"]["namespace"], sa["metadata"]["name"]): sa for sa in cluster["iam"]["serviceAccounts"]}
     lbc = accounts[("kube-system", "aws-load-balancer-controller")]
     assert lbc["wellKnownPolicies"]["awsLoadBalancerController"] is True
-    reader = accounts[(NAMESPACE, RELEASE)]
-    assert reader["roleOnly"] is True, "the chart creates the ServiceAccount"
-    statements = reader["attachPolicy"]["Statement"]
-    actions = {a for s in statements for a in s["Action"]}
-    assert actions == {"s3:GetObject", "s3:ListBucket"}, "read-only"
-    resources = {r for s in statements for r in s["Resource"]}
+    # One owner per role: the store roles belong to the infra roles stack, scoped to its bucket and prefix.
+    assert (NAMESPACE, RELEASE) not in accounts
+    infra = json.loads((K8S.parent / "infra" / "config.json").read_text())["store"]
     for name, path in EXAMPLE_VALUES.items():
         store = yaml.safe_load(path.read_text())["model"]["store"]
         bucket, _, prefix = store.removeprefix("s3://").partition("/")
-        assert f"arn:aws:s3:::{bucket}/{prefix}/*" in resources, name
-        assert f"arn:aws:s3:::{bucket}" in resources, name
+        assert bucket == infra["bucket_name"].replace("${AWS::AccountId}", "123456789012"), name
+        assert prefix == infra["prefix"], name
 
 
 def test_gpu_node_group_joins_the_same_cluster_and_is_tainted() -> None:

@@ -3,6 +3,7 @@ the CRDs (valid for Kubernetes, copied to k8s/rendered/crds/), and the docs that
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from pathlib import Path
@@ -104,12 +105,14 @@ def test_role_binding_grants_the_role_to_the_operator_only(rendered: dict[str, D
     assert serving_pods["serviceAccountName"] == RELEASE != OPERATOR
 
 
-def test_the_eksctl_config_has_the_operators_store_role(rendered: dict[str, Docs]) -> None:
+def test_the_operators_store_role_is_the_infra_stacks(rendered: dict[str, Docs]) -> None:
+    # The infra roles stack owns the store roles (eksctl no longer creates them): same name, same ServiceAccount.
+    roles = json.loads((ROOT / "infra" / "templates" / "resnet-serving-roles.json").read_text())["Resources"]
+    (role,) = [r for r in roles.values() if r["Properties"].get("RoleName") == "resnet-serving-operator-store-reader"]
+    trust = role["Properties"]["AssumeRolePolicyDocument"]["Fn::Sub"][0]
+    assert f"system:serviceaccount:{NAMESPACE}:{OPERATOR}" in trust
     cluster = yaml.safe_load((K8S / "eksctl" / "cluster.yaml").read_text())
-    accounts = {(a["metadata"]["namespace"], a["metadata"]["name"]): a for a in cluster["iam"]["serviceAccounts"]}
-    role = accounts[(NAMESPACE, OPERATOR)]
-    assert role["roleName"] == "resnet-serving-operator-store-reader" and role["roleOnly"] is True
-    assert {a for s in role["attachPolicy"]["Statement"] for a in s["Action"]} == {"s3:GetObject", "s3:ListBucket"}
+    assert OPERATOR not in {a["metadata"]["name"] for a in cluster["iam"]["serviceAccounts"]}
 
 
 def test_operator_deployment(rendered: dict[str, Docs]) -> None:

@@ -1,0 +1,301 @@
+"""The infra configuration (infra/config.json): typed, validated before any construct is built.
+
+Every bad value raises ConfigError naming the parameter by its path in the file (`api.throttle_burst`), so a
+typo fails `make infra` in a second with a sentence, not a CloudFormation rollback half an hour later.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+DEFAULT_CONFIG = Path(__file__).resolve().parents[1] / "config.json"
+
+# The values CloudWatch Logs accepts for a log group's RetentionInDays.
+LOG_RETENTION_DAYS = (
+    1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922, 3288, 3653,
+)  # fmt: skip
+ROLE_KINDS = ("serving", "operator", "publisher", "sagemaker")
+# ${AWS::AccountId}-style placeholders CloudFormation substitutes; everything else must be a literal name.
+PSEUDO = re.compile(r"\$\{AWS::(AccountId|Region|Partition)\}")
+BUCKET_NAME = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_+=,.@-]{0,63}$")
+ENDPOINT_NAME = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")
+K8S_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+
+
+class ConfigError(ValueError):
+    """A value in the infra configuration that cannot be deployed; the message names the parameter."""
+
+
+@dataclass(frozen=True)
+class Replication:
+    destination_bucket_arn: str
+    destination_kms_key_arn: str
+    role_name: str
+
+
+@dataclass(frozen=True)
+class StoreConfig:
+    bucket_name: str  # may hold ${AWS::AccountId} / ${AWS::Region}: rendered with Fn::Sub
+    prefix: str
+    noncurrent_to_intelligent_tiering_days: int
+    noncurrent_expiration_days: int
+    abort_incomplete_multipart_days: int
+    access_log_expiration_days: int
+    replication: Replication | None
+
+
+@dataclass(frozen=True)
+class EksConfig:
+    namespace: str
+    serving_service_account: str
+    operator_service_account: str
+
+
+@dataclass(frozen=True)
+class ApiConfig:
+    name: str
+    stage: str
+    model: str
+    throttle_rate: float
+    throttle_burst: int
+    waf_rate_limit_per_5min: int
+    oauth_scope: str
+
+
+@dataclass(frozen=True)
+class SageMakerConfig:
+    endpoint_name: str
+    variant_name: str
+    max_instances: int
+
+
+@dataclass(frozen=True)
+class AlarmConfig:
+    p99_latency_ms: float
+    error_5xx_percent: float
+    throttled_requests_per_minute: float
+    evaluation_periods: int
+
+
+@dataclass(frozen=True)
+class BudgetConfig:
+    monthly_usd: float
+    alert_percent: float
+
+
+@dataclass(frozen=True)
+class InfraConfig:
+    project: str
+    store: StoreConfig
+    roles: dict[str, str]
+    eks: EksConfig
+    ecr_repositories: tuple[str, ...]
+    api: ApiConfig
+    sagemaker: SageMakerConfig
+    alarms: AlarmConfig
+    log_retention_days: int
+    budget: BudgetConfig
+
+
+class _Reader:
+    """Reads one JSON object, remembering the path for error messages."""
+
+    def __init__(self, data: Any, path: str) -> None:
+        if not isinstance(data, dict):
+            raise ConfigError(f"{path or 'the config'} must be a JSON object, got {type(data).__name__}")
+        self.data, self.path = data, path
+
+    def _name(self, key: str) -> str:
+        return f"{self.path}.{key}" if self.path else key
+
+    def raw(self, key: str) -> Any:
+        if key not in self.data or self.data[key] is None:
+            raise ConfigError(f"{self._name(key)} is missing")
+        return self.data[key]
+
+    def section(self, key: str) -> _Reader:
+        return _Reader(self.raw(key), self._name(key))
+
+    def string(self, key: str, pattern: re.Pattern[str] | None = None, what: str = "") -> str:
+        value = self.raw(key)
+        if not isinstance(value, str) or not value.strip():
+            raise ConfigError(f"{self._name(key)} must be a non-empty string, got {value!r}")
+        if pattern and not pattern.match(value):
+            raise ConfigError(f"{self._name(key)} is not a valid {what or 'name'}: {value!r}")
+        return value
+
+    def number(self, key: str, *, integer: bool = False, minimum: float | None = None) -> float:
+        value = self.raw(key)
+        kind = "a positive whole number" if integer else "a positive number"
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or (integer and not isinstance(value, int)):
+            raise ConfigError(f"{self._name(key)} must be {kind}, got {value!r}")
+        if value <= 0:
+            raise ConfigError(f"{self._name(key)} must be {kind}, got {value!r}")
+        if minimum is not None and value < minimum:
+            raise ConfigError(f"{self._name(key)} must be at least {minimum:g}, got {value!r}")
+        return value
+
+    def integer(self, key: str, *, minimum: float | None = None) -> int:
+        return int(self.number(key, integer=True, minimum=minimum))
+
+    def unknown(self, known: set[str]) -> None:
+        extra = sorted(set(self.data) - known)
+        if extra:
+            raise ConfigError(f"{self.path or 'the config'}: unknown parameter(s) {', '.join(extra)}")
+
+
+def _bucket_name(r: _Reader) -> str:
+    name = r.string("bucket_name")
+    rendered = PSEUDO.sub("123456789012", name)  # the longest pseudo value (an account id) for the length check
+    if "${" in rendered or not BUCKET_NAME.match(rendered) or ".." in rendered:
+        raise ConfigError(
+            f"{r._name('bucket_name')} is not a valid S3 bucket name (3-63 lowercase letters, digits, dots, hyphens; "
+            f"only ${{AWS::AccountId}}, ${{AWS::Region}}, ${{AWS::Partition}} are substituted): {name!r}"
+        )
+    return name
+
+
+def _replication(r: _Reader) -> Replication | None:
+    if r.data.get("replication") is None:
+        return None
+    rep = r.section("replication")
+    rep.unknown({"destination_bucket_arn", "destination_kms_key_arn", "role_name"})
+    bucket = rep.string("destination_bucket_arn", re.compile(r"^arn:aws[a-z-]*:s3:::[a-z0-9.-]{3,63}$"), "bucket ARN")
+    key = rep.string("destination_kms_key_arn", re.compile(r"^arn:aws[a-z-]*:kms:[a-z0-9-]+:\d{12}:key/.+$"), "key ARN")
+    return Replication(bucket, key, rep.string("role_name", NAME, "IAM role name"))
+
+
+def parse(data: Any) -> InfraConfig:
+    """Validate a decoded config.json; raises ConfigError naming the first bad parameter."""
+    top = _Reader(data, "")
+    top.unknown(
+        {"project", "store", "roles", "eks", "ecr_repositories", "api", "sagemaker", "alarms", "log_retention_days",
+         "budget"}
+    )  # fmt: skip
+
+    s = top.section("store")
+    s.unknown(
+        {"bucket_name", "prefix", "noncurrent_to_intelligent_tiering_days", "noncurrent_expiration_days",
+         "abort_incomplete_multipart_days", "access_log_expiration_days", "replication"}
+    )  # fmt: skip
+    prefix = s.string(
+        "prefix", re.compile(r"^[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)*$"), "key prefix (no leading/trailing /)"
+    )
+    tiering = s.integer("noncurrent_to_intelligent_tiering_days")
+    expire = s.integer("noncurrent_expiration_days")
+    if expire <= tiering:
+        raise ConfigError(
+            f"store.noncurrent_expiration_days ({expire}) must be later than "
+            f"store.noncurrent_to_intelligent_tiering_days ({tiering})"
+        )
+    store = StoreConfig(
+        bucket_name=_bucket_name(s),
+        prefix=prefix,
+        noncurrent_to_intelligent_tiering_days=tiering,
+        noncurrent_expiration_days=expire,
+        abort_incomplete_multipart_days=s.integer("abort_incomplete_multipart_days"),
+        access_log_expiration_days=s.integer("access_log_expiration_days"),
+        replication=_replication(s),
+    )
+
+    roles_raw = top.raw("roles")
+    if not isinstance(roles_raw, dict) or not roles_raw:
+        raise ConfigError(f"roles must name the {', '.join(ROLE_KINDS)} roles, got {roles_raw!r}")
+    r = top.section("roles")
+    r.unknown(set(ROLE_KINDS))
+    roles = {kind: r.string(kind, NAME, "IAM role name") for kind in ROLE_KINDS}
+    if len(set(roles.values())) != len(roles):
+        raise ConfigError(f"roles: each role needs its own name, got {roles}")
+
+    e = top.section("eks")
+    e.unknown({"namespace", "serving_service_account", "operator_service_account"})
+    eks = EksConfig(
+        namespace=e.string("namespace", K8S_NAME, "Kubernetes namespace"),
+        serving_service_account=e.string("serving_service_account", K8S_NAME, "ServiceAccount name"),
+        operator_service_account=e.string("operator_service_account", K8S_NAME, "ServiceAccount name"),
+    )
+
+    repos = top.raw("ecr_repositories")
+    if not isinstance(repos, list) or not repos:
+        raise ConfigError(f"ecr_repositories must list at least one ECR repository name, got {repos!r}")
+    repo_name = re.compile(r"^[a-z0-9]+(?:[._-][a-z0-9]+)*(?:/[a-z0-9]+(?:[._-][a-z0-9]+)*)*$")
+    for i, repo in enumerate(repos):
+        if not isinstance(repo, str) or not repo_name.match(repo):
+            raise ConfigError(f"ecr_repositories[{i}] is not a valid ECR repository name: {repo!r}")
+
+    a = top.section("api")
+    a.unknown({"name", "stage", "model", "throttle_rate", "throttle_burst", "waf_rate_limit_per_5min", "oauth_scope"})
+    rate = a.number("throttle_rate")
+    burst = a.integer("throttle_burst")
+    if burst < rate:
+        raise ConfigError(f"api.throttle_burst ({burst}) must be at least api.throttle_rate ({rate:g})")
+    api = ApiConfig(
+        name=a.string("name", NAME, "API name"),
+        stage=a.string("stage", re.compile(r"^[A-Za-z0-9_]{1,128}$"), "stage name"),
+        model=a.string("model", re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*$"), "model name"),
+        throttle_rate=rate,
+        throttle_burst=burst,
+        # WAF's rate-based rules accept 10 to 2,000,000,000 requests per 5-minute window.
+        waf_rate_limit_per_5min=a.integer("waf_rate_limit_per_5min", minimum=10),
+        oauth_scope=a.string("oauth_scope", re.compile(r"^[\x21\x23-\x2e\x30-\x5b\x5d-\x7e]+$"), "OAuth scope"),
+    )
+
+    m = top.section("sagemaker")
+    m.unknown({"endpoint_name", "variant_name", "max_instances"})
+    sagemaker = SageMakerConfig(
+        endpoint_name=m.string("endpoint_name", ENDPOINT_NAME, "SageMaker endpoint name"),
+        variant_name=m.string("variant_name", ENDPOINT_NAME, "SageMaker variant name"),
+        max_instances=m.integer("max_instances"),
+    )
+
+    al = top.section("alarms")
+    al.unknown({"p99_latency_ms", "error_5xx_percent", "throttled_requests_per_minute", "evaluation_periods"})
+    alarms = AlarmConfig(
+        p99_latency_ms=al.number("p99_latency_ms"),
+        error_5xx_percent=al.number("error_5xx_percent"),
+        throttled_requests_per_minute=al.number("throttled_requests_per_minute"),
+        evaluation_periods=al.integer("evaluation_periods"),
+    )
+    if alarms.error_5xx_percent > 100:
+        raise ConfigError(f"alarms.error_5xx_percent must be at most 100, got {alarms.error_5xx_percent!r}")
+
+    retention = top.raw("log_retention_days")
+    if isinstance(retention, bool) or retention not in LOG_RETENTION_DAYS:
+        raise ConfigError(
+            f"log_retention_days must be one of CloudWatch Logs' values {', '.join(map(str, LOG_RETENTION_DAYS))}; "
+            f"got {retention!r}"
+        )
+
+    b = top.section("budget")
+    b.unknown({"monthly_usd", "alert_percent"})
+    budget = BudgetConfig(monthly_usd=b.number("monthly_usd"), alert_percent=b.number("alert_percent"))
+
+    return InfraConfig(
+        project=top.string("project", re.compile(r"^[a-z][a-z0-9-]{1,30}$"), "project name"),
+        store=store,
+        roles=roles,
+        eks=eks,
+        ecr_repositories=tuple(repos),
+        api=api,
+        sagemaker=sagemaker,
+        alarms=alarms,
+        log_retention_days=int(retention),
+        budget=budget,
+    )
+
+
+def load(path: Path = DEFAULT_CONFIG) -> InfraConfig:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read the infra config ({exc.strerror})") from None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"{path}: not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg})") from None
+    return parse(data)

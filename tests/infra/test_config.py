@@ -1,0 +1,113 @@
+"""infra/config.json validation: each bad value fails before any construct is built, naming the parameter.
+
+No CDK needed: config.py imports nothing from aws-cdk-lib, and app.py loads the config before importing it.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.infra.conftest import INFRA
+
+from resnet_infra.config import DEFAULT_CONFIG, LOG_RETENTION_DAYS, ConfigError, load, parse  # isort: skip
+
+
+def base() -> dict[str, Any]:
+    return json.loads(DEFAULT_CONFIG.read_text())
+
+
+def with_(path: str, value: Any) -> dict[str, Any]:
+    data = copy.deepcopy(base())
+    *parents, last = path.split(".")
+    node = data
+    for p in parents:
+        node = node[p]
+    if value is KeyError:
+        del node[last]
+    else:
+        node[last] = value
+    return data
+
+
+def test_the_committed_config_is_valid_and_keeps_the_issue_defaults() -> None:
+    cfg = load()
+    assert (cfg.api.throttle_rate, cfg.api.throttle_burst) == (1000, 2000)
+    assert cfg.log_retention_days in LOG_RETENTION_DAYS
+    assert set(cfg.roles) == {"serving", "operator", "publisher", "sagemaker"}
+
+
+@pytest.mark.parametrize(
+    ("path", "value", "message"),
+    [
+        ("api.throttle_rate", 0, "api.throttle_rate must be a positive number, got 0"),
+        ("api.throttle_rate", -5, "api.throttle_rate must be a positive number, got -5"),
+        ("api.throttle_rate", "1000", "api.throttle_rate must be a positive number, got '1000'"),
+        ("api.throttle_rate", True, "api.throttle_rate must be a positive number, got True"),
+        ("api.throttle_burst", 999, "api.throttle_burst (999) must be at least api.throttle_rate (1000)"),
+        ("api.throttle_burst", 1500.5, "api.throttle_burst must be a positive whole number, got 1500.5"),
+        ("store.bucket_name", KeyError, "store.bucket_name is missing"),
+        ("store.bucket_name", "", "store.bucket_name must be a non-empty string, got ''"),
+        ("store.bucket_name", "Models_Bucket", "store.bucket_name is not a valid S3 bucket name"),
+        ("store.bucket_name", "models-${AWS::StackName}", "store.bucket_name is not a valid S3 bucket name"),
+        ("log_retention_days", 45, "log_retention_days must be one of CloudWatch Logs' values 1, 3, 5"),
+        ("log_retention_days", 0, "got 0"),
+        ("roles", {}, "roles must name the serving, operator, publisher, sagemaker roles, got {}"),
+        ("roles", [], "roles must name the serving, operator, publisher, sagemaker roles, got []"),
+        ("roles.publisher", KeyError, "roles.publisher is missing"),
+        ("roles.publisher", "resnet-serving-model-reader", "roles: each role needs its own name"),
+        ("ecr_repositories", [], "ecr_repositories must list at least one ECR repository name"),
+        ("store.noncurrent_expiration_days", 10, "store.noncurrent_expiration_days (10) must be later than"),
+        ("api.waf_rate_limit_per_5min", 5, "api.waf_rate_limit_per_5min must be at least 10, got 5"),
+        ("sagemaker.endpoint_name", "bad_name", "sagemaker.endpoint_name is not a valid SageMaker endpoint name"),
+        ("alarms.error_5xx_percent", 150, "alarms.error_5xx_percent must be at most 100"),
+        ("api.throtle_rate", 5, "api: unknown parameter(s) throtle_rate"),
+    ],
+)
+def test_bad_values_name_the_parameter(path: str, value: Any, message: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        parse(with_(path, value))
+    assert message in str(err.value)
+
+
+def test_replication_needs_valid_arns() -> None:
+    good = {
+        "destination_bucket_arn": "arn:aws:s3:::resnet-serving-models-dr",
+        "destination_kms_key_arn": "arn:aws:kms:eu-central-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab",
+        "role_name": "resnet-serving-store-replication",
+    }
+    cfg = parse(with_("store.replication", good))
+    assert cfg.store.replication is not None and cfg.store.replication.role_name == good["role_name"]
+    with pytest.raises(ConfigError, match=r"store\.replication\.destination_kms_key_arn is not a valid key ARN"):
+        parse(with_("store.replication", {**good, "destination_kms_key_arn": "alias/dr"}))
+
+
+def test_unreadable_and_malformed_files(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="cannot read the infra config"):
+        load(tmp_path / "missing.json")
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"project": ')
+    with pytest.raises(ConfigError, match=r"not valid JSON \(line 1"):
+        load(bad)
+
+
+def test_app_exits_2_with_the_message_and_no_traceback(tmp_path: Path) -> None:
+    config = tmp_path / "config.json"
+    config.write_text(json.dumps(with_("api.throttle_burst", 10)))
+    out = tmp_path / "templates"
+    proc = subprocess.run(
+        [sys.executable, str(INFRA / "app.py"), "--config", str(config), "--out", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == "error: api.throttle_burst (10) must be at least api.throttle_rate (1000)"
+    assert not out.exists(), "nothing may be written for a bad config"
