@@ -1,0 +1,277 @@
+"""`resnet-serving sagemaker` control plane against moto in server mode: a real HTTP endpoint on loopback
+serving S3, SageMaker, Application Auto Scaling and CloudWatch; the code under test only gets endpoint_url."""
+
+from __future__ import annotations
+
+import gzip
+import io
+import json
+import tarfile
+from typing import Any
+
+import pytest
+
+from resnet_serving.cli import main
+from resnet_serving.sagemaker.aws import make_clients
+from resnet_serving.sagemaker.deploy import previous_config
+from resnet_serving.sagemaker.spec import TAG_PREVIOUS, TAG_VERSION, alarm_names
+from tests.fixtures.moto_server import MotoS3
+from tests.fixtures.sagemaker import IMAGE, ROLE, aws
+
+pytestmark = [pytest.mark.integration, pytest.mark.sagemaker]
+
+
+def deploy_args(store: dict[str, Any], endpoint: str, *extra: str, version: str = "1") -> list[str]:
+    return [
+        "sagemaker", "deploy", "--store", store["uri"], "--version", version, "--endpoint", endpoint,
+        "--role", ROLE, "--image", IMAGE, "--endpoint-url", store["url"], "--autoscale-target", "120",
+        "--autoscale-max", "6", "--kms-key", "arn:aws:kms:us-east-1:123456789012:key/abc", *extra,
+    ]  # fmt: skip
+
+
+def tags(sm: Any, arn: str) -> dict[str, str]:
+    return {t["Key"]: t["Value"] for t in sm.list_tags(ResourceArn=arn)["Tags"]}
+
+
+def test_deploy_creates_model_config_endpoint_autoscaling_and_alarms(
+    moto_s3: MotoS3, sm_store: dict[str, Any], endpoint_name: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(deploy_args(sm_store, endpoint_name, "--startup-timeout", "600")) == 0
+    sm = aws(moto_s3, "sagemaker")
+    ep = sm.describe_endpoint(EndpointName=endpoint_name)
+    assert ep["EndpointStatus"] == "InService"
+    digest = sm_store["shas"]["1"][:8]
+    config_name = ep["EndpointConfigName"]
+    assert config_name.startswith(f"{endpoint_name}-v1-{digest}-") and len(config_name) <= 63
+    cfg = sm.describe_endpoint_config(EndpointConfigName=config_name)
+    variant = cfg["ProductionVariants"][0]
+    assert (variant["InstanceType"], variant["InitialInstanceCount"]) == ("ml.m5.xlarge", 2)
+    assert variant["ContainerStartupHealthCheckTimeoutInSeconds"] == 600
+    cfg_tags = tags(sm, cfg["EndpointConfigArn"])
+    assert cfg_tags[TAG_VERSION] == "1" and cfg_tags["resnet-serving:digest"] == digest
+    model = sm.describe_model(ModelName=variant["ModelName"])
+    assert model["ExecutionRoleArn"] == ROLE and model["PrimaryContainer"]["Image"] == IMAGE
+    data_url = model["PrimaryContainer"]["ModelDataUrl"]
+    assert data_url == f"s3://{sm_store['bucket']}/models/resnet50/1/sagemaker/model.tar.gz"
+
+    # model.tar.gz: model.mar and manifest.json at the top level, SSE-KMS, the source sha256 in its metadata
+    s3 = moto_s3.client()
+    key = data_url.split("/", 3)[3]
+    obj = s3.get_object(Bucket=sm_store["bucket"], Key=key)
+    assert obj["ServerSideEncryption"] == "aws:kms"
+    assert obj["Metadata"]["resnet-serving-mar-sha256"] == sm_store["shas"]["1"]
+    with tarfile.open(fileobj=io.BytesIO(gzip.decompress(obj["Body"].read()))) as tar:
+        assert sorted(tar.getnames()) == ["manifest.json", "model.mar"]
+        manifest = json.loads(tar.extractfile("manifest.json").read())  # type: ignore[union-attr]
+        assert manifest["sha256"] == sm_store["shas"]["1"]
+    listed = s3.list_objects_v2(Bucket=sm_store["bucket"], Prefix="models/resnet50/1/sagemaker/")["Contents"]
+    assert [o["Key"] for o in listed] == [key], "the temp key was removed after the copy"
+
+    aas = aws(moto_s3, "application-autoscaling")
+    rid = f"endpoint/{endpoint_name}/variant/AllTraffic"
+    target = aas.describe_scalable_targets(ServiceNamespace="sagemaker", ResourceIds=[rid])["ScalableTargets"][0]
+    assert (target["MinCapacity"], target["MaxCapacity"]) == (2, 6)
+    policy = aas.describe_scaling_policies(ServiceNamespace="sagemaker", ResourceId=rid)["ScalingPolicies"][0]
+    tt = policy["TargetTrackingScalingPolicyConfiguration"]
+    assert tt["TargetValue"] == 120.0
+    assert tt["PredefinedMetricSpecification"]["PredefinedMetricType"] == "SageMakerVariantInvocationsPerInstance"
+    assert (tt["ScaleInCooldown"], tt["ScaleOutCooldown"]) == (300, 60)
+
+    cw = aws(moto_s3, "cloudwatch")
+    alarms = {
+        a["AlarmName"]: a for a in cw.describe_alarms(AlarmNames=list(alarm_names(endpoint_name)))["MetricAlarms"]
+    }
+    five, p99 = alarm_names(endpoint_name)
+    assert alarms[five]["MetricName"] == "Invocation5XXErrors"
+    assert alarms[p99]["MetricName"] == "ModelLatency" and alarms[p99]["ExtendedStatistic"] == "p99"
+    assert alarms[p99]["Threshold"] == 1_000_000.0  # 1000 ms in ModelLatency's microseconds
+    dims = {d["Name"]: d["Value"] for d in alarms[five]["Dimensions"]}
+    assert dims == {"EndpointName": endpoint_name, "VariantName": "AllTraffic"}
+    assert f"created v1 ({config_name})" in capsys.readouterr().out
+
+
+def test_status_reads_the_live_version(
+    moto_s3: MotoS3, sm_store: dict[str, Any], endpoint_name: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(deploy_args(sm_store, endpoint_name)) == 0
+    capsys.readouterr()
+    args = ["sagemaker", "status", "--endpoint", endpoint_name, "--endpoint-url", sm_store["url"], "--json"]
+    assert main(args) == 0
+    s = json.loads(capsys.readouterr().out)
+    assert (s["status"], s["version"], s["digest"]) == ("InService", "1", sm_store["shas"]["1"][:8])
+    assert s["variants"][0]["current_instances"] == 2
+    assert s["autoscaling"]["min"] == 2 and s["autoscaling"]["target_invocations_per_instance_per_minute"] == 120.0
+    assert {a["name"]: a["state"] for a in s["alarms"]} == dict.fromkeys(alarm_names(endpoint_name), "OK")
+    assert s["last_update"]["outcome"].startswith("created to ")
+    assert main(args[:-1]) == 0
+    assert f"{endpoint_name}: InService, v1" in capsys.readouterr().out
+
+
+def test_rerun_with_the_live_version_changes_nothing(
+    moto_s3: MotoS3, sm_store: dict[str, Any], endpoint_name: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(deploy_args(sm_store, endpoint_name)) == 0
+    sm = aws(moto_s3, "sagemaker")
+    before = sm.describe_endpoint(EndpointName=endpoint_name)
+    configs = sm.list_endpoint_configs(NameContains=endpoint_name)["EndpointConfigs"]
+    obj = moto_s3.client().head_object(Bucket=sm_store["bucket"], Key="models/resnet50/1/sagemaker/model.tar.gz")
+    capsys.readouterr()
+    assert main(deploy_args(sm_store, endpoint_name)) == 0
+    out = capsys.readouterr()
+    assert "nothing changed" in out.err and "unchanged v1" in out.out
+    after = sm.describe_endpoint(EndpointName=endpoint_name)
+    assert after["LastModifiedTime"] == before["LastModifiedTime"]
+    assert sm.list_endpoint_configs(NameContains=endpoint_name)["EndpointConfigs"] == configs
+    again = moto_s3.client().head_object(Bucket=sm_store["bucket"], Key="models/resnet50/1/sagemaker/model.tar.gz")
+    assert again["LastModified"] == obj["LastModified"] and again["ETag"] == obj["ETag"]
+
+
+def test_rerun_with_new_autoscaling_changes_only_the_policy(
+    moto_s3: MotoS3, sm_store: dict[str, Any], endpoint_name: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(deploy_args(sm_store, endpoint_name)) == 0
+    args = deploy_args(sm_store, endpoint_name)
+    args[args.index("--autoscale-target") + 1] = "90"
+    assert main(args) == 0
+    assert "autoscaling settings updated" in capsys.readouterr().err
+    rid = f"endpoint/{endpoint_name}/variant/AllTraffic"
+    aas = aws(moto_s3, "application-autoscaling")
+    policy = aas.describe_scaling_policies(ServiceNamespace="sagemaker", ResourceId=rid)["ScalingPolicies"]
+    assert [p["TargetTrackingScalingPolicyConfiguration"]["TargetValue"] for p in policy] == [90.0]
+
+
+def test_model_tarball_is_uploaded_once_per_sha256(
+    moto_s3: MotoS3, sm_store: dict[str, Any], endpoint_name: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(deploy_args(sm_store, endpoint_name)) == 0
+    assert "uploaded s3://" in capsys.readouterr().err
+    other = endpoint_name + "-b"
+    assert main(deploy_args(sm_store, other)) == 0
+    assert "reusing s3://" in capsys.readouterr().err
+
+
+def test_rollback_target_is_the_kept_previous_config(
+    moto_s3: MotoS3, sm_store: dict[str, Any], endpoint_name: str
+) -> None:
+    """The choice of config is checked against moto; the update_endpoint call itself cannot be, because moto
+    5.2.5 answers 500 to UpdateEndpoint (see tests/unit/test_sagemaker_stubbed.py for that part). Here v2 is
+    made live the way a completed update leaves it: its config (tagged with the one it replaced) serving."""
+    assert main(deploy_args(sm_store, endpoint_name)) == 0
+    sm = aws(moto_s3, "sagemaker")
+    v1_config = sm.describe_endpoint(EndpointName=endpoint_name)["EndpointConfigName"]
+    # The same calls deploy makes for v2, up to the endpoint update that moto cannot do.
+    from dataclasses import replace
+
+    from resnet_serving.sagemaker.deploy import ensure_config, ensure_model
+    from resnet_serving.sagemaker.spec import DeploySpec
+
+    clients = make_clients(sm_store["url"])
+    spec = DeploySpec(endpoint=endpoint_name, role=ROLE, image=IMAGE, store=sm_store["uri"], version="2")
+    names = spec.names(sm_store["shas"]["2"])
+    assert ensure_model(clients, spec, names, sm_store["shas"]["2"], "s3://b/k/model.tar.gz")
+    assert ensure_config(clients, spec, names, sm_store["shas"]["2"], previous=v1_config)
+    v2_tags = tags(sm, sm.describe_endpoint_config(EndpointConfigName=names.config)["EndpointConfigArn"])
+    assert v2_tags[TAG_PREVIOUS] == v1_config
+    ep_tags = sm.list_tags(ResourceArn=sm.describe_endpoint(EndpointName=endpoint_name)["EndpointArn"])["Tags"]
+    sm.delete_endpoint(EndpointName=endpoint_name)
+    sm.create_endpoint(EndpointName=endpoint_name, EndpointConfigName=names.config, Tags=ep_tags)
+
+    live, prev, _ = previous_config(clients, endpoint_name)
+    assert live["EndpointConfigName"] == names.config and prev == v1_config
+    assert replace(spec, version="2").names(sm_store["shas"]["2"]) == names
+
+
+def test_delete_removes_only_what_deploy_created(
+    moto_s3: MotoS3, sm_store: dict[str, Any], endpoint_name: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(deploy_args(sm_store, endpoint_name)) == 0
+    sm = aws(moto_s3, "sagemaker")
+    # An unrelated endpoint whose names start the same way, and a user's own alarm: both must survive.
+    unrelated = endpoint_name + "-manual"
+    sm.create_model(ModelName=unrelated, ExecutionRoleArn=ROLE, PrimaryContainer={"Image": IMAGE})
+    sm.create_endpoint_config(
+        EndpointConfigName=unrelated,
+        ProductionVariants=[
+            {
+                "VariantName": "AllTraffic",
+                "ModelName": unrelated,
+                "InitialInstanceCount": 1,
+                "InstanceType": "ml.m5.large",
+            }
+        ],
+    )
+    sm.create_endpoint(EndpointName=unrelated, EndpointConfigName=unrelated)
+    cw = aws(moto_s3, "cloudwatch")
+    cw.put_metric_alarm(
+        AlarmName=f"{endpoint_name}-mine", Namespace="AWS/SageMaker", MetricName="Invocations", Statistic="Sum",
+        Period=60, EvaluationPeriods=1, Threshold=1.0, ComparisonOperator="GreaterThanThreshold",
+    )  # fmt: skip
+    capsys.readouterr()
+
+    base = ["sagemaker", "delete", "--endpoint", endpoint_name, "--endpoint-url", sm_store["url"]]
+    assert main(base) == 2, "without --yes and without a terminal it refuses"
+    assert "pass --yes" in capsys.readouterr().err
+    assert sm.describe_endpoint(EndpointName=endpoint_name)["EndpointStatus"] == "InService"
+
+    assert main([*base, "--yes"]) == 0
+    out = capsys.readouterr().out
+    assert "deleted 6 resource(s)" in out  # the endpoint, its scalable target, 2 alarms, 1 config, 1 model
+    names = [e["EndpointName"] for e in sm.list_endpoints()["Endpoints"]]
+    assert endpoint_name not in names and unrelated in names
+    assert [
+        c["EndpointConfigName"] for c in sm.list_endpoint_configs(NameContains=endpoint_name)["EndpointConfigs"]
+    ] == [unrelated]
+    models = [m["ModelName"] for m in sm.list_models()["Models"]]  # moto ignores NameContains here
+    assert [m for m in models if m.startswith(endpoint_name)] == [unrelated]
+    left = [
+        a["AlarmName"] for a in cw.describe_alarms(AlarmNamePrefix="resnet-serving-" + endpoint_name)["MetricAlarms"]
+    ]
+    assert left == []
+    assert cw.describe_alarms(AlarmNames=[f"{endpoint_name}-mine"])["MetricAlarms"]
+    rid = f"endpoint/{endpoint_name}/variant/AllTraffic"
+    aas = aws(moto_s3, "application-autoscaling")
+    assert aas.describe_scalable_targets(ServiceNamespace="sagemaker", ResourceIds=[rid])["ScalableTargets"] == []
+
+
+def test_delete_refuses_an_endpoint_deploy_did_not_create(
+    moto_s3: MotoS3, sm_store: dict[str, Any], endpoint_name: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    sm = aws(moto_s3, "sagemaker")
+    sm.create_model(ModelName=endpoint_name, ExecutionRoleArn=ROLE, PrimaryContainer={"Image": IMAGE})
+    sm.create_endpoint_config(
+        EndpointConfigName=endpoint_name,
+        ProductionVariants=[
+            {
+                "VariantName": "AllTraffic",
+                "ModelName": endpoint_name,
+                "InitialInstanceCount": 1,
+                "InstanceType": "ml.m5.large",
+            }
+        ],
+    )
+    sm.create_endpoint(EndpointName=endpoint_name, EndpointConfigName=endpoint_name)
+    args = ["sagemaker", "delete", "--endpoint", endpoint_name, "--endpoint-url", sm_store["url"], "--yes"]
+    assert main(args) == 2
+    assert "not created by `resnet-serving sagemaker deploy`" in capsys.readouterr().err
+    assert sm.describe_endpoint(EndpointName=endpoint_name)["EndpointStatus"] == "InService"
+    assert main(deploy_args(sm_store, endpoint_name)) == 2, "deploy refuses to take it over, too"
+
+
+def test_unsupported_instance_type_is_a_clear_validation_error(
+    sm_store: dict[str, Any], endpoint_name: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """moto rejects instance types it does not list, as SageMaker rejects unknown ones: ValidationException."""
+    assert main(deploy_args(sm_store, endpoint_name, "--instance-type", "ml.nosuch.xlarge")) == 2
+    err = capsys.readouterr().err
+    assert "CreateEndpointConfig on endpoint config" in err and "refused" in err and "Traceback" not in err
+
+
+def test_operator_entry_point_rebuilds_the_spec_from_tags(
+    moto_s3: MotoS3, sm_store: dict[str, Any], endpoint_name: str
+) -> None:
+    """update_endpoint_version with the live version: the same code as deploy, settings from the tags."""
+    from resnet_serving.sagemaker import update_endpoint_version
+
+    assert main(deploy_args(sm_store, endpoint_name, "--instance-count", "3")) == 0
+    outcome = update_endpoint_version(endpoint_name, store=sm_store["uri"], version="1", endpoint_url=sm_store["url"])
+    assert outcome.action == "unchanged", "the tags rebuilt exactly the settings deploy used"
