@@ -21,13 +21,14 @@ from resnet_serving import MODEL_NAME, ui
 from resnet_serving.cli import add_endpoint_url
 from resnet_serving.errors import InputError, NotFound, SageMakerError
 from resnet_serving.sagemaker.aws import Clients, make_clients
-from resnet_serving.sagemaker.deploy import deploy, rollback
+from resnet_serving.sagemaker.deploy import Waiting, deploy, rollback
 from resnet_serving.sagemaker.errors import call
 from resnet_serving.sagemaker.manage import delete, find_owned, status
 from resnet_serving.sagemaker.spec import Autoscaling, DeploySpec, Traffic
 from resnet_serving.store import open_store
 
 DEFAULT_BENCH = "bench-results/bench.json"
+WAITING: Waiting | None = None  # how deploy and rollback poll (None: every 15 s); tests set a fast one
 # vCPUs by instance size, for the families SageMaker hosts on (m5, c5, r5, m6i, c6i, g4dn, g5, ...).
 SIZE_VCPUS = {
     "large": 2, "xlarge": 4, "2xlarge": 8, "4xlarge": 16, "8xlarge": 32, "9xlarge": 36, "12xlarge": 48,
@@ -204,7 +205,7 @@ def cmd_deploy(args: argparse.Namespace) -> int:
         if version is None:
             raise NotFound(f"channel {args.channel!r} of {args.model} is not set in {store.uri}")
         ui.info(f"channel {args.channel} -> v{version}")
-    outcome = deploy(replace(spec, version=version).validate(), clients=_clients(args), store=store)
+    outcome = deploy(replace(spec, version=version).validate(), clients=_clients(args), store=store, waiting=WAITING)
     print(f"{outcome.endpoint}: {outcome.action} v{outcome.version} ({outcome.config})")
     return 0
 
@@ -248,7 +249,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 def cmd_rollback(args: argparse.Namespace) -> int:
     if args.timeout < 1:
         raise InputError(f"--timeout must be at least 1 s, got {args.timeout}")
-    outcome = rollback(_clients(args), args.endpoint, timeout_s=args.timeout)
+    outcome = rollback(_clients(args), args.endpoint, timeout_s=args.timeout, waiting=WAITING)
     print(f"{outcome.endpoint}: rolled back to v{outcome.version} ({outcome.config})")
     return 0
 
