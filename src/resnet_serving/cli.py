@@ -22,6 +22,7 @@ COMMAND_MODULES = (
     "resnet_serving.store.commands",  # push, versions, promote, fetch
     "resnet_serving.controller.commands",  # operator
     "resnet_serving.sync_commands",  # sync
+    "resnet_serving.plan.commands",  # plan
 )
 
 

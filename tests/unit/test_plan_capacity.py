@@ -16,7 +16,7 @@ from resnet_serving.plan.capacity import bench_capacity, forward_time_ms, load_b
 def tiny_bench() -> dict[str, Any]:
     """2 vCPUs, best clean level 40 req/s at c=4 (c=8 is faster but had a failure, so it must not count)."""
     return {
-        "environment": {"device": "cpu", "cpus_available": 2},
+        "environment": {"device": "cpu", "cpus_available": 2, "payload": {"file": "x.jpg", "bytes": 60_000}},
         "serve_config": {"workers": 2, "torch_threads_per_worker": 1, "batch_size": 2, "max_batch_delay_ms": 2},
         "raw": {"img_s_by_batch": {"1": 40.0, "4": 48.0}, "graph": "torchscript-frozen"},
         "served": [
@@ -109,6 +109,8 @@ def _broken(mutate: Any) -> dict[str, Any]:
         (_broken(lambda b: b["served"][0].update(p99_ms=1.0)), "out of order"),
         (_broken(lambda b: b["served"][1].update(concurrency=1)), "twice"),
         (_broken(lambda b: b["environment"].pop("cpus_available")), "cpus_available"),
+        (_broken(lambda b: b["environment"].pop("payload")), "payload.bytes"),
+        (_broken(lambda b: b["served"][0].update(rounds=[{"img_s": 1}])), "served[0].rounds"),
         (_broken(lambda b: b["serve_config"].update(workers=0)), "serve_config"),
         (_broken(lambda b: b["raw"].update(img_s_by_batch={"x": 1})), "bad entry"),
     ],

@@ -1,7 +1,8 @@
 """Per-pod and per-instance capacity from a ``bench.json`` written by ``resnet-serving bench``.
 
 Capacity is never invented: every figure here comes from the bench's ``served`` levels (one image per
-request, so served img/s is requests/s) and the machine they ran on. Throughput is taken per vCPU of the
+request, so served img/s is requests/s; with ``--repeat``, a level's median over its rounds) and the machine
+they ran on. Throughput is taken per vCPU of the
 bench machine (``environment.cpus_available``, which includes the load generator's share, so it errs low)
 and scaled linearly to another CPU count. Scaling below the measured count stays inside what the bench saw;
 scaling above it is an extrapolation, and the ``how`` text of every result says which one it is.
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import json
 import math
+import statistics
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -93,6 +95,8 @@ def _bench_problem(data: Any) -> str | None:
     env, cfg, raw, served = (data.get(k) for k in ("environment", "serve_config", "raw", "served"))
     if not isinstance(env, dict) or not _positive(env.get("cpus_available")):
         return "environment.cpus_available is missing or not a positive number"
+    if not isinstance(env.get("payload"), dict) or not _positive(env["payload"].get("bytes")):
+        return "environment.payload.bytes is missing or not a positive number"
     if not isinstance(cfg, dict) or not all(
         _positive(cfg.get(k)) for k in ("workers", "torch_threads_per_worker", "batch_size")
     ):
@@ -114,7 +118,18 @@ def _bench_problem(data: Any) -> str | None:
         seen.add(r["concurrency"])
         if not r["p50_ms"] <= r["p95_ms"] <= r["p99_ms"]:
             return f"served[{i}] has p50 > p95 > p99 out of order"
+        rounds = r.get("rounds", [])
+        if not isinstance(rounds, list) or not all(
+            isinstance(x, dict) and _positive(x.get("img_s")) and _positive(x.get("p99_ms")) for x in rounds
+        ):
+            return f"served[{i}].rounds lacks a positive img_s and p99_ms in every round"
     return None
+
+
+def level_img_s(level: Mapping[str, Any]) -> float:
+    """A served level's throughput: the median over its rounds when the bench ran several (``--repeat``)."""
+    rounds = level.get("rounds") or [level]
+    return float(statistics.median(float(x["img_s"]) for x in rounds))
 
 
 def bench_capacity(bench: Mapping[str, Any]) -> BenchCapacity:
@@ -125,7 +140,7 @@ def bench_capacity(bench: Mapping[str, Any]) -> BenchCapacity:
     clean = [r for r in bench["served"] if not r.get("failed")]
     if not clean:
         raise InputError(f"every served level of the bench had failed requests: {MAKE_ONE} on a quiet machine")
-    best = max(clean, key=lambda r: r["img_s"])
+    best = max(clean, key=level_img_s)
     env, cfg = bench["environment"], bench["serve_config"]
     config = (
         f"{cfg['workers']} worker(s) × {cfg['torch_threads_per_worker']} thread(s), batch {cfg['batch_size']}, "
@@ -136,7 +151,7 @@ def bench_capacity(bench: Mapping[str, Any]) -> BenchCapacity:
         vcpus=int(env["cpus_available"]),
         config=config,
         best_concurrency=int(best["concurrency"]),
-        best_img_s=float(best["img_s"]),
+        best_img_s=level_img_s(best),
     )
 
 
