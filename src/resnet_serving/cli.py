@@ -23,6 +23,7 @@ COMMAND_MODULES = (
     "resnet_serving.controller.commands",  # operator
     "resnet_serving.sync_commands",  # sync
     "resnet_serving.sagemaker.commands",  # sagemaker deploy|status|rollback|delete|invoke
+    "resnet_serving.plan.commands",  # plan
 )
 
 
