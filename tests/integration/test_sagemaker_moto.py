@@ -275,3 +275,28 @@ def test_operator_entry_point_rebuilds_the_spec_from_tags(
     assert main(deploy_args(sm_store, endpoint_name, "--instance-count", "3")) == 0
     outcome = update_endpoint_version(endpoint_name, store=sm_store["uri"], version="1", endpoint_url=sm_store["url"])
     assert outcome.action == "unchanged", "the tags rebuilt exactly the settings deploy used"
+
+
+def test_default_autoscaling_target_derives_from_the_bench(
+    moto_s3: MotoS3, sm_store: dict[str, Any], endpoint_name: str, tmp_path: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """No --autoscale-target: the target comes from bench.json through resnet_serving.plan, and says how."""
+    bench = {
+        "environment": {"device": "cpu", "cpus_available": 2, "payload": {"file": "x.jpg", "bytes": 60_000}},
+        "serve_config": {"workers": 2, "torch_threads_per_worker": 1, "batch_size": 2, "max_batch_delay_ms": 2},
+        "raw": {"img_s_by_batch": {"1": 40.0}, "graph": "torchscript-frozen"},
+        "served": [{"concurrency": 4, "img_s": 40.0, "p50_ms": 95.0, "p95_ms": 110.0, "p99_ms": 130.0, "failed": 0}],
+    }
+    path = tmp_path / "bench.json"
+    path.write_text(json.dumps(bench))
+    args = deploy_args(sm_store, endpoint_name)
+    i = args.index("--autoscale-target")
+    args[i : i + 2] = ["--bench", str(path)]
+    assert main(args) == 0
+    err = capsys.readouterr().err
+    # 40 img/s on 2 vCPUs = 20 per vCPU; ml.m5.xlarge has 4: 80/s x 60 s x 0.7 = 3360 per minute
+    assert "autoscaling target 3360 invocations/instance/min" in err and "EXTRAPOLATED" in err
+    rid = f"endpoint/{endpoint_name}/variant/AllTraffic"
+    aas = aws(moto_s3, "application-autoscaling")
+    policy = aas.describe_scaling_policies(ServiceNamespace="sagemaker", ResourceId=rid)["ScalingPolicies"][0]
+    assert policy["TargetTrackingScalingPolicyConfiguration"]["TargetValue"] == 3360.0

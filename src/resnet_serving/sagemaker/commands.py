@@ -6,7 +6,6 @@ Every flag is validated before any AWS call (a bad value exits 2 with a message 
 from __future__ import annotations
 
 import argparse
-import importlib
 import json
 import os
 import sys
@@ -20,6 +19,7 @@ from rich.table import Table
 from resnet_serving import MODEL_NAME, ui
 from resnet_serving.cli import add_endpoint_url
 from resnet_serving.errors import InputError, NotFound, SageMakerError
+from resnet_serving.plan.capacity import load_bench, sagemaker_invocations_target
 from resnet_serving.sagemaker.aws import Clients, make_clients
 from resnet_serving.sagemaker.deploy import Waiting, deploy, rollback
 from resnet_serving.sagemaker.errors import call
@@ -145,20 +145,15 @@ def _target_from_bench(bench: str, instance_type: str) -> tuple[float, str]:
     size = instance_type.rsplit(".", 1)[-1]
     if size not in SIZE_VCPUS:
         raise InputError(f"no vCPU count known for {instance_type}: give --autoscale-target N")
-    try:
-        capacity = importlib.import_module("resnet_serving.plan.capacity")
-    except ImportError as e:
-        raise InputError(
-            "give --autoscale-target N (invocations per instance per minute): this build cannot derive it from "
-            "a bench (resnet_serving.plan is missing)"
-        ) from e
     if not Path(bench).is_file():
         raise InputError(
-            f"no bench results at {bench}: run `resnet-serving bench` on the instance type, pass --bench PATH, "
-            "or give --autoscale-target N (invocations per instance per minute)"
+            f"no bench results at {bench}: run `resnet-serving bench` (on the instance type if you can), pass "
+            "--bench PATH, or give --autoscale-target N (invocations per instance per minute)"
         )
-    target = capacity.sagemaker_invocations_target(capacity.load_bench(bench), instance_vcpus=SIZE_VCPUS[size])
-    return float(target.invocations_per_minute), str(target.how)
+    target = sagemaker_invocations_target(load_bench(bench), instance_vcpus=SIZE_VCPUS[size])
+    how = f"from {bench} for {instance_type} ({SIZE_VCPUS[size]} vCPUs): {target.how}"
+    ui.info(f"autoscaling target {target.invocations_per_minute} invocations/instance/min, {how}")
+    return float(target.invocations_per_minute), how
 
 
 def spec_from_args(args: argparse.Namespace, version: str) -> DeploySpec:
