@@ -300,3 +300,49 @@ def test_default_autoscaling_target_derives_from_the_bench(
     aas = aws(moto_s3, "application-autoscaling")
     policy = aas.describe_scaling_policies(ServiceNamespace="sagemaker", ResourceId=rid)["ScalingPolicies"][0]
     assert policy["TargetTrackingScalingPolicyConfiguration"]["TargetValue"] == 3360.0
+
+
+def test_serverless_endpoint_has_no_instances_and_no_autoscaling(
+    moto_s3: MotoS3, sm_store: dict[str, Any], endpoint_name: str
+) -> None:
+    args = [
+        a
+        for a in deploy_args(sm_store, endpoint_name)
+        if a not in ("--autoscale-max", "6", "--autoscale-target", "120")
+    ]
+    assert main([*args, "--serverless", "--memory-mb", "6144", "--max-concurrency", "20"]) == 0
+    sm = aws(moto_s3, "sagemaker")
+    cfg = sm.describe_endpoint_config(
+        EndpointConfigName=sm.describe_endpoint(EndpointName=endpoint_name)["EndpointConfigName"]
+    )
+    variant = cfg["ProductionVariants"][0]
+    assert variant["ServerlessConfig"] == {"MemorySizeInMB": 6144, "MaxConcurrency": 20}
+    assert "InstanceType" not in variant and "KmsKeyId" not in cfg
+    model = sm.describe_model(ModelName=variant["ModelName"])
+    assert model["PrimaryContainer"]["Environment"] == {"RESNET_SERVING_SAGEMAKER_MODE": "serverless"}
+    rid = f"endpoint/{endpoint_name}/variant/AllTraffic"
+    aas = aws(moto_s3, "application-autoscaling")
+    assert aas.describe_scalable_targets(ServiceNamespace="sagemaker", ResourceIds=[rid])["ScalableTargets"] == []
+
+
+def test_vpc_and_data_capture_settings_reach_the_model_and_config(
+    moto_s3: MotoS3, sm_store: dict[str, Any], endpoint_name: str
+) -> None:
+    extra = ["--vpc-subnets", "subnet-0123abcd,subnet-0456abcd", "--vpc-security-groups", "sg-0123abcd",
+             "--data-capture", "s3://capture-bucket/resnet", "--capture-percent", "5",
+             "--instance-count", "3"]  # fmt: skip
+    assert main(deploy_args(sm_store, endpoint_name, *extra)) == 0
+    sm = aws(moto_s3, "sagemaker")
+    cfg = sm.describe_endpoint_config(
+        EndpointConfigName=sm.describe_endpoint(EndpointName=endpoint_name)["EndpointConfigName"]
+    )
+    capture = cfg["DataCaptureConfig"]
+    assert (capture["EnableCapture"], capture["InitialSamplingPercentage"]) == (True, 5)
+    assert capture["DestinationS3Uri"] == "s3://capture-bucket/resnet"
+    assert cfg["ProductionVariants"][0]["InitialInstanceCount"] == 3
+    model = sm.describe_model(ModelName=cfg["ProductionVariants"][0]["ModelName"])
+    assert model["VpcConfig"] == {
+        "Subnets": ["subnet-0123abcd", "subnet-0456abcd"],
+        "SecurityGroupIds": ["sg-0123abcd"],
+    }
+    # moto 5.2.5 does not echo EnableNetworkIsolation back; the request is checked in test_sagemaker_stubbed.py

@@ -241,7 +241,8 @@ def test_wait_is_bounded_by_timeout(
     capsys: pytest.CaptureFixture[str],
 ) -> None:  # fmt: skip
     """A create that stays Creating past --timeout exits 1 naming the state; moto's endpoints are InService at
-    once, so the sequence is stubbed. The clock is fake: each reading advances it 20 s, so the second poll is past 60 s."""
+    once, so the sequence is stubbed. The clock is fake: each reading advances it 20 s, so the second poll is
+    past 60 s."""
     ticks = iter(range(0, 10_000, 20))
     monkeypatch.setattr(commands, "WAITING", Waiting(poll=0, sleep=lambda _: None, clock=lambda: float(next(ticks))))
     args_list = argv(sm_store, endpoint_name, "--timeout", "60", "--alarm", "a")
@@ -347,3 +348,35 @@ def test_service_errors_name_the_call_and_resource(
     assert main(["sagemaker", "status", "--endpoint", endpoint_name]) == rc
     err = capsys.readouterr().err
     assert expect in err and f"endpoint {endpoint_name}" in err and "Traceback" not in err
+
+
+def test_vpc_model_turns_network_isolation_on(stubs: Stubs) -> None:
+    """moto 5.2.5 stores EnableNetworkIsolation but describes it as False, so the create_model request is
+    checked here: a VPC model is created with network isolation on."""
+    from resnet_serving.sagemaker.deploy import ensure_model
+
+    spec = DeploySpec(
+        endpoint="ep", role=ROLE, image=IMAGE, store="s3://b/p", version="3",
+        vpc_subnets=("subnet-0123abcd",), vpc_security_groups=("sg-0123abcd",),
+    ).validate()  # fmt: skip
+    sha = "ab" * 32
+    names = spec.names(sha)
+    not_found(stubs.sm, "describe_model", "model")
+    stubs.sm.add_response(
+        "create_model",
+        {"ModelArn": f"{ACCOUNT_ARN}:model/{names.model}"},
+        {
+            "ModelName": names.model,
+            "ExecutionRoleArn": ROLE,
+            "PrimaryContainer": {
+                "Image": IMAGE,
+                "ModelDataUrl": "s3://b/p/resnet50/3/sagemaker/model.tar.gz",
+                "Mode": "SingleModel",
+                "Environment": {"RESNET_SERVING_SAGEMAKER_MODE": "realtime"},
+            },
+            "Tags": ANY,
+            "VpcConfig": {"Subnets": ["subnet-0123abcd"], "SecurityGroupIds": ["sg-0123abcd"]},
+            "EnableNetworkIsolation": True,
+        },
+    )
+    assert ensure_model(stubs.clients, spec, names, sha, "s3://b/p/resnet50/3/sagemaker/model.tar.gz")
