@@ -346,3 +346,39 @@ def test_vpc_and_data_capture_settings_reach_the_model_and_config(
         "SecurityGroupIds": ["sg-0123abcd"],
     }
     # moto 5.2.5 does not echo EnableNetworkIsolation back; the request is checked in test_sagemaker_stubbed.py
+
+
+def test_a_failed_copy_leaves_no_object_and_no_temp_key(moto_s3: MotoS3, sm_store: dict[str, Any]) -> None:
+    """The upload goes to a temp key and is copied into place. The copy is made to fail with a botocore
+    before-call hook (moto would not fail it): neither the real key nor the temp key is left behind."""
+    from botocore.exceptions import ClientError
+
+    from resnet_serving.errors import AccessDenied
+    from resnet_serving.sagemaker.package import ensure_tarball, tarball_key
+    from resnet_serving.store import open_store
+
+    store = open_store(sm_store["uri"], endpoint_url=sm_store["url"])
+
+    def deny(**_: Any) -> None:
+        raise ClientError({"Error": {"Code": "AccessDenied", "Message": "no"}}, "CopyObject")
+
+    store.backend.client.meta.events.register("before-call.s3.CopyObject", deny)  # type: ignore[attr-defined]
+    with pytest.raises(AccessDenied, match="s3:PutObject"):
+        ensure_tarball(store, "resnet50", "1", sm_store["shas"]["1"], kms_key=None)
+    listed = moto_s3.client().list_objects_v2(Bucket=sm_store["bucket"], Prefix="models/resnet50/1/")
+    assert sorted(o["Key"] for o in listed["Contents"]) == [
+        "models/resnet50/1/manifest.json",
+        "models/resnet50/1/model.mar",
+    ]
+    assert tarball_key("resnet50", "1") == "resnet50/1/sagemaker/model.tar.gz"
+
+
+def test_operator_entry_point_raises_typed_errors(sm_store: dict[str, Any], endpoint_name: str) -> None:
+    from resnet_serving.errors import ResnetServingError
+    from resnet_serving.sagemaker import update_endpoint_version
+
+    with pytest.raises(ResnetServingError, match="does not exist: create it with"):
+        update_endpoint_version(endpoint_name, store=sm_store["uri"], version="2", endpoint_url=sm_store["url"])
+    assert main(deploy_args(sm_store, endpoint_name)) == 0
+    with pytest.raises(ResnetServingError, match="version 9 is not in"):
+        update_endpoint_version(endpoint_name, store=sm_store["uri"], version="9", endpoint_url=sm_store["url"])

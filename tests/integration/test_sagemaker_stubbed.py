@@ -380,3 +380,16 @@ def test_vpc_model_turns_network_isolation_on(stubs: Stubs) -> None:
         },
     )
     assert ensure_model(stubs.clients, spec, names, sha, "s3://b/p/resnet50/3/sagemaker/model.tar.gz")
+
+
+def test_a_failed_endpoint_is_not_updated(
+    stubs: Stubs, sm_store: dict[str, Any], endpoint_name: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """moto's endpoints never fail, so a Failed one is stubbed: deploy stops before creating anything."""
+    stubs.sm.add_response(
+        "describe_endpoint", endpoint_desc(endpoint_name, "old", "Failed", "CannotStartContainerError"), None
+    )
+    stubs.sm.add_response("list_tags", tags({TAG_MANAGED: MANAGED, TAG_ENDPOINT: endpoint_name}), None)
+    assert main(argv(sm_store, endpoint_name)) == 1
+    err = capsys.readouterr().err
+    assert "is Failed (CannotStartContainerError)" in err and "sagemaker delete" in err

@@ -347,7 +347,13 @@ def deploy(spec: DeploySpec, *, clients: Clients, store: Store, waiting: Waiting
             raise SageMakerUnavailable(
                 f"endpoint {spec.endpoint} is {live['EndpointStatus']}: wait until it is InService, then deploy again"
             )
-        if live["EndpointConfigName"] == names.config and live["EndpointStatus"] == "InService":
+        if live["EndpointStatus"] != "InService":
+            raise DeploymentFailed(
+                f"endpoint {spec.endpoint} is {live['EndpointStatus']} "
+                f"({live.get('FailureReason') or 'no FailureReason'}): SageMaker cannot update it; remove it with "
+                f"`resnet-serving sagemaker delete --endpoint {spec.endpoint}` and deploy again"
+            )
+        if live["EndpointConfigName"] == names.config:
             scaled = apply_autoscaling(clients, spec)
             note = "; autoscaling settings updated" if scaled else ", nothing changed"
             ui.info(
