@@ -245,7 +245,7 @@ def test_wait_is_bounded_by_timeout(
     past 60 s."""
     ticks = iter(range(0, 10_000, 20))
     monkeypatch.setattr(commands, "WAITING", Waiting(poll=0, sleep=lambda _: None, clock=lambda: float(next(ticks))))
-    args_list = argv(sm_store, endpoint_name, "--timeout", "60", "--alarm", "a")
+    args_list = argv(sm_store, endpoint_name, "--timeout", "60", "--alarm", "a", "--traffic", "all-at-once")
     spec = spec_for(args_list)
     not_found(stubs.sm, "describe_endpoint", "endpoint")
     not_found(stubs.sm, "describe_model", "model")

@@ -100,6 +100,9 @@ def no_aws(monkeypatch: pytest.MonkeyPatch) -> None:
         (["--alarm", "bad alarm!"], "invalid --alarm 'bad alarm!'"),
         (["--timeout", "0"], "--timeout (s) must be at least 1"),
         (["--p99-latency-ms", "0"], "--p99-latency-ms must be between 1 and 60000"),
+        (["--timeout", "600"], "--timeout 600 is not longer than the traffic shifting"),
+        (["--traffic", "linear:10%:300s", "--timeout", "2000"], "takes 3000 s"),
+        (["--store", "file:///models"], "SageMaker reads model data from S3"),
     ],
 )
 def test_bad_flags_exit_2_before_any_aws_call(

@@ -234,8 +234,8 @@ def ensure_alarms(clients: Clients, spec: DeploySpec) -> list[str]:
 
 def deployment_config(traffic: Traffic, alarms: list[str], *, max_wait_s: int | None = None) -> dict[str, Any]:
     policy: dict[str, Any] = {"TrafficRoutingConfiguration": traffic.routing(), "TerminationWaitInSeconds": 0}
-    if max_wait_s is not None:
-        policy["MaximumExecutionTimeoutInSeconds"] = max(600, min(28800, max_wait_s))
+    if max_wait_s is not None:  # SageMaker wants it above the traffic waits, within 600-28800 s
+        policy["MaximumExecutionTimeoutInSeconds"] = max(600, traffic.total_wait_s() + 1, min(28800, max_wait_s))
     cfg: dict[str, Any] = {"BlueGreenUpdatePolicy": policy}
     if alarms:
         cfg["AutoRollbackConfiguration"] = {"Alarms": [{"AlarmName": a} for a in alarms]}

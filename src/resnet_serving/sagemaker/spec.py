@@ -222,6 +222,13 @@ class DeploySpec:
                 raise InputError(f"invalid --alarm {name!r}: use letters, digits and _ . : / = + - @")
         _range("--p99-latency-ms", self.p99_latency_ms, 1, 60000)
         _range("--timeout (s)", self.timeout_s, 1)
+        if self.timeout_s <= self.traffic.total_wait_s():
+            raise InputError(
+                f"--timeout {self.timeout_s} is not longer than the traffic shifting it waits for (--traffic "
+                f"{self.traffic} takes {self.traffic.total_wait_s()} s): raise --timeout"
+            )
+        if not self.store.startswith("s3://"):
+            raise InputError(f"--store {self.store!r}: SageMaker reads model data from S3, use s3://BUCKET/PREFIX")
         self.settings_tags()  # every setting must fit in a tag, or update_endpoint_version could not rebuild it
         return self
 
