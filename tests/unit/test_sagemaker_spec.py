@@ -260,3 +260,14 @@ def test_conversion_names_the_call_and_the_resource(exc: Exception, cls: type, t
 
 def test_conversion_leaves_foreign_exceptions_alone() -> None:
     assert convert(ValueError("x"), service="sagemaker", operation="create_endpoint", resource="endpoint ep") is None
+
+
+def test_operator_entry_point_refuses_a_non_s3_store_before_any_call(monkeypatch: pytest.MonkeyPatch) -> None:
+    from resnet_serving.sagemaker import deploy as deploy_mod
+
+    def refuse(*a: Any, **k: Any) -> Any:
+        raise AssertionError("AWS clients were made")
+
+    monkeypatch.setattr(deploy_mod, "make_clients", refuse)
+    with pytest.raises(SageMakerInvalid, match="not s3://"):
+        deploy_mod.update_endpoint_version("ep", store="file:///models", version="1")

@@ -488,6 +488,8 @@ def update_endpoint_version(
     The same code as ``resnet-serving sagemaker deploy``; raises only :class:`ResnetServingError` subclasses.
     """
     try:
+        if not store.startswith("s3://"):  # before any AWS call
+            raise SageMakerInvalid(f"{endpoint}: SageMaker reads model data from S3; the store {store} is not s3://")
         clients = make_clients(endpoint_url, region)
         live = describe_endpoint(clients, endpoint)
         if live is None:
