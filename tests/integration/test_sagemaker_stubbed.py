@@ -393,3 +393,42 @@ def test_a_failed_endpoint_is_not_updated(
     assert main(argv(sm_store, endpoint_name)) == 1
     err = capsys.readouterr().err
     assert "is Failed (CannotStartContainerError)" in err and "sagemaker delete" in err
+
+
+def test_rerun_with_the_live_version_makes_no_write_call(
+    stubs: Stubs, sm_store: dict[str, Any], endpoint_name: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """moto 5.2.5 lets a duplicate create overwrite silently, so a re-run that created things again would look
+    unchanged there. With the Stubber any call not queued fails the test: the re-run only reads."""
+    args_list = argv(sm_store, endpoint_name)
+    spec = spec_for(args_list)
+    live = spec.names(sm_store["shas"]["2"]).config
+    rid = f"endpoint/{endpoint_name}/variant/AllTraffic"
+    stubs.sm.add_response("describe_endpoint", endpoint_desc(endpoint_name, live, "InService"), None)
+    stubs.sm.add_response("list_tags", tags({TAG_MANAGED: MANAGED, TAG_ENDPOINT: endpoint_name}), None)
+    stubs.aas.add_response(
+        "describe_scalable_targets",
+        {"ScalableTargets": [{
+            "ServiceNamespace": "sagemaker", "ResourceId": rid,
+            "ScalableDimension": "sagemaker:variant:DesiredInstanceCount", "MinCapacity": 2, "MaxCapacity": 4,
+            "RoleARN": "arn:aws:iam::1:role/x", "CreationTime": NOW,
+        }]},
+        None,
+    )  # fmt: skip
+    stubs.aas.add_response(
+        "describe_scaling_policies",
+        {"ScalingPolicies": [{
+            "PolicyARN": "arn:p", "PolicyName": f"resnet-serving-{endpoint_name}-invocations",
+            "ServiceNamespace": "sagemaker", "ResourceId": rid,
+            "ScalableDimension": "sagemaker:variant:DesiredInstanceCount", "PolicyType": "TargetTrackingScaling",
+            "CreationTime": NOW,
+            "TargetTrackingScalingPolicyConfiguration": {
+                "TargetValue": 120.0, "ScaleInCooldown": 300, "ScaleOutCooldown": 60,
+                "PredefinedMetricSpecification": {"PredefinedMetricType": "SageMakerVariantInvocationsPerInstance"},
+            },
+        }]},
+        None,
+    )  # fmt: skip
+    assert main(args_list) == 0
+    out = capsys.readouterr()
+    assert f"{endpoint_name}: unchanged v2" in out.out and "nothing changed" in out.err

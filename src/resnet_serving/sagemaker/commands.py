@@ -213,7 +213,10 @@ def cmd_status(args: argparse.Namespace) -> int:
         return 0
     console = Console(width=None if sys.stdout.isatty() else 200)
     console.print(
-        f"{s['endpoint']}: {s['status']}, v{s['version']} ({s['digest']}) from {s['config']}", highlight=False
+        f"{s['endpoint']}: {s['status']}, "
+        + (f"v{s['version']} ({s['digest']})" if s["version"] else "version unknown (not tagged by deploy)")
+        + f" from {s['config']}",
+        highlight=False,
     )
     table = Table(title="variants", title_justify="left")
     for col in ("VARIANT", "INSTANCES", "DESIRED", "SERVERLESS"):
