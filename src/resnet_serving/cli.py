@@ -23,6 +23,8 @@ COMMAND_MODULES = (
     "resnet_serving.store.commands",  # push, versions, promote, fetch
     "resnet_serving.controller.commands",  # operator
     "resnet_serving.sync.commands",  # sync
+    "resnet_serving.sagemaker.commands",  # sagemaker deploy|status|rollback|delete|invoke
+    "resnet_serving.plan.commands",  # plan
 )
 
 

@@ -176,3 +176,54 @@ class KubernetesUnavailable(OperatorError):
         super().__init__(message)
         self.status = status
         self.retry_after = retry_after
+
+
+# ---- SageMaker -----------------------------------------------------------------------------------------
+class SageMakerError(ResnetServingError):
+    """SageMaker, Application Auto Scaling or CloudWatch failed or refused a call (the message names both)."""
+
+    http_status = 502
+    code = "sagemaker_error"
+    transient = False
+
+
+class SageMakerInvalid(SageMakerError):
+    """The caller's request or settings are invalid (``ValidationException``, a resource that is not ours)."""
+
+    http_status = 400
+    code = "sagemaker_invalid"
+
+
+class SageMakerAccessDenied(SageMakerError):
+    """The caller lacks a permission, or SageMaker cannot assume the execution role."""
+
+    http_status = 403
+    code = "sagemaker_access_denied"
+
+
+class SageMakerNotFound(SageMakerError):
+    """The endpoint, config, model or alarm does not exist."""
+
+    http_status = 404
+    code = "sagemaker_not_found"
+
+
+class SageMakerQuota(SageMakerError):
+    """An account quota (``ResourceLimitExceeded``) stops the call; a quota increase or fewer instances helps."""
+
+    http_status = 503
+    code = "sagemaker_quota"
+
+
+class SageMakerUnavailable(SageMakerError):
+    """Throttled or a 5xx after the SDK's retries; trying again later can help."""
+
+    http_status = 503
+    code = "sagemaker_unavailable"
+    transient = True
+
+
+class DeploymentFailed(SageMakerError):
+    """An endpoint create or update did not end with the new config in service (rolled back, failed, timed out)."""
+
+    code = "deployment_failed"

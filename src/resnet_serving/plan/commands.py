@@ -1,0 +1,193 @@
+"""`resnet-serving plan`: how many pods, nodes or instances a load needs, and what they cost per month."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+DEFAULT_BENCH = Path("bench-results") / "bench.json"
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "plan",
+        help="capacity and $/month for a load on EKS, SageMaker real-time and serverless, from a bench.json",
+    )
+    load = p.add_mutually_exclusive_group(required=True)
+    load.add_argument("--rps", type=float, help="peak requests per second")
+    load.add_argument("--users", type=float, help="concurrent users (with --think-time)")
+    p.add_argument("--think-time", type=float, help="seconds between one user's requests (with --users)")
+    p.add_argument("--p99-ms", type=float, required=True, help="p99 latency objective per request, ms")
+    p.add_argument("--bench", type=Path, default=DEFAULT_BENCH, help=f"bench.json (default: {DEFAULT_BENCH})")
+    p.add_argument("--prices", type=Path, help="prices JSON replacing the packaged one (same format)")
+    p.add_argument("--region", default="us-east-1", help="region in the prices file (default: us-east-1)")
+    p.add_argument("--utilisation", type=float, default=0.7, help="highest load per unit, share of capacity")
+    p.add_argument("--azs", type=int, default=3, help="availability zones (N+1: any AZs-1 carry the load)")
+    p.add_argument("--node-type", default="c5.2xlarge", help="EKS node instance type (default: c5.2xlarge)")
+    p.add_argument(
+        "--instance-type",
+        action="append",
+        dest="instance_types",
+        help="SageMaker instance type to price (repeatable; default: every one in the prices file)",
+    )
+    p.add_argument("--json", type=Path, dest="json_out", help="write the plan as JSON to this file")
+    p.add_argument("--plot", type=Path, help="plot $/month against load to this PNG")
+    p.add_argument("--emit-values", action="store_true", help="print chart values (YAML) for `helm install -f`")
+    p.set_defaults(func=cmd_plan)
+
+
+def cmd_plan(args: argparse.Namespace) -> int:
+    from resnet_serving.errors import InputError
+    from resnet_serving.plan.capacity import load_bench
+    from resnet_serving.plan.planner import load_from_args, make_plan
+    from resnet_serving.plan.prices import load_prices
+
+    if args.users is not None and args.think_time is None:
+        raise InputError("--users needs --think-time (seconds between one user's requests)")
+    if args.rps is not None and args.think_time is not None:
+        raise InputError("--think-time goes with --users, not with --rps")
+    load = load_from_args(args.rps, args.users, args.think_time)
+    bench = load_bench(args.bench)
+    prices = load_prices(args.prices, args.region)
+
+    def plan_for(lo: Any) -> Any:
+        return make_plan(
+            bench,
+            prices,
+            lo,
+            p99_ms=args.p99_ms,
+            utilisation=args.utilisation,
+            azs=args.azs,
+            node_type=args.node_type,
+            instance_types=args.instance_types,
+        )
+
+    plan = plan_for(load)
+    if args.emit_values:
+        print(values_yaml(plan), end="")
+    else:
+        print_plan(plan)
+    if args.json_out:
+        _write_atomic(args.json_out, json.dumps(plan.to_dict(), indent=2, default=_jsonable) + "\n")
+    if args.plot:
+        from resnet_serving.plan.planner import Load
+
+        loads = sorted({load.rps * f for f in (0.1, 0.2, 0.3, 0.5, 0.7, 1.0, 1.5, 2.0, 3.0)})
+        series = [(lo, plan_for(Load(lo, ""))) for lo in loads]
+        plot(series, load.rps, args.plot)
+    return 0
+
+
+def _jsonable(x: Any) -> Any:
+    return None if isinstance(x, float) and not math.isfinite(x) else str(x)
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _ms(x: float | None) -> str:
+    if x is None:
+        return ""
+    return "unbounded" if not math.isfinite(x) else f"{x:.0f}"
+
+
+def print_plan(plan: Any) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console(width=None if sys.stdout.isatty() else 200)
+    console.print(f"Load: {plan.load.how}", highlight=False)
+    console.print(f"p99 objective: {plan.p99_target_ms:g} ms (forward pass alone: {plan.forward_ms:.1f} ms)")
+    console.print(f"Capacity: {plan.bench_how}", highlight=False)
+    console.print(
+        f"Sizing: each unit loaded to {plan.utilisation:.0%} of its capacity at most; zone headroom N+1 over "
+        f"{plan.azs} AZs (any {plan.azs - 1} carry the load); prices {plan.region} from {plan.prices_file}, "
+        "730 h/month",
+        highlight=False,
+    )
+    table = Table(title=f"resnet-serving plan: {plan.load.rps:g} requests/s, p99 <= {plan.p99_target_ms:g} ms")
+    for col in ("option", "units", "base", "+zone", "req/s/unit", "p99 ms", "p99 1 AZ down", "$/month", "notes"):
+        table.add_column(col, justify="left" if col in ("option", "units") else "right", no_wrap=True)
+    notes: list[str] = []
+    for r in plan.rows:
+        refs = ""
+        if r.note:
+            notes.append(r.note)
+            refs = f"[{len(notes)}]"
+        table.add_row(
+            r.option + (" (estimated)" if r.estimated else ""),
+            r.units,
+            "" if r.base_units is None else str(r.base_units),
+            "" if r.headroom_units is None else str(r.headroom_units),
+            "" if r.per_unit_rps is None else f"{r.per_unit_rps:.1f}",
+            _ms(r.p99_ms),
+            _ms(r.p99_zone_down_ms),
+            "n/a" if r.usd_month is None else f"${r.usd_month:,.0f}",
+            refs,
+        )
+    console.print(table)
+    for i, note in enumerate(notes, 1):
+        console.print(f"[{i}] {note}", highlight=False, markup=False)
+    console.print(
+        "API Gateway and Lambda are the brief's SageMaker front door (API Gateway -> Lambda -> endpoint); EKS is "
+        "reached through the ALB priced in its rows. Data transfer and CloudWatch apply to every option.",
+        highlight=False,
+    )
+
+
+def values_yaml(plan: Any) -> str:
+    import yaml
+
+    v = plan.values
+    head = (
+        f"# resnet-serving plan: {plan.load.rps:g} requests/s at p99 <= {plan.p99_target_ms:g} ms\n"
+        f"# minReplicas carries that load with one AZ down; maxReplicas leaves 2x for bursts.\n"
+        f"# {plan.bench_how}\n"
+    )
+    return head + yaml.safe_dump(v, sort_keys=False)
+
+
+def plot(series: list[tuple[float, Any]], rps: float, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    options = [r.option for r in series[0][1].rows if r.kind == "compute"]
+    fig, ax = plt.subplots(figsize=(9, 5))
+    for name in options:
+        xs, ys = [], []
+        for lo, plan in series:
+            row = next(r for r in plan.rows if r.option == name)
+            if row.usd_month is not None:
+                xs.append(lo)
+                ys.append(row.usd_month)
+        if xs:
+            ax.plot(xs, ys, "o-", label=name)
+    ax.axvline(rps, color="grey", linestyle=":", label=f"planned load {rps:g} req/s")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("load (requests/s)")
+    ax.set_ylabel("$/month (730 h)")
+    ax.set_title("resnet-serving plan: compute $/month against load")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    print(f"wrote {path}", file=sys.stderr)

@@ -1,0 +1,142 @@
+"""Prices are data: ``prices.json`` ships with the package, ``--prices FILE`` replaces it. Never fetched at run time.
+
+Every entry carries ``source`` (the public AWS page it was read from), ``as_of`` (YYYY-MM-DD) and ``estimated``
+(true where no official page confirmed the figure); rows priced from an estimated entry say so.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from resnet_serving.errors import InputError
+
+# Sections and the numeric fields each entry must have. Instance maps hold one such entry per instance type.
+_SECTIONS: dict[str, tuple[str, ...]] = {
+    "eks_cluster": ("usd_per_hour",),
+    "alb": ("usd_per_hour", "usd_per_lcu_hour", "processed_gb_per_lcu_hour"),
+    "sagemaker_serverless": ("usd_per_gb_second", "data_processing_usd_per_gb", "vcpus_per_gb"),
+    "sagemaker_serverless_limits": ("max_concurrency", "max_payload_mb"),
+    "lambda": ("usd_per_million_requests", "usd_per_gb_second"),
+    "data_transfer_out": ("usd_per_gb",),
+    "cloudwatch": ("usd_per_metric_month", "usd_per_alarm_month", "logs_usd_per_gb_ingested"),
+    "s3": ("usd_per_gb_month",),
+    "api_gateway_rest": (),
+}
+_INSTANCE_SECTIONS: dict[str, tuple[str, ...]] = {
+    "ec2_on_demand": ("usd_per_hour", "vcpus", "memory_gib", "spot_usd_per_hour"),
+    "sagemaker_realtime": ("usd_per_hour", "vcpus", "memory_gib"),
+}
+_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+
+
+@dataclass(frozen=True)
+class Prices:
+    region: str
+    hours_per_month: float
+    file: str
+    data: dict[str, Any]
+
+    def entry(self, section: str, name: str | None = None) -> dict[str, Any]:
+        sec = self.data[section]
+        if name is None:
+            return dict(sec)
+        if name not in sec:
+            known = ", ".join(sorted(sec))
+            raise InputError(f"unknown instance type {name!r} for {section} in {self.file} (known: {known})")
+        return dict(sec[name])
+
+    def instance_types(self, section: str) -> list[str]:
+        return sorted(self.data[section])
+
+
+def _default_path() -> Any:
+    return resources.files("resnet_serving.plan").joinpath("prices.json")
+
+
+def load_prices(path: str | Path | None, region: str) -> Prices:
+    """The price list for ``region`` from ``path`` (default: the packaged prices.json), checked entry by entry."""
+    src = _default_path() if path is None else Path(path)
+    name = "the packaged prices.json" if path is None else str(path)
+    try:
+        doc = json.loads(src.read_text(encoding="utf-8"))
+    except FileNotFoundError as e:
+        raise InputError(f"no prices file at {name}") from e
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise InputError(f"{name} is not a readable JSON prices file: {e}") from e
+    if not isinstance(doc, dict) or not isinstance(doc.get("regions"), dict):
+        raise InputError(f"{name}: malformed prices file: expected an object with 'regions'")
+    hours = doc.get("hours_per_month", 730)
+    if not _num(hours):
+        raise InputError(f"{name}: malformed prices file: hours_per_month must be a positive number")
+    regions = doc["regions"]
+    if region not in regions:
+        raise InputError(f"{name} has no prices for region {region!r} (it has: {', '.join(sorted(regions))})")
+    data = regions[region]
+    problem = _region_problem(data)
+    if problem:
+        raise InputError(f"{name}: malformed prices file: regions.{region}.{problem}")
+    return Prices(region=region, hours_per_month=float(hours), file=name, data=data)
+
+
+def _num(x: Any) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and x > 0
+
+
+def _entry_problem(entry: Any, fields: tuple[str, ...]) -> str | None:
+    if not isinstance(entry, dict):
+        return "is not an object"
+    for f in fields:
+        if not _num(entry.get(f)):
+            return f"{f} is missing or not a positive number"
+    if not isinstance(entry.get("source"), str) or not entry["source"].strip():
+        return "has no source (the public page the figure comes from)"
+    if not isinstance(entry.get("as_of"), str) or not _DATE.match(entry["as_of"]):
+        return "has no as_of date (YYYY-MM-DD)"
+    if not isinstance(entry.get("estimated", False), bool):
+        return "estimated must be true or false"
+    return None
+
+
+def _region_problem(data: Any) -> str | None:
+    if not isinstance(data, dict):
+        return " is not an object"
+    for section, fields in _SECTIONS.items():
+        problem = _entry_problem(data.get(section), fields)
+        if problem:
+            return f"{section} {problem}"
+    tiers = data["api_gateway_rest"].get("tiers")
+    if not isinstance(tiers, list) or not tiers or not all(_tier_ok(t) for t in tiers) or tiers[-1][0] is not None:
+        return "api_gateway_rest.tiers must be [[requests or null, usd_per_million], ...] ending with null"
+    mem = data["sagemaker_serverless_limits"].get("memory_mb")
+    if not isinstance(mem, list) or not mem or not all(_num(m) for m in mem):
+        return "sagemaker_serverless_limits.memory_mb must be a list of sizes in MB"
+    for section, fields in _INSTANCE_SECTIONS.items():
+        sec = data.get(section)
+        if not isinstance(sec, dict) or not sec:
+            return f"{section} must map instance types to prices"
+        for name, entry in sec.items():
+            problem = _entry_problem(entry, fields)
+            if problem:
+                return f"{section}.{name} {problem}"
+    return None
+
+
+def _tier_ok(t: Any) -> bool:
+    return isinstance(t, list) and len(t) == 2 and (t[0] is None or _num(t[0])) and _num(t[1])
+
+
+def tiered_cost(requests: float, tiers: list[list[Any]]) -> float:
+    """USD for ``requests`` in a month under per-million tiers ``[[tier size or None, usd per million], ...]``."""
+    left, cost = requests, 0.0
+    for size, usd_per_million in tiers:
+        n = left if size is None else min(left, float(size))
+        cost += n / 1e6 * float(usd_per_million)
+        left -= n
+        if left <= 0:
+            break
+    return cost

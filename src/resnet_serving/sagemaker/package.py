@@ -1,0 +1,78 @@
+"""``model.tar.gz`` for SageMaker: the store version's ``model.mar`` and ``manifest.json`` at its top level.
+
+SageMaker extracts it into ``/opt/ml/model``, where the serving container finds the same two files that
+``resnet-serving fetch`` writes, and verifies the archive against the manifest before serving it.
+The tarball is built deterministically (fixed mtimes and owners), so the same version packs to the same bytes.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import json
+import tarfile
+import tempfile
+from pathlib import Path
+
+from resnet_serving.errors import IntegrityError
+from resnet_serving.store import Store, blobs, terminal_progress
+
+TARBALL = "model.tar.gz"
+MEMBERS = ("model.mar", "manifest.json")
+META_SOURCE_SHA = "resnet-serving-mar-sha256"
+META_TARBALL_SHA = "resnet-serving-tarball-sha256"
+
+
+def tarball_key(model: str, version: str) -> str:
+    """Relative to the store root: ``<model>/<version>/sagemaker/model.tar.gz`` (not a listed version file)."""
+    return f"{model}/{version}/sagemaker/{TARBALL}"
+
+
+def pack(src_dir: Path, out: Path) -> str:
+    """Write ``out`` holding ``src_dir``'s model.mar and manifest.json; return the tarball's sha256."""
+    with open(out, "wb") as raw:
+        with (
+            gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0) as gz,
+            tarfile.open(fileobj=gz, mode="w") as tar,
+        ):
+            for name in MEMBERS:
+                info = tar.gettarinfo(str(src_dir / name), arcname=name)
+                info.mtime, info.uid, info.gid, info.uname, info.gname, info.mode = 0, 0, 0, "", "", 0o644
+                with open(src_dir / name, "rb") as f:
+                    tar.addfile(info, f)
+    h = hashlib.sha256()
+    with open(out, "rb") as f:
+        while chunk := f.read(1 << 20):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def ensure_tarball(store: Store, model: str, version: str, sha256: str, *, kms_key: str | None) -> tuple[str, bool]:
+    """The ``s3://`` URL of the version's model.tar.gz, uploading it unless it is there for this sha256.
+
+    Returns ``(url, uploaded)``. The version is fetched verified (sha256 against its manifest) before packing.
+    """
+    key = tarball_key(model, version)
+    blobs.s3_backend(store, "sagemaker deploy")
+    meta = blobs.metadata(store, key)
+    if meta is not None and meta.get(META_SOURCE_SHA) == sha256:
+        return blobs.object_url(store, key), False
+    with tempfile.TemporaryDirectory(prefix="resnet-serving-sagemaker-") as tmp:
+        src = Path(tmp) / "src"
+        store.fetch(model, version, src, progress=terminal_progress())
+        fetched = json.loads((src / "manifest.json").read_text(encoding="utf-8"))
+        if fetched.get("sha256") != sha256:  # the manifest changed between reading and fetching it
+            raise IntegrityError(f"{model} v{version} changed in {store.uri} while deploying; run deploy again")
+        out = Path(tmp) / TARBALL
+        digest = pack(src, out)
+        size = out.stat().st_size
+        with terminal_progress()(f"upload {TARBALL} {model} v{version}", size) as advance:
+            url = blobs.put_file_atomic(
+                store,
+                key,
+                out,
+                meta={META_SOURCE_SHA: sha256, META_TARBALL_SHA: digest},
+                kms_key_id=kms_key,
+                on_bytes=advance,
+            )
+    return url, True

@@ -1,0 +1,100 @@
+"""The plan's arithmetic on small hand-checked cases: queueing, the latency model, zone headroom, prices, sizing."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from resnet_serving.plan.latency import LatencyModel, Point, erlang_c, mmc_in_system
+from resnet_serving.plan.planner import Load, load_from_args, make_plan, zone_spread
+from resnet_serving.plan.prices import load_prices, tiered_cost
+from tests.unit.test_plan_capacity import tiny_bench
+
+
+def test_erlang_c_hand_values() -> None:
+    # M/M/1: P(wait) = rho
+    assert erlang_c(1, 0.5) == pytest.approx(0.5)
+    # M/M/2 at offered load 1 Erlang: C = (a^2/2! * 2/(2-a)) / (1 + a + a^2/2! * 2/(2-a)) = 1/3
+    assert erlang_c(2, 1.0) == pytest.approx(1 / 3)
+    assert erlang_c(2, 0.0) == 0.0 and erlang_c(2, 2.0) == 1.0
+
+
+def test_mmc_in_system_hand_values() -> None:
+    assert mmc_in_system(1, 0.5) == pytest.approx(1.0)  # M/M/1: rho / (1 - rho)
+    # M/M/2, rho 0.5: L = 2*0.5 + (1/3) * 0.5/0.5 = 4/3
+    assert mmc_in_system(2, 0.5) == pytest.approx(4 / 3)
+
+
+def _model() -> LatencyModel:
+    # D = 50 ms, mu = 40/s: B(n) = max(50, 25 n) ms
+    pts = (Point(1, 20, 60), Point(4, 40, 130), Point(8, 40, 230))
+    return LatencyModel(pts, service_ms=50.0, workers=2)
+
+
+def test_latency_model_interpolates_the_tail_factor() -> None:
+    m = _model()
+    assert m.mu == 40
+    assert m.bound_ms(1) == 50 and m.bound_ms(4) == 100 and m.bound_ms(8) == 200
+    # k(1) = 1.2, k(4) = 1.3; at n = 2: k = 1.2 + 1/3 * 0.1, B = 50
+    assert m.p99_at_concurrency(2) == pytest.approx((1.2 + 0.1 / 3) * 50)
+    # the measured points are reproduced exactly
+    for p in m.points:
+        assert m.p99_at_concurrency(p.concurrency) == pytest.approx(p.p99_ms)
+
+
+def test_latency_model_follows_the_asymptote_past_the_ends() -> None:
+    m = _model()
+    # past c=8: k(8) = 1.15, B(16) = 400
+    assert m.p99_at_concurrency(16) == pytest.approx(1.15 * 400)
+    # below c=1: B stays at D, so p99 stays at the first point's
+    assert m.p99_at_concurrency(0.2) == pytest.approx(60)
+
+
+def test_latency_at_rate_uses_mmw_and_saturates() -> None:
+    m = _model()
+    # rate 20/s: rho 0.5, n = 4/3 in flight
+    assert m.in_flight(20) == pytest.approx(4 / 3)
+    assert m.p99_at_rate(20) == pytest.approx(m.p99_at_concurrency(4 / 3))
+    assert math.isinf(m.p99_at_rate(40)) and math.isinf(m.p99_at_rate(50))
+    r = m.max_rate_for(100)
+    assert m.p99_at_rate(r) <= 100 < m.p99_at_rate(r + 0.001 * m.mu + 1e-9)
+
+
+@pytest.mark.parametrize(("base", "total"), [(1, 3), (2, 3), (3, 6), (4, 6), (5, 9), (86, 129)])
+def test_zone_spread_any_two_of_three_zones_carry_the_load(base: int, total: int) -> None:
+    assert zone_spread(base, 3) == total
+    assert 2 * (total // 3) >= base
+
+
+def test_tiered_cost_crosses_tiers() -> None:
+    tiers = [[333_000_000, 3.5], [667_000_000, 2.8], [None, 1.51]]
+    assert tiered_cost(1_000_000, tiers) == pytest.approx(3.5)
+    # 333 M at 3.50 + 667 M at 2.80 + 1 000 M at 1.51
+    assert tiered_cost(2_000_000_000, tiers) == pytest.approx(333 * 3.5 + 667 * 2.8 + 1000 * 1.51)
+
+
+def test_users_become_rps_only_through_think_time() -> None:
+    load = load_from_args(None, 10_000, 10)
+    assert load.rps == 1000 and "think time" in load.how
+
+
+def test_plan_sizes_eks_by_hand() -> None:
+    """tiny_bench: mu 40/s per 2-vCPU pod; a loose p99 leaves the 0.7 cap binding: 28 req/s per pod."""
+    prices = load_prices(None, "us-east-1")
+    plan = make_plan(tiny_bench(), prices, Load(280, ""), p99_ms=10_000, utilisation=0.7)
+    eks = plan.rows[0]
+    assert eks.option == "EKS on-demand"
+    assert eks.per_unit_rps == pytest.approx(28)
+    assert (eks.base_units, eks.total_units, eks.headroom_units) == (10, 15, 5)
+    # c5.2xlarge: 8 vCPU - 0.5 reserved = 3 pods of 2 vCPU; 15 pods = 5 per AZ = 2 nodes per AZ = 6 nodes
+    assert "15 pods on 6 × c5.2xlarge" in eks.units
+    node = prices.entry("ec2_on_demand", "c5.2xlarge")["usd_per_hour"]
+    fixed = eks.usd_month - 6 * node * 730
+    assert fixed > prices.entry("eks_cluster")["usd_per_hour"] * 730  # control plane + ALB
+    sm = next(r for r in plan.rows if r.option == "SageMaker real-time ml.m5.xlarge")
+    # 4 vCPU = twice the bench machine: 56 req/s per instance, 5 instances for the load, 9 across 3 zones
+    assert sm.per_unit_rps == pytest.approx(56) and (sm.base_units, sm.total_units) == (5, 9)
+    assert sm.estimated and "EXTRAPOLATED from 2 to 4" in sm.note
+    assert plan.values["autoscaling"]["minReplicas"] == 15
+    assert plan.values["autoscaling"]["targetCPUUtilizationPercentage"] == 70
