@@ -3,7 +3,8 @@
 #
 #   IMAGE serve [FLAGS...]   SageMaker BYOC mode: SageMaker runs `docker run IMAGE serve` and expects the
 #                            model from /opt/ml/model served on port 8080 (/ping, /invocations). Extra
-#                            flags are appended (later flags win), e.g. `serve --workers 2`.
+#                            flags are appended (later flags win), e.g. `serve --workers 2`. SIGTERM stops
+#                            TorchServe and its workers; SageMaker sends SIGKILL 30 s later.
 #   IMAGE (no arguments)     the same as `serve`.
 #   IMAGE CMD [ARGS...]      anything else is exec'd as is, e.g. `resnet-serving fetch ...`, `bash`.
 #
@@ -16,9 +17,12 @@ fi
 
 if [ "$1" = "serve" ]; then
   shift
-  # SageMaker multi-container endpoints pass the port to bind in SAGEMAKER_BIND_TO_PORT.
+  # SageMaker extracts model.tar.gz (model.mar + manifest.json) into /opt/ml/model; serve verifies the
+  # archive's sha256 against the manifest before TorchServe sees it. Multi-container endpoints pass the port
+  # in SAGEMAKER_BIND_TO_PORT. The payload limit follows the endpoint kind that `sagemaker deploy` sets.
+  export RESNET_SERVING_SAGEMAKER_MODE="${RESNET_SERVING_SAGEMAKER_MODE:-realtime}"
   exec resnet-serving serve \
-    --model-dir /opt/ml/model \
+    --model-dir "${SM_MODEL_DIR:-/opt/ml/model}" \
     --host 0.0.0.0 \
     --port "${SAGEMAKER_BIND_TO_PORT:-8080}" \
     "$@"

@@ -31,6 +31,8 @@ ENV_URL = "RESNET_SERVING_URL"
 #: The S3 endpoint every AWS command honours (boto3's own variable).
 ENV_AWS_ENDPOINT_URL = "AWS_ENDPOINT_URL"
 AMP_CHOICES = ("auto", "off", "fp16", "bf16")
+#: The largest request SageMaker passes to a container, by endpoint kind (its documented invocation limits).
+SAGEMAKER_PAYLOAD_LIMITS = {"realtime": 6 * 1024 * 1024, "serverless": 4 * 1024 * 1024}
 _TRUE = ("1", "true", "yes", "on")
 _FALSE = ("0", "false", "no", "off")
 
@@ -67,6 +69,13 @@ def _amp(key: str, raw: str) -> str:
     value = raw.lower()
     if value not in AMP_CHOICES:
         raise ConfigError(f"{key}={raw!r}: expected one of {', '.join(AMP_CHOICES)}")
+    return value
+
+
+def _sagemaker_mode(key: str, raw: str) -> str:
+    value = raw.lower()
+    if value not in SAGEMAKER_PAYLOAD_LIMITS:
+        raise ConfigError(f"{key}={raw!r}: expected one of {', '.join(SAGEMAKER_PAYLOAD_LIMITS)}")
     return value
 
 
@@ -109,11 +118,20 @@ class Settings:
     torch_threads: int | None = field(
         default=None, metadata=_var(_positive_int, "torch threads per worker; serve sets it from the CPU quota")
     )
+    sagemaker_mode: str = field(
+        default="",
+        metadata=_var(_sagemaker_mode, "realtime or serverless: answer 413 above that SageMaker payload limit"),
+    )
     # ---- serve and archive
     java_opts: str = field(default="", metadata=_var(_text, "extra JVM options for TorchServe's front end"))
     handler: Path | None = field(
         default=None, metadata=_var(_path, "the handler shim to archive (default: handlers/ of a source checkout)")
     )
+
+    @property
+    def max_request_bytes(self) -> int | None:
+        """The whole request body's cap on a SageMaker endpoint (``None``: only the per-image limits apply)."""
+        return SAGEMAKER_PAYLOAD_LIMITS.get(self.sagemaker_mode)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import copy
 import json
+import threading
 from collections.abc import Iterable, Mapping
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -25,7 +26,7 @@ from resnet_serving.cli import build_parser
 from resnet_serving.controller import handlers
 from resnet_serving.controller.commands import build_settings
 from resnet_serving.controller.config import load_config
-from resnet_serving.controller.handlers import Runtime, reconcile_object
+from resnet_serving.controller.handlers import SAGEMAKER_TASK, Runtime, reconcile_object
 from resnet_serving.controller.observe import read_store
 from resnet_serving.controller.reconcile import Phase, Plan, Retry, RetryKind, Step
 from resnet_serving.controller.spec import GROUP, PLURAL, VERSION, parse_spec
@@ -168,9 +169,18 @@ class World:
         }
 
     def reconcile(self, *, spec_changed: bool = False) -> Plan:
-        return asyncio.run(
-            reconcile_object(runtime=self.runtime, state=self.state, body=self.body, spec_changed=spec_changed)
-        )
+        """One reconcile, then whatever it started in the background (a SageMaker update) to its end."""
+
+        async def once() -> Plan:
+            p = await reconcile_object(
+                runtime=self.runtime, state=self.state, body=self.body, spec_changed=spec_changed
+            )
+            task = self.state.get(SAGEMAKER_TASK)
+            if task is not None:
+                await task
+            return p
+
+        return asyncio.run(once())
 
     @property
     def status(self) -> dict[str, Any]:
@@ -381,12 +391,61 @@ def test_concurrent_reconciles_are_serialised(world: World) -> None:
     assert len(world.api.patches) == 1
 
 
-def test_sagemaker_endpoint_without_support_is_reported(world: World) -> None:
+def test_a_sagemaker_update_failure_is_reported_and_the_rollout_stands(world: World) -> None:
+    """The real update path: a file:// store is refused before any AWS call, as SageMaker reads only S3."""
     world.body["spec"]["sagemakerEndpoint"] = "resnet50-prod"
     world.reconcile(spec_changed=True)
     world.api.settle()
     world.reconcile()
     assert ("ModelDeployment", "Warning", "SageMakerNotUpdated") in [e[:3] for e in world.api.events]
+    sm = world.status["sagemaker"]
+    assert (sm["endpoint"], sm["version"], sm["outcome"]) == ("resnet50-prod", "1", "Failed")
+    assert "not s3://" in sm["message"]
+    assert world.status["phase"] == "Ready"
+
+
+def test_a_sagemaker_update_follows_each_rollout_in_the_background(world: World) -> None:
+    calls: list[tuple[str, str, str]] = []
+
+    def update(endpoint: str, *, store: str, version: str, endpoint_url: str | None) -> None:
+        calls.append((endpoint, store, version))
+
+    world.runtime.sagemaker_updater = update
+    world.body["spec"]["sagemakerEndpoint"] = "resnet50-prod"
+    world.reconcile(spec_changed=True)
+    assert calls == []  # nothing has rolled out yet
+    world.api.settle()
+    world.reconcile()
+    assert calls == [("resnet50-prod", world.store_uri, "1")]
+    assert ("ModelDeployment", "Normal", "SageMakerUpdated") in [e[:3] for e in world.api.events]
+    assert world.status["sagemaker"]["outcome"] == "Updated"
+
+
+def test_a_slow_sagemaker_update_does_not_hold_the_reconcile(world: World) -> None:
+    release = threading.Event()
+    started = threading.Event()
+
+    def slow(endpoint: str, *, store: str, version: str, endpoint_url: str | None) -> None:
+        started.set()
+        assert release.wait(30)
+
+    world.runtime.sagemaker_updater = slow
+    world.body["spec"]["sagemakerEndpoint"] = "resnet50-prod"
+    world.reconcile(spec_changed=True)
+    world.api.settle()
+
+    async def reconcile_while_updating() -> tuple[Plan, Plan]:
+        first = await reconcile_object(runtime=world.runtime, state=world.state, body=world.body, spec_changed=False)
+        await asyncio.to_thread(started.wait, 30)
+        second = await reconcile_object(runtime=world.runtime, state=world.state, body=world.body, spec_changed=True)
+        assert world.status["sagemaker"]["outcome"] == "Updating"
+        release.set()
+        await world.state[SAGEMAKER_TASK]
+        return first, second
+
+    first, second = asyncio.run(reconcile_while_updating())
+    assert first.memory.current == "1" and second.memory.current == "1"
+    assert world.status["sagemaker"]["outcome"] == "Updated"
 
 
 def test_read_store(world: World, tmp_path: Path) -> None:

@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from resnet_serving.errors import InputError, PayloadTooLarge, UnsupportedMediaType
+from resnet_serving.errors import ConfigError, InputError, PayloadTooLarge, UnsupportedMediaType
 from resnet_serving.inference import protocol
 from resnet_serving.settings import Settings
 
@@ -125,3 +125,23 @@ def test_response_shapes() -> None:
     assert multi["results"] == [{"predictions": preds[0]}] * 2
     err = protocol.error_body(InputError("nope"), meta, index=1)
     assert err == {"error": "bad_request", "message": "images[1]: nope", "status": 400, **meta}
+
+
+@pytest.mark.parametrize(("mode", "limit"), [("realtime", 6 * 1024 * 1024), ("serverless", 4 * 1024 * 1024)])
+def test_sagemaker_mode_caps_the_whole_body(mode: str, limit: int) -> None:
+    settings = Settings.from_env({"RESNET_SERVING_SAGEMAKER_MODE": mode})
+    assert settings.max_request_bytes == limit
+    ok = protocol.parse_request({"body": b"x" * limit}, "image/jpeg", settings)
+    assert len(ok.images[0]) == limit
+    with pytest.raises(PayloadTooLarge, match=f"SageMaker {mode} endpoint accepts at most {limit} bytes"):
+        protocol.parse_request({"body": b"x" * (limit + 1)}, "image/jpeg", settings)
+    with pytest.raises(PayloadTooLarge):
+        protocol.parse_request({"body": {"images": ["A" * limit]}}, "application/json", settings)
+    assert Settings().max_request_bytes is None
+
+
+def test_unknown_sagemaker_mode_fails_at_start() -> None:
+    with pytest.raises(
+        ConfigError, match="RESNET_SERVING_SAGEMAKER_MODE='batch': expected one of realtime, serverless"
+    ):
+        Settings.from_env({"RESNET_SERVING_SAGEMAKER_MODE": "batch"})

@@ -16,7 +16,6 @@ becomes ``kopf.TemporaryError`` with a delay; an invalid spec or an unusable tar
 from __future__ import annotations
 
 import asyncio
-import importlib
 import logging
 from collections.abc import Callable, Mapping, MutableMapping
 from dataclasses import dataclass, field, replace
@@ -49,11 +48,21 @@ log = logging.getLogger(__name__)
 TICK_S = tick_seconds()
 API_RETRY_S = 10.0
 # Events that concern the Deployment too: posted on it as well, so `kubectl describe deployment` shows them.
+#: Per-object memo keys: the SageMaker update in flight, and the version to update to after it.
+SAGEMAKER_TASK = "sagemaker_task"
+SAGEMAKER_PENDING = "sagemaker_pending"
 DEPLOYMENT_EVENTS = frozenset({"RolloutStarted", "RolloutFailed", "RolledBack", "RollbackFailed", "DriftDetected"})
 
 
 def utcnow() -> datetime:
     return datetime.now(timezone.utc)
+
+
+def _update_sagemaker_endpoint(endpoint: str, *, store: str, version: str, endpoint_url: str | None) -> Any:
+    """The same code as `resnet-serving sagemaker deploy` (imported here: it brings boto3's SageMaker clients)."""
+    from resnet_serving.sagemaker import update_endpoint_version
+
+    return update_endpoint_version(endpoint, store=store, version=version, endpoint_url=endpoint_url)
 
 
 @dataclass
@@ -66,6 +75,7 @@ class Runtime:
     health: metrics_mod.Health = field(default_factory=metrics_mod.Health)
     clock: Callable[[], datetime] = utcnow
     store_reader: Callable[[ModelDeploymentSpec], StoreView] = read_store
+    sagemaker_updater: Callable[..., Any] = _update_sagemaker_endpoint
     server: Any = None
 
 
@@ -135,7 +145,7 @@ async def reconcile_object(
             log.log(level, "%s/%s: %s: %s", namespace, name, event.reason, event.message)
         _record_metrics(runtime.metrics, namespace, name, spec, p)
         if spec.sagemaker_endpoint and any(f.outcome == "succeeded" for f in p.finished):
-            _sagemaker_step(api, body, spec, p)
+            _sagemaker_step(runtime, state, body, spec, p)
         return p
 
 
@@ -174,27 +184,56 @@ def _record_metrics(m: metrics_mod.Metrics, namespace: str, name: str, spec: Mod
         m.rollout_finished(namespace, name, f.outcome, f.seconds)
 
 
-def _sagemaker_step(api: KubernetesAPI, body: Mapping[str, Any], spec: ModelDeploymentSpec, p: Plan) -> None:
-    """Keep a SageMaker endpoint in step, through :mod:`resnet_serving.sagemaker` when this build has it."""
-    try:
-        update = getattr(importlib.import_module("resnet_serving.sagemaker"), "update_endpoint_version", None)
-    except ImportError:
-        update = None
-    if update is None:
-        api.post_event(
-            [body],
-            "Warning",
-            "SageMakerNotUpdated",
-            f"spec.sagemakerEndpoint {spec.sagemaker_endpoint}: this operator build cannot update SageMaker "
-            f"endpoints; run `resnet-serving sagemaker deploy` for v{p.memory.current}",
-        )
+def _sagemaker_step(
+    runtime: Runtime, state: MutableMapping[str, Any], body: Mapping[str, Any], spec: ModelDeploymentSpec, p: Plan
+) -> None:
+    """Keep ``spec.sagemakerEndpoint`` on the version that just rolled out, in the background.
+
+    A SageMaker update takes minutes, so it runs in a thread, outside this object's lock, one at a time per
+    ModelDeployment (a newer version waits for the running update). Its outcome goes to an Event and to
+    ``status.sagemaker``; a failure never rolls back or blocks the Kubernetes side.
+    """
+    version = p.memory.current
+    if version is None or spec.sagemaker_endpoint is None:
         return
-    try:
-        update(spec.sagemaker_endpoint, store=spec.store, version=p.memory.current)
-    except Exception as e:  # reported, never fatal to the Kubernetes rollout
-        api.post_event([body], "Warning", "SageMakerNotUpdated", f"{spec.sagemaker_endpoint}: {e}")
-    else:
-        api.post_event([body], "Normal", "SageMakerUpdated", f"{spec.sagemaker_endpoint} → v{p.memory.current}")
+    running = state.get(SAGEMAKER_TASK)
+    if running is not None and not running.done():
+        state[SAGEMAKER_PENDING] = version
+        return
+    state[SAGEMAKER_TASK] = asyncio.get_running_loop().create_task(
+        _sagemaker_update(runtime, state, body, spec, version), name=f"sagemaker {spec.sagemaker_endpoint}"
+    )
+
+
+async def _sagemaker_update(
+    runtime: Runtime, state: MutableMapping[str, Any], body: Mapping[str, Any], spec: ModelDeploymentSpec, version: str
+) -> None:
+    assert runtime.api is not None and spec.sagemaker_endpoint is not None
+    api, endpoint = runtime.api, spec.sagemaker_endpoint
+    meta = body.get("metadata", {})
+    while True:
+        record: dict[str, Any] = {"endpoint": endpoint, "version": version, "outcome": "Updating", "message": ""}
+        await api.patch_status(meta["namespace"], meta["name"], {"sagemaker": record})
+        try:
+            await asyncio.to_thread(
+                runtime.sagemaker_updater, endpoint, store=spec.store, version=version, endpoint_url=spec.endpoint_url
+            )
+        except Exception as e:  # reported, never fatal to the Kubernetes rollout
+            message = getattr(e, "message", None) or f"{e.__class__.__name__}: {e}"
+            api.post_event([body], "Warning", "SageMakerNotUpdated", f"{endpoint} → v{version}: {message}")
+            record = {**record, "outcome": "Failed", "message": message}
+        else:
+            api.post_event([body], "Normal", "SageMakerUpdated", f"{endpoint} → v{version}")
+            record = {**record, "outcome": "Updated", "message": f"{endpoint} serves v{version}"}
+        record["time"] = runtime.clock().isoformat()
+        try:
+            await api.patch_status(meta["namespace"], meta["name"], {"sagemaker": record})
+        except KubernetesUnavailable as e:
+            log.warning("%s: recording the SageMaker outcome failed: %s", endpoint, e.message)
+        pending = state.pop(SAGEMAKER_PENDING, None)
+        if pending is None or pending == version:
+            return
+        version = pending
 
 
 def _to_kopf(p: Plan, *, retry_transient: bool) -> None:

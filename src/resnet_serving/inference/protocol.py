@@ -104,6 +104,7 @@ def parse_request(
             'or JSON {"images": ["<base64>", ...]} (Content-Type: application/json)'
         )
     body = request[field]
+    _check_request_size(body, settings)
     query_topk = header_topk(headers or {})
 
     if ctype == "application/json" or ctype.endswith("+json"):
@@ -123,6 +124,24 @@ def parse_request(
         raise InputError("body must be raw image bytes")
     topk = parse_topk(query_topk, settings)
     return ParsedRequest(images=[bytes(body)], topk=topk, multi=False)
+
+
+def _check_request_size(body: Any, settings: Settings) -> None:
+    """On a SageMaker endpoint, refuse a body above its payload limit with 413, as SageMaker itself would."""
+    limit = settings.max_request_bytes
+    if limit is None:
+        return
+    if isinstance(body, (bytes, bytearray)):
+        size = len(body)
+    elif isinstance(body, str):
+        size = len(body.encode("utf-8"))
+    else:  # JSON that TorchServe already decoded: its serialised size is what the client sent, near enough
+        size = len(json.dumps(body, separators=(",", ":")))
+    if size > limit:
+        raise PayloadTooLarge(
+            f"request body is {size} bytes; a SageMaker {settings.sagemaker_mode} endpoint accepts at most "
+            f"{limit} bytes ({limit // (1024 * 1024)} MB): send a smaller image"
+        )
 
 
 def _parse_json(body: Any, query_topk: Any, settings: Settings) -> ParsedRequest:

@@ -8,17 +8,18 @@ The tarball is built deterministically (fixed mtimes and owners), so the same ve
 from __future__ import annotations
 
 import gzip
-import hashlib
 import json
 import tarfile
 import tempfile
 from pathlib import Path
 
+from resnet_serving.artifact.layout import ARCHIVE_NAME, MANIFEST_NAME, SAGEMAKER_TARBALL
+from resnet_serving.artifact.manifest import sha256_file
 from resnet_serving.errors import IntegrityError
 from resnet_serving.store import Store, blobs, terminal_progress
 
-TARBALL = "model.tar.gz"
-MEMBERS = ("model.mar", "manifest.json")
+TARBALL = SAGEMAKER_TARBALL
+MEMBERS = (ARCHIVE_NAME, MANIFEST_NAME)
 META_SOURCE_SHA = "resnet-serving-mar-sha256"
 META_TARBALL_SHA = "resnet-serving-tarball-sha256"
 
@@ -40,11 +41,7 @@ def pack(src_dir: Path, out: Path) -> str:
                 info.mtime, info.uid, info.gid, info.uname, info.gname, info.mode = 0, 0, 0, "", "", 0o644
                 with open(src_dir / name, "rb") as f:
                     tar.addfile(info, f)
-    h = hashlib.sha256()
-    with open(out, "rb") as f:
-        while chunk := f.read(1 << 20):
-            h.update(chunk)
-    return h.hexdigest()
+    return sha256_file(out)
 
 
 def ensure_tarball(store: Store, model: str, version: str, sha256: str, *, kms_key: str | None) -> tuple[str, bool]:

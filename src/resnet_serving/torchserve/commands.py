@@ -20,6 +20,8 @@ from resnet_serving.settings import DEFAULT_STORE, ENV_CHANNEL, ENV_STORE, ENV_U
 from resnet_serving.signals import on_stop_signals
 
 EXAMPLE_IMAGE = "examples/grace_hopper.jpg"
+#: SIGTERM to SIGKILL is 30 s on SageMaker (and the default grace period on Kubernetes): stop well inside it.
+STOP_TIMEOUT_S = 20.0
 
 
 def _serve_default(name: str) -> Any:
@@ -221,7 +223,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         if sync_thread is not None:
             sync_thread.join(timeout=5)  # mid-switch it may still wait on TorchServe; stopping it ends that
         if server is not None:
-            server.stop()
+            server.stop(timeout=STOP_TIMEOUT_S)
         if sync_thread is not None:
             sync_thread.join(timeout=10)
         signals.close()
