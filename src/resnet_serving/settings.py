@@ -166,6 +166,8 @@ class Settings:
 
 #: The variable `serve` sets for its workers (read back as Settings.torch_threads).
 ENV_TORCH_THREADS = env_name("torch_threads")
+#: The variable `sagemaker deploy` sets in the Model's environment (read back as Settings.sagemaker_mode).
+ENV_SAGEMAKER_MODE = env_name("sagemaker_mode")
 
 
 def source_checkout() -> Path | None:

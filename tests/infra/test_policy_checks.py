@@ -195,3 +195,25 @@ def test_readme_install_on_aws_reads_outputs_that_exist(synth: Synth) -> None:
     assert (
         'serviceAccount.annotations."eks\\.amazonaws\\.com/role-arn"=$(out resnet-serving-roles ServingRoleArn)' in helm
     )
+
+
+def test_readme_install_on_aws_sagemaker_step_parses_and_targets_the_stacks_endpoint() -> None:
+    """The deploy line is a real `resnet-serving` command line, and it names the endpoint the front door
+    integrates with and the alarms watch (infra/config.json), so guardrails use the stacks' alarms."""
+    import shlex
+
+    from resnet_infra.config import load
+
+    from resnet_serving.cli import build_parser
+
+    line = next(s for s in _install_steps() if s.startswith("resnet-serving sagemaker deploy"))
+    filled = re.sub(r"\$\(out \S+ (\w+)\)", lambda m: f"s3://bucket/{m.group(1)}", line).replace(
+        "<ECR URI of the serving image>", "123456789012.dkr.ecr.us-east-1.amazonaws.com/resnet-serving:0.1.0"
+    )
+    args = build_parser().parse_args(shlex.split(filled)[1:])
+    assert args.endpoint == load().sagemaker.endpoint_name
+    assert (args.channel, args.role, args.kms_key) == (
+        "stable",
+        "s3://bucket/SageMakerExecutionRoleArn",
+        "s3://bucket/KeyArn",
+    )

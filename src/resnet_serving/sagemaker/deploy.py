@@ -41,6 +41,7 @@ from resnet_serving.sagemaker.spec import (
     alarm_names,
     spec_from_tags,
 )
+from resnet_serving.settings import ENV_SAGEMAKER_MODE
 from resnet_serving.store import Store, open_store
 
 TERMINAL = frozenset({"InService", "Failed", "OutOfService", "UpdateRollbackFailed"})
@@ -110,7 +111,7 @@ def ensure_model(clients: Clients, spec: DeploySpec, names: Names, sha256: str, 
         "Image": spec.image,
         "ModelDataUrl": data_url,
         "Mode": "SingleModel",
-        "Environment": {"RESNET_SERVING_SAGEMAKER_MODE": "serverless" if spec.serverless else "realtime"},
+        "Environment": {ENV_SAGEMAKER_MODE: "serverless" if spec.serverless else "realtime"},
     }
     kwargs: dict[str, Any] = {
         "ModelName": names.model,
