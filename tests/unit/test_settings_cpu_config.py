@@ -138,3 +138,14 @@ def test_thread_budget_in_config(tmp_path: Path) -> None:
     cfg = ts_config.ServeConfig(model_store=tmp_path, workers=1)
     assert cfg.torch_threads == cpu.available_cpus()
     assert ts_config.ServeConfig(model_store=tmp_path, threads=3).torch_threads == 3
+
+
+def test_the_readme_documents_every_setting() -> None:
+    from dataclasses import fields
+
+    from resnet_serving.settings import env_name
+    from tests.helpers import REPO
+
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    missing = [env_name(f.name) for f in fields(Settings) if f"`{env_name(f.name)}`" not in readme]
+    assert missing == []
