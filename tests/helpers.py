@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import socket
+import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -19,3 +21,21 @@ def free_ports(n: int) -> list[int]:
     while len(ports) < n:
         ports.add(free_port())
     return sorted(ports)
+
+
+@dataclass(frozen=True)
+class ServeCommand:
+    argv: list[str]
+    port: int
+    metrics_port: int
+
+
+def serve_command(model_dir: Path) -> ServeCommand:
+    """`resnet-serving serve --model-dir DIR` on free loopback ports."""
+    port, mport, xport, gport, gmport = free_ports(5)
+    argv = [
+        sys.executable, "-m", "resnet_serving", "serve", "--model-dir", str(model_dir),
+        "--port", str(port), "--management-port", str(mport), "--metrics-port", str(xport),
+        "--grpc-inference-port", str(gport), "--grpc-management-port", str(gmport),
+    ]  # fmt: skip
+    return ServeCommand(argv, port, xport)

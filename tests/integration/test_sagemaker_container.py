@@ -27,7 +27,7 @@ from resnet_serving.artifact.layout import ARCHIVE_NAME, SAGEMAKER_TARBALL
 from resnet_serving.sagemaker.package import pack
 from resnet_serving.settings import SAGEMAKER_PAYLOAD_LIMITS
 from tests.fixtures import images as fx
-from tests.helpers import REPO, free_ports
+from tests.helpers import REPO, free_ports, serve_command
 
 pytestmark = pytest.mark.torchserve
 
@@ -130,16 +130,11 @@ def test_predictions_equal_those_of_serve_for_the_same_archive(
 ) -> None:
     """The same archive through plain `resnet-serving serve` (same defaults, no SageMaker mode) answers the same
     bytes: SageMaker mode changes limits and paths, never the numbers."""
-    port, mport, xport, gport, gmport = free_ports(5)
+    command = serve_command(archive_dir)
     log = tmp_path / "serve.log"
-    cmd = [
-        sys.executable, "-m", "resnet_serving", "serve", "--model-dir", str(archive_dir),
-        "--port", str(port), "--management-port", str(mport), "--metrics-port", str(xport),
-        "--grpc-inference-port", str(gport), "--grpc-management-port", str(gmport),
-    ]  # fmt: skip
     with open(log, "wb") as out:
-        proc = subprocess.Popen(cmd, cwd=tmp_path, stdout=out, stderr=subprocess.STDOUT)
-    serve = Container(proc, f"http://127.0.0.1:{port}", log)
+        proc = subprocess.Popen(command.argv, cwd=tmp_path, stdout=out, stderr=subprocess.STDOUT)
+    serve = Container(proc, f"http://127.0.0.1:{command.port}", log)
     try:
         wait_ready(serve)
         photo = fx.PHOTO.read_bytes()

@@ -16,19 +16,15 @@ import requests
 
 from resnet_serving.artifact.layout import ARCHIVE_NAME, MANIFEST_NAME
 from tests.fixtures import images as fx
-from tests.helpers import REPO, free_ports
+from tests.helpers import REPO, serve_command
 
 pytestmark = pytest.mark.torchserve
 
 
 def test_serve_sigterm_leaves_no_orphans(archive_dir: Path, tmp_path: Path) -> None:
-    port, mport, xport, gport, gmport = free_ports(5)
+    serve = serve_command(archive_dir)
+    cmd, port = serve.argv, serve.port
     log = tmp_path / "serve.log"
-    cmd = [
-        sys.executable, "-m", "resnet_serving", "serve", "--model-dir", str(archive_dir),
-        "--port", str(port), "--management-port", str(mport), "--metrics-port", str(xport),
-        "--grpc-inference-port", str(gport), "--grpc-management-port", str(gmport),
-    ]  # fmt: skip
     with open(log, "wb") as out:
         proc = subprocess.Popen(cmd, cwd=REPO, stdout=out, stderr=subprocess.STDOUT)
     try:
@@ -49,7 +45,7 @@ def test_serve_sigterm_leaves_no_orphans(archive_dir: Path, tmp_path: Path) -> N
         )
         assert r.status_code == 200 and r.json()["version"] == "1"
         # metrics are Prometheus text on the metrics port; the management API answers only on loopback
-        metrics = requests.get(f"http://127.0.0.1:{xport}/metrics", timeout=10)
+        metrics = requests.get(f"http://127.0.0.1:{serve.metrics_port}/metrics", timeout=10)
         assert metrics.status_code == 200 and "ts_inference_requests_total" in metrics.text
         tree = psutil.Process(proc.pid).children(recursive=True)
         names = {p.name() for p in tree}
