@@ -1,9 +1,10 @@
 """The optional parts of the foundation, synthesized with them switched on (infra/config.json leaves them off).
 
-One extra synth per session, from infra/config.json plus the options below: cross-region replication of the
-store. Each option gets its promises checked with aws_cdk.assertions-style reads, and the whole synth has to
-stay clean under cdk-nag (with every acknowledgment matching a real finding), cfn-lint and checkov, exactly as
-the default templates do. Nothing is deployed.
+Two extra synths per session, from infra/config.json plus the options below: `options` turns on cross-region
+replication of the store and the private route to the EKS path's internal ALB (VPC link V2); `options_nlb`
+takes that route through an NLB in front of the ALB instead (VPC link V1). Each option gets its promises
+checked with aws_cdk.assertions, and each synth has to stay clean under cdk-nag (with every acknowledgment
+matching a real finding), cfn-lint and checkov, exactly as the default templates do. Nothing is deployed.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from tests.infra.conftest import (
     cfn_lint_errors,
     checkov_scan,
     findings_without_acks,
+    one,
     resources,
     synthesize,
     unacked_findings,
@@ -33,7 +35,11 @@ from resnet_infra.config import DEFAULT_CONFIG  # isort: skip
 
 pytestmark = pytest.mark.cdk
 
+assertions = pytest.importorskip("aws_cdk.assertions")
+Match, Template = assertions.Match, assertions.Template
+
 README = INFRA / "README.md"
+CFG_MODEL = json.loads(DEFAULT_CONFIG.read_text())["api"]["model"]
 
 REPLICATION = {
     "destination_bucket_arn": "arn:aws:s3:::resnet-serving-models-dr",
@@ -42,26 +48,59 @@ REPLICATION = {
 }
 
 
-def options_config() -> dict[str, Any]:
+ALB_ARN = (
+    "arn:aws:elasticloadbalancing:eu-west-1:123456789012:loadbalancer/app/k8s-resnetse-resnet50-0123456789/"
+    "0123456789abcdef"
+)
+NLB_ARN = "arn:aws:elasticloadbalancing:eu-west-1:123456789012:loadbalancer/net/resnet-serving-eks/0123456789abcdef"
+EKS_ALB = {
+    "enabled": True,
+    "load_balancer_arn": ALB_ARN,
+    "host": "resnet50.internal.example.com",
+    "protocol": "https",
+    "vpc_link_subnet_ids": ["subnet-0123456789abcdef0", "subnet-0123456789abcdef1"],
+    "vpc_link_security_group_ids": ["sg-0123456789abcdef0"],
+}
+EKS_NLB = {**EKS_ALB, "load_balancer_arn": NLB_ARN, "vpc_link_subnet_ids": [], "vpc_link_security_group_ids": []}
+VARIANTS = ("options", "options_nlb")
+
+
+def options_config(variant: str = "options") -> dict[str, Any]:
     data = copy.deepcopy(json.loads(DEFAULT_CONFIG.read_text()))
-    data["store"]["replication"] = dict(REPLICATION)
+    if variant == "options":
+        data["store"]["replication"] = dict(REPLICATION)
+        data["api"]["eks_integration"] = copy.deepcopy(EKS_ALB)
+    else:
+        data["api"]["eks_integration"] = copy.deepcopy(EKS_NLB)
     return data
 
 
 @pytest.fixture(scope="session")
 def options(tmp_path_factory: pytest.TempPathFactory) -> Synth:
-    return synthesize(tmp_path_factory.mktemp("cdk-out-options"), options_config())
+    return synthesize(tmp_path_factory.mktemp("cdk-out-options"), options_config("options"))
 
 
 @pytest.fixture(scope="session")
-def options_findings(tmp_path_factory: pytest.TempPathFactory) -> dict[str, set[str]]:
-    return findings_without_acks(tmp_path_factory.mktemp("cdk-out-options-unacked"), options_config())
+def options_nlb(tmp_path_factory: pytest.TempPathFactory) -> Synth:
+    return synthesize(tmp_path_factory.mktemp("cdk-out-options-nlb"), options_config("options_nlb"))
+
+
+@pytest.fixture(scope="session", params=VARIANTS)
+def variant(request: pytest.FixtureRequest) -> tuple[str, Synth]:
+    return request.param, request.getfixturevalue(request.param)
 
 
 @pytest.fixture(scope="session")
-def options_checkov(options: Synth, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    out = tmp_path_factory.mktemp("checkov-options")
-    write_templates(options, out)
+def variant_findings(variant: tuple[str, Synth], tmp_path_factory: pytest.TempPathFactory) -> dict[str, set[str]]:
+    name, _ = variant
+    return findings_without_acks(tmp_path_factory.mktemp(f"cdk-out-{name}-unacked"), options_config(name))
+
+
+@pytest.fixture(scope="session")
+def variant_checkov(variant: tuple[str, Synth], tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    name, synth = variant
+    out = tmp_path_factory.mktemp(f"checkov-{name}")
+    write_templates(synth, out)
     return checkov_scan(out)
 
 
@@ -171,20 +210,98 @@ def test_the_bucket_policy_admits_the_replication_role(options: Synth) -> None:
     assert {"Fn::GetAtt": [role_id, "Arn"]} in allowed and len(allowed) == 5
 
 
+# ---- private route to the EKS path's load balancer ----------------------------------------------------
+def eks_method(synth: Synth) -> dict[str, Any]:
+    methods = resources(synth.templates["frontdoor"], "AWS::ApiGateway::Method").values()
+    (method,) = [m["Properties"] for m in methods if m["Properties"]["Integration"]["Type"] == "HTTP_PROXY"]
+    return method
+
+
+def test_eks_route_goes_through_a_vpc_link_v2_straight_to_the_alb(options: Synth) -> None:
+    t = options.templates["frontdoor"]
+    assert not resources(t, "AWS::ApiGateway::VpcLink"), "an ALB target needs no NLB and no V1 link"
+    (link_id,) = resources(t, "AWS::ApiGatewayV2::VpcLink")
+    link = one(t, "AWS::ApiGatewayV2::VpcLink")
+    assert link["SubnetIds"] == EKS_ALB["vpc_link_subnet_ids"]
+    assert link["SecurityGroupIds"] == EKS_ALB["vpc_link_security_group_ids"]
+    integration = eks_method(options)["Integration"]
+    assert integration["ConnectionType"] == "VPC_LINK" and integration["ConnectionId"] == {"Ref": link_id}
+    assert integration["IntegrationTarget"] == ALB_ARN
+    assert integration["Uri"] == f"https://{EKS_ALB['host']}/predictions/{CFG_MODEL}"
+    assert (integration["IntegrationHttpMethod"], integration["TimeoutInMillis"]) == ("POST", 29000)
+    assert "ContentHandling" not in integration, "binary bodies must pass through untouched"
+    Template.from_json(t).has_resource_properties(
+        "AWS::ApiGateway::Method",
+        {
+            "Integration": Match.object_like(
+                {"Type": "HTTP_PROXY", "ConnectionType": "VPC_LINK", "ConnectionId": {"Ref": link_id}}
+            )
+        },
+    )
+
+
+def test_eks_route_through_an_nlb_uses_a_vpc_link_v1(options_nlb: Synth) -> None:
+    t = options_nlb.templates["frontdoor"]
+    assert not resources(t, "AWS::ApiGatewayV2::VpcLink")
+    (link_id,) = resources(t, "AWS::ApiGateway::VpcLink")
+    assert one(t, "AWS::ApiGateway::VpcLink")["TargetArns"] == [NLB_ARN]
+    integration = eks_method(options_nlb)["Integration"]
+    assert integration["ConnectionType"] == "VPC_LINK" and integration["ConnectionId"] == {"Ref": link_id}
+    assert "IntegrationTarget" not in integration, "a V1 link has one target: the NLB"
+    assert integration["Type"] == "HTTP_PROXY" and integration["TimeoutInMillis"] == 29000
+    template = Template.from_json(t)
+    template.resource_count_is("AWS::ApiGateway::VpcLink", 1)
+    template.has_resource_properties("AWS::ApiGateway::VpcLink", {"TargetArns": [NLB_ARN]})
+
+
+@pytest.mark.parametrize("name", VARIANTS)
+def test_eks_route_has_the_same_auth_and_stage_as_the_sagemaker_route(
+    name: str, request: pytest.FixtureRequest
+) -> None:
+    synth: Synth = request.getfixturevalue(name)
+    t = synth.templates["frontdoor"]
+    method = eks_method(synth)
+    sagemaker = [
+        m["Properties"]
+        for m in resources(t, "AWS::ApiGateway::Method").values()
+        if m["Properties"]["Integration"]["Type"] == "AWS"
+    ]
+    assert len(sagemaker) == 1
+    for key in ("AuthorizationType", "AuthorizerId", "AuthorizationScopes", "ApiKeyRequired", "RequestValidatorId"):
+        assert method[key] == sagemaker[0][key], key
+    assert method["HttpMethod"] == "POST" and method["RequestParameters"] == {
+        "method.request.header.Content-Type": True
+    }
+    # One stage, so the WAF association, throttling and access logs cover this route too.
+    one(t, "AWS::ApiGateway::Stage")
+    one(t, "AWS::WAFv2::WebACLAssociation")
+    path = json.dumps(t["Outputs"]["EksApiUrl"]["Value"])
+    assert f"/eks/predictions/{CFG_MODEL}" in path
+
+
+def test_eks_route_is_off_in_the_default_templates(synth: Synth) -> None:
+    t = synth.templates["frontdoor"]
+    assert not resources(t, "AWS::ApiGateway::VpcLink") and not resources(t, "AWS::ApiGatewayV2::VpcLink")
+    assert [m["Properties"]["Integration"]["Type"] for m in resources(t, "AWS::ApiGateway::Method").values()] == ["AWS"]
+    assert "EksApiUrl" not in t["Outputs"]
+
+
 # ---- cdk-nag, cfn-lint and checkov, with every option on ----------------------------------------------
-def test_cdk_nag_passes_with_the_options_on(options: Synth) -> None:
-    assert options.report is not None
-    failures = [p for p in options.report["pluginReports"] if p.get("conclusion") == "failure"]
+def test_cdk_nag_passes_with_the_options_on(variant: tuple[str, Synth]) -> None:
+    _, synth = variant
+    assert synth.report is not None
+    failures = [p for p in synth.report["pluginReports"] if p.get("conclusion") == "failure"]
     assert not failures, json.dumps(failures, indent=1)[:3000]
 
 
 def test_every_acknowledgment_of_the_options_matches_a_real_finding(
-    options: Synth, options_findings: dict[str, set[str]]
+    variant: tuple[str, Synth], variant_findings: dict[str, set[str]]
 ) -> None:
-    replication = [rule for path, rule, _ in options.acks if path.startswith("Store/ReplicationRole")]
-    assert len(replication) == 2, replication
-    assert not unmatched_acks(options, options_findings)
-    assert not unacked_findings(options, options_findings)
+    name, synth = variant
+    replication = [rule for path, rule, _ in synth.acks if path.startswith("Store/ReplicationRole")]
+    assert len(replication) == (2 if name == "options" else 0), replication
+    assert not unmatched_acks(synth, variant_findings)
+    assert not unacked_findings(synth, variant_findings)
 
 
 def test_readme_lists_the_suppressions_the_options_add(options: Synth, synth: Synth) -> None:
@@ -194,16 +311,20 @@ def test_readme_lists_the_suppressions_the_options_add(options: Synth, synth: Sy
     assert set(rows.items()) == added
 
 
-def test_cfn_lint_reports_no_errors_with_the_options_on(options: Synth, tmp_path: Path) -> None:
-    errors = cfn_lint_errors(write_templates(options, tmp_path))
+def test_cfn_lint_reports_no_errors_with_the_options_on(variant: tuple[str, Synth], tmp_path: Path) -> None:
+    _, synth = variant
+    errors = cfn_lint_errors(write_templates(synth, tmp_path))
     assert not errors, json.dumps(errors, indent=1)[:3000]
 
 
-def test_checkov_reports_zero_failures_with_the_options_on(options_checkov: dict[str, Any], options: Synth) -> None:
-    assert options_checkov["summary"]["parsing_errors"] == 0
-    scanned = {Path(c["file_path"]).stem for c in options_checkov["results"]["passed_checks"]}
-    assert scanned == set(options.stack_names.values())
-    failures = [(f["check_id"], f["resource"]) for f in options_checkov["results"]["failed_checks"]]
+def test_checkov_reports_zero_failures_with_the_options_on(
+    variant: tuple[str, Synth], variant_checkov: dict[str, Any]
+) -> None:
+    _, synth = variant
+    assert variant_checkov["summary"]["parsing_errors"] == 0
+    scanned = {Path(c["file_path"]).stem for c in variant_checkov["results"]["passed_checks"]}
+    assert scanned == set(synth.stack_names.values())
+    failures = [(f["check_id"], f["resource"]) for f in variant_checkov["results"]["failed_checks"]]
     assert not failures, failures
-    for s in options_checkov["results"]["skipped_checks"]:
+    for s in variant_checkov["results"]["skipped_checks"]:
         assert len(s["check_result"].get("suppress_comment") or "") >= 30, f"{s['check_id']} {s['resource']}"
