@@ -57,6 +57,22 @@ class EksConfig:
 
 
 @dataclass(frozen=True)
+class EksIntegration:
+    """The optional private route from API Gateway to the EKS path's internal load balancer."""
+
+    load_balancer_arn: str
+    host: str  # the ingress's host name: API Gateway sends it as Host (and as the TLS server name)
+    protocol: str  # http or https, the ALB listener the route reaches
+    subnet_ids: tuple[str, ...]  # VPC link V2 (an ALB target) only
+    security_group_ids: tuple[str, ...]  # VPC link V2 only
+
+    @property
+    def vpc_link_v2(self) -> bool:
+        """True for an ALB (VPC link V2, no NLB); False for an NLB in front of the ALB (VPC link V1)."""
+        return ":loadbalancer/app/" in self.load_balancer_arn
+
+
+@dataclass(frozen=True)
 class ApiConfig:
     name: str
     stage: str
@@ -65,6 +81,7 @@ class ApiConfig:
     throttle_burst: int
     waf_rate_limit_per_5min: int
     oauth_scope: str
+    eks_integration: EksIntegration | None = None
 
 
 @dataclass(frozen=True)
@@ -170,6 +187,63 @@ def _replication(r: _Reader) -> Replication | None:
     return Replication(bucket, key, rep.string("role_name", NAME, "IAM role name"))
 
 
+LOAD_BALANCER_ARN = re.compile(
+    r"^arn:aws[a-z-]*:elasticloadbalancing:[a-z0-9-]+:\d{12}:loadbalancer/(app|net)/[A-Za-z0-9-]{1,32}/[0-9a-f]{1,32}$"
+)
+HOST = re.compile(r"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$")
+SUBNET_ID = re.compile(r"^subnet-[0-9a-f]{8,17}$")
+SECURITY_GROUP_ID = re.compile(r"^sg-[0-9a-f]{8,17}$")
+
+
+def _ids(r: _Reader, key: str, pattern: re.Pattern[str], what: str) -> tuple[str, ...]:
+    value = r.data.get(key) or []
+    if not isinstance(value, list):
+        raise ConfigError(f"{r._name(key)} must be a list of {what}s, got {value!r}")
+    for i, item in enumerate(value):
+        if not isinstance(item, str) or not pattern.match(item):
+            raise ConfigError(f"{r._name(key)}[{i}] is not a valid {what}: {item!r}")
+    return tuple(value)
+
+
+def _eks_integration(a: _Reader) -> EksIntegration | None:
+    if a.data.get("eks_integration") is None:
+        return None
+    e = a.section("eks_integration")
+    e.unknown(
+        {"enabled", "load_balancer_arn", "host", "protocol", "vpc_link_subnet_ids", "vpc_link_security_group_ids"}
+    )
+    enabled = e.raw("enabled")
+    if not isinstance(enabled, bool):
+        raise ConfigError(f"{e._name('enabled')} must be true or false, got {enabled!r}")
+    if not enabled:
+        return None
+    if e.data.get("load_balancer_arn") is None:
+        raise ConfigError(
+            f"{e._name('load_balancer_arn')} is missing: with {e._name('enabled')} on, name the EKS path's internal "
+            "ALB (or the NLB in front of it)"
+        )
+    arn = e.string("load_balancer_arn", LOAD_BALANCER_ARN, "ALB or NLB ARN (arn:...:loadbalancer/app|net/<name>/<id>)")
+    protocol = e.string("protocol", re.compile(r"^https?$"), "protocol (http or https)")
+    integration = EksIntegration(
+        load_balancer_arn=arn,
+        host=e.string("host", HOST, "host name (the ingress's host, lowercase)"),
+        protocol=protocol,
+        subnet_ids=_ids(e, "vpc_link_subnet_ids", SUBNET_ID, "subnet id"),
+        security_group_ids=_ids(e, "vpc_link_security_group_ids", SECURITY_GROUP_ID, "security group id"),
+    )
+    if integration.vpc_link_v2 and not (integration.subnet_ids and integration.security_group_ids):
+        raise ConfigError(
+            f"{e._name('vpc_link_subnet_ids')} and {e._name('vpc_link_security_group_ids')} must each list at least "
+            "one id: a VPC link V2 to an ALB places its network interfaces in those subnets, with those groups"
+        )
+    if not integration.vpc_link_v2 and (integration.subnet_ids or integration.security_group_ids):
+        raise ConfigError(
+            f"{e._name('vpc_link_subnet_ids')} and {e._name('vpc_link_security_group_ids')} must be empty for an NLB: "
+            "a VPC link V1 reaches the NLB itself and takes no subnets or security groups"
+        )
+    return integration
+
+
 def parse(data: Any) -> InfraConfig:
     """Validate a decoded config.json; raises ConfigError naming the first bad parameter."""
     top = _Reader(data, "")
@@ -229,7 +303,10 @@ def parse(data: Any) -> InfraConfig:
             raise ConfigError(f"ecr_repositories[{i}] is not a valid ECR repository name: {repo!r}")
 
     a = top.section("api")
-    a.unknown({"name", "stage", "model", "throttle_rate", "throttle_burst", "waf_rate_limit_per_5min", "oauth_scope"})
+    a.unknown(
+        {"name", "stage", "model", "throttle_rate", "throttle_burst", "waf_rate_limit_per_5min", "oauth_scope",
+         "eks_integration"}
+    )  # fmt: skip
     rate = a.number("throttle_rate")
     burst = a.integer("throttle_burst")
     if burst < rate:
@@ -243,6 +320,7 @@ def parse(data: Any) -> InfraConfig:
         # WAF's rate-based rules accept 10 to 2,000,000,000 requests per 5-minute window.
         waf_rate_limit_per_5min=a.integer("waf_rate_limit_per_5min", minimum=10),
         oauth_scope=a.string("oauth_scope", re.compile(r"^[\x21\x23-\x2e\x30-\x5b\x5d-\x7e]+$"), "OAuth scope"),
+        eks_integration=_eks_integration(a),
     )
 
     m = top.section("sagemaker")

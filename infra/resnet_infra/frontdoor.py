@@ -4,13 +4,15 @@ from __future__ import annotations
 
 from aws_cdk import CfnOutput, Duration, Fn, RemovalPolicy, Stack
 from aws_cdk import aws_apigateway as apigw
+from aws_cdk import aws_apigatewayv2 as apigwv2
 from aws_cdk import aws_cognito as cognito
+from aws_cdk import aws_elasticloadbalancingv2 as elbv2
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_wafv2 as waf
 from constructs import Construct
 
-from .config import InfraConfig
+from .config import EksIntegration, InfraConfig
 from .logs import log_group
 from .nag import ack, checkov_skip
 from .naming import PROJECT, STACKS
@@ -218,6 +220,8 @@ class FrontDoorStack(Stack):
             },
             method_responses=[apigw.MethodResponse(status_code=code) for code in ("200", "400", "429", "502")],
         )
+        if api_cfg.eks_integration is not None:
+            self._eks_route(api_cfg.model, api_cfg.oauth_scope, api_cfg.eks_integration, authorizer, validator)
 
         plan = self.api.add_usage_plan(
             "UsagePlan",
@@ -246,6 +250,64 @@ class FrontDoorStack(Stack):
             value=Fn.sub(f"https://{PROJECT}-${{AWS::AccountId}}.auth.${{AWS::Region}}.amazoncognito.com/oauth2/token"),
         )
         CfnOutput(self, "ApiKeyId", value=key.key_id, description="aws apigateway get-api-key --include-value")
+
+    def _eks_route(
+        self,
+        model: str,
+        oauth_scope: str,
+        eks: EksIntegration,
+        authorizer: apigw.IAuthorizer,
+        validator: apigw.IRequestValidator,
+    ) -> None:
+        """POST /eks/predictions/<model>: the same auth, WAF and stage, proxied privately to the EKS path's ALB."""
+        if eks.vpc_link_v2:
+            # VPC link V2 reaches an ALB directly. CDK's REST VpcLink construct only takes NLBs (V1), so the
+            # V2 link is the L1 resource and the ALB goes into the method's IntegrationTarget.
+            v2 = apigwv2.CfnVpcLink(
+                self,
+                "EksVpcLink",
+                name=f"{PROJECT}-eks",
+                subnet_ids=list(eks.subnet_ids),
+                security_group_ids=list(eks.security_group_ids),
+            )
+            link: apigw.IVpcLink = apigw.VpcLink.from_vpc_link_id(self, "EksVpcLinkId", v2.ref)
+        else:
+            # VPC link V1 reaches an NLB, whose ALB-type target group forwards to the ingress's ALB.
+            nlb = elbv2.NetworkLoadBalancer.from_network_load_balancer_attributes(
+                self, "EksNlb", load_balancer_arn=eks.load_balancer_arn
+            )
+            link = apigw.VpcLink(
+                self,
+                "EksVpcLink",
+                vpc_link_name=f"{PROJECT}-eks",
+                description="API Gateway -> the NLB in front of the EKS path's internal ALB",
+                targets=[nlb],
+            )
+        integration = apigw.Integration(
+            type=apigw.IntegrationType.HTTP_PROXY,
+            integration_http_method="POST",
+            # The host is sent as Host and as the TLS server name: the ingress routes on it, its certificate names it.
+            uri=f"{eks.protocol}://{eks.host}/predictions/{model}",
+            options=apigw.IntegrationOptions(
+                connection_type=apigw.ConnectionType.VPC_LINK, vpc_link=link, timeout=Duration.seconds(29)
+            ),
+        )
+        resource = self.api.root.add_resource("eks").add_resource("predictions").add_resource(model)
+        self.eks_method = resource.add_method(
+            "POST",
+            integration,
+            authorizer=authorizer,
+            authorization_type=apigw.AuthorizationType.COGNITO,
+            authorization_scopes=[f"{PROJECT}/{oauth_scope}"],
+            api_key_required=True,
+            request_validator=validator,
+            request_parameters={"method.request.header.Content-Type": True},
+        )
+        if eks.vpc_link_v2:
+            cfn = self.eks_method.node.default_child
+            assert isinstance(cfn, apigw.CfnMethod)
+            cfn.add_property_override("Integration.IntegrationTarget", eks.load_balancer_arn)
+        CfnOutput(self, "EksApiUrl", value=self.api.url_for_path(resource.path), description="POST images here (EKS)")
 
     def _web_acl(self, cfg: InfraConfig) -> waf.CfnWebACL:
         # WAF only logs to groups named aws-waf-logs-*.

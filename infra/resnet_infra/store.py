@@ -137,6 +137,7 @@ class StoreStack(Stack):
 
     def _replicate(self, role: iam.Role, rep: Replication) -> None:
         source, destination_arn = self.bucket, rep.destination_bucket_arn
+        destination_region = rep.destination_kms_key_arn.split(":")[3]
         role.add_to_policy(
             iam.PolicyStatement(
                 actions=["s3:GetReplicationConfiguration", "s3:ListBucket"], resources=[source.bucket_arn]
@@ -151,9 +152,20 @@ class StoreStack(Stack):
         role.add_to_policy(
             iam.PolicyStatement(actions=["s3:ReplicateObject", "s3:ReplicateTags"], resources=[f"{destination_arn}/*"])
         )
-        role.add_to_policy(iam.PolicyStatement(actions=["kms:Decrypt"], resources=[self.key.key_arn]))
+        # Both keys only through S3, each in its own region: the role cannot use them for anything else.
         role.add_to_policy(
-            iam.PolicyStatement(actions=["kms:Encrypt", "kms:GenerateDataKey"], resources=[rep.destination_kms_key_arn])
+            iam.PolicyStatement(
+                actions=["kms:Decrypt"],
+                resources=[self.key.key_arn],
+                conditions={"StringEquals": {"kms:ViaService": Fn.sub("s3.${AWS::Region}.amazonaws.com")}},
+            )
+        )
+        role.add_to_policy(
+            iam.PolicyStatement(
+                actions=["kms:Encrypt", "kms:GenerateDataKey"],
+                resources=[rep.destination_kms_key_arn],
+                conditions={"StringEquals": {"kms:ViaService": f"s3.{destination_region}.amazonaws.com"}},
+            )
         )
         cfn = source.node.default_child
         assert isinstance(cfn, s3.CfnBucket)
@@ -178,8 +190,14 @@ class StoreStack(Stack):
                 )
             ],
         )
+        # The finding names the bucket by its logical id: derive it, a hard-coded hash goes stale silently.
         ack(
             role,
-            "AwsSolutions-IAM5[Resource::<ModelStore3A2C2A5D.Arn>/*]",
+            f"AwsSolutions-IAM5[Resource::<{self.get_logical_id(cfn)}.Arn>/*]",
             "Replication reads every object version of the store: the keys are not known in advance.",
+        )
+        ack(
+            role,
+            f"AwsSolutions-IAM5[Resource::{destination_arn}/*]",
+            "Replication writes every object version into the destination bucket: the keys are not known in advance.",
         )

@@ -111,3 +111,72 @@ def test_app_exits_2_with_the_message_and_no_traceback(tmp_path: Path) -> None:
     assert proc.returncode == 2
     assert proc.stderr.strip() == "error: api.throttle_burst (10) must be at least api.throttle_rate (1000)"
     assert not out.exists(), "nothing may be written for a bad config"
+
+
+ALB = "arn:aws:elasticloadbalancing:eu-west-1:123456789012:loadbalancer/app/k8s-resnetse-resnet50-0123456789/0123abcd"
+NLB = "arn:aws:elasticloadbalancing:eu-west-1:123456789012:loadbalancer/net/resnet-serving-eks/0123abcd"
+EKS_ON = {
+    "enabled": True,
+    "load_balancer_arn": ALB,
+    "host": "resnet50.internal.example.com",
+    "protocol": "https",
+    "vpc_link_subnet_ids": ["subnet-0123456789abcdef0"],
+    "vpc_link_security_group_ids": ["sg-0123456789abcdef0"],
+}
+
+
+def test_eks_integration_is_off_by_default_and_on_for_an_alb_or_an_nlb() -> None:
+    assert load().api.eks_integration is None
+    alb = parse(with_("api.eks_integration", EKS_ON)).api.eks_integration
+    assert alb is not None and alb.vpc_link_v2 and alb.subnet_ids == ("subnet-0123456789abcdef0",)
+    nlb_on = {**EKS_ON, "load_balancer_arn": NLB, "vpc_link_subnet_ids": [], "vpc_link_security_group_ids": []}
+    nlb = parse(with_("api.eks_integration", nlb_on)).api.eks_integration
+    assert nlb is not None and not nlb.vpc_link_v2
+    # Off means off: the other keys may stay unset.
+    assert (
+        parse(with_("api.eks_integration", {"enabled": False, "load_balancer_arn": None})).api.eks_integration is None
+    )
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (
+            {"load_balancer_arn": None},
+            "api.eks_integration.load_balancer_arn is missing: with api.eks_integration.enabled on, name the EKS "
+            "path's internal ALB (or the NLB in front of it)",
+        ),
+        ({"enabled": "yes"}, "api.eks_integration.enabled must be true or false, got 'yes'"),
+        (
+            {"load_balancer_arn": "arn:aws:elasticloadbalancing:eu-west-1:123456789012:targetgroup/tg/0123abcd"},
+            "api.eks_integration.load_balancer_arn is not a valid ALB or NLB ARN",
+        ),
+        ({"host": None}, "api.eks_integration.host is missing"),
+        ({"host": "https://resnet50.example.com"}, "api.eks_integration.host is not a valid host name"),
+        ({"protocol": "tcp"}, "api.eks_integration.protocol is not a valid protocol (http or https): 'tcp'"),
+        ({"vpc_link_subnet_ids": []}, "api.eks_integration.vpc_link_subnet_ids and "),
+        ({"vpc_link_subnet_ids": ["subnet-xyz"]}, "api.eks_integration.vpc_link_subnet_ids[0] is not a valid subnet"),
+        ({"vpc_link_security_group_ids": "sg-0123456789abcdef0"}, "vpc_link_security_group_ids must be a list"),
+        ({"load_balancer_arn": NLB}, "must be empty for an NLB: a VPC link V1 reaches the NLB itself"),
+        ({"vpc_link": "v2"}, "api.eks_integration: unknown parameter(s) vpc_link"),
+    ],
+)
+def test_eks_integration_errors_name_the_parameter(change: dict[str, Any], message: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        parse(with_("api.eks_integration", {**EKS_ON, **change}))
+    assert message in str(err.value)
+
+
+def test_app_exits_2_when_the_eks_integration_is_on_without_a_load_balancer(tmp_path: Path) -> None:
+    config = tmp_path / "config.json"
+    config.write_text(json.dumps(with_("api.eks_integration", {**EKS_ON, "load_balancer_arn": None})))
+    proc = subprocess.run(
+        [sys.executable, str(INFRA / "app.py"), "--config", str(config), "--out", str(tmp_path / "templates")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert proc.returncode == 2
+    assert proc.stderr.startswith("error: api.eks_integration.load_balancer_arn is missing")
+    assert "Traceback" not in proc.stderr

@@ -8,14 +8,22 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.infra.conftest import INFRA, TEMPLATES, Synth, synthesize
+from tests.infra.conftest import (
+    INFRA,
+    TEMPLATES,
+    Synth,
+    cfn_lint_errors,
+    checkov_scan,
+    findings_without_acks,
+    unacked_findings,
+    unmatched_acks,
+    write_templates,
+)
 
 pytestmark = pytest.mark.cdk
 
@@ -31,50 +39,19 @@ def test_cdk_nag_passes_with_no_unacknowledged_finding(synth: Synth) -> None:
 
 
 @pytest.fixture(scope="session")
-def findings_without_acks(tmp_path_factory: pytest.TempPathFactory) -> dict[str, set[str]]:
-    """rule id -> construct paths, from a synth with every acknowledgment switched off."""
-    pytest.importorskip("aws_cdk")
-    from resnet_infra import nag
-
-    outdir = tmp_path_factory.mktemp("cdk-out-unacked")
-    nag.ENABLED = False
-    try:
-        with pytest.raises(RuntimeError, match="ValidationFailed"):
-            synthesize(outdir)
-    finally:
-        nag.ENABLED = True
-    report = json.loads((outdir / "validation-report.json").read_text())
-    out: dict[str, set[str]] = {}
-    for plugin in report["pluginReports"]:
-        for v in plugin["violations"]:
-            out.setdefault(v["ruleName"], set()).update(c["constructPath"] for c in v["violatingConstructs"])
-    return out
+def findings(tmp_path_factory: pytest.TempPathFactory) -> dict[str, set[str]]:
+    return findings_without_acks(tmp_path_factory.mktemp("cdk-out-unacked"))
 
 
-def test_every_acknowledgment_matches_a_real_finding(synth: Synth, findings_without_acks: dict[str, set[str]]) -> None:
+def test_every_acknowledgment_matches_a_real_finding(synth: Synth, findings: dict[str, set[str]]) -> None:
     assert synth.acks
-    for path, rule, reason in synth.acks:
-        paths = findings_without_acks.get(rule, set())
-        assert any(p == path or p.startswith(path + "/") for p in paths), f"stale acknowledgment {rule} on {path}"
-        assert len(reason) >= 30
+    assert not unmatched_acks(synth, findings), "stale acknowledgments"
+    assert all(len(reason) >= 30 for _, _, reason in synth.acks)
 
 
-def test_every_finding_is_acknowledged_where_it_occurs(
-    synth: Synth, findings_without_acks: dict[str, set[str]]
-) -> None:
-    acked = {(rule, path) for path, rule, _ in synth.acks}
-    for rule, paths in findings_without_acks.items():
-        for p in paths:
-            assert any(r == rule and (p == a or p.startswith(a + "/")) for r, a in acked), f"{rule} at {p}"
-
-
-def _written(synth: Synth, tmp_path: Path) -> list[Path]:
-    paths = []
-    for key, template in synth.templates.items():
-        path = tmp_path / f"{synth.stack_names[key]}.json"
-        path.write_text(json.dumps(template, indent=1, sort_keys=True) + "\n")
-        paths.append(path)
-    return paths
+def test_every_finding_is_acknowledged_where_it_occurs(synth: Synth, findings: dict[str, set[str]]) -> None:
+    assert findings
+    assert not unacked_findings(synth, findings)
 
 
 def test_committed_templates_match_a_fresh_synth(synth: Synth) -> None:
@@ -97,38 +74,15 @@ def test_templates_are_deterministic_and_need_no_bootstrap(synth: Synth) -> None
 
 
 def test_cfn_lint_reports_no_errors(synth: Synth, tmp_path: Path) -> None:
-    paths = _written(synth, tmp_path)
-    proc = subprocess.run(
-        [str(Path(sys.executable).with_name("cfn-lint")), "--format", "json", *map(str, paths)],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-    assert proc.returncode in (0, 4, 8, 12), f"cfn-lint crashed: {proc.stderr[-2000:]}"  # 4/8: warnings/info only
-    problems = json.loads(proc.stdout or "[]")
-    errors = [p for p in problems if p["Level"] == "Error"]
+    errors = cfn_lint_errors(write_templates(synth, tmp_path))
     assert not errors, json.dumps(errors, indent=1)[:3000]
 
 
 @pytest.fixture(scope="session")
 def checkov_report(synth: Synth, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    from tests.chart.chart_helpers import tool
-
-    checkov = tool("CHECKOV", ".tools/checkov/bin/checkov")
     out = tmp_path_factory.mktemp("checkov-infra")
-    _written(synth, out)
-    proc = subprocess.run(
-        [checkov, "-d", str(out), "--framework", "cloudformation", "-o", "json", "--skip-download"],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-    assert proc.returncode in (0, 1), f"checkov crashed:\n{proc.stderr[-2000:]}"
-    report = json.loads(proc.stdout)
-    assert not isinstance(report, list), "expected only the cloudformation framework"
-    return dict(report)
+    write_templates(synth, out)
+    return checkov_scan(out)
 
 
 def test_checkov_reports_zero_failures(checkov_report: dict[str, Any], synth: Synth) -> None:
