@@ -45,6 +45,9 @@ def test_plan_prints_the_table_and_the_users_assumption(bench_file: Path, capsys
     assert doc["load"]["rps"] == 280 and doc["p99_target_ms"] == 2000
     eks = doc["rows"][0]
     assert (eks["option"], eks["base_units"], eks["total_units"]) == ("EKS on-demand", 10, 15)
+    target = doc["sagemaker_targets"]["ml.m5.xlarge"]
+    # 20 req/s per vCPU × 4 vCPUs × 60 s × 0.7
+    assert target["invocations_per_minute"] == 3360 and "EXTRAPOLATED" in target["how"]
     assert (tmp_path / "plan.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 

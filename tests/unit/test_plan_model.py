@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import pytest
 
@@ -98,3 +99,36 @@ def test_plan_sizes_eks_by_hand() -> None:
     assert sm.estimated and "EXTRAPOLATED from 2 to 4" in sm.note
     assert plan.values["autoscaling"]["minReplicas"] == 15
     assert plan.values["autoscaling"]["targetCPUUtilizationPercentage"] == 70
+
+
+def _serverless(bench: dict, rps: float) -> Any:
+    plan = make_plan(bench, load_prices(None, "us-east-1"), Load(rps, ""), p99_ms=10_000)
+    return next(r for r in plan.rows if r.option == "SageMaker serverless")
+
+
+def test_serverless_within_its_limits_is_priced_per_gb_second() -> None:
+    # c=1: 20 req/s, so 50 ms per request; 60 req/s need 3 concurrent invocations
+    row = _serverless(tiny_bench(), 60)
+    prices = load_prices(None, "us-east-1")
+    sv = prices.entry("sagemaker_serverless")
+    per_month = 60 * 3600 * 730
+    gb = 1024 / 1024  # no memory figures in tiny_bench: the smallest size fits
+    data_gb = per_month * (60_000 + 1024) / 1e9
+    assert row.total_units == 3 and "1024 MB" in row.units
+    expected = per_month * 0.05 * gb * sv["usd_per_gb_second"] + data_gb * sv["data_processing_usd_per_gb"]
+    assert row.usd_month == pytest.approx(expected)
+
+
+@pytest.mark.parametrize(
+    ("mutate", "rps", "needle"),
+    [
+        (lambda b: None, 4020, "needs 201 concurrent invocations"),
+        (lambda b: b.update(memory={"frontend_rss_mb": 300, "worker_rss_mb": [5000]}), 10, "above 6144 MB"),
+        (lambda b: b["environment"]["payload"].update(bytes=5 * 2**20), 10, "payload 5.0 MB is above 4 MB"),
+    ],
+)
+def test_serverless_outside_its_limits_is_not_possible(mutate: Any, rps: float, needle: str) -> None:
+    bench = tiny_bench()
+    mutate(bench)
+    row = _serverless(bench, rps)
+    assert row.units == "not possible" and row.usd_month is None and needle in row.note

@@ -74,7 +74,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
     else:
         print_plan(plan)
     if args.json_out:
-        _write_atomic(args.json_out, json.dumps(plan.to_dict(), indent=2, default=_jsonable) + "\n")
+        _write_atomic(args.json_out, json.dumps(plan.to_dict(), indent=2, allow_nan=False) + "\n")
     if args.plot:
         from resnet_serving.plan.planner import Load
 
@@ -82,10 +82,6 @@ def cmd_plan(args: argparse.Namespace) -> int:
         series = [(lo, plan_for(Load(lo, ""))) for lo in loads]
         plot(series, load.rps, args.plot)
     return 0
-
-
-def _jsonable(x: Any) -> Any:
-    return None if isinstance(x, float) and not math.isfinite(x) else str(x)
 
 
 def _write_atomic(path: Path, text: str) -> None:
@@ -188,6 +184,12 @@ def plot(series: list[tuple[float, Any]], rps: float, path: Path) -> None:
     ax.legend(fontsize=7)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".png")
+    os.close(fd)
+    try:
+        fig.savefig(tmp, dpi=100)
+        os.replace(tmp, path)
+    finally:
+        plt.close(fig)
+        Path(tmp).unlink(missing_ok=True)
     print(f"wrote {path}", file=sys.stderr)

@@ -85,11 +85,22 @@ class Plan:
     azs: int
     rows: list[Row] = field(default_factory=list)
     values: dict[str, Any] = field(default_factory=dict)
+    #: per SageMaker instance type: the SageMakerVariantInvocationsPerInstance target and how it was derived
+    sagemaker_targets: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        d["load"] = asdict(self.load)
-        return d
+        """Plain JSON types; an unbounded p99 becomes null."""
+
+        def clean(x: Any) -> Any:
+            if isinstance(x, float) and not math.isfinite(x):
+                return None
+            if isinstance(x, dict):
+                return {k: clean(v) for k, v in x.items()}
+            if isinstance(x, list):
+                return [clean(v) for v in x]
+            return x
+
+        return dict(clean(asdict(self)))
 
 
 def zone_spread(base: int, azs: int) -> int:
@@ -154,6 +165,10 @@ def make_plan(
     types = instance_types or prices.instance_types("sagemaker_realtime")
     for t in types:
         plan.rows.append(_sagemaker_row(bench, cap, model, prices, load, per_unit, azs, t, hours))
+        target = sagemaker_invocations_target(
+            bench, instance_vcpus=int(prices.entry("sagemaker_realtime", t)["vcpus"]), utilisation=plan.utilisation
+        )
+        plan.sagemaker_targets[t] = {"invocations_per_minute": target.invocations_per_minute, "how": target.how}
     plan.rows.append(_serverless_row(bench, model, prices, load))
     plan.rows += _service_lines(model, prices, load)
     plan.values = chart_values(bench, cap, model, per_unit, load, azs)
