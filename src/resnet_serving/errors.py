@@ -46,8 +46,9 @@ class UnsupportedMediaType(InputError):
 
 # ---- configuration / local state -----------------------------------------------------------------------
 class ConfigError(ResnetServingError):
-    """Settings, flags or environment are invalid. Raised at start-up: fail fast."""
+    """Settings, flags or environment are invalid. Raised at start-up: fail fast. The caller's mistake (exit 2)."""
 
+    http_status = 400
     code = "config_error"
 
 

@@ -149,3 +149,12 @@ def test_the_readme_documents_every_setting() -> None:
     readme = (REPO / "README.md").read_text(encoding="utf-8")
     missing = [env_name(f.name) for f in fields(Settings) if f"`{env_name(f.name)}`" not in readme]
     assert missing == []
+
+
+def test_a_bad_setting_is_the_callers_mistake_exit_2(monkeypatch: pytest.MonkeyPatch, capsys) -> None:
+    from resnet_serving.cli import main
+
+    monkeypatch.setenv("RESNET_SERVING_COMPILE", "maybe")
+    assert main(["serve"]) == 2
+    err = capsys.readouterr().err
+    assert "RESNET_SERVING_COMPILE='maybe'" in err and "Traceback" not in err

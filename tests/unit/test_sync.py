@@ -466,7 +466,8 @@ def test_cli_requires_a_model_store_directory(tmp_path, capsys):
     with pytest.raises(SystemExit) as info:
         main(["sync", "--store", "file:///nowhere"])
     assert info.value.code == 2 and "--model-store" in capsys.readouterr().err
-    assert main(["sync", "--store", "file:///nowhere", "--model-store", str(tmp_path / "missing"), "--once"]) == 1
+    # a bad flag is the caller's mistake: exit 2, as for every command
+    assert main(["sync", "--store", "file:///nowhere", "--model-store", str(tmp_path / "missing"), "--once"]) == 2
     assert "not a directory" in capsys.readouterr().err
-    assert main(["sync", "--store", "file:///x", "--model-store", str(tmp_path), "--interval", "0"]) == 1
+    assert main(["sync", "--store", "file:///x", "--model-store", str(tmp_path), "--interval", "0"]) == 2
     assert "--interval 0.0 must be > 0" in capsys.readouterr().err

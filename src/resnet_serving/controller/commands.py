@@ -10,7 +10,7 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 from resnet_serving.controller.config import OperatorConfig, load_config
-from resnet_serving.errors import ConfigError
+from resnet_serving.errors import ResnetServingError
 
 if TYPE_CHECKING:
     import kopf
@@ -83,7 +83,7 @@ def cmd_operator(args: argparse.Namespace) -> int:
     try:
         import kopf
     except ImportError as e:
-        raise ConfigError("the operator needs kopf: pip install 'resnet-serving[operator]'") from e
+        raise ResnetServingError("the operator needs kopf: pip install 'resnet-serving[operator]'") from e
 
     config = load_config(
         namespaces=args.namespaces,
