@@ -160,11 +160,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from resnet_serving.torchserve.server import Stopped, TorchServe
 
     settings = Settings.from_env()  # fail fast on a bad RESNET_SERVING_* value, before Java starts
+    if args.drain_timeout < 0:
+        raise InputError(f"--drain-timeout {args.drain_timeout:g}: must be ≥ 0 seconds")
     own_run_dir = args.run_dir is None
     run_dir = Path(tempfile.mkdtemp(prefix="resnet-serving-")) if own_run_dir else Path(args.run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    if args.drain_timeout < 0:
-        raise ConfigError(f"--drain-timeout {args.drain_timeout:g}: must be ≥ 0 seconds")
     server: TorchServe | None = None
     stop = threading.Event()
     hurry = threading.Event()  # a second signal: stop without draining
