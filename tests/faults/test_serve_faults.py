@@ -39,11 +39,11 @@ def test_worker_sigkill_mid_batch_fails_only_that_batch(
 ) -> None:
     """Only the batch inside the killed worker fails (TorchServe answers it 'Worker died.'); the requests
     queued behind it are answered once TorchServe has restarted the worker."""
-    kills = int(scale(1, 3))
+    kills = int(scale(1, 5))
     with serving(archive_dir, tmp_path, *ONE_WORKER) as serve:
         management = ManagementClient(serve.management_url, timeout=10)
-        load = load_for(serve.predict_url, requests=scale(400, 3000), seconds=scale(120, 400)).start()
-        load.wait_for(2 * CONCURRENCY, timeout=90)
+        load = load_for(serve.predict_url, requests=scale(400, 5000), seconds=scale(120, 500)).start()
+        load.wait_for(2 * CONCURRENCY, timeout=scale(90, 300))
         rss_before = rss_mb(serve.tree())
         recoveries: list[float] = []
         for _ in range(kills):
@@ -59,7 +59,8 @@ def test_worker_sigkill_mid_batch_fails_only_that_batch(
             after = management.worker_pids("resnet50")
             assert len(after) == 1 and after != before, (before, after)
             ok_now = sum(o.ok for o in load.outcomes)
-            load.wait_for(ok_now + int(scale(CONCURRENCY, 100)), timeout=120)  # throughput is back, not one answer
+            # throughput is back, not one lucky answer
+            load.wait_for(ok_now + int(scale(CONCURRENCY, 200)), timeout=scale(120, 300))
         load.halt()
         load.join()
         rss_after = rss_mb(serve.tree())
@@ -83,15 +84,15 @@ def test_java_sigkill_serve_exits_nonzero_and_leaves_no_orphans(
     probe or the supervisor then restarts the container)."""
     with serving(archive_dir, tmp_path, *ONE_WORKER) as serve:
         load = load_for(serve.predict_url, requests=scale(200, 2000), seconds=scale(60, 300)).start()
-        load.wait_for(int(scale(2 * CONCURRENCY, 200)), timeout=120)
+        load.wait_for(int(scale(2 * CONCURRENCY, 300)), timeout=scale(120, 300))
         procs = serve.tree()
         rss_before = rss_mb(procs)
         assert serve.worker_pids()
         killed_at = time.monotonic()
         serve.java().kill()
+        load.halt()  # a supervisor takes the pod out of service: the row counts the requests the kill caught
         rc = serve.proc.wait(timeout=30)
         exited_s = time.monotonic() - killed_at
-        load.halt()
         load.join()
         gone_s, left = wait_gone(procs, timeout=10)
         log = serve.text()
@@ -110,6 +111,7 @@ def test_java_sigkill_serve_exits_nonzero_and_leaves_no_orphans(
     # what was in flight was reset, what came later refused: a client may retry each elsewhere; none hangs
     assert all(o.retryable for o in load.failed), load.summary()
     assert not any(o.lost for o in load.outcomes), load.summary()
+    assert len(load.failed) <= CONCURRENCY, "only the requests in flight at the kill may fail"
 
 
 @pytest.mark.parametrize(
@@ -132,7 +134,7 @@ def test_sigterm_under_load_answers_every_accepted_request(
     extra = () if drain else ("--drain-timeout", "0")
     with serving(archive_dir, tmp_path, *ONE_WORKER, *extra) as serve:
         load = load_for(serve.predict_url, requests=scale(200, 2000), seconds=scale(60, 300)).start()
-        load.wait_for(int(scale(2 * CONCURRENCY, 300)), timeout=150)
+        load.wait_for(int(scale(2 * CONCURRENCY, 300)), timeout=scale(150, 300))
         procs = serve.tree()
         rss_before = rss_mb(procs)
         signalled = time.monotonic()
@@ -168,13 +170,14 @@ def test_serve_sigkill_leaves_nothing_behind(archive_dir: Path, tmp_path: Path, 
     watchdog stops Java and the workers, and every port is free again within seconds."""
     with serving(archive_dir, tmp_path, *ONE_WORKER) as serve:
         load = load_for(serve.predict_url, requests=scale(200, 2000), seconds=scale(60, 300)).start()
-        load.wait_for(int(scale(2 * CONCURRENCY, 200)), timeout=120)
+        load.wait_for(int(scale(2 * CONCURRENCY, 300)), timeout=scale(120, 300))
         procs = serve.tree()
         assert {"java", "torchserve"} <= {p.name() for p in procs} and serve.worker_pids()
         assert any("resnet_serving.torchserve.watchdog" in " ".join(p.cmdline()) for p in procs)
         rss_before = rss_mb(procs)
         killed_at = time.monotonic()
         serve.proc.kill()
+        load.halt()  # as above: count the requests in flight at the kill, not those refused later
         serve.proc.wait(timeout=10)
         gone_s, left = wait_gone(procs, timeout=15)
         while not all(port_free(p) for p in serve.ports.values()) and time.monotonic() - killed_at < 15:
@@ -195,3 +198,4 @@ def test_serve_sigkill_leaves_nothing_behind(archive_dir: Path, tmp_path: Path, 
     assert gone_s < 10
     assert busy == [], f"ports still bound: {busy}"
     assert not any(o.lost for o in load.outcomes), load.summary()
+    assert all(o.retryable for o in load.failed), load.summary()
