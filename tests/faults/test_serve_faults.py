@@ -45,6 +45,7 @@ def test_worker_sigkill_mid_batch_fails_only_that_batch(
         load = load_for(serve.predict_url, requests=scale(400, 5000), seconds=scale(120, 500)).start()
         load.wait_for(2 * CONCURRENCY, timeout=scale(90, 300))
         rss_before = rss_mb(serve.tree())
+        java_before = rss_mb([serve.java()])
         recoveries: list[float] = []
         for _ in range(kills):
             before = management.worker_pids("resnet50")
@@ -64,14 +65,15 @@ def test_worker_sigkill_mid_batch_fails_only_that_batch(
         load.halt()
         load.join()
         rss_after = rss_mb(serve.tree())
-    fault_table.append(
-        Row.from_load(
-            f"worker SIGKILLed mid-batch ×{kills} (1 worker, batch {BATCH})",
-            load,
-            recovered=" / ".join(f"{r:.1f} s" for r in recoveries),
-            rss=(rss_before, rss_after),
-        )
+        java_after = rss_mb([serve.java()])
+    row = Row.from_load(
+        f"worker SIGKILLed mid-batch ×{kills} (1 worker, batch {BATCH})",
+        load,
+        recovered=" / ".join(f"{r:.1f} s" for r in recoveries),
+        rss=(rss_before, rss_after),
     )
+    row.memory += f", Java {java_after - java_before:+.0f} MB"
+    fault_table.append(row)
     assert len(load.failed) <= kills * BATCH, load.summary()
     assert all(o.worker_died for o in load.failed), load.summary()
     assert not any(o.lost for o in load.outcomes), load.summary()
