@@ -302,7 +302,17 @@ def start_serve(model_dir: Path, run: Path, *extra: str, ready_timeout: float = 
     ports = dict(zip(names, free_ports(len(names)), strict=True))
     run.mkdir(parents=True, exist_ok=True)
     log = run / "serve.log"
-    cmd = [sys.executable, "-m", "resnet_serving", "serve", "--model-dir", str(model_dir)]
+    # a run dir of the test's own: a SIGKILLed serve cannot remove the temporary one it would make
+    cmd = [
+        sys.executable,
+        "-m",
+        "resnet_serving",
+        "serve",
+        "--model-dir",
+        str(model_dir),
+        "--run-dir",
+        str(run / "run"),
+    ]
     for name, port in ports.items():
         cmd += [f"--{name}", str(port)]
     cmd += list(extra)
