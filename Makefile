@@ -18,7 +18,7 @@ WEIGHTS ?= auto
 VERSION ?= 1
 STORE ?= model-store
 
-.PHONY: help venv java tools checkov serve archive test test-unit lint typecheck bench k8s infra clean
+.PHONY: help venv java tools checkov serve archive test test-unit lint typecheck bench faults k8s infra clean
 
 help:  ## list the targets, one line each
 	@awk -F ':.*## ' '/^[a-z][a-z0-9-]*:.*## / {printf "  make %-10s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -77,8 +77,12 @@ test: java tools checkov lint typecheck  ## lint, type checks and every test (wh
 bench: java  ## benchmark raw model, pipeline and served throughput; writes bench-results/
 	$(BIN)/resnet-serving bench --out bench-results --repeat 3 --duration 12 --warmup 3
 
-clean:  ## remove .venv, .tools, run/ and bench-results/
-	rm -rf $(VENV) $(TOOLS) run bench-results
+# The same cases as tests/faults in `make test`, with more requests and repeated faults (a few minutes).
+faults: java  ## run the fault suite longer (kills, SIGTERM, parallel builds) and print its table
+	FAULTS=long $(BIN)/pytest -q -s tests/faults
+
+clean:  ## remove .venv, .tools, run/, bench-results/ and faults-results/
+	rm -rf $(VENV) $(TOOLS) run bench-results faults-results
 
 # ---- chart / manifests ------------------------------------------------------------------------------
 # checkov pins many libraries of its own, so it lives in its own venv under .tools/.

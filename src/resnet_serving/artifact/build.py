@@ -34,7 +34,7 @@ from resnet_serving.files import atomic_write_bytes
 from resnet_serving.inference.imaging import WEIGHTS, categories
 from resnet_serving.inference.model import resolve_weights
 from resnet_serving.inference.postprocess import labels_to_json
-from resnet_serving.settings import Settings, env_name, source_checkout
+from resnet_serving.settings import Settings, env_name, environment, source_checkout
 
 
 def default_handler_path() -> Path:
@@ -105,8 +105,13 @@ def build_archive(
             "--archive-format", "default",
             "--force",
         ]  # fmt: skip
+        # torch-model-archiver stages into $TMPDIR/<model name>, which it first deletes: one folder machine-wide,
+        # so two builds at once would delete each other's files. A private TMPDIR gives each build its own.
+        staging = tmp / "staging"
+        staging.mkdir()
+        env = {**environment(), "TMPDIR": str(staging)}
         with ui.status("packing model.mar (torch-model-archiver)"):
-            proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+            proc = subprocess.run(cmd, capture_output=True, text=True, check=False, env=env)
         built = export / f"{model_name}.mar"
         if proc.returncode != 0 or not built.is_file():
             raise ArchiveError(f"torch-model-archiver failed ({proc.returncode}): {proc.stderr.strip()[-800:]}")

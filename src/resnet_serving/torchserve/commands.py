@@ -20,8 +20,10 @@ from resnet_serving.settings import DEFAULT_STORE, ENV_CHANNEL, ENV_STORE, ENV_U
 from resnet_serving.signals import on_stop_signals
 
 EXAMPLE_IMAGE = "examples/grace_hopper.jpg"
-#: SIGTERM to SIGKILL is 30 s on SageMaker (and the default grace period on Kubernetes): stop well inside it.
+#: SIGTERM to SIGKILL is 30 s on SageMaker (and the default grace period on Kubernetes): the drain and the stop
+#: together stay inside it.
 STOP_TIMEOUT_S = 20.0
+DRAIN_TIMEOUT_S = 8.0
 
 
 def _serve_default(name: str) -> Any:
@@ -75,6 +77,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     perf.add_argument("--java-heap-mb", type=int, default=1024)
     p.add_argument("--run-dir", type=Path, help="working dir for config, logs, unpacked model (default: temp)")
     p.add_argument("--ready-timeout", type=float, default=300.0, help="seconds to wait for the model to answer")
+    p.add_argument(
+        "--drain-timeout",
+        type=float,
+        default=DRAIN_TIMEOUT_S,
+        help=f"on SIGTERM/Ctrl-C: seconds to finish accepted requests before stopping (default {DRAIN_TIMEOUT_S:g}; "
+        "0: stop at once; a second signal stops at once too)",
+    )
     p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser("predict", help="classify image files against a running server")
@@ -151,18 +160,28 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from resnet_serving.torchserve.server import Stopped, TorchServe
 
     settings = Settings.from_env()  # fail fast on a bad RESNET_SERVING_* value, before Java starts
+    if args.drain_timeout < 0:
+        raise InputError(f"--drain-timeout {args.drain_timeout:g}: must be ≥ 0 seconds")
     own_run_dir = args.run_dir is None
     run_dir = Path(tempfile.mkdtemp(prefix="resnet-serving-")) if own_run_dir else Path(args.run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     server: TorchServe | None = None
     stop = threading.Event()
+    hurry = threading.Event()  # a second signal: stop without draining
+    drain = False
     sync_thread: threading.Thread | None = None
     # --channel (without a pinned --version or --model-dir) follows the channel: the sync loop runs beside
     # TorchServe and switches versions through its management API, which therefore is enabled (loopback only).
     follow = bool(args.channel) and not args.version and not args.model_dir
 
     signals = contextlib.ExitStack()  # restored last, after TorchServe has stopped
-    signals.enter_context(on_stop_signals(lambda _signum: stop.set()))
+
+    def on_signal(_signum: int) -> None:
+        if stop.is_set():
+            hurry.set()
+        stop.set()
+
+    signals.enter_context(on_stop_signals(on_signal))
     try:
         # TorchServe's model store is the verified directory itself: no copy of the archive at start-up.
         store_dir, manifest = _prepare_model(args, run_dir / "model")
@@ -216,19 +235,56 @@ def cmd_serve(args: argparse.Namespace) -> int:
         while not stop.wait(0.5):
             if not server.alive():
                 raise TorchServeError(f"TorchServe exited unexpectedly; last log lines:\n{server.tail_log()}")
-        print("resnet-serving: stopping TorchServe…", file=sys.stderr, flush=True)
+        drain = True
         return 0
     finally:
         stop.set()
         if sync_thread is not None:
             sync_thread.join(timeout=5)  # mid-switch it may still wait on TorchServe; stopping it ends that
         if server is not None:
+            if drain and server.alive() and args.drain_timeout > 0:
+                _drain(server.cfg, args.drain_timeout, hurry)
+            print("resnet-serving: stopping TorchServe…", file=sys.stderr, flush=True)
             server.stop(timeout=STOP_TIMEOUT_S)
         if sync_thread is not None:
             sync_thread.join(timeout=10)
         signals.close()
         if own_run_dir:
             shutil.rmtree(run_dir, ignore_errors=True)
+
+
+def _drain(cfg: Any, timeout: float, hurry: threading.Event) -> None:
+    """Answer every request TorchServe has accepted before stopping it: TorchServe 0.12 resets them on SIGTERM.
+
+    Readiness needs no change here: Kubernetes takes a terminating pod out of the Service's endpoints whatever
+    its probe answers, and the chart's preStop sleep lets the ALB deregister it before the SIGTERM."""
+    import time
+
+    from resnet_serving.torchserve.management import ManagementClient, ManagementError
+    from resnet_serving.torchserve.versions import Stopped, Versions
+
+    started = time.monotonic()
+    versions = Versions(
+        ManagementClient(cfg.management_url, timeout=min(5.0, timeout)),
+        model=cfg.model_name,
+        inference_url=cfg.inference_url,
+    )
+    versions.stop = hurry
+    try:
+        with ui.status(f"draining: answering the requests already accepted (at most {timeout:g}s)"):
+            _current, registered = versions.served()
+            for version in registered:
+                left = timeout - (time.monotonic() - started)
+                if left <= 0:
+                    break
+                versions.drain(version, versions.settings(version).workers, timeout=left)
+    except Stopped:
+        ui.warn("second signal: stopping without draining")
+        return
+    except ManagementError as e:
+        ui.warn(f"could not drain ({e.message}); stopping")
+        return
+    print(f"resnet-serving: drained in {time.monotonic() - started:.1f}s", file=sys.stderr, flush=True)
 
 
 def _start_sync(args: argparse.Namespace, cfg: Any, store_dir: Path, stop: threading.Event) -> threading.Thread:

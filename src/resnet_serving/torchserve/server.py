@@ -2,10 +2,16 @@
 
 TorchServe is started in its own session (process group): the launcher, the Java front end and every
 Python worker share one group, so stopping signals the whole group, waits, then kills what is left.
+
+The group must not outlive the process that started it, even when that process is SIGKILLed (no clean-up
+runs then). Two guards: the launcher gets a parent-death signal (Linux), and a watchdog process
+(:mod:`~resnet_serving.torchserve.watchdog`) stops the rest of the group, Java and the workers, when its pipe
+from the starter closes.
 """
 
 from __future__ import annotations
 
+import ctypes
 import dataclasses
 import os
 import signal
@@ -13,6 +19,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import IO
 
@@ -21,6 +28,8 @@ from resnet_serving.settings import ENV_TORCH_THREADS, environment
 from resnet_serving.torchserve import config as ts_config
 from resnet_serving.torchserve.java import find_java_home
 from resnet_serving.torchserve.probe import model_answers
+from resnet_serving.torchserve.watchdog import group_pids as _group_pids
+from resnet_serving.torchserve.watchdog import signal_group as _signal_group
 
 #: The front end's log4j2 configuration (see the comment in the file for how it differs from TorchServe's).
 LOG_CONFIG = Path(__file__).with_name("log4j2.xml")
@@ -55,6 +64,8 @@ class TorchServe:
         self.proc: subprocess.Popen[bytes] | None = None
         self._log: IO[bytes] | None = None
         self.started_at: float | None = None
+        self._watchdog: subprocess.Popen[bytes] | None = None
+        self._watch_fd: int | None = None
 
     # ---- lifecycle ------------------------------------------------------------------------------------
     def start(self) -> None:
@@ -100,6 +111,7 @@ class TorchServe:
             "--log-config", str(LOG_CONFIG),
         ]  # fmt: skip
         self._log = open(self.log_file, "ab")
+        self._start_watchdog()
         self.started_at = time.monotonic()
         self.proc = subprocess.Popen(
             cmd,
@@ -109,7 +121,41 @@ class TorchServe:
             stdout=self._log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
+            preexec_fn=_parent_death_signal(),
         )
+        assert self._watch_fd is not None
+        os.write(self._watch_fd, f"{self.proc.pid}\n".encode("ascii"))  # the group's id: the launcher's pid
+
+    def _start_watchdog(self) -> None:
+        """Start the watchdog before the launcher, so that no moment exists when the group runs unguarded."""
+        read_fd, write_fd = os.pipe()  # both ends close-on-exec: only the watchdog gets the read end
+        try:
+            self._watchdog = subprocess.Popen(
+                [sys.executable, "-m", "resnet_serving.torchserve.watchdog", str(read_fd)],
+                pass_fds=(read_fd,),
+                stdin=subprocess.DEVNULL,
+                stdout=self._log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,  # out of the terminal's group: Ctrl-C is for serve, not for the watchdog
+            )
+        except BaseException:
+            os.close(write_fd)
+            raise
+        finally:
+            os.close(read_fd)
+        self._watch_fd = write_fd
+
+    def _stop_watchdog(self) -> None:
+        if self._watch_fd is not None:
+            os.close(self._watch_fd)  # end of file: the watchdog sees the group gone and exits
+            self._watch_fd = None
+        if self._watchdog is not None:
+            try:
+                self._watchdog.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self._watchdog.kill()
+                self._watchdog.wait(timeout=5)
+            self._watchdog = None
 
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
@@ -141,6 +187,7 @@ class TorchServe:
         """SIGTERM the whole process group, wait, then SIGKILL whatever is left. Idempotent."""
         proc = self.proc
         if proc is None:
+            self._stop_watchdog()
             return
         pgid = proc.pid  # start_new_session=True: the launcher leads its own group
         _signal_group(pgid, signal.SIGTERM)
@@ -161,6 +208,7 @@ class TorchServe:
             proc.wait(timeout=5)
         except subprocess.TimeoutExpired:
             pass
+        self._stop_watchdog()
         if self._log:
             self._log.close()
             self._log = None
@@ -196,28 +244,25 @@ def _reap_orphans() -> None:
             return
 
 
-def _signal_group(pgid: int, sig: int) -> None:
-    try:
-        os.killpg(pgid, sig)
-    except (ProcessLookupError, PermissionError):
-        pass
+PR_SET_PDEATHSIG = 1
 
 
-def _group_pids(pgid: int) -> list[int]:
-    pids = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat", encoding="utf-8") as f:
-                stat = f.read()
-            # fields after the ")" of the command name: state ppid pgrp ...
-            fields = stat.rsplit(")", 1)[1].split()
-            if int(fields[2]) == pgid and fields[0] != "Z":
-                pids.append(int(entry))
-        except (OSError, IndexError, ValueError):
-            continue
-    return pids
+def _parent_death_signal() -> Callable[[], None] | None:
+    """A ``preexec_fn`` that has the kernel SIGKILL the child when its parent dies (Linux; None elsewhere).
+
+    The kernel sends it when the *thread* that forked the child exits, so it is set only when starting from the
+    main thread; from another thread the watchdog alone guards the group."""
+    if not sys.platform.startswith("linux") or threading.current_thread() is not threading.main_thread():
+        return None
+    libc = ctypes.CDLL(None, use_errno=True)  # loaded before the fork: the child only makes the call
+    parent = os.getpid()
+
+    def preexec() -> None:
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        if os.getppid() != parent:  # the parent died before prctl took effect
+            os._exit(1)
+
+    return preexec
 
 
 def _group_alive(pgid: int) -> bool:
