@@ -9,7 +9,6 @@ layer and error conversion (:mod:`.s3_errors`).
 from __future__ import annotations
 
 import logging
-import uuid
 from pathlib import Path
 
 from boto3.s3.transfer import create_transfer_manager
@@ -17,7 +16,7 @@ from boto3.s3.transfer import create_transfer_manager
 from resnet_serving.errors import InputError, NotFound, StoreError
 from resnet_serving.store.backend import OnBytes, _ignore
 from resnet_serving.store.model_store import Store
-from resnet_serving.store.s3 import S3Backend, _Progress
+from resnet_serving.store.s3 import S3Backend, _Progress, temp_key
 
 log = logging.getLogger(__name__)
 
@@ -58,8 +57,7 @@ def put_file_atomic(
 ) -> str:
     """Upload ``path`` to ``key`` via a temp key and a server-side copy; return the object's ``s3://`` URL."""
     backend = s3_backend(store, "uploading a model.tar.gz")
-    parent, _, name = key.rpartition("/")
-    tmp = f"{parent}/.{name}.{uuid.uuid4().hex[:12]}.tmp" if parent else f".{name}.{uuid.uuid4().hex[:12]}.tmp"
+    tmp = temp_key(key)
     sse = {"ServerSideEncryption": "aws:kms", "SSEKMSKeyId": kms_key_id} if kms_key_id else {}
 
     def upload() -> None:

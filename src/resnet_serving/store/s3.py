@@ -8,7 +8,9 @@ an object, so it cannot become visible.
 
 from __future__ import annotations
 
+import logging
 import time
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, BinaryIO, TypeVar
@@ -24,10 +26,14 @@ from resnet_serving.store.backend import Backend, OnBytes, _ignore
 from resnet_serving.store.retry import RetryPolicy, call_with_retries
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 MiB = 1 << 20
+# num_download_attempts=1: s3transfer would otherwise retry a cut or reset download body itself, without
+# backoff, under our retries (a second layer); store/retry.py retries the whole download instead.
 DEFAULT_TRANSFER = TransferConfig(
-    multipart_threshold=8 * MiB, multipart_chunksize=8 * MiB, max_concurrency=4, use_threads=True
-)
+    multipart_threshold=8 * MiB, multipart_chunksize=8 * MiB, max_concurrency=4, use_threads=True,
+    num_download_attempts=1,
+)  # fmt: skip
 
 
 def make_client(endpoint_url: str | None = None) -> Any:
@@ -44,6 +50,13 @@ def make_client(endpoint_url: str | None = None) -> Any:
     if endpoint_url:
         options["s3"] = {"addressing_style": "path"}
     return boto3.session.Session().client("s3", endpoint_url=endpoint_url or None, config=Config(**options))
+
+
+def temp_key(key: str) -> str:
+    """A unique hidden sibling of ``key``: ``a/b/.c.json.<hex>.tmp``. Listings of versions and channels skip it."""
+    parent, _, name = key.rpartition("/")
+    hidden = f".{name}.{uuid.uuid4().hex[:12]}.tmp"
+    return f"{parent}/{hidden}" if parent else hidden
 
 
 class _Progress(BaseSubscriber):
@@ -113,17 +126,39 @@ class S3Backend(Backend):
         return self._call("GetObject", key, get)
 
     def put_bytes(self, key: str, data: bytes, *, kms_key_id: str | None = None) -> None:
+        """PUT to a temp key, then a server-side copy into place. Some S3-compatible stores keep a body cut off
+        mid-request (moto does); then a cut leaves at most a stray temp key, never a partial object at ``key``:
+        only a PUT that was answered is copied."""
+        tmp = temp_key(key)
+        sse = self._sse(kms_key_id)
         self._call(
             "PutObject",
-            key,
+            tmp,
             lambda: self.client.put_object(
                 Bucket=self.bucket,
-                Key=self._key(key),
+                Key=self._key(tmp),
                 Body=data,
                 ContentType="application/json" if key.endswith(".json") else "application/octet-stream",
-                **self._sse(kms_key_id),
+                **sse,
             ),
         )
+        try:
+            self._call(
+                "CopyObject",
+                key,
+                lambda: self.client.copy_object(
+                    Bucket=self.bucket,
+                    Key=self._key(key),
+                    CopySource={"Bucket": self.bucket, "Key": self._key(tmp)},
+                    MetadataDirective="COPY",
+                    **sse,
+                ),
+            )
+        finally:
+            try:
+                self.delete(tmp)
+            except StoreError as e:  # the real key is whole either way; a stray temp key is only clutter
+                log.warning("could not remove %s: %s", self.key_uri(tmp), e.message)
 
     def size(self, key: str) -> int:
         head = self._call("HeadObject", key, lambda: self.client.head_object(Bucket=self.bucket, Key=self._key(key)))

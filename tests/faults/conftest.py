@@ -1,0 +1,22 @@
+"""Fixtures for the fault cases: the moto server, and the fault-injecting proxy in front of it."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from tests.faults.s3_proxy import S3FaultProxy
+from tests.fixtures.moto_server import MotoS3, aws_test_env, moto_s3  # noqa: F401
+
+
+@pytest.fixture
+def bucket(moto_s3: MotoS3) -> str:  # noqa: F811
+    return moto_s3.create_bucket()
+
+
+@pytest.fixture
+def proxy(moto_s3: MotoS3) -> Iterator[S3FaultProxy]:  # noqa: F811
+    """A fault proxy in front of the moto server: give the store ``proxy.url`` as its endpoint."""
+    with S3FaultProxy(moto_s3.host, moto_s3.port) as p:
+        yield p
