@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import os
 import threading
 import time
 from pathlib import Path
@@ -33,6 +34,8 @@ from tests.unit.test_sync import FakeClock, FakeTorchServe
 
 MiB = 1 << 20
 PREFIX = "models"
+#: FAULTS_LONG=1 (for `make faults`): many more cut points, every byte of a promote.
+LONG = os.environ.get("FAULTS_LONG") == "1"
 #: Short waits, so a case takes seconds; the curve is the production one (capped exponential, full jitter).
 FAST = RetryPolicy(attempts=4, base_delay=0.05, max_delay=0.4)
 
@@ -258,7 +261,9 @@ def listed(store: Store) -> list[str]:
     return [row.version for row in store.inventory()]
 
 
-@pytest.mark.parametrize(("size", "spread"), [(4096, 40), (11 * MiB, 4)], ids=["single-put", "multipart"])
+@pytest.mark.parametrize(
+    ("size", "spread"), [(4096, 400 if LONG else 40), (11 * MiB, 40 if LONG else 4)], ids=["single-put", "multipart"]
+)
 def test_a_push_cut_at_any_byte_leaves_nothing_that_versions_lists(
     moto_s3: MotoS3, proxy: S3FaultProxy, bucket: str, tmp_path: Path, capsys: pytest.CaptureFixture[str],
     size: int, spread: int,
@@ -311,7 +316,7 @@ def test_racing_promotes_leave_one_of_the_two_values(
     s3 = moto_s3.client()
     key = f"{PREFIX}/{channel_key('resnet50', 'stable')}"
     proxy.add(Fault("latency", op("PUT", "channels/"), times=-1, seconds=0.02))  # widen the window
-    rounds, outcomes = 30, {"1": 0, "2": 0}
+    rounds, outcomes = 300 if LONG else 30, {"1": 0, "2": 0}
     errors: list[BaseException] = []
 
     def promote(version: str, barrier: threading.Barrier) -> None:
@@ -351,7 +356,10 @@ def test_a_promote_cut_at_any_byte_leaves_the_old_pointer_or_the_new(
     sizes = [e.size for e in proxy.log]
     put_start = sum(sizes[: next(i for i, e in enumerate(proxy.log) if e.method == "PUT")])
     put_size = next(e.size for e in proxy.log if e.method == "PUT")
-    points = sorted(set(cut_points(sizes, 30)) | set(range(put_start, put_start + put_size, 9)))
+    if LONG:
+        points = list(range(sum(sizes)))
+    else:
+        points = sorted(set(cut_points(sizes, 30)) | set(range(put_start, put_start + put_size, 9)))
     reset_pointer = direct(moto_s3, bucket)
     logging.getLogger("resnet_serving.store").setLevel(logging.ERROR)
     outcomes = {"old": 0, "new": 0}
@@ -368,7 +376,7 @@ def test_a_promote_cut_at_any_byte_leaves_the_old_pointer_or_the_new(
         assert raw == f'{{"version": "{expected}"}}\n'.encode(), f"cut at byte {k}: {raw!r}"
         outcomes["new" if expected == "2" else "old"] += 1
     proxy.heal()
-    channels = [k["Key"] for k in s3.list_objects_v2(Bucket=bucket, Prefix=f"{PREFIX}/resnet50/channels/")["Contents"]]
+    channels = direct(moto_s3, bucket).backend.list_keys("resnet50/channels/")
     assert direct(moto_s3, bucket).channels() == {"stable": expected}  # stray temp keys are never read as channels
     print(f"FIGURE promote ({len(sizes)} requests, {sum(sizes)} bytes) cut at {len(points)} bytes: old pointer "
           f"{outcomes['old']}, new {outcomes['new']}, corrupt 0; {len(channels) - 1} stray temp keys")  # fmt: skip

@@ -8,6 +8,8 @@ seeds and the found-* inputs of fixed defects) is also replayed in-process, so a
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -15,6 +17,7 @@ import pytest
 
 from tests.fuzz.fuzzing import CORPUS, FuzzResult, findings
 from tests.fuzz.targets import TARGETS
+from tests.helpers import REPO
 
 #: Inputs per target in the smoke run: 40,000 in all, a few seconds each.
 SMOKE_RUNS = {"imaging": 20_000, "protocol": 20_000}
@@ -54,3 +57,15 @@ def test_a_crash_or_a_hang_fails_the_run_and_saves_the_input(
     assert result.returncode != 0
     assert [p.name.startswith(kind) for p in result.artifacts] == [True], findings(result)
     assert result.artifacts[0].read_bytes() == seed_input
+
+
+def test_one_saved_input_replays_from_the_command_line() -> None:
+    """The README's replay command: libFuzzer given a file runs that input alone."""
+    pytest.importorskip("atheris")
+    found = CORPUS / "protocol" / "found-deep-json-bytes"
+    proc = subprocess.run(
+        [sys.executable, "-m", "tests.fuzz.run", "protocol", str(found.relative_to(REPO))],
+        cwd=REPO, capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert f"Running: {found.relative_to(REPO)}" in proc.stderr

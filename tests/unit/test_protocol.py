@@ -171,3 +171,13 @@ def test_empty_raw_body_field_is_refused_by_the_parser() -> None:
     """Found by tests/fuzz: a multipart field that is present but empty reached the decoder as an empty image."""
     with pytest.raises(InputError, match="empty body"):
         parse({"data": b""}, "image/jpeg")
+
+
+@pytest.mark.parametrize("mode", ["", "realtime"])
+def test_a_str_body_with_a_lone_surrogate_is_a_400_not_a_unicode_error(mode: str) -> None:
+    """Found by tests/fuzz: TorchServe decodes the JSON string "\ud800" to a str that UTF-8 cannot encode."""
+    settings = Settings.from_env({"RESNET_SERVING_SAGEMAKER_MODE": mode} if mode else {})
+    with pytest.raises(InputError, match="invalid JSON"):  # a str body is JSON text; this one is not JSON
+        protocol.parse_request({"body": "\ud800"}, "application/json", settings)
+    raw = protocol.parse_request({"body": "\udcff"}, "image/jpeg", settings)  # bytes for the decoder to refuse
+    assert raw.images == [b"\xed\xb3\xbf"]

@@ -121,7 +121,7 @@ def parse_request(
             f"Content-Type {ctype} is not accepted: use image/*, application/octet-stream or application/json"
         )
     if isinstance(body, str):  # defensive: TorchServe only decodes text/* to str
-        body = body.encode("utf-8")
+        body = body.encode("utf-8", "surrogatepass")
     if not isinstance(body, (bytes, bytearray)):
         raise InputError("body must be raw image bytes")
     if not body:  # a multipart field can be present and empty
@@ -138,7 +138,7 @@ def _check_request_size(body: Any, settings: Settings) -> None:
     if isinstance(body, (bytes, bytearray)):
         size = len(body)
     elif isinstance(body, str):
-        size = len(body.encode("utf-8"))
+        size = len(body.encode("utf-8", "surrogatepass"))
     else:  # JSON that TorchServe already decoded: its serialised size is what the client sent, near enough
         try:
             size = len(json.dumps(body, separators=(",", ":")))
