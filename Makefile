@@ -18,7 +18,7 @@ WEIGHTS ?= auto
 VERSION ?= 1
 STORE ?= model-store
 
-.PHONY: help venv java tools checkov serve archive test test-unit lint typecheck bench faults k8s infra clean
+.PHONY: help venv java tools checkov serve archive test test-unit lint typecheck bench faults fuzz k8s infra clean
 
 help:  ## list the targets, one line each
 	@awk -F ':.*## ' '/^[a-z][a-z0-9-]*:.*## / {printf "  make %-10s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -73,6 +73,11 @@ test-unit: $(STAMP)  ## the unit tests only (no Java, helm or servers)
 
 test: java tools checkov lint typecheck  ## lint, type checks and every test (what CI runs)
 	HELM=$(abspath $(HELM)) KUBECTL=$(abspath $(KUBECTL)) CHECKOV=$(abspath $(CHECKOV)) $(BIN)/pytest -q tests
+
+# The bounded fuzz smoke runs in `make test` (tests/fuzz); this runs each target for FUZZ_TIME seconds.
+FUZZ_TIME ?= 300
+fuzz: $(STAMP)  ## fuzz the image and request entries with atheris, FUZZ_TIME seconds each (default 300)
+	$(BIN)/python -m tests.fuzz.fuzzing --time $(FUZZ_TIME)
 
 bench: java  ## benchmark raw model, pipeline and served throughput; writes bench-results/
 	$(BIN)/resnet-serving bench --out bench-results --repeat 3 --duration 12 --warmup 3

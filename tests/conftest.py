@@ -48,6 +48,7 @@ FIXTURE_MARKERS = {
     "kubectl_bin": "kubectl",
     "checkov_bin": "checkov",
     "fault_table": "faults",
+    "fuzz_runner": "fuzz",
 }
 
 

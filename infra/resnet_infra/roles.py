@@ -105,6 +105,13 @@ class RolesStack(Stack):
                 actions=["s3:DeleteObject"],
                 resources=[f"{bucket_arn}/{prefix}/*/manifest.json"],
             ),
+            # manifests, pointers and model.tar.gz are written to a hidden `.<name>.<id>.tmp` key, copied into
+            # place, then the temp key is removed: only those keys may go.
+            iam.PolicyStatement(
+                sid="RemoveItsOwnTempKeys",
+                actions=["s3:DeleteObject"],
+                resources=[f"{bucket_arn}/{prefix}/*.tmp"],
+            ),
             iam.PolicyStatement(
                 sid="EncryptNewObjects",
                 actions=["kms:GenerateDataKey", "kms:Decrypt"],
@@ -164,6 +171,11 @@ class RolesStack(Stack):
             policy(self.publisher),
             f"AwsSolutions-IAM5[Resource::{nag_bucket}/{prefix}/*/manifest.json]",
             "Only manifests may be deleted (push --force), one per version; version numbers are not known here.",
+        )
+        ack(
+            policy(self.publisher),
+            f"AwsSolutions-IAM5[Resource::{nag_bucket}/{prefix}/*.tmp]",
+            "Only the hidden temp keys of its own atomic writes may be deleted; their names are random.",
         )
         ack(
             policy(self.sagemaker),

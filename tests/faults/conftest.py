@@ -1,5 +1,5 @@
-"""Fixtures of the fault suite: the table its cases fill (printed, and written under faults-results/ by
-`make faults`)."""
+"""Fixtures of the fault suite: the table its serve cases fill (printed, and written under faults-results/ by
+`make faults`), the moto server, and the fault-injecting proxy in front of it."""
 
 from __future__ import annotations
 
@@ -8,6 +8,8 @@ from collections.abc import Iterator
 import pytest
 
 from tests.faults.harness import LONG, Row, markdown
+from tests.faults.s3_proxy import S3FaultProxy
+from tests.fixtures.moto_server import MotoS3, aws_test_env, moto_s3  # noqa: F401
 from tests.helpers import REPO
 
 
@@ -23,3 +25,15 @@ def fault_table() -> Iterator[list[Row]]:
         out.mkdir(exist_ok=True)
         (out / "faults.md").write_text(text + "\n", encoding="utf-8")
     print("\n\n" + text)
+
+
+@pytest.fixture
+def bucket(moto_s3: MotoS3) -> str:  # noqa: F811
+    return moto_s3.create_bucket()
+
+
+@pytest.fixture
+def proxy(moto_s3: MotoS3) -> Iterator[S3FaultProxy]:  # noqa: F811
+    """A fault proxy in front of the moto server: give the store ``proxy.url`` as its endpoint."""
+    with S3FaultProxy(moto_s3.host, moto_s3.port) as p:
+        yield p

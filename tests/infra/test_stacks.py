@@ -153,8 +153,8 @@ def test_publisher_writes_but_never_deletes_an_archive(synth: Synth) -> None:
     statements = role_policy(synth, "publisher")
     assert {"s3:PutObject", "s3:GetObject", "kms:GenerateDataKey"} <= actions(statements)
     assert "s3:DeleteObjectVersion" not in actions(statements)
-    (delete,) = [s for s in statements if "s3:DeleteObject" in actions([s])]
-    assert delete["Resource"]["Fn::Join"][1][-1] == f"/{CFG.store.prefix}/*/manifest.json"
+    deletes = sorted(s["Resource"]["Fn::Join"][1][-1] for s in statements if "s3:DeleteObject" in actions([s]))
+    assert deletes == [f"/{CFG.store.prefix}/*.tmp", f"/{CFG.store.prefix}/*/manifest.json"]
 
 
 def test_sagemaker_role_has_store_kms_ecr_logs_and_describe_alarms(synth: Synth) -> None:

@@ -120,9 +120,15 @@ def test_byte_limit() -> None:
     assert decode(data, max_image_bytes=len(data)).shape[0] == 3
 
 
-def test_extreme_aspect_ratio_is_refused() -> None:
-    with pytest.raises(InputError, match="aspect ratio"):
-        decode(fx.png(2000, 10))
+@pytest.mark.parametrize("size", [(1, 40_000), (40_000, 1), (2, 100_000), (50, 4000)])
+def test_any_aspect_ratio_within_the_limits_is_accepted(size: tuple[int, int]) -> None:
+    """A 1×40000 image once needed a 232 × 9,280,000 resize; now only the kept region is resized."""
+    w, h = size
+    data = fx.png(w, h)
+    assert tuple(imaging.decode_crop(data).shape) == (224, 224, 3)
+    assert tuple(imaging.preprocess([decode(data)]).shape) == (1, 3, 224, 224)
+    with pytest.raises(PayloadTooLarge, match="pixels"):  # the pixel cap still holds, whatever the shape
+        decode(data, max_image_pixels=w * h - 1)
 
 
 @pytest.mark.parametrize(
@@ -183,6 +189,43 @@ def test_cpu_path_matches_weights_transforms_on_pil_images_exactly(size: tuple[i
     assert crop.dtype == torch.uint8 and tuple(crop.shape) == (224, 224, 3)
     ours = imaging.normalize_crops([crop])[0]
     assert torch.equal(ours, ref)
+
+
+THIN_SIZES = [(50, 4000), (4000, 50), (20, 3000), (100, 1700), (10, 2000), (3, 20_000), (233, 3729), (61, 1000)]
+
+
+def within_thin_tolerance(ours: torch.Tensor, ref: torch.Tensor) -> None:
+    mean_tol, max_tol = imaging.THIN_IMAGE_TOLERANCE
+    diff = (ours - ref).abs()
+    assert ours.shape == ref.shape == (3, 224, 224)
+    assert diff.mean().item() <= mean_tol and diff.max().item() <= max_tol, (diff.mean().item(), diff.max().item())
+
+
+@pytest.mark.parametrize("size", THIN_SIZES)
+def test_cpu_path_crops_thin_images_first_within_tolerance_of_transforms(size: tuple[int, int]) -> None:
+    """Above CROP_FIRST_ASPECT only the region the centre crop keeps is resized; noise shows every difference."""
+    h, w = size
+    assert max(h, w) > imaging.CROP_FIRST_ASPECT * min(h, w)
+    noise = np.random.default_rng(h * 7919 + w).integers(0, 256, (h, w, 3), dtype=np.uint8)
+    data = fx.encode(Image.fromarray(noise), "PNG")
+    ref = imaging.WEIGHTS.transforms()(Image.open(io.BytesIO(data)).convert("RGB"))
+    within_thin_tolerance(imaging.normalize_crops([imaging.decode_crop(data)])[0], ref)
+
+
+@pytest.mark.parametrize("size", THIN_SIZES)
+def test_tensor_path_crops_thin_images_first_within_tolerance_of_transforms(size: tuple[int, int]) -> None:
+    h, w = size
+    noise = np.random.default_rng(h * 7919 + w).integers(0, 256, (h, w, 3), dtype=np.uint8)
+    img = torch.from_numpy(noise).permute(2, 0, 1).contiguous()
+    within_thin_tolerance(imaging.preprocess([img])[0], imaging.WEIGHTS.transforms()(img))
+
+
+def test_crop_first_reads_only_the_kept_region() -> None:
+    """The region handed to the resize is the centre crop's share of the image plus the filter's reach."""
+    (x0, y0, x1, y1), box = imaging._kept_region(4000, 50)
+    assert (y0, y1) == (0, 50)  # the short side is read whole
+    assert x1 - x0 < 60 and abs((x0 + x1) / 2 - 2000) <= 2  # 224 of 18560 output columns: 48 source columns
+    assert 0 <= box[0] < box[2] <= x1 - x0 and 0 <= box[1] < box[3] <= 50
 
 
 def test_cpu_path_applies_exif_orientation_and_modes_like_decode_image() -> None:

@@ -145,3 +145,39 @@ def test_unknown_sagemaker_mode_fails_at_start() -> None:
         ConfigError, match="RESNET_SERVING_SAGEMAKER_MODE='batch': expected one of realtime, serverless"
     ):
         Settings.from_env({"RESNET_SERVING_SAGEMAKER_MODE": "batch"})
+
+
+@pytest.mark.parametrize(
+    "body",
+    [b'{"images": ' + b"[" * 5000, b"[" * 100_000, "[" * 100_000],
+    ids=["deep-images", "deep-bytes", "deep-str"],
+)
+def test_deeply_nested_json_is_a_400_not_a_recursion_error(body: object) -> None:
+    """Found by tests/fuzz: json's C parser raises RecursionError (not ValueError) on deep nesting."""
+    with pytest.raises(InputError, match="nested too deeply"):
+        parse({"body": body}, "application/json")
+
+
+def test_deeply_nested_decoded_json_on_sagemaker_is_a_400() -> None:
+    deep: list = []
+    for _ in range(100_000):  # deeper than json.dumps can serialise: TorchServe never decodes this far, but
+        deep = [deep]  # the size check must not turn such an object into a 500 either
+    settings = Settings.from_env({"RESNET_SERVING_SAGEMAKER_MODE": "realtime"})
+    with pytest.raises(InputError, match="nested too deeply"):
+        protocol.parse_request({"body": {"images": deep}}, "application/json", settings)
+
+
+def test_empty_raw_body_field_is_refused_by_the_parser() -> None:
+    """Found by tests/fuzz: a multipart field that is present but empty reached the decoder as an empty image."""
+    with pytest.raises(InputError, match="empty body"):
+        parse({"data": b""}, "image/jpeg")
+
+
+@pytest.mark.parametrize("mode", ["", "realtime"])
+def test_a_str_body_with_a_lone_surrogate_is_a_400_not_a_unicode_error(mode: str) -> None:
+    """Found by tests/fuzz: TorchServe decodes the JSON string "\ud800" to a str that UTF-8 cannot encode."""
+    settings = Settings.from_env({"RESNET_SERVING_SAGEMAKER_MODE": mode} if mode else {})
+    with pytest.raises(InputError, match="invalid JSON"):  # a str body is JSON text; this one is not JSON
+        protocol.parse_request({"body": "\ud800"}, "application/json", settings)
+    raw = protocol.parse_request({"body": "\udcff"}, "image/jpeg", settings)  # bytes for the decoder to refuse
+    assert raw.images == [b"\xed\xb3\xbf"]

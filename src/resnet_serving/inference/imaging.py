@@ -7,15 +7,19 @@ The one place that knows about image formats. Used by the TorchServe handler, th
 * Modes: grayscale, RGBA/LA/P (alpha composited over white, deterministically), CMYK, 16-bit, 1-bit, and
   the EXIF orientation applied.
 * Guards, both configurable (:class:`~resnet_serving.settings.Settings`): a byte cap and a pixel cap checked
-  from the header *before* the pixel data is decoded (decompression bombs), plus an aspect-ratio cap because
-  resizing the short side of a 1×40000 image to 232 would allocate gigabytes.
+  from the header *before* the pixel data is decoded (decompression bombs). Any aspect ratio is accepted:
+  resizing the short side of a 1×40000 image to 232 would allocate gigabytes, so an image longer than
+  :data:`CROP_FIRST_ASPECT` times its short side is first cropped to the region the centre crop keeps (plus
+  the resampling filter's reach), and only that region is resized (:func:`center_crop_pil`, :func:`preprocess`).
 * Preprocessing is exactly ``ResNet50_Weights.IMAGENET1K_V2.transforms()`` (resize 232 bilinear antialiased,
   centre crop 224, scale to [0, 1], ImageNet mean/std); the constants are read from torchvision itself. Two
   paths, each bit-exact with ``transforms()`` on its input type:
 
   - **CPU** (:func:`decode_crop` + :func:`normalize_crops`): PIL decodes and resizes, exactly as
     ``transforms()(PIL image)`` does (the input type the weights were evaluated with). It is also the cheapest
-    path on a CPU: cheaper than libjpeg followed by torch's uint8 resize.
+    path on a CPU: cheaper than libjpeg followed by torch's uint8 resize. Above :data:`CROP_FIRST_ASPECT` the
+    crop-first resize uses the same filter taps, at float32 box coordinates: it stays within
+    :data:`THIN_IMAGE_TOLERANCE` of ``transforms()`` rather than bit-exact.
   - **Accelerator** (:func:`decode_image` or :func:`decode_jpeg_batch`, then :func:`preprocess` on the device):
     ``transforms()(uint8 tensor)``. It differs from the PIL path by resize rounding only.
 """
@@ -23,6 +27,7 @@ The one place that knows about image formats. Used by the TorchServe handler, th
 from __future__ import annotations
 
 import io
+import math
 import warnings
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -48,8 +53,12 @@ STD: list[float] = list(_REF.std)
 INTERPOLATION = _REF.interpolation
 ANTIALIAS: bool = bool(_REF.antialias)
 
-#: Longest side ÷ shortest side above which an image is refused (see module docstring).
-MAX_ASPECT_RATIO = 64
+#: Longest side ÷ shortest side above which only the region the centre crop keeps is resized. At or below it
+#: the whole image is resized (bit-exact with ``transforms()``): at most 16 × 232 × 232 resized pixels.
+CROP_FIRST_ASPECT = 16
+#: How far a crop-first result may differ from ``transforms()``, in normalised units (mean, max over pixels):
+#: two grey levels at most (one level is about 0.0175); tests/unit/test_imaging.py holds both paths to it.
+THIN_IMAGE_TOLERANCE = (0.01, 0.04)
 
 
 def _to_rgb(img: Image.Image) -> Image.Image:
@@ -141,21 +150,63 @@ def decode_crop(data: bytes | bytearray | memoryview, settings: Settings | None 
     return _hwc_tensor(crop, fmt)
 
 
+def _resized_size(width: int, height: int) -> tuple[int, int]:
+    """The size ``Resize(232)`` gives a ``width``×``height`` image: the short side 232, the long one truncated."""
+    short, long = (width, height) if width <= height else (height, width)
+    new_short, new_long = RESIZE_SIZE[0], int(RESIZE_SIZE[0] * long / short)  # torchvision's rounding
+    return (new_short, new_long) if width <= height else (new_long, new_short)
+
+
+def _is_thin(width: int, height: int) -> bool:
+    return max(width, height) > CROP_FIRST_ASPECT * min(width, height)
+
+
+def _source_span(start: int, length: int, in_len: int, out_len: int) -> tuple[int, int, float, float]:
+    """Which source pixels ``[lo, hi)`` output pixels ``[start, start + length)`` of an ``in_len`` → ``out_len``
+    antialiased bilinear resize read, and those outputs' box ``(b0, b1)`` relative to ``lo``.
+
+    The bilinear filter reaches ``max(1, in_len / out_len)`` source pixels either side of each output's centre;
+    one more pixel each side absorbs rounding. The span is clipped to the image, as the filter itself is.
+    """
+    scale = in_len / out_len
+    reach = max(1.0, scale)
+    b0, b1 = start * scale, (start + length) * scale
+    lo = max(0, math.floor(b0 - reach) - 1)
+    hi = min(in_len, math.ceil(b1 + reach) + 1)
+    return lo, hi, b0 - lo, b1 - lo
+
+
+def _kept_region(width: int, height: int) -> tuple[tuple[int, int, int, int], tuple[float, float, float, float]]:
+    """For a thin image: the source region ``(x0, y0, x1, y1)`` the centre crop reads, and the crop's box in it."""
+    new_w, new_h = _resized_size(width, height)
+    crop_h, crop_w = CROP_SIZE[0], CROP_SIZE[-1]
+    top, left = round((new_h - crop_h) / 2.0), round((new_w - crop_w) / 2.0)  # as torchvision: int(round(x))
+    x0, x1, bx0, bx1 = _source_span(left, crop_w, width, new_w)
+    y0, y1, by0, by1 = _source_span(top, crop_h, height, new_h)
+    return (x0, y0, x1, y1), (bx0, by0, bx1, by1)
+
+
+def _resize_kept_region(region: Image.Image, box: tuple[float, float, float, float]) -> Image.Image:
+    return region.resize((CROP_SIZE[-1], CROP_SIZE[0]), Image.Resampling.BILINEAR, box=box)
+
+
 def center_crop_pil(img: Image.Image) -> Image.Image:
     """``Resize(232, bilinear, antialias)`` then ``CenterCrop(224)`` on a PIL image, as torchvision computes them.
 
     Resizing the whole image then cropping is deliberate: PIL's ``resize(box=…)`` takes float32 box
-    coordinates, and its output then differs from the reference by one grey level in many pixels.
+    coordinates, and its output then differs from the reference by one grey level in many pixels. A thin image
+    (:data:`CROP_FIRST_ASPECT`) takes that cost to bound the work: only the kept region is resized.
     """
     width, height = img.size
-    short, long = (width, height) if width <= height else (height, width)
-    new_short, new_long = RESIZE_SIZE[0], int(RESIZE_SIZE[0] * long / short)  # torchvision's rounding
-    new_w, new_h = (new_short, new_long) if width <= height else (new_long, new_short)
-    resized = img.resize((new_w, new_h), Image.Resampling.BILINEAR) if (new_w, new_h) != img.size else img
+    new_w, new_h = _resized_size(width, height)
     crop_h, crop_w = CROP_SIZE[0], CROP_SIZE[-1]
     if new_w < crop_w or new_h < crop_h:  # cannot happen with 232 → 224, kept for other weights' sizes
-        return F.center_crop(resized, CROP_SIZE)
+        return F.center_crop(img.resize((new_w, new_h), Image.Resampling.BILINEAR), CROP_SIZE)
+    if _is_thin(width, height):
+        region, box = _kept_region(width, height)
+        return _resize_kept_region(img.crop(region), box)
     top, left = round((new_h - crop_h) / 2.0), round((new_w - crop_w) / 2.0)  # as torchvision: int(round(x))
+    resized = img.resize((new_w, new_h), Image.Resampling.BILINEAR) if (new_w, new_h) != img.size else img
     return resized.crop((left, top, left + crop_w, top + crop_h))
 
 
@@ -260,11 +311,6 @@ def _check_dimensions(width: int, height: int, settings: Settings) -> None:
             f"image is {width}×{height} = {pixels} pixels; the limit is {settings.max_image_pixels} "
             "(RESNET_SERVING_MAX_IMAGE_PIXELS)"
         )
-    if max(width, height) > MAX_ASPECT_RATIO * min(width, height):
-        raise InputError(
-            f"image is {width}×{height}: aspect ratio above {MAX_ASPECT_RATIO}:1 is not accepted "
-            "(resizing its short side to 232 px would need gigabytes)"
-        )
 
 
 def _apply_exif_orientation(img: Image.Image) -> Image.Image:
@@ -278,15 +324,27 @@ def preprocess(images: Sequence[torch.Tensor], *, channels_last: bool = True) ->
     """uint8 (3, H, W) tensors → float32 (N, 3, 224, 224) normalised batch, as the weights' transforms do."""
     if not images:
         raise ValueError("preprocess needs at least one image")
-    cropped = [
-        F.center_crop(F.resize(img, RESIZE_SIZE, interpolation=INTERPOLATION, antialias=ANTIALIAS), CROP_SIZE)
-        for img in images
-    ]
+    cropped = [_resize_center_crop(img) for img in images]
     batch = F.convert_image_dtype(torch.stack(cropped), torch.float)
     batch = F.normalize(batch, mean=MEAN, std=STD)
     if channels_last:
         batch = batch.contiguous(memory_format=torch.channels_last)
     return batch
+
+
+def _resize_center_crop(img: torch.Tensor) -> torch.Tensor:
+    """``Resize(232)`` + ``CenterCrop(224)`` on a (3, H, W) uint8 tensor.
+
+    torch's resize takes no source box, so a thin image's kept region is cut out on its device and resized by
+    PIL, as :func:`center_crop_pil` does: a few kilobytes cross to the host, never the whole image.
+    """
+    height, width = int(img.shape[-2]), int(img.shape[-1])
+    if not _is_thin(width, height):
+        return F.center_crop(F.resize(img, RESIZE_SIZE, interpolation=INTERPOLATION, antialias=ANTIALIAS), CROP_SIZE)
+    (x0, y0, x1, y1), box = _kept_region(width, height)
+    region = img[:, y0:y1, x0:x1].permute(1, 2, 0).cpu().numpy()
+    crop = _resize_kept_region(Image.fromarray(np.ascontiguousarray(region), "RGB"), box)
+    return torch.from_numpy(np.array(crop, dtype=np.uint8)).permute(2, 0, 1).to(img.device)
 
 
 def categories() -> list[str]:

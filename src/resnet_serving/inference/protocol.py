@@ -30,6 +30,11 @@ from resnet_serving.settings import Settings
 BODY_FIELDS = ("body", "data", "file", "image")
 JSON_FIELDS = {"images", "topk"}
 RAW_CONTENT_TYPES = {"", "application/octet-stream", "binary/octet-stream", "application/x-image"}
+EMPTY_BODY = (
+    "empty body: send image bytes (Content-Type: image/jpeg, image/png, … or application/octet-stream) "
+    'or JSON {"images": ["<base64>", ...]} (Content-Type: application/json)'
+)
+TOO_DEEP = 'invalid JSON: nested too deeply; expected {"images": ["<base64>", ...]}'
 _DATA_URI = re.compile(r"^data:[\w.+-]+/[\w.+-]+;base64,", re.IGNORECASE)
 
 
@@ -99,10 +104,7 @@ def parse_request(
         )
     field = next((f for f in BODY_FIELDS if f in request and request[f] is not None), None)
     if field is None:
-        raise InputError(
-            "empty body: send image bytes (Content-Type: image/jpeg, image/png, … or application/octet-stream) "
-            'or JSON {"images": ["<base64>", ...]} (Content-Type: application/json)'
-        )
+        raise InputError(EMPTY_BODY)
     body = request[field]
     _check_request_size(body, settings)
     query_topk = header_topk(headers or {})
@@ -119,9 +121,11 @@ def parse_request(
             f"Content-Type {ctype} is not accepted: use image/*, application/octet-stream or application/json"
         )
     if isinstance(body, str):  # defensive: TorchServe only decodes text/* to str
-        body = body.encode("utf-8")
+        body = body.encode("utf-8", "surrogatepass")
     if not isinstance(body, (bytes, bytearray)):
         raise InputError("body must be raw image bytes")
+    if not body:  # a multipart field can be present and empty
+        raise InputError(EMPTY_BODY)
     topk = parse_topk(query_topk, settings)
     return ParsedRequest(images=[bytes(body)], topk=topk, multi=False)
 
@@ -134,9 +138,12 @@ def _check_request_size(body: Any, settings: Settings) -> None:
     if isinstance(body, (bytes, bytearray)):
         size = len(body)
     elif isinstance(body, str):
-        size = len(body.encode("utf-8"))
+        size = len(body.encode("utf-8", "surrogatepass"))
     else:  # JSON that TorchServe already decoded: its serialised size is what the client sent, near enough
-        size = len(json.dumps(body, separators=(",", ":")))
+        try:
+            size = len(json.dumps(body, separators=(",", ":")))
+        except RecursionError as e:
+            raise InputError(TOO_DEEP) from e
     if size > limit:
         raise PayloadTooLarge(
             f"request body is {size} bytes; a SageMaker {settings.sagemaker_mode} endpoint accepts at most "
@@ -151,6 +158,8 @@ def _parse_json(body: Any, query_topk: Any, settings: Settings) -> ParsedRequest
             body = json.loads(text)
         except UnicodeDecodeError as e:
             raise InputError(f"invalid JSON: body is not UTF-8 ({e.reason} at byte {e.start})") from e
+        except RecursionError as e:  # json's C parser gives up on deep nesting with RecursionError
+            raise InputError(TOO_DEEP) from e
         except ValueError as e:
             if not text.strip():
                 raise InputError('empty JSON body: expected {"images": ["<base64>", ...]}') from e

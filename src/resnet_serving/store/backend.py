@@ -37,7 +37,8 @@ class Backend(ABC):
 
     @abstractmethod
     def put_bytes(self, key: str, data: bytes, *, kms_key_id: str | None = None) -> None:
-        """Write a small object atomically: readers see the old bytes or the new, never a mix."""
+        """Write a small object atomically: readers see the old bytes or the new, never a mix or a part, even
+        when the write is cut off at any byte."""
 
     @abstractmethod
     def exists(self, key: str) -> bool: ...

@@ -9,7 +9,6 @@ layer and error conversion (:mod:`.s3_errors`).
 from __future__ import annotations
 
 import logging
-import uuid
 from pathlib import Path
 
 from boto3.s3.transfer import create_transfer_manager
@@ -17,7 +16,7 @@ from boto3.s3.transfer import create_transfer_manager
 from resnet_serving.errors import InputError, NotFound, StoreError
 from resnet_serving.store.backend import OnBytes, _ignore
 from resnet_serving.store.model_store import Store
-from resnet_serving.store.s3 import S3Backend, _Progress
+from resnet_serving.store.s3 import ProgressSubscriber, S3Backend, temp_key
 
 log = logging.getLogger(__name__)
 
@@ -32,15 +31,15 @@ def s3_backend(store: Store, why: str) -> S3Backend:
 def object_url(store: Store, key: str) -> str:
     """``s3://bucket/prefix/key`` for a key relative to the store root."""
     backend = s3_backend(store, "an S3 URL")
-    return f"s3://{backend.bucket}/{backend._key(key)}"
+    return f"s3://{backend.bucket}/{backend.object_key(key)}"
 
 
 def metadata(store: Store, key: str) -> dict[str, str] | None:
     """The object's user metadata, or ``None`` when there is no object at ``key``."""
     backend = s3_backend(store, "reading object metadata")
     try:
-        head = backend._call(
-            "HeadObject", key, lambda: backend.client.head_object(Bucket=backend.bucket, Key=backend._key(key))
+        head = backend.call(
+            "HeadObject", key, lambda: backend.client.head_object(Bucket=backend.bucket, Key=backend.object_key(key))
         )
     except NotFound:
         return None
@@ -58,8 +57,7 @@ def put_file_atomic(
 ) -> str:
     """Upload ``path`` to ``key`` via a temp key and a server-side copy; return the object's ``s3://`` URL."""
     backend = s3_backend(store, "uploading a model.tar.gz")
-    parent, _, name = key.rpartition("/")
-    tmp = f"{parent}/.{name}.{uuid.uuid4().hex[:12]}.tmp" if parent else f".{name}.{uuid.uuid4().hex[:12]}.tmp"
+    tmp = temp_key(key)
     sse = {"ServerSideEncryption": "aws:kms", "SSEKMSKeyId": kms_key_id} if kms_key_id else {}
 
     def upload() -> None:
@@ -67,23 +65,23 @@ def put_file_atomic(
             manager.upload(
                 f,
                 backend.bucket,
-                backend._key(tmp),
+                backend.object_key(tmp),
                 extra_args={"Metadata": meta, "ContentType": "application/gzip", **sse},
-                subscribers=[_Progress(on_bytes)],
+                subscribers=[ProgressSubscriber(on_bytes)],
             ).result()
 
     def copy() -> None:
         backend.client.copy_object(
             Bucket=backend.bucket,
-            Key=backend._key(key),
-            CopySource={"Bucket": backend.bucket, "Key": backend._key(tmp)},
+            Key=backend.object_key(key),
+            CopySource={"Bucket": backend.bucket, "Key": backend.object_key(tmp)},
             MetadataDirective="COPY",
             **sse,
         )
 
     try:
-        backend._call("PutObject", tmp, upload)
-        backend._call("CopyObject", key, copy)
+        backend.call("PutObject", tmp, upload)
+        backend.call("CopyObject", key, copy)
     finally:
         try:
             backend.delete(tmp)

@@ -1,6 +1,6 @@
 """``s3://bucket/prefix`` backend (boto3). The only module in the package that talks to S3.
 
-Every call goes through :meth:`S3Backend._call`: one retry layer (throttling, 5xx, unreachable endpoint; see
+Every call goes through :meth:`S3Backend.call`: one retry layer (throttling, 5xx, unreachable endpoint; see
 :mod:`.retry`) and one error conversion (:mod:`.s3_errors`). Large files move with s3transfer's multipart
 transfers; a failed or interrupted multipart upload is aborted, and an upload that is never completed is never
 an object, so it cannot become visible.
@@ -8,7 +8,9 @@ an object, so it cannot become visible.
 
 from __future__ import annotations
 
+import logging
 import time
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, BinaryIO, TypeVar
@@ -24,10 +26,14 @@ from resnet_serving.store.backend import Backend, OnBytes, _ignore
 from resnet_serving.store.retry import RetryPolicy, call_with_retries
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 MiB = 1 << 20
+# num_download_attempts=1: s3transfer would otherwise retry a cut or reset download body itself, without
+# backoff, under our retries (a second layer); store/retry.py retries the whole download instead.
 DEFAULT_TRANSFER = TransferConfig(
-    multipart_threshold=8 * MiB, multipart_chunksize=8 * MiB, max_concurrency=4, use_threads=True
-)
+    multipart_threshold=8 * MiB, multipart_chunksize=8 * MiB, max_concurrency=4, use_threads=True,
+    num_download_attempts=1,
+)  # fmt: skip
 
 
 def make_client(endpoint_url: str | None = None) -> Any:
@@ -46,7 +52,14 @@ def make_client(endpoint_url: str | None = None) -> Any:
     return boto3.session.Session().client("s3", endpoint_url=endpoint_url or None, config=Config(**options))
 
 
-class _Progress(BaseSubscriber):
+def temp_key(key: str) -> str:
+    """A unique hidden sibling of ``key``: ``a/b/.c.json.<hex>.tmp``. Listings of versions and channels skip it."""
+    parent, _, name = key.rpartition("/")
+    hidden = f".{name}.{uuid.uuid4().hex[:12]}.tmp"
+    return f"{parent}/{hidden}" if parent else hidden
+
+
+class ProgressSubscriber(BaseSubscriber):
     def __init__(self, on_bytes: OnBytes) -> None:
         self._on_bytes = on_bytes
 
@@ -79,12 +92,12 @@ class S3Backend(Backend):
         self.transfer_config = transfer_config or DEFAULT_TRANSFER
         self._sleep = sleep
 
-    def _key(self, key: str) -> str:
+    def object_key(self, key: str) -> str:
         return f"{self.prefix}/{key}" if self.prefix else key
 
-    def _call(self, operation: str, key: str, fn: Callable[[], T]) -> T:
+    def call(self, operation: str, key: str, fn: Callable[[], T]) -> T:
         """Run one store operation with retries; raise only typed store errors for S3 failures."""
-        full_key = self._key(key)
+        full_key = self.object_key(key)
 
         def convert(exc: Exception, attempt: int) -> StoreError | None:
             return s3_errors.convert(
@@ -106,27 +119,51 @@ class S3Backend(Backend):
     # ---- Backend --------------------------------------------------------------------------------------
     def get_bytes(self, key: str) -> bytes:
         def get() -> bytes:
-            body = self.client.get_object(Bucket=self.bucket, Key=self._key(key))["Body"]
+            body = self.client.get_object(Bucket=self.bucket, Key=self.object_key(key))["Body"]
             with body:
                 return bytes(body.read())
 
-        return self._call("GetObject", key, get)
+        return self.call("GetObject", key, get)
 
     def put_bytes(self, key: str, data: bytes, *, kms_key_id: str | None = None) -> None:
-        self._call(
+        """PUT to a temp key, then a server-side copy into place. Some S3-compatible stores keep a body cut off
+        mid-request (moto does); then a cut leaves at most a stray temp key, never a partial object at ``key``:
+        only a PUT that was answered is copied."""
+        tmp = temp_key(key)
+        sse = self._sse(kms_key_id)
+        self.call(
             "PutObject",
-            key,
+            tmp,
             lambda: self.client.put_object(
                 Bucket=self.bucket,
-                Key=self._key(key),
+                Key=self.object_key(tmp),
                 Body=data,
                 ContentType="application/json" if key.endswith(".json") else "application/octet-stream",
-                **self._sse(kms_key_id),
+                **sse,
             ),
         )
+        try:
+            self.call(
+                "CopyObject",
+                key,
+                lambda: self.client.copy_object(
+                    Bucket=self.bucket,
+                    Key=self.object_key(key),
+                    CopySource={"Bucket": self.bucket, "Key": self.object_key(tmp)},
+                    MetadataDirective="COPY",
+                    **sse,
+                ),
+            )
+        finally:
+            try:
+                self.delete(tmp)
+            except StoreError as e:  # the real key is whole either way; a stray temp key is only clutter
+                log.warning("could not remove %s: %s", self.key_uri(tmp), e.message)
 
     def size(self, key: str) -> int:
-        head = self._call("HeadObject", key, lambda: self.client.head_object(Bucket=self.bucket, Key=self._key(key)))
+        head = self.call(
+            "HeadObject", key, lambda: self.client.head_object(Bucket=self.bucket, Key=self.object_key(key))
+        )
         return int(head["ContentLength"])
 
     def exists(self, key: str) -> bool:
@@ -137,8 +174,8 @@ class S3Backend(Backend):
         return True
 
     def list_keys(self, prefix: str) -> list[str]:
-        full = self._key(prefix)
-        strip = len(self._key(""))
+        full = self.object_key(prefix)
+        strip = len(self.object_key(""))
 
         def list_all() -> list[str]:
             paginator = self.client.get_paginator("list_objects_v2")
@@ -148,7 +185,7 @@ class S3Backend(Backend):
                 for obj in page.get("Contents", [])
             ]
 
-        return sorted(self._call("ListObjectsV2", prefix, list_all))
+        return sorted(self.call("ListObjectsV2", prefix, list_all))
 
     def upload_file(self, key: str, path: Path, *, kms_key_id: str | None = None, on_bytes: OnBytes = _ignore) -> None:
         def upload() -> None:
@@ -160,21 +197,23 @@ class S3Backend(Backend):
                 manager.upload(
                     f,
                     self.bucket,
-                    self._key(key),
+                    self.object_key(key),
                     extra_args=self._sse(kms_key_id) or None,
-                    subscribers=[_Progress(on_bytes)],
+                    subscribers=[ProgressSubscriber(on_bytes)],
                 ).result()
 
-        self._call("PutObject", key, upload)
+        self.call("PutObject", key, upload)
 
     def download_file(self, key: str, fileobj: BinaryIO, *, on_bytes: OnBytes = _ignore) -> None:
         def download() -> None:
             fileobj.seek(0)
             fileobj.truncate()
             with create_transfer_manager(self.client, self.transfer_config) as manager:
-                manager.download(self.bucket, self._key(key), fileobj, subscribers=[_Progress(on_bytes)]).result()
+                manager.download(
+                    self.bucket, self.object_key(key), fileobj, subscribers=[ProgressSubscriber(on_bytes)]
+                ).result()
 
-        self._call("GetObject", key, download)
+        self.call("GetObject", key, download)
 
     def delete(self, key: str) -> None:
-        self._call("DeleteObject", key, lambda: self.client.delete_object(Bucket=self.bucket, Key=self._key(key)))
+        self.call("DeleteObject", key, lambda: self.client.delete_object(Bucket=self.bucket, Key=self.object_key(key)))

@@ -1,6 +1,6 @@
 """The one place where botocore / s3transfer exceptions become typed store errors with actionable messages.
 
-Everything the S3 backend calls goes through :func:`convert` (via ``S3Backend._call``); nothing else in the
+Everything the S3 backend calls goes through :func:`convert` (via ``S3Backend.call``); nothing else in the
 package catches botocore exceptions.
 """
 
@@ -9,7 +9,9 @@ from __future__ import annotations
 from botocore.exceptions import (
     BotoCoreError,
     ClientError,
+    FlexibleChecksumError,
     HTTPClientError,
+    IncompleteReadError,
     NoCredentialsError,
     PartialCredentialsError,
 )
@@ -80,18 +82,20 @@ def convert(
     Returns ``None`` for exceptions that do not come from botocore or s3transfer (the caller re-raises them).
     ``attempts`` is how many tries were made so far; it appears in messages of transient errors.
     """
-    if isinstance(exc, RetriesExceededError) and isinstance(exc.last_exception, BaseException):
-        return convert(
-            exc.last_exception,
-            operation=operation,
-            bucket=bucket,
-            key=key,
-            endpoint=endpoint,
-            attempts=attempts,
-        )
     where = f"s3://{bucket}/{key}" if key else f"s3://{bucket}"
     at = f" at {endpoint}" if endpoint else ""
     tries = f" (gave up after {attempts} attempt{'s' if attempts != 1 else ''})"
+    if isinstance(exc, RetriesExceededError):
+        # s3transfer's download gave up on the body stream: a socket error, a timeout or a short read.
+        last = exc.last_exception
+        converted = (
+            convert(last, operation=operation, bucket=bucket, key=key, endpoint=endpoint, attempts=attempts)
+            if isinstance(last, BaseException)
+            else None
+        )
+        return converted or StoreUnavailable(
+            f"S3 {operation} on {where}{at}: the download broke off: {last or exc}{tries}"
+        )
 
     if isinstance(exc, ClientError):
         error = exc.response.get("Error", {})
@@ -130,6 +134,10 @@ def convert(
             f"AWS_SECRET_ACCESS_KEY, or give the pod's service account an IRSA role",
             action=IAM_ACTIONS.get(operation, f"s3:{operation}"),
             key=where,
+        )
+    if isinstance(exc, (IncompleteReadError, FlexibleChecksumError)):
+        return StoreUnavailable(
+            f"S3 {operation} on {where}{at}: the body arrived incomplete or corrupted in transit: {exc}{tries}"
         )
     if isinstance(exc, (BotoConnectionError, HTTPClientError)):
         return StoreUnavailable(f"S3 endpoint{at or ''} unreachable during {operation} on {where}: {exc}{tries}")
