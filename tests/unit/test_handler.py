@@ -111,3 +111,43 @@ def test_initialisation_drops_only_the_per_batch_log_line(
         logging.info("Backend received inference at: %d", 1795318316)  # what TorchServe's worker logs per batch
         logging.info("Backend received an unexpected thing")
     assert [r.getMessage() for r in caplog.records] == ["Backend received an unexpected thing"]
+
+
+def _sample(name: str, **labels: str) -> float:
+    from prometheus_client import REGISTRY
+
+    return REGISTRY.get_sample_value(name, labels) or 0.0
+
+
+def test_metrics_carry_the_archive_version_status_and_error_code(handler: ModuleType, model_dir: Path) -> None:
+    """No PROMETHEUS_MULTIPROC_DIR here: the series are in this process's default registry."""
+    from prometheus_client import REGISTRY
+
+    v = {"model": "resnet50", "version": "7"}
+    before = {
+        "ok": _sample("resnet_serving_request_seconds_count", **v, code="200"),
+        "bad": _sample("resnet_serving_request_seconds_count", **v, code="400"),
+        "err": _sample("resnet_serving_errors_total", **v, code="bad_request"),
+        "batches": _sample("resnet_serving_batch_size_count", **v),
+        "size": _sample("resnet_serving_batch_size_sum", **v),
+        "fwd": _sample("resnet_serving_stage_seconds_count", **v, stage="forward"),
+    }
+    items = [body(bytearray(fx.jpeg(80, 60)), "image/jpeg"), body(bytearray(b"not an image"), "image/jpeg")]
+    handler.handle([r for r, _ in items], StandInContext(model_dir, [h for _, h in items]))
+    assert _sample("resnet_serving_request_seconds_count", **v, code="200") == before["ok"] + 1
+    assert _sample("resnet_serving_request_seconds_count", **v, code="400") == before["bad"] + 1
+    assert _sample("resnet_serving_errors_total", **v, code="bad_request") == before["err"] + 1
+    assert _sample("resnet_serving_batch_size_count", **v) == before["batches"] + 1
+    assert _sample("resnet_serving_batch_size_sum", **v) == before["size"] + 2
+    assert _sample("resnet_serving_stage_seconds_count", **v, stage="forward") == before["fwd"] + 1
+    assert _sample("resnet_serving_in_flight_requests", **v) == 0
+    info = [
+        s
+        for m in REGISTRY.collect()
+        if m.name == "resnet_serving_model_info"
+        for s in m.samples
+        if s.labels["version"] == "7"
+    ]
+    assert len(info) == 1 and info[0].value == 1
+    assert info[0].labels["weights"] == "random-seed-0" and info[0].labels["precision"] == "fp32"
+    assert len(info[0].labels["sha256"]) == 64
