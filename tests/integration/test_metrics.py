@@ -1,5 +1,6 @@
 """A real `resnet-serving serve` (TorchServe, two workers) under a short load: our /metrics port has every
-resnet_serving_* series with the archive's real version, and the counts match what was sent."""
+resnet_serving_* series with the archive's real version, the counts match what was sent, and X-Request-Id
+is echoed or made."""
 
 from __future__ import annotations
 
@@ -126,3 +127,16 @@ def test_every_series_under_load_with_the_real_version(serve: Serve) -> None:
     assert [lab["version"] for lab, _ in info] == ["1"] and info[0][1] == 1, info
     assert info[0][0]["weights"] == "random-seed-0" and info[0][0]["precision"] == "fp32"
     assert len(info[0][0]["sha256"]) == 64
+
+
+def test_request_id_is_echoed_or_made(serve: Serve) -> None:
+    """TorchServe 0.12 answers x-request-id with its own id whatever the handler sets: the caller's id comes
+    back in the body; without one, the body carries TorchServe's id, the same as the header."""
+    jpeg = {"Content-Type": "image/jpeg"}
+    sent = requests.post(serve.predict_url, data=fx.jpeg(), headers={**jpeg, "X-Request-Id": "trace-42"}, timeout=60)
+    assert sent.status_code == 200 and sent.json()["request_id"] == "trace-42"
+    made = [requests.post(serve.predict_url, data=fx.jpeg(), headers=jpeg, timeout=60) for _ in range(2)]
+    ids = [r.json()["request_id"] for r in made]
+    assert ids == [r.headers["X-Request-Id"] for r in made] and ids[0] != ids[1], ids
+    failed = requests.post(serve.predict_url, data=b"nope", headers={**jpeg, "X-Request-Id": "bad-7"}, timeout=60)
+    assert failed.status_code == 400 and failed.json()["request_id"] == "bad-7"
