@@ -127,6 +127,7 @@ def test_every_series_under_load_with_the_real_version(serve: Serve) -> None:
     assert [lab["version"] for lab, _ in info] == ["1"] and info[0][1] == 1, info
     assert info[0][0]["weights"] == "random-seed-0" and info[0][0]["precision"] == "fp32"
     assert len(info[0][0]["sha256"]) == 64
+    assert value(after, "resnet_serving_worker_starts_total", **V) == 2  # --workers 2, none restarted
 
 
 def test_request_id_is_echoed_or_made(serve: Serve) -> None:

@@ -55,6 +55,11 @@ IN_FLIGHT = Gauge(
     LABELS,
     multiprocess_mode="livesum",
 )
+WORKER_STARTS = Counter(
+    "resnet_serving_worker_starts",
+    "Worker processes that loaded a version: more than the pod's workers means TorchServe restarted some.",
+    LABELS,
+)
 MODEL_INFO = Gauge(
     "resnet_serving_model_info",
     "1 for each version a live worker serves; sha256 is that of the archive's state_dict (model.pt).",
@@ -77,6 +82,7 @@ class BatchMetrics:
     def __init__(self, meta: Mapping[str, Any], *, sha256: str, precision: str) -> None:
         self.labels = (str(meta.get("model", "")), str(meta.get("version", "")))
         MODEL_INFO.labels(*self.labels, str(meta.get("weights", "")), sha256, precision).set(1)
+        WORKER_STARTS.labels(*self.labels).inc()
         self.in_flight = IN_FLIGHT.labels(*self.labels)
         self.in_flight.set(0)
         self._stage = {s: STAGE_SECONDS.labels(*self.labels, s) for s in STAGES}
