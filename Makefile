@@ -18,7 +18,7 @@ WEIGHTS ?= auto
 VERSION ?= 1
 STORE ?= model-store
 
-.PHONY: help venv java tools checkov serve archive test test-unit lint typecheck bench faults k8s infra clean
+.PHONY: help venv java tools checkov promql serve archive test test-unit lint typecheck bench faults k8s infra clean
 
 help:  ## list the targets, one line each
 	@awk -F ':.*## ' '/^[a-z][a-z0-9-]*:.*## / {printf "  make %-10s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -71,8 +71,9 @@ typecheck: $(STAMP)  ## mypy on src/
 test-unit: $(STAMP)  ## the unit tests only (no Java, helm or servers)
 	$(BIN)/pytest -q tests/unit
 
-test: java tools checkov lint typecheck  ## lint, type checks and every test (what CI runs)
-	HELM=$(abspath $(HELM)) KUBECTL=$(abspath $(KUBECTL)) CHECKOV=$(abspath $(CHECKOV)) $(BIN)/pytest -q tests
+test: java tools checkov promql lint typecheck  ## lint, type checks and every test (what CI runs)
+	HELM=$(abspath $(HELM)) KUBECTL=$(abspath $(KUBECTL)) CHECKOV=$(abspath $(CHECKOV)) PROMQL=$(abspath $(PROMQL)) \
+		$(BIN)/pytest -q tests
 
 bench: java  ## benchmark raw model, pipeline and served throughput; writes bench-results/
 	$(BIN)/resnet-serving bench --out bench-results --repeat 3 --duration 12 --warmup 3
@@ -93,6 +94,15 @@ $(CHECKOV):
 	$(TOOLS)/checkov/bin/pip install --quiet 'checkov==$(CHECKOV_VERSION)'
 
 checkov: $(CHECKOV)  ## install checkov into its own venv under .tools/
+
+# Prometheus's own PromQL grammar (the one its web UI parses with), for the chart's alert expressions.
+PROMQL := $(TOOLS)/promql/node_modules/@prometheus-io/lezer-promql/package.json
+PROMQL_VERSION ?= 0.315.0
+$(PROMQL):
+	mkdir -p $(TOOLS)/promql
+	npm install --prefix $(TOOLS)/promql --silent --no-audit --no-fund '@prometheus-io/lezer-promql@$(PROMQL_VERSION)' '@lezer/lr'
+
+promql: $(PROMQL)  ## install the PromQL parser (npm) under .tools/ for the alert-rule tests
 
 # k8s/rendered/ is generated from the chart; tests fail when it drifts. Regenerate with `make k8s`.
 k8s: tools  ## regenerate k8s/rendered/ from the chart
