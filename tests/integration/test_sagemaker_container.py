@@ -57,7 +57,7 @@ class Container:
 
 
 def start(model_dir: Path, tmp: Path, mode: str = "realtime") -> Container:
-    port, mport, xport, gport, gmport = free_ports(5)
+    port, mport, xport, gport, gmport, oport = free_ports(6)
     env = {
         **os.environ,
         "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
@@ -69,6 +69,7 @@ def start(model_dir: Path, tmp: Path, mode: str = "realtime") -> Container:
     flags = [
         "--host", "127.0.0.1", "--management-port", str(mport), "--metrics-port", str(xport),
         "--grpc-inference-port", str(gport), "--grpc-management-port", str(gmport),
+        "--model-metrics-port", str(oport),
     ]  # fmt: skip
     with open(log, "wb") as out:
         proc = subprocess.Popen(
