@@ -139,11 +139,11 @@ def test_predictions_equal_those_of_serve_for_the_same_archive(
     try:
         wait_ready(serve)
         photo = fx.PHOTO.read_bytes()
-        for _ in range(2):
-            ours = invoke(container, photo, "image/jpeg").json()
-            served = requests.post(
-                f"{serve.url}/predictions/resnet50", data=photo, headers={"Content-Type": "image/jpeg"}, timeout=60
-            ).json()
+        for i in range(2):
+            # the same request id to both, so the whole bodies must match (each echoes it as request_id)
+            headers = {"Content-Type": "image/jpeg", "X-Request-Id": f"same-{i}"}
+            ours = requests.post(f"{container.url}/invocations", data=photo, headers=headers, timeout=60).json()
+            served = requests.post(f"{serve.url}/predictions/resnet50", data=photo, headers=headers, timeout=60).json()
             assert ours == served
     finally:
         stop(serve)
