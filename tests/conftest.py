@@ -47,6 +47,7 @@ FIXTURE_MARKERS = {
     "helm_bin": "helm",
     "kubectl_bin": "kubectl",
     "checkov_bin": "checkov",
+    "promql_parser": "promql",
     "fault_table": "faults",
     "fuzz_runner": "fuzz",
 }

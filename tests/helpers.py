@@ -28,14 +28,16 @@ class ServeCommand:
     argv: list[str]
     port: int
     metrics_port: int
+    model_metrics_port: int  # our own /metrics (resnet_serving_* series), beside TorchServe's
 
 
 def serve_command(model_dir: Path) -> ServeCommand:
     """`resnet-serving serve --model-dir DIR` on free loopback ports."""
-    port, mport, xport, gport, gmport = free_ports(5)
+    port, mport, xport, gport, gmport, oport = free_ports(6)
     argv = [
         sys.executable, "-m", "resnet_serving", "serve", "--model-dir", str(model_dir),
         "--port", str(port), "--management-port", str(mport), "--metrics-port", str(xport),
         "--grpc-inference-port", str(gport), "--grpc-management-port", str(gmport),
+        "--model-metrics-port", str(oport),
     ]  # fmt: skip
-    return ServeCommand(argv, port, xport)
+    return ServeCommand(argv, port, xport, oport)

@@ -42,10 +42,10 @@ VARIANTS: dict[str, list[Path]] = {
 TIMEOUT_S = 180
 
 
-def tool(env: str, fallback: str) -> str:
+def tool(env: str, fallback: str, *, executable: bool = True) -> str:
     path = os.environ.get(env) or str(ROOT / fallback)
-    if not (os.path.isfile(path) and os.access(path, os.X_OK)):
-        pytest.skip(f"{env} not set and {fallback} missing: run `make tools checkov` (or `make test`)")
+    if not (os.path.isfile(path) and (os.access(path, os.X_OK) or not executable)):
+        pytest.skip(f"{env} not set and {fallback} missing: run `make tools checkov promql` (or `make test`)")
     return path
 
 

@@ -6,6 +6,7 @@ copies `make tools checkov` installs under .tools/. A missing binary skips the t
 
 from __future__ import annotations
 
+import shutil
 from typing import Any
 
 import pytest
@@ -27,6 +28,15 @@ def kubectl_bin() -> str:
 @pytest.fixture(scope="session")
 def checkov_bin() -> str:
     return tool("CHECKOV", ".tools/checkov/bin/checkov")
+
+
+@pytest.fixture(scope="session")
+def promql_parser() -> str:
+    """The lezer-promql package.json `make promql` installs; its node_modules is where node finds the parser."""
+    package = tool("PROMQL", ".tools/promql/node_modules/@prometheus-io/lezer-promql/package.json", executable=False)
+    if shutil.which("node") is None:
+        pytest.skip("node not found: the PromQL parser runs on node")
+    return package
 
 
 @pytest.fixture(scope="session")

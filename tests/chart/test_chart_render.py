@@ -200,6 +200,7 @@ def test_serve_command_follows_the_serving_core_contract(
         "--management-port": "8081",
         "--metrics-host": "0.0.0.0",
         "--metrics-port": "8082",
+        "--model-metrics-port": "8083",
         "--threads": "auto",
         "--run-dir": "/tmp/torchserve",
         "--workers": str(values["torchserve"]["workers"]),
@@ -218,7 +219,7 @@ def test_serve_command_follows_the_serving_core_contract(
     assert env["RESNET_SERVING_JAVA_OPTS"] == values["torchserve"]["javaOpts"]
     assert env["RESNET_SERVING_AMP"] == values["torchserve"]["amp"]
     # The management port is never declared: it listens on loopback only.
-    assert {p["containerPort"] for p in c["ports"]} == {8080, 8082}
+    assert {p["name"]: p["containerPort"] for p in c["ports"]} == {"http": 8080, "metrics": 8082, "model-metrics": 8083}
 
 
 def test_extra_args_come_after_the_chart_flags(rendered: dict[str, Docs]) -> None:
@@ -468,10 +469,10 @@ def test_network_policy_opens_inference_and_metrics_only(
     assert np["spec"]["podSelector"]["matchLabels"] == SERVER_SELECTOR
     assert np["spec"]["policyTypes"] == ["Ingress"]
     rules = {tuple(p["port"] for p in r["ports"]): r for r in np["spec"]["ingress"]}
-    assert set(rules) == {(8080,), (8082,)}, "only the inference and metrics ports, never 8081"
+    assert set(rules) == {(8080,), (8082, 8083)}, "only the inference and the two metrics ports, never 8081"
     assert rules[(8080,)].get("from", []) == values["inferenceFrom"]
-    assert rules[(8082,)]["from"] == values["metricsFrom"]
-    assert rules[(8082,)]["from"], "an empty peer list would open the metrics port to everyone"
+    assert rules[(8082, 8083)]["from"] == values["metricsFrom"]
+    assert rules[(8082, 8083)]["from"], "an empty peer list would open the metrics ports to everyone"
 
 
 def test_no_metrics_peers_keeps_the_metrics_port_closed(helm: Helm) -> None:
@@ -536,7 +537,7 @@ def test_example_irsa_roles_are_the_infra_stacks_serving_role(rendered: dict[str
 
 
 # ---- observability and helm test ------------------------------------------------------------------------
-def test_service_monitor_scrapes_the_metrics_port_through_its_own_service(rendered: dict[str, Docs]) -> None:
+def test_service_monitor_scrapes_both_metrics_ports_through_their_own_service(rendered: dict[str, Docs]) -> None:
     docs = rendered["prod"]
     sm = one(docs, "ServiceMonitor")
     assert sm["metadata"]["labels"]["release"] == "kube-prometheus-stack"
@@ -547,9 +548,10 @@ def test_service_monitor_scrapes_the_metrics_port_through_its_own_service(render
     assert (
         not sm["spec"]["selector"]["matchLabels"].items() <= one(docs, "Service", RELEASE)["metadata"]["labels"].items()
     )
-    assert [e["port"] for e in sm["spec"]["endpoints"]] == ["metrics"]
+    assert [e["port"] for e in sm["spec"]["endpoints"]] == ["metrics", "model-metrics"]
     assert metrics_svc["spec"]["ports"] == [
-        {"name": "metrics", "port": 8082, "targetPort": "metrics", "protocol": "TCP"}
+        {"name": "metrics", "port": 8082, "targetPort": "metrics", "protocol": "TCP"},
+        {"name": "model-metrics", "port": 8083, "targetPort": "model-metrics", "protocol": "TCP"},
     ]
     assert find(rendered["default"], "ServiceMonitor") == []
 

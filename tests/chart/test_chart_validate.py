@@ -26,6 +26,7 @@ SCHEMAS = Path(__file__).resolve().parent / "schemas"
 # examples in k8s/examples/ are checked against the chart's CRD in tests/chart/test_operator_chart.py).
 CRD_SCHEMAS: dict[tuple[str, str], Path] = {
     ("monitoring.coreos.com/v1", "ServiceMonitor"): SCHEMAS / "servicemonitor.monitoring.coreos.com-v1.json",
+    ("monitoring.coreos.com/v1", "PrometheusRule"): SCHEMAS / "prometheusrule.monitoring.coreos.com-v1.json",
     ("kopf.dev/v1", "KopfPeering"): SCHEMAS / "kopfpeering.kopf.dev-v1.json",
 }
 

@@ -298,7 +298,14 @@ def _cmdline(p: psutil.Process) -> list[str]:
 
 
 def start_serve(model_dir: Path, run: Path, *extra: str, ready_timeout: float = 300) -> Serve:
-    names = ("port", "management-port", "metrics-port", "grpc-inference-port", "grpc-management-port")
+    names = (
+        "port",
+        "management-port",
+        "metrics-port",
+        "model-metrics-port",
+        "grpc-inference-port",
+        "grpc-management-port",
+    )
     ports = dict(zip(names, free_ports(len(names)), strict=True))
     run.mkdir(parents=True, exist_ok=True)
     log = run / "serve.log"

@@ -57,7 +57,7 @@ class Container:
 
 
 def start(model_dir: Path, tmp: Path, mode: str = "realtime") -> Container:
-    port, mport, xport, gport, gmport = free_ports(5)
+    port, mport, xport, gport, gmport, oport = free_ports(6)
     env = {
         **os.environ,
         "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
@@ -69,6 +69,7 @@ def start(model_dir: Path, tmp: Path, mode: str = "realtime") -> Container:
     flags = [
         "--host", "127.0.0.1", "--management-port", str(mport), "--metrics-port", str(xport),
         "--grpc-inference-port", str(gport), "--grpc-management-port", str(gmport),
+        "--model-metrics-port", str(oport),
     ]  # fmt: skip
     with open(log, "wb") as out:
         proc = subprocess.Popen(
@@ -138,11 +139,11 @@ def test_predictions_equal_those_of_serve_for_the_same_archive(
     try:
         wait_ready(serve)
         photo = fx.PHOTO.read_bytes()
-        for _ in range(2):
-            ours = invoke(container, photo, "image/jpeg").json()
-            served = requests.post(
-                f"{serve.url}/predictions/resnet50", data=photo, headers={"Content-Type": "image/jpeg"}, timeout=60
-            ).json()
+        for i in range(2):
+            # the same request id to both, so the whole bodies must match (each echoes it as request_id)
+            headers = {"Content-Type": "image/jpeg", "X-Request-Id": f"same-{i}"}
+            ours = requests.post(f"{container.url}/invocations", data=photo, headers=headers, timeout=60).json()
+            served = requests.post(f"{serve.url}/predictions/resnet50", data=photo, headers=headers, timeout=60).json()
             assert ours == served
     finally:
         stop(serve)

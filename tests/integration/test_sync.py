@@ -20,6 +20,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 import requests
@@ -474,15 +475,37 @@ def test_cli_sync_once(rig: Rig, capsys: pytest.CaptureFixture[str]) -> None:
         rig.wait_serving(rig.serving())
 
 
+def _families(port: int) -> list[Any]:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    text = requests.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text
+    return list(text_string_to_metric_families(text))
+
+
+def scrape_ok_counts(port: int) -> dict[str, float]:
+    """resnet_serving_request_seconds_count{code="200"} by version."""
+    return {
+        s.labels["version"]: s.value
+        for fam in _families(port)
+        for s in fam.samples
+        if s.name == "resnet_serving_request_seconds_count" and s.labels["code"] == "200"
+    }
+
+
+def served_versions(port: int) -> set[str]:
+    return {s.labels["version"] for f in _families(port) for s in f.samples if s.name == "resnet_serving_model_info"}
+
+
 def test_serve_follows_a_channel(rig: Rig, tmp_path: Path) -> None:
     """`serve --store URI --channel C` starts on the channel's version and switches when it moves."""
     rig.promote("1", channel="canary")
-    port, mport, xport = free_ports(3)
+    port, mport, xport, oport = free_ports(4)
     env = dict(os.environ, AWS_ENDPOINT_URL=rig.s3.url)
     cmd = [
         sys.executable, "-m", "resnet_serving.cli", "serve",
         "--store", rig.uri, "--channel", "canary", "--sync-interval", str(INTERVAL),
         "--port", str(port), "--management-port", str(mport), "--metrics-port", str(xport),
+        "--model-metrics-port", str(oport),
         "--batch-size", "4", "--max-batch-delay-ms", "20", "--run-dir", str(tmp_path / "run"),
     ]  # fmt: skip
     log = tmp_path / "serve.log"
@@ -503,6 +526,14 @@ def test_serve_follows_a_channel(rig: Rig, tmp_path: Path) -> None:
         rig.promote("2", channel="canary")
         wait_for(lambda: answers("2") or proc.poll() is not None, SWITCH_DEADLINE, "serve to switch to v2")
         assert proc.poll() is None, log.read_text()
+        # our /metrics: both versions' series appear, then only v2 is served and v1's counts stop growing
+        first = scrape_ok_counts(oport)
+        assert first.get("1", 0) >= 1 and first.get("2", 0) >= 1, first
+        wait_for(lambda: served_versions(oport) == {"2"}, SWITCH_DEADLINE, "v1's workers to go from model_info")
+        before = scrape_ok_counts(oport)
+        assert all(answers("2") for _ in range(3))
+        after = scrape_ok_counts(oport)
+        assert after["1"] == before["1"] and after["2"] == before["2"] + 3, (before, after)
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         try:

@@ -38,10 +38,10 @@ def test_quickstart_is_make_serve_then_make_test() -> None:
 
 
 def test_readme_quickstart_serves_and_examples_work(tmp_path: Path) -> None:
-    port, mport, xport, gport, gmport = free_ports(5)
+    port, mport, xport, gport, gmport, oport = free_ports(6)
     env = dict(
         os.environ, PORT=str(port), MANAGEMENT_PORT=str(mport), METRICS_PORT=str(xport),
-        GRPC_PORT=str(gport), GRPC_MANAGEMENT_PORT=str(gmport),
+        GRPC_PORT=str(gport), GRPC_MANAGEMENT_PORT=str(gmport), MODEL_METRICS_PORT=str(oport),
     )  # fmt: skip
     env.pop("MAKEFLAGS", None)
     env.pop("MAKELEVEL", None)

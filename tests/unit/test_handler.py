@@ -24,6 +24,10 @@ class StandInContext:
         self.headers = headers or []
         self.statuses: dict[int, tuple[int, str]] = {}
         self.content_types: dict[int, str] = {}
+        self.request_ids: dict[int, str] = {}  # TorchServe's own ids; empty: the handler makes one
+
+    def get_request_id(self, idx: int) -> str | None:
+        return self.request_ids.get(idx)
 
     def get_request_header(self, idx: int, key: str) -> Any:
         return self.headers[idx].get(key)
@@ -111,3 +115,59 @@ def test_initialisation_drops_only_the_per_batch_log_line(
         logging.info("Backend received inference at: %d", 1795318316)  # what TorchServe's worker logs per batch
         logging.info("Backend received an unexpected thing")
     assert [r.getMessage() for r in caplog.records] == ["Backend received an unexpected thing"]
+
+
+def test_request_id_is_echoed_in_the_body_taken_from_torchserve_or_made(handler: ModuleType, model_dir: Path) -> None:
+    good = fx.jpeg(64, 64)
+    items = [body(bytearray(good), "image/jpeg") for _ in range(4)]
+    items[0][1]["X-Request-Id"] = "abc-123"
+    items[1][1]["X-Request-Id"] = "bad id\r\nInjected: 1"  # not a plain token: replaced, never echoed
+    items[3][1]["x-request-id"] = "x" * 129  # too long: replaced
+    ctx = StandInContext(model_dir, [h for _, h in items])
+    ctx.request_ids = {1: "ts-own-id"}
+    out = handler.handle([r for r, _ in items], ctx)
+    ids = {i: b["request_id"] for i, b in enumerate(out)}
+    assert ids[0] == "abc-123"
+    assert ids[1] == "ts-own-id"
+    assert len(ids[2]) == 32 and len(ids[3]) == 32 and ids[2] != ids[3]
+    int(ids[2], 16), int(ids[3], 16)  # uuid4 hex
+
+
+def _sample(name: str, **labels: str) -> float:
+    from prometheus_client import REGISTRY
+
+    return REGISTRY.get_sample_value(name, labels) or 0.0
+
+
+def test_metrics_carry_the_archive_version_status_and_error_code(handler: ModuleType, model_dir: Path) -> None:
+    """No PROMETHEUS_MULTIPROC_DIR here: the series are in this process's default registry."""
+    from prometheus_client import REGISTRY
+
+    v = {"model": "resnet50", "version": "7"}
+    before = {
+        "ok": _sample("resnet_serving_request_seconds_count", **v, code="200"),
+        "bad": _sample("resnet_serving_request_seconds_count", **v, code="400"),
+        "err": _sample("resnet_serving_errors_total", **v, code="bad_request"),
+        "batches": _sample("resnet_serving_batch_size_count", **v),
+        "size": _sample("resnet_serving_batch_size_sum", **v),
+        "fwd": _sample("resnet_serving_stage_seconds_count", **v, stage="forward"),
+    }
+    items = [body(bytearray(fx.jpeg(80, 60)), "image/jpeg"), body(bytearray(b"not an image"), "image/jpeg")]
+    handler.handle([r for r, _ in items], StandInContext(model_dir, [h for _, h in items]))
+    assert _sample("resnet_serving_request_seconds_count", **v, code="200") == before["ok"] + 1
+    assert _sample("resnet_serving_request_seconds_count", **v, code="400") == before["bad"] + 1
+    assert _sample("resnet_serving_errors_total", **v, code="bad_request") == before["err"] + 1
+    assert _sample("resnet_serving_batch_size_count", **v) == before["batches"] + 1
+    assert _sample("resnet_serving_batch_size_sum", **v) == before["size"] + 2
+    assert _sample("resnet_serving_stage_seconds_count", **v, stage="forward") == before["fwd"] + 1
+    assert _sample("resnet_serving_in_flight_requests", **v) == 0
+    info = [
+        s
+        for m in REGISTRY.collect()
+        if m.name == "resnet_serving_model_info"
+        for s in m.samples
+        if s.labels["version"] == "7"
+    ]
+    assert len(info) == 1 and info[0].value == 1
+    assert info[0].labels["weights"] == "random-seed-0" and info[0].labels["precision"] == "fp32"
+    assert len(info[0].labels["sha256"]) == 64

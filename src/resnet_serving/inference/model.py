@@ -16,6 +16,7 @@ import hashlib
 import logging
 import os
 import socket
+import time
 import warnings
 from collections.abc import Callable, Mapping
 from contextlib import nullcontext
@@ -236,6 +237,8 @@ class Classifier:
         elif freeze and self.device.type == "cpu" and self.amp_dtype in (None, torch.bfloat16):
             self.model, self.graph = freeze_for_cpu(self.model, self.amp_dtype)
         self.max_batch = max_batch
+        #: Seconds the last logits call spent building batch tensors and in the network (for the stage metrics).
+        self.last_stages: dict[str, float] = {"preprocess": 0.0, "forward": 0.0}
         # compile/autotune, TorchScript's profiling runs and oneDNN primitive caches, before the first request
         for bs in warmup_batches:
             self.logits([torch.zeros(3, 224, 224, dtype=torch.uint8)] * bs)
@@ -293,8 +296,12 @@ class Classifier:
     @torch.inference_mode()
     def _run(self, items: list[torch.Tensor], to_batch: Callable[[list[torch.Tensor]], torch.Tensor]) -> np.ndarray:
         outs: list[np.ndarray] = []
+        stages = {"preprocess": 0.0, "forward": 0.0}
         for start in range(0, len(items), self.max_batch):
+            t0 = time.perf_counter()
             batch = to_batch(items[start : start + self.max_batch])
+            t1 = time.perf_counter()
+            stages["preprocess"] += t1 - t0
             ctx = (
                 torch.autocast(device_type=self.device.type, dtype=self._autocast)
                 if self._autocast is not None
@@ -302,5 +309,7 @@ class Classifier:
             )
             with ctx:
                 out = self.model(batch)
-            outs.append(out.float().cpu().numpy())
+            outs.append(out.float().cpu().numpy())  # the copy to the host waits for the device: forward time
+            stages["forward"] += time.perf_counter() - t1
+        self.last_stages = stages
         return np.concatenate(outs, axis=0)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,9 +19,11 @@ from typing import Any
 import torch
 
 from resnet_serving.artifact.layout import LABELS_FILE, MODEL_INFO_FILE, STATE_DICT_FILE
+from resnet_serving.artifact.manifest import sha256_file
 from resnet_serving.errors import ArchiveError, InputError, ResnetServingError
 from resnet_serving.inference import imaging, postprocess, protocol
 from resnet_serving.inference.cpu import thread_budget
+from resnet_serving.inference.metrics import BatchMetrics
 from resnet_serving.inference.model import Classifier, accel_options, select_device
 from resnet_serving.settings import Settings
 
@@ -58,6 +61,7 @@ class InferenceService:
         settings: Settings | None = None,
         *,
         gpu_decode: bool = True,
+        sha256: str = "",
     ) -> None:
         self.classifier = classifier
         self.labels = list(labels)
@@ -68,6 +72,7 @@ class InferenceService:
         self.crop_on_cpu = classifier.device.type == "cpu"
         #: Decode JPEG batches on the accelerator (nvJPEG) when the model runs on one.
         self.gpu_decode = gpu_decode and classifier.device.type == "cuda"
+        self.metrics = BatchMetrics(self.meta, sha256=sha256, precision=classifier.precision)
 
     @classmethod
     def from_model_dir(
@@ -94,7 +99,8 @@ class InferenceService:
             meta["warning"] = weights.get("warning", "weights are not pretrained: predictions are meaningless")
         if classifier.precision != "fp32":  # scores then differ slightly from an fp32 pod's: say so
             meta["precision"] = classifier.precision
-        return cls(classifier, labels, meta, Settings.from_env(), gpu_decode=accel["gpu_decode"])
+        sha256 = sha256_file(model_dir / STATE_DICT_FILE)
+        return cls(classifier, labels, meta, Settings.from_env(), gpu_decode=accel["gpu_decode"], sha256=sha256)
 
     def handle(
         self,
@@ -102,7 +108,29 @@ class InferenceService:
         content_types: Sequence[str | None],
         headers: Sequence[Mapping[str, str]] | None = None,
     ) -> list[Response]:
-        """One Response per request, in order. Never raises for bad input. ``headers`` are lower-cased."""
+        """One Response per request, in order. Never raises for bad input. ``headers`` are lower-cased.
+
+        Records the batch in :attr:`metrics`: each stage's time, the batch size, each request's status and time."""
+        started = time.perf_counter()
+        self.metrics.in_flight.inc(len(requests))
+        try:
+            responses = self._handle(requests, content_types, headers)
+        finally:
+            self.metrics.in_flight.dec(len(requests))
+        elapsed = time.perf_counter() - started
+        self.metrics.batch(len(requests))
+        for resp in responses:
+            code = None if resp.status == 200 else str(resp.body.get("error", "internal_error"))
+            self.metrics.request(resp.status, elapsed, code)
+        return responses
+
+    def _handle(
+        self,
+        requests: Sequence[Mapping[str, Any]],
+        content_types: Sequence[str | None],
+        headers: Sequence[Mapping[str, str]] | None,
+    ) -> list[Response]:
+        started = time.perf_counter()
         results: list[Response | None] = [None] * len(requests)
         pending: dict[int, _Pending] = {}
         all_headers = list(headers) if headers is not None else [{} for _ in requests]
@@ -123,16 +151,21 @@ class InferenceService:
             except ResnetServingError as e:
                 results[idx] = self._error(e)
         self._decode_deferred(pending, results)
+        self.metrics.stage("decode", time.perf_counter() - started)
         if pending:
             flat: list[torch.Tensor] = []
             for item in pending.values():
                 item.offset = len(flat)
                 flat.extend(item.images)
             logits = self.classifier.logits_from_crops(flat) if self.crop_on_cpu else self.classifier.logits(flat)
+            for stage, seconds in self.classifier.last_stages.items():
+                self.metrics.stage(stage, seconds)
+            post = time.perf_counter()
             for idx, item in pending.items():
                 n = len(item.images)
                 preds = postprocess.topk(logits[item.offset : item.offset + n], item.parsed.topk, self.labels)
                 results[idx] = Response(200, protocol.success_body(preds, self.meta, multi=item.parsed.multi))
+            self.metrics.stage("postprocess", time.perf_counter() - post)
         return [r for r in results if r is not None]
 
     def _decode_or_defer(self, raw: bytes) -> torch.Tensor | bytes:

@@ -57,6 +57,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     net.add_argument("--management-port", type=int, default=8081)
     net.add_argument("--metrics-host", default="127.0.0.1")
     net.add_argument("--metrics-port", type=int, default=8082)
+    net.add_argument(
+        "--model-metrics-port",
+        type=int,
+        default=8083,
+        help="our own /metrics (latency histograms by version, in flight, queued; on --metrics-host; 0: off)",
+    )
     net.add_argument("--grpc-inference-port", type=int, default=7070, help="loopback only (always started)")
     net.add_argument("--grpc-management-port", type=int, default=7071, help="loopback only")
     perf = p.add_argument_group("performance")
@@ -166,6 +172,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     run_dir = Path(tempfile.mkdtemp(prefix="resnet-serving-")) if own_run_dir else Path(args.run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     server: TorchServe | None = None
+    metrics_server: Any = None
     stop = threading.Event()
     hurry = threading.Event()  # a second signal: stop without draining
     drain = False
@@ -211,7 +218,23 @@ def cmd_serve(args: argparse.Namespace) -> int:
                 f"{MODEL_NAME} v{manifest.version} has RANDOM weights ({manifest.weights.get('id')}): "
                 "predictions are meaningless. Build with --weights imagenet or PATH for real ones."
             )
-        server = TorchServe(cfg, run_dir)
+        worker_env: dict[str, str] = {}
+        if args.model_metrics_port:
+            from resnet_serving.torchserve import exporter
+
+            metrics_dir = exporter.fresh_dir(run_dir / "prometheus")
+            worker_env[exporter.ENV_MULTIPROC_DIR] = str(metrics_dir)
+            try:
+                metrics_server = exporter.start(
+                    metrics_dir,
+                    host=args.metrics_host,
+                    port=args.model_metrics_port,
+                    management_url=cfg.management_url,
+                    model=cfg.model_name,
+                )
+            except OSError as e:
+                raise ConfigError(f"--model-metrics-port {args.model_metrics_port}: {e.strerror or e}") from e
+        server = TorchServe(cfg, run_dir, env=worker_env)
         server.start()
         with ui.status(
             f"starting TorchServe ({cfg.workers} worker(s) × {cfg.torch_threads} thread(s)), "
@@ -221,13 +244,16 @@ def cmd_serve(args: argparse.Namespace) -> int:
                 ready_s = server.wait_ready(timeout=args.ready_timeout, stop=stop)
             except Stopped:
                 return 130
+        model_metrics = (
+            f" and http://{args.metrics_host}:{args.model_metrics_port}/metrics" if args.model_metrics_port else ""
+        )
         example = EXAMPLE_IMAGE if Path(EXAMPLE_IMAGE).exists() else "IMAGE.jpg"
         print(
             f"resnet-serving: {MODEL_NAME} v{manifest.version} (weights {manifest.weights.get('id')}) ready in "
             f"{ready_s:.1f}s at {cfg.inference_url}\n"
             f"  curl -s -X POST {cfg.inference_url}/predictions/{MODEL_NAME} "
             f"-H 'Content-Type: image/jpeg' --data-binary @{example}\n"
-            f"  metrics: {cfg.metrics_url}/metrics   logs: {run_dir / 'logs'}   stop: Ctrl-C",
+            f"  metrics: {cfg.metrics_url}/metrics{model_metrics}   logs: {run_dir / 'logs'}   stop: Ctrl-C",
             flush=True,
         )
         if follow:
@@ -248,6 +274,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
             server.stop(timeout=STOP_TIMEOUT_S)
         if sync_thread is not None:
             sync_thread.join(timeout=10)
+        if metrics_server is not None:
+            metrics_server.shutdown()
         signals.close()
         if own_run_dir:
             shutil.rmtree(run_dir, ignore_errors=True)

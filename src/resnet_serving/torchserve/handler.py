@@ -13,6 +13,8 @@ archive depends on: keep it.
 from __future__ import annotations
 
 import logging
+import re
+import uuid
 from typing import Any
 
 from resnet_serving.errors import ResnetServingError
@@ -53,6 +55,22 @@ def _content_type(context: Any, idx: int, request: Any, headers: dict[str, str])
     return headers.get("content-type")
 
 
+#: An id the caller sent is echoed only if it is a plain token: it lands in logs and log queries.
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:@/+=-]{1,128}$")
+
+
+def request_id(context: Any, idx: int, headers: dict[str, str]) -> str:
+    """The caller's ``X-Request-Id`` if it is a plain token, else TorchServe's own id for the request, else new."""
+    sent = headers.get("x-request-id", "").strip()
+    if _REQUEST_ID.match(sent):
+        return sent
+    try:
+        own = context.get_request_id(idx)
+    except (KeyError, IndexError, TypeError, AttributeError):
+        own = None
+    return str(own) if own else uuid.uuid4().hex
+
+
 def handle(data: list[dict[str, Any]] | None, context: Any) -> list[Any] | None:
     global _service
     if data is None:  # initialisation call
@@ -78,8 +96,10 @@ def handle(data: list[dict[str, Any]] | None, context: Any) -> list[Any] | None:
     headers = [_headers(context, i) for i in range(len(data))]
     ctypes = [_content_type(context, i, req, headers[i]) for i, req in enumerate(data)]
     responses = _service.handle(data, ctypes, headers)
+    # TorchServe 0.12's front end overwrites any x-request-id header a handler sets with its own id, so the
+    # caller's id is echoed in the body; without one, the body carries TorchServe's id, the header's value.
     for idx, resp in enumerate(responses):
         context.set_response_content_type(idx, "application/json")
         if resp.status != 200:
             context.set_response_status(resp.status, resp.phrase, idx)
-    return [resp.body for resp in responses]
+    return [{**resp.body, "request_id": request_id(context, idx, headers[idx])} for idx, resp in enumerate(responses)]
