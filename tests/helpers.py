@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import socket
+import subprocess
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -41,3 +43,12 @@ def serve_command(model_dir: Path) -> ServeCommand:
         "--model-metrics-port", str(oport),
     ]  # fmt: skip
     return ServeCommand(argv, port, xport, oport)
+
+
+def wait_until_serving(proc: subprocess.Popen[bytes], log: Path, timeout: float = 300.0) -> None:
+    """Until `serve` prints its ready line: it waits for a real prediction, not for /ping."""
+    deadline = time.monotonic() + timeout
+    while "ready in" not in log.read_text(errors="replace"):
+        assert proc.poll() is None, log.read_text(errors="replace")[-3000:]
+        assert time.monotonic() < deadline, "serve not ready in time"
+        time.sleep(0.5)

@@ -17,7 +17,7 @@ import requests
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.fixtures import images as fx
-from tests.helpers import REPO, ServeCommand, serve_command
+from tests.helpers import REPO, ServeCommand, serve_command, wait_until_serving
 
 pytestmark = pytest.mark.torchserve
 
@@ -48,11 +48,7 @@ def serve(archive_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterat
     with open(log, "wb") as out:
         proc = subprocess.Popen(argv, cwd=REPO, stdout=out, stderr=subprocess.STDOUT)
     try:
-        deadline = time.monotonic() + 300
-        while "ready in" not in log.read_text(errors="replace"):
-            assert proc.poll() is None, log.read_text(errors="replace")[-3000:]
-            assert time.monotonic() < deadline, "serve not ready in time"
-            time.sleep(0.5)
+        wait_until_serving(proc, log)
         yield Serve(cmd, log)
     finally:
         proc.terminate()

@@ -27,7 +27,7 @@ from resnet_serving.artifact.layout import ARCHIVE_NAME, SAGEMAKER_TARBALL
 from resnet_serving.sagemaker.package import pack
 from resnet_serving.settings import SAGEMAKER_PAYLOAD_LIMITS
 from tests.fixtures import images as fx
-from tests.helpers import REPO, free_ports, serve_command
+from tests.helpers import REPO, free_ports, serve_command, wait_until_serving
 
 pytestmark = pytest.mark.torchserve
 
@@ -79,12 +79,7 @@ def start(model_dir: Path, tmp: Path, mode: str = "realtime") -> Container:
 
 
 def wait_ready(c: Container) -> None:
-    """Until serve prints its ready line: it waits for a real prediction, not for /ping."""
-    deadline = time.monotonic() + 300
-    while "ready in" not in c.log.read_text(errors="replace"):
-        assert c.proc.poll() is None, c.log.read_text(errors="replace")[-3000:]
-        assert time.monotonic() < deadline, "not ready in time"
-        time.sleep(0.5)
+    wait_until_serving(c.proc, c.log)
 
 
 def stop(c: Container) -> None:

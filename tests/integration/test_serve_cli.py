@@ -7,7 +7,6 @@ import re
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import psutil
@@ -16,7 +15,7 @@ import requests
 
 from resnet_serving.artifact.layout import ARCHIVE_NAME, MANIFEST_NAME
 from tests.fixtures import images as fx
-from tests.helpers import REPO, serve_command
+from tests.helpers import REPO, serve_command, wait_until_serving
 
 pytestmark = pytest.mark.torchserve
 
@@ -28,11 +27,7 @@ def test_serve_sigterm_leaves_no_orphans(archive_dir: Path, tmp_path: Path) -> N
     with open(log, "wb") as out:
         proc = subprocess.Popen(cmd, cwd=REPO, stdout=out, stderr=subprocess.STDOUT)
     try:
-        deadline = time.monotonic() + 300
-        while "ready in" not in log.read_text(errors="replace"):
-            assert proc.poll() is None, log.read_text(errors="replace")[-3000:]
-            assert time.monotonic() < deadline, "serve not ready in time"
-            time.sleep(0.5)
+        wait_until_serving(proc, log)
         text = log.read_text(errors="replace")
         ready_s = float(re.search(r"ready in ([0-9.]+)s", text).group(1))  # type: ignore[union-attr]
         assert 0 < ready_s < 300
