@@ -25,24 +25,43 @@ def free_ports(n: int) -> list[int]:
     return sorted(ports)
 
 
+#: serve's port flags, each given a free loopback port by :func:`serve_command`.
+SERVE_PORT_FLAGS = (
+    "port",
+    "management-port",
+    "metrics-port",
+    "model-metrics-port",
+    "grpc-inference-port",
+    "grpc-management-port",
+)
+
+
 @dataclass(frozen=True)
 class ServeCommand:
     argv: list[str]
-    port: int
-    metrics_port: int
-    model_metrics_port: int  # our own /metrics (resnet_serving_* series), beside TorchServe's
+    ports: dict[str, int]  # flag name (without --) -> port
+
+    @property
+    def port(self) -> int:
+        return self.ports["port"]
+
+    @property
+    def metrics_port(self) -> int:
+        return self.ports["metrics-port"]
+
+    @property
+    def model_metrics_port(self) -> int:
+        """Our own /metrics (resnet_serving_* series), beside TorchServe's."""
+        return self.ports["model-metrics-port"]
 
 
-def serve_command(model_dir: Path) -> ServeCommand:
-    """`resnet-serving serve --model-dir DIR` on free loopback ports."""
-    port, mport, xport, gport, gmport, oport = free_ports(6)
-    argv = [
-        sys.executable, "-m", "resnet_serving", "serve", "--model-dir", str(model_dir),
-        "--port", str(port), "--management-port", str(mport), "--metrics-port", str(xport),
-        "--grpc-inference-port", str(gport), "--grpc-management-port", str(gmport),
-        "--model-metrics-port", str(oport),
-    ]  # fmt: skip
-    return ServeCommand(argv, port, xport, oport)
+def serve_command(model_dir: Path, *extra: str) -> ServeCommand:
+    """`resnet-serving serve --model-dir DIR [EXTRA...]` on free loopback ports."""
+    ports = dict(zip(SERVE_PORT_FLAGS, free_ports(len(SERVE_PORT_FLAGS)), strict=True))
+    argv = [sys.executable, "-m", "resnet_serving", "serve", "--model-dir", str(model_dir)]
+    for flag, port in ports.items():
+        argv += [f"--{flag}", str(port)]
+    return ServeCommand([*argv, *extra], ports)
 
 
 def wait_until_serving(proc: subprocess.Popen[bytes], log: Path, timeout: float = 300.0) -> None:

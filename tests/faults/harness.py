@@ -17,7 +17,6 @@ import os
 import re
 import signal
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -28,7 +27,7 @@ from pathlib import Path
 import psutil
 import requests
 
-from tests.helpers import REPO, free_ports
+from tests.helpers import REPO, serve_command
 
 #: `make faults` sets FAULTS=long: the same cases, more requests and longer runs.
 LONG = os.environ.get("FAULTS") == "long"
@@ -298,31 +297,11 @@ def _cmdline(p: psutil.Process) -> list[str]:
 
 
 def start_serve(model_dir: Path, run: Path, *extra: str, ready_timeout: float = 300) -> Serve:
-    names = (
-        "port",
-        "management-port",
-        "metrics-port",
-        "model-metrics-port",
-        "grpc-inference-port",
-        "grpc-management-port",
-    )
-    ports = dict(zip(names, free_ports(len(names)), strict=True))
     run.mkdir(parents=True, exist_ok=True)
     log = run / "serve.log"
     # a run dir of the test's own: a SIGKILLed serve cannot remove the temporary one it would make
-    cmd = [
-        sys.executable,
-        "-m",
-        "resnet_serving",
-        "serve",
-        "--model-dir",
-        str(model_dir),
-        "--run-dir",
-        str(run / "run"),
-    ]
-    for name, port in ports.items():
-        cmd += [f"--{name}", str(port)]
-    cmd += list(extra)
+    command = serve_command(model_dir, "--run-dir", str(run / "run"), *extra)
+    cmd, ports = command.argv, command.ports
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO / "src"), str(REPO)])}
     with open(log, "wb") as out:
         proc = subprocess.Popen(cmd, cwd=REPO, stdout=out, stderr=subprocess.STDOUT, env=env)

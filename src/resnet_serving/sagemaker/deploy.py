@@ -247,6 +247,27 @@ def resource_id(endpoint: str) -> str:
     return f"endpoint/{endpoint}/variant/{VARIANT}"
 
 
+def scalable_targets(clients: Clients, endpoint: str) -> list[dict[str, Any]]:
+    """The endpoint variant's Application Auto Scaling targets (empty when autoscaling is off)."""
+    rid = resource_id(endpoint)
+    found = call(
+        clients.aas,
+        "describe_scalable_targets",
+        f"scalable target {rid}",
+        ServiceNamespace="sagemaker",
+        ResourceIds=[rid],
+    )
+    return list(found.get("ScalableTargets", []))
+
+
+def scaling_policies(clients: Clients, endpoint: str) -> list[dict[str, Any]]:
+    rid = resource_id(endpoint)
+    found = call(
+        clients.aas, "describe_scaling_policies", f"scalable target {rid}", ServiceNamespace="sagemaker", ResourceId=rid
+    )
+    return list(found.get("ScalingPolicies", []))
+
+
 def policy_name(endpoint: str) -> str:
     return f"resnet-serving-{endpoint}-invocations"
 
@@ -263,15 +284,13 @@ def apply_autoscaling(clients: Clients, spec: DeploySpec) -> bool:
         "ScaleInCooldown": a.scale_in_cooldown,
         "ScaleOutCooldown": a.scale_out_cooldown,
     }
-    targets = call(clients.aas, "describe_scalable_targets", what, ServiceNamespace="sagemaker", ResourceIds=[rid])
-    policies = call(clients.aas, "describe_scaling_policies", what, ServiceNamespace="sagemaker", ResourceId=rid)
-    same_target = any(
-        t["MinCapacity"] == a.min and t["MaxCapacity"] == a.max for t in targets.get("ScalableTargets", [])
-    )
+    targets = scalable_targets(clients, spec.endpoint)
+    policies = scaling_policies(clients, spec.endpoint)
+    same_target = any(t["MinCapacity"] == a.min and t["MaxCapacity"] == a.max for t in targets)
     same_policy = any(
         p["PolicyName"] == policy_name(spec.endpoint)
         and {k: p.get("TargetTrackingScalingPolicyConfiguration", {}).get(k) for k in policy} == policy
-        for p in policies.get("ScalingPolicies", [])
+        for p in policies
     )
     if same_target and same_policy:
         return False
@@ -425,8 +444,7 @@ def _prepare_update(clients: Clients, spec: DeploySpec, live: dict[str, Any]) ->
         return
     rid = resource_id(spec.endpoint)
     what = f"scalable target {rid}"
-    found = call(clients.aas, "describe_scalable_targets", what, ServiceNamespace="sagemaker", ResourceIds=[rid])
-    if found.get("ScalableTargets"):
+    if scalable_targets(clients, spec.endpoint):
         ui.warn(f"deregistering autoscaling of {spec.endpoint} for the instance-type change (registered again after)")
         call(
             clients.aas,

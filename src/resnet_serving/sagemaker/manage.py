@@ -7,7 +7,15 @@ from typing import Any
 
 from resnet_serving.errors import SageMakerInvalid, SageMakerNotFound
 from resnet_serving.sagemaker.aws import Clients
-from resnet_serving.sagemaker.deploy import config_tags, describe_endpoint, policy_name, resource_id, tags_of
+from resnet_serving.sagemaker.deploy import (
+    config_tags,
+    describe_endpoint,
+    policy_name,
+    resource_id,
+    scalable_targets,
+    scaling_policies,
+    tags_of,
+)
 from resnet_serving.sagemaker.errors import call
 from resnet_serving.sagemaker.spec import (
     MANAGED,
@@ -30,17 +38,8 @@ def status(clients: Clients, endpoint: str) -> dict[str, Any]:
     tags = tags_of(clients, desc["EndpointArn"], f"endpoint {endpoint}")
     live = desc.get("EndpointConfigName")
     live_tags = config_tags(clients, live) if live else {}
-    rid = resource_id(endpoint)
-    targets = call(
-        clients.aas,
-        "describe_scalable_targets",
-        f"scalable target {rid}",
-        ServiceNamespace="sagemaker",
-        ResourceIds=[rid],
-    ).get("ScalableTargets", [])
-    policies = call(
-        clients.aas, "describe_scaling_policies", f"scalable target {rid}", ServiceNamespace="sagemaker", ResourceId=rid
-    ).get("ScalingPolicies", [])
+    targets = scalable_targets(clients, endpoint)
+    policies = scaling_policies(clients, endpoint)
     autoscaling = None
     if targets:
         t = targets[0]
@@ -159,16 +158,8 @@ def find_owned(clients: Clients, endpoint: str) -> Owned:
         t = call(clients.cw, "list_tags_for_resource", f"alarm {alarm['AlarmName']}", ResourceARN=alarm["AlarmArn"])
         if _ours({x["Key"]: x["Value"] for x in t.get("Tags", [])}, endpoint):
             owned.alarms.append(alarm["AlarmName"])
-    rid = resource_id(endpoint)
-    targets = call(
-        clients.aas,
-        "describe_scalable_targets",
-        f"scalable target {rid}",
-        ServiceNamespace="sagemaker",
-        ResourceIds=[rid],
-    )
-    if owned.endpoint and targets.get("ScalableTargets"):
-        owned.scalable_target = rid
+    if owned.endpoint and scalable_targets(clients, endpoint):
+        owned.scalable_target = resource_id(endpoint)
     return owned
 
 

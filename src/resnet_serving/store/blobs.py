@@ -8,17 +8,14 @@ layer and error conversion (:mod:`.s3_errors`).
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 
 from boto3.s3.transfer import create_transfer_manager
 
-from resnet_serving.errors import InputError, NotFound, StoreError
+from resnet_serving.errors import InputError, NotFound
 from resnet_serving.store.backend import OnBytes, _ignore
 from resnet_serving.store.model_store import Store
-from resnet_serving.store.s3 import ProgressSubscriber, S3Backend, temp_key
-
-log = logging.getLogger(__name__)
+from resnet_serving.store.s3 import ProgressSubscriber, S3Backend
 
 
 def s3_backend(store: Store, why: str) -> S3Backend:
@@ -57,34 +54,13 @@ def put_file_atomic(
 ) -> str:
     """Upload ``path`` to ``key`` via a temp key and a server-side copy; return the object's ``s3://`` URL."""
     backend = s3_backend(store, "uploading a model.tar.gz")
-    tmp = temp_key(key)
-    sse = {"ServerSideEncryption": "aws:kms", "SSEKMSKeyId": kms_key_id} if kms_key_id else {}
+    extra = {"Metadata": meta, "ContentType": "application/gzip", **backend.sse(kms_key_id)}
 
-    def upload() -> None:
+    def upload(tmp: str) -> None:
         with open(path, "rb") as f, create_transfer_manager(backend.client, backend.transfer_config) as manager:
             manager.upload(
-                f,
-                backend.bucket,
-                backend.object_key(tmp),
-                extra_args={"Metadata": meta, "ContentType": "application/gzip", **sse},
-                subscribers=[ProgressSubscriber(on_bytes)],
+                f, backend.bucket, backend.object_key(tmp), extra_args=extra, subscribers=[ProgressSubscriber(on_bytes)]
             ).result()
 
-    def copy() -> None:
-        backend.client.copy_object(
-            Bucket=backend.bucket,
-            Key=backend.object_key(key),
-            CopySource={"Bucket": backend.bucket, "Key": backend.object_key(tmp)},
-            MetadataDirective="COPY",
-            **sse,
-        )
-
-    try:
-        backend.call("PutObject", tmp, upload)
-        backend.call("CopyObject", key, copy)
-    finally:
-        try:
-            backend.delete(tmp)
-        except StoreError as e:  # the real key is whole either way; a stray temp key is only clutter
-            log.warning("could not remove %s: %s", backend.key_uri(tmp), e.message)
+    backend.put_via_temp(key, upload, kms_key_id=kms_key_id)
     return object_url(store, key)

@@ -113,7 +113,7 @@ class S3Backend(Backend):
             fn, convert=convert, policy=self.retry, what=f"s3 {operation} {self.key_uri(key)}", sleep=self._sleep
         )
 
-    def _sse(self, kms_key_id: str | None) -> dict[str, str]:
+    def sse(self, kms_key_id: str | None) -> dict[str, str]:
         return {"ServerSideEncryption": "aws:kms", "SSEKMSKeyId": kms_key_id} if kms_key_id else {}
 
     # ---- Backend --------------------------------------------------------------------------------------
@@ -126,22 +126,25 @@ class S3Backend(Backend):
         return self.call("GetObject", key, get)
 
     def put_bytes(self, key: str, data: bytes, *, kms_key_id: str | None = None) -> None:
-        """PUT to a temp key, then a server-side copy into place. Some S3-compatible stores keep a body cut off
-        mid-request (moto does); then a cut leaves at most a stray temp key, never a partial object at ``key``:
-        only a PUT that was answered is copied."""
-        tmp = temp_key(key)
-        sse = self._sse(kms_key_id)
-        self.call(
-            "PutObject",
-            tmp,
-            lambda: self.client.put_object(
-                Bucket=self.bucket,
-                Key=self.object_key(tmp),
-                Body=data,
-                ContentType="application/json" if key.endswith(".json") else "application/octet-stream",
-                **sse,
+        sse = self.sse(kms_key_id)
+        content_type = "application/json" if key.endswith(".json") else "application/octet-stream"
+        self.put_via_temp(
+            key,
+            lambda tmp: self.client.put_object(
+                Bucket=self.bucket, Key=self.object_key(tmp), Body=data, ContentType=content_type, **sse
             ),
+            kms_key_id=kms_key_id,
         )
+
+    def put_via_temp(self, key: str, upload: Callable[[str], object], *, kms_key_id: str | None = None) -> None:
+        """``upload(tmp)`` writes a temp key; a server-side copy then puts it at ``key`` and the temp key goes.
+
+        Some S3-compatible stores keep a body cut off mid-request (moto does); then a cut leaves at most a stray
+        temp key, never a partial object at ``key``: only an upload that was answered is copied.
+        """
+        tmp = temp_key(key)
+        sse = self.sse(kms_key_id)
+        self.call("PutObject", tmp, lambda: upload(tmp))
         try:
             self.call(
                 "CopyObject",
@@ -198,7 +201,7 @@ class S3Backend(Backend):
                     f,
                     self.bucket,
                     self.object_key(key),
-                    extra_args=self._sse(kms_key_id) or None,
+                    extra_args=self.sse(kms_key_id) or None,
                     subscribers=[ProgressSubscriber(on_bytes)],
                 ).result()
 
