@@ -32,11 +32,13 @@ KUBE_VERSION = "1.33.0"
 KUBE_VERSIONS_VALIDATED = ("1.30.0", "1.33.0")
 
 # Every variant the tests render: the chart defaults, each example values file, and "full", which turns on
-# every optional feature (digest-pinned image, ServiceMonitor, OIDC, custom metric, ...).
+# every optional feature (digest-pinned image, ServiceMonitor, OIDC, custom metric, ...), and "keda", where a
+# KEDA ScaledObject replaces the HPA.
 VARIANTS: dict[str, list[Path]] = {
     "default": [],
     **{name: [path] for name, path in EXAMPLE_VALUES.items()},
     "full": [EXAMPLE_VALUES["prod"], TEST_VALUES / "full.yaml"],
+    "keda": [EXAMPLE_VALUES["prod"], TEST_VALUES / "keda.yaml"],
 }
 
 TIMEOUT_S = 180

@@ -136,7 +136,21 @@ def test_hpa_and_pdb_are_consistent_with_replicas(
     values = variant_values[variant]
     dep = deployment(docs)
     hpas = find(docs, "HorizontalPodAutoscaler")
-    if values["autoscaling"]["enabled"]:
+    scaled = find(docs, "ScaledObject")
+    if values["autoscaling"]["enabled"] and values["autoscaling"]["engine"] == "keda":
+        # KEDA owns the HPA: the chart renders the ScaledObject and no HPA of its own.
+        assert hpas == []
+        so = one(docs, "ScaledObject")["spec"]
+        assert "replicas" not in dep["spec"]
+        assert so["scaleTargetRef"] == {"apiVersion": "apps/v1", "kind": "Deployment", "name": RELEASE}
+        assert 1 <= so["minReplicaCount"] <= so["maxReplicaCount"]
+        min_replicas = so["minReplicaCount"]
+        cpu = next(t for t in so["triggers"] if t["type"] == "cpu")
+        assert cpu["metricType"] == "Utilization"
+        behavior = so["advanced"]["horizontalPodAutoscalerConfig"]["behavior"]
+        assert behavior["scaleDown"]["stabilizationWindowSeconds"] > behavior["scaleUp"]["stabilizationWindowSeconds"]
+    elif values["autoscaling"]["enabled"]:
+        assert scaled == []
         hpa = one(docs, "HorizontalPodAutoscaler")
         # The HPA owns the replica count: a rendered `replicas` would reset it on every helm upgrade.
         assert "replicas" not in dep["spec"]
@@ -149,7 +163,7 @@ def test_hpa_and_pdb_are_consistent_with_replicas(
         behavior = hpa["spec"]["behavior"]
         assert behavior["scaleDown"]["stabilizationWindowSeconds"] > behavior["scaleUp"]["stabilizationWindowSeconds"]
     else:
-        assert hpas == []
+        assert hpas == [] and scaled == []
         min_replicas = dep["spec"]["replicas"]
         assert min_replicas == values["replicaCount"]
     pdbs = find(docs, "PodDisruptionBudget")

@@ -28,6 +28,7 @@ CRD_SCHEMAS: dict[tuple[str, str], Path] = {
     ("monitoring.coreos.com/v1", "ServiceMonitor"): SCHEMAS / "servicemonitor.monitoring.coreos.com-v1.json",
     ("monitoring.coreos.com/v1", "PrometheusRule"): SCHEMAS / "prometheusrule.monitoring.coreos.com-v1.json",
     ("kopf.dev/v1", "KopfPeering"): SCHEMAS / "kopfpeering.kopf.dev-v1.json",
+    ("keda.sh/v1alpha1", "ScaledObject"): SCHEMAS / "scaledobject.keda.sh-v1alpha1.json",
 }
 
 

@@ -105,6 +105,51 @@ The serving pods' minimum replica count: the HPA's minReplicas when it is enable
 {{- end }}
 
 {{/*
+The saturation target per pod (requests in flight + queued): autoscaling.saturation.targetPerPod, or when it is
+empty the most requests the workers hold at once (workers x batchSize): beyond that, requests only queue.
+*/}}
+{{- define "resnet50-serving.saturationTarget" -}}
+{{- $t := .Values.autoscaling.saturation.targetPerPod }}
+{{- if eq (toString $t) "" }}{{ mul (int .Values.torchserve.workers) (int .Values.torchserve.batchSize) }}{{ else }}{{ $t }}{{ end }}
+{{- end }}
+
+{{/*
+The HPA that scales the serving pods: the chart's own, or the one KEDA creates for the ScaledObject.
+*/}}
+{{- define "resnet50-serving.hpaName" -}}
+{{- if eq .Values.autoscaling.engine "keda" }}keda-hpa-{{ end }}{{ include "resnet50-serving.fullname" . }}
+{{- end }}
+
+{{/*
+The saturation of the whole release (requests in flight + queued, every pod), for KEDA's prometheus trigger:
+KEDA's HPA divides it by the pod count (AverageValue). An absent series counts as 0, so no scrape means no load.
+*/}}
+{{- define "resnet50-serving.saturationQuery" -}}
+{{- $s := .Values.autoscaling.saturation }}
+{{- $sel := printf "namespace=%q, service=%q" .Release.Namespace (printf "%s-metrics" (include "resnet50-serving.fullname" .)) }}
+{{- range $i, $m := list "resnet_serving_in_flight_requests" "resnet_serving_queued_requests" }}{{ if $i }} + {{ end }}(sum(avg_over_time({{ $m }}{ {{- $sel -}} }[{{ $s.window }}])) or vector(0)){{ end }}
+{{- end }}
+
+{{/*
+The Prometheus adapter rule (one list item) serving autoscaling.saturation.metricName per pod: in flight (every
+version the pod serves) plus queued in TorchServe, averaged over the window.
+*/}}
+{{- define "resnet50-serving.adapterRule" -}}
+{{- $s := .Values.autoscaling.saturation -}}
+- seriesQuery: 'resnet_serving_in_flight_requests{namespace!="",pod!=""}'
+  resources:
+    overrides:
+      namespace: {resource: namespace}
+      pod: {resource: pod}
+  name:
+    matches: "^resnet_serving_in_flight_requests$"
+    as: {{ $s.metricName | quote }}
+  metricsQuery: >-
+    sum by (<<.GroupBy>>) (avg_over_time(<<.Series>>{<<.LabelMatchers>>}[{{ $s.window }}]))
+    + sum by (<<.GroupBy>>) (avg_over_time(resnet_serving_queued_requests{<<.LabelMatchers>>}[{{ $s.window }}]))
+{{- end }}
+
+{{/*
 Cross-field checks the schema cannot express. Each fails with a message that names the values to change.
 Included once, from the Deployment.
 */}}
@@ -112,6 +157,12 @@ Included once, from the Deployment.
 {{- $v := .Values }}
 {{- if and $v.autoscaling.enabled (gt (int $v.autoscaling.minReplicas) (int $v.autoscaling.maxReplicas)) }}
 {{- fail (printf "autoscaling.minReplicas (%d) must not exceed autoscaling.maxReplicas (%d)" (int $v.autoscaling.minReplicas) (int $v.autoscaling.maxReplicas)) }}
+{{- end }}
+{{- if and $v.autoscaling.enabled (eq $v.autoscaling.engine "keda") $v.autoscaling.customMetric.enabled }}
+{{- fail "autoscaling.customMetric is a metric of the custom metrics API (the Prometheus adapter), which KEDA's HPA does not read: with autoscaling.engine=keda set autoscaling.customMetric.enabled=false and use autoscaling.saturation (a prometheus trigger)" }}
+{{- end }}
+{{- if and $v.autoscaling.enabled $v.autoscaling.saturation.enabled (not $v.metrics.serviceMonitor.enabled) }}
+{{- fail "autoscaling.saturation.enabled needs metrics.serviceMonitor.enabled=true: the saturation series reach Prometheus through the ServiceMonitor" }}
 {{- end }}
 {{- $grace := int $v.terminationGracePeriodSeconds }}
 {{- $needed := add (int $v.lifecycle.preStopSleepSeconds) (int $v.lifecycle.longestRequestSeconds) }}
