@@ -11,6 +11,7 @@ kube-state-metrics, cAdvisor and operator series listed below, with the labels t
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -199,3 +200,16 @@ def test_the_check_fails_on_a_made_up_series_or_label(promql_parser: str) -> Non
     }
     found = series_check.problems(bad, known)
     assert [p.split(":")[0] for p in found] == ["typo", "label", "regex", "syntax"], found
+
+
+def test_cloudwatch_agent_selects_exported_series_and_no_histogram(scrape: Scrape) -> None:
+    """The CloudWatch agent drops Prometheus histograms: every metric it is told to emit must be a scraped
+    series that is not part of one."""
+    from tests.chart.test_cloudwatch_example import metric_selectors
+
+    known = scrape.known
+    histogram_parts = {n for n in known if n.endswith(("_bucket", "_sum", "_count"))}
+    for selector in metric_selectors():
+        matched = [n for n in known if re.search(selector, n)]
+        assert matched, f"{selector} selects no series serve exports"
+        assert not set(matched) & histogram_parts, selector

@@ -1,0 +1,138 @@
+"""charts/resnet50-serving/examples/cloudwatch/: the CloudWatch agent's Prometheus ConfigMaps and the alarms.
+
+Nothing runs in AWS here: the ConfigMaps are validated as Kubernetes objects, their scrape job is matched
+against the metrics Service the chart renders, the agent's metric declarations against what a real `serve`
+exports (tests/chart/test_series_exported.py), and the alarm template is linted by cfn-lint and its alarm
+names compared with the infra stacks' naming rule.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+from pathlib import Path
+from typing import Any
+
+import kubernetes_validate
+import pytest
+import yaml
+
+from tests.chart.chart_helpers import CHART, KUBE_VERSIONS_VALIDATED, NAMESPACE, RELEASE, ROOT, one, run
+
+EXAMPLE = CHART / "examples" / "cloudwatch"
+AGENT = EXAMPLE / "cloudwatch-agent-prometheus.yaml"
+ALARMS = EXAMPLE / "alarms.yaml"
+
+if str(ROOT / "infra") not in sys.path:
+    sys.path.insert(0, str(ROOT / "infra"))
+from resnet_infra import naming  # noqa: E402
+
+#: The infra alarm kinds the EKS path has: throttles are the API Gateway front door's, whatever serves behind it.
+EKS_KINDS = ("5xx", "p99-latency", "instances-at-max")
+
+
+class CfnLoader(yaml.SafeLoader):
+    """YAML with CloudFormation's short-form intrinsics (!Ref, !Sub) kept as {"Fn": value}."""
+
+
+for _tag in ("Ref", "Sub", "GetAtt", "If", "Equals", "Not", "Join", "Select", "Split"):
+    CfnLoader.add_constructor(
+        f"!{_tag}",
+        lambda loader, node, tag=_tag: {
+            tag: loader.construct_scalar(node) if isinstance(node, yaml.ScalarNode) else loader.construct_sequence(node)
+        },
+    )
+
+
+def agent_objects() -> dict[str, dict[str, Any]]:
+    return {d["metadata"]["name"]: d for d in yaml.safe_load_all(AGENT.read_text()) if d}
+
+
+def scrape_config() -> dict[str, Any]:
+    return dict(yaml.safe_load(agent_objects()["prometheus-config"]["data"]["prometheus.yaml"]))
+
+
+def agent_config() -> dict[str, Any]:
+    return dict(json.loads(agent_objects()["prometheus-cwagentconfig"]["data"]["cwagentconfig.json"]))
+
+
+def metric_selectors() -> list[str]:
+    emf = agent_config()["logs"]["metrics_collected"]["prometheus"]["emf_processor"]
+    return sorted({s for d in emf["metric_declaration"] for s in d["metric_selectors"]})
+
+
+def alarms() -> dict[str, dict[str, Any]]:
+    template = yaml.load(ALARMS.read_text(), Loader=CfnLoader)
+    return {k: r["Properties"] for k, r in template["Resources"].items() if r["Type"] == "AWS::CloudWatch::Alarm"}
+
+
+def test_configmaps_are_valid_kubernetes_objects() -> None:
+    objects = agent_objects()
+    assert set(objects) == {"prometheus-config", "prometheus-cwagentconfig"}
+    for doc in objects.values():
+        kubernetes_validate.validate(doc, KUBE_VERSIONS_VALIDATED[-1], strict=True)
+    assert agent_config()["logs"]["metrics_collected"]["prometheus"]["prometheus_config_path"].endswith(
+        "/prometheus.yaml"
+    )
+
+
+def test_scrape_job_keeps_the_chart_metrics_service_on_both_ports(rendered: dict[str, list[dict[str, Any]]]) -> None:
+    """The job's keep rule, applied to every port of every Service the chart renders, keeps exactly the metrics
+    Service's two ports (8082 TorchServe's, 8083 ours), and the EMF declarations select on that job."""
+    (job,) = scrape_config()["scrape_configs"]
+    (sd,) = job["kubernetes_sd_configs"]
+    assert sd["role"] == "endpoints" and sd["namespaces"]["names"] == [NAMESPACE]
+    (keep,) = [r for r in job["relabel_configs"] if r.get("action") == "keep"]
+    assert keep["source_labels"] == ["__meta_kubernetes_service_name", "__meta_kubernetes_endpoint_port_name"]
+    kept = [
+        (svc["metadata"]["name"], port["port"])
+        for svc in rendered["prod"]
+        if svc["kind"] == "Service"
+        for port in svc["spec"]["ports"]
+        if re.fullmatch(keep["regex"], f"{svc['metadata']['name']};{port['name']}")
+    ]
+    assert kept == [(f"{RELEASE}-metrics", 8082), (f"{RELEASE}-metrics", 8083)]
+    # the Service is rendered with the ServiceMonitor, and its ports are the container's named ports
+    metrics_svc = one(rendered["prod"], "Service", f"{RELEASE}-metrics")
+    assert {p["targetPort"] for p in metrics_svc["spec"]["ports"]} == {"metrics", "model-metrics"}
+    emf = agent_config()["logs"]["metrics_collected"]["prometheus"]["emf_processor"]
+    for declaration in emf["metric_declaration"]:
+        assert declaration["source_labels"] == ["job"] and re.fullmatch(declaration["label_matcher"], job["job_name"])
+        for dims in declaration["dimensions"]:
+            # every dimension is a label the relabelling or the agent (ClusterName) sets, or one the series has
+            assert set(dims) <= {"ClusterName", "Namespace", "Service", "pod_name", "code"}
+
+
+def test_alarm_names_are_the_infra_stacks_names() -> None:
+    found = {props["AlarmName"]["Sub"] for props in alarms().values()}
+    template = yaml.load(ALARMS.read_text(), Loader=CfnLoader)
+    endpoint = template["Parameters"]["Endpoint"]["Default"]
+    assert {name.replace("${Endpoint}", endpoint) for name in found} == {
+        naming.alarm_name(endpoint, kind) for kind in EKS_KINDS
+    }
+    assert set(EKS_KINDS) < set(naming.ALARM_KINDS)
+
+
+def test_alarms_read_only_metrics_the_agent_emits() -> None:
+    """Every ContainerInsights/Prometheus metric an alarm reads is one the agent's declarations select."""
+    selectors = metric_selectors()
+    used = []
+    for props in alarms().values():
+        stats = [m["MetricStat"]["Metric"] for m in props.get("Metrics", []) if "MetricStat" in m]
+        stats += [props] if "MetricName" in props else []
+        for metric in stats:
+            if metric["Namespace"] == "ContainerInsights/Prometheus":
+                used.append(metric["MetricName"])
+                assert any(re.fullmatch(s.strip("^$"), metric["MetricName"]) for s in selectors), metric
+            else:
+                assert (metric["Namespace"], metric["MetricName"]) == ("AWS/ApplicationELB", "TargetResponseTime")
+    assert sorted(used) == ["Requests2XX", "Requests4XX", "Requests5XX", "resnet_serving_model_info"]
+
+
+def test_alarm_template_passes_cfn_lint() -> None:
+    cfn_lint = Path(sys.executable).with_name("cfn-lint")
+    if not cfn_lint.exists():
+        pytest.skip("cfn-lint not installed (the infra extra)")
+    proc = run([str(cfn_lint), "--format", "json", str(ALARMS)])
+    assert proc.returncode == 0, proc.stdout + proc.stderr
