@@ -30,10 +30,10 @@ def grafana_to_promql(expr: str) -> str:
     return expr
 
 
-def parse(exprs: list[str]) -> list[dict[str, Any]]:
-    """One ``{error, selectors: [{metric, matchers: [[label, op, value]]}]}`` per expression."""
+def node_promql(script: Path, exprs: list[str]) -> list[Any]:
+    """Run one of the node PromQL scripts on ``exprs`` (a JSON list on stdin): its JSON answer, one per expression."""
     r = subprocess.run(
-        ["node", str(SELECTORS)],
+        ["node", str(script)],
         input=json.dumps(exprs),
         capture_output=True,
         text=True,
@@ -43,6 +43,11 @@ def parse(exprs: list[str]) -> list[dict[str, Any]]:
     )
     assert r.returncode == 0, r.stderr
     return list(json.loads(r.stdout))
+
+
+def parse(exprs: list[str]) -> list[dict[str, Any]]:
+    """One ``{error, selectors: [{metric, matchers: [[label, op, value]]}]}`` per expression."""
+    return node_promql(SELECTORS, exprs)
 
 
 _SAMPLE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})?\s+\S+")

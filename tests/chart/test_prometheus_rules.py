@@ -12,7 +12,6 @@ import copy
 import importlib.util
 import json
 import re
-import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -20,15 +19,14 @@ import jsonschema
 import yaml
 
 from resnet_serving.inference import metrics as worker_metrics
-from tests.chart.chart_helpers import ROOT, find
+from tests.chart.chart_helpers import find
+from tests.chart.series_check import TARGET_LABELS, node_promql
 from tests.chart.test_chart_validate import CRD_SCHEMAS
 
 RELEASE = "resnet50-serving"
 SCHEMA = CRD_SCHEMAS[("monitoring.coreos.com/v1", "PrometheusRule")]
 CHECKER = Path(__file__).resolve().parent / "promql_check.cjs"
 
-#: Labels the Prometheus Operator adds to every series scraped through a ServiceMonitor.
-TARGET_LABELS = {"namespace", "service", "pod", "endpoint", "job", "instance", "container"}
 #: Series from outside this repository the rules use, with the labels they carry (kube-state-metrics v2).
 EXTERNAL = {
     "kube_pod_start_time": {"namespace", "pod"},
@@ -97,18 +95,7 @@ def alerts(doc: dict[str, Any]) -> dict[str, dict[str, Any]]:
 
 
 def parse_errors(exprs: list[str]) -> list[str | None]:
-    node_path = str(ROOT / ".tools" / "promql" / "node_modules")
-    r = subprocess.run(
-        ["node", str(CHECKER)],
-        input=json.dumps(exprs),
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-        env={"NODE_PATH": node_path, "PATH": "/usr/bin:/bin:/usr/local/bin"},
-    )
-    assert r.returncode == 0, r.stderr
-    return list(json.loads(r.stdout))
+    return node_promql(CHECKER, exprs)
 
 
 def test_off_by_default_and_which_alerts_each_variant_renders(rendered: dict[str, list[dict[str, Any]]]) -> None:
