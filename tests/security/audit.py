@@ -98,6 +98,8 @@ class Record:
     error: str | None = None
     latest_requires_python: str | None = None
     latest_files: tuple[str, ...] = ()
+    answered: bool = True
+    """Whether the registry answered at all (an HTTP status), as opposed to no connection or a time-out."""
     """Why the registry could not be asked (the dependency is then not audited)."""
 
 
@@ -196,7 +198,7 @@ def parse_record(payload: Mapping[str, Any]) -> Record:
 
 def fetch_record(name: str, base: str = REGISTRY_JSON, timeout: float = TIMEOUT_S) -> Record:
     url = f"{base.rstrip('/')}/{name}/json"
-    problem = ""
+    problem, answered = "", False
     for _ in range(ATTEMPTS):
         try:
             with urllib.request.urlopen(url, timeout=timeout) as response:
@@ -204,17 +206,25 @@ def fetch_record(name: str, base: str = REGISTRY_JSON, timeout: float = TIMEOUT_
         except urllib.error.HTTPError as e:
             if e.code == 404:
                 return Record(latest=None, error=f"{name} is not on the registry (404)")
-            problem = f"HTTP {e.code}"
+            problem, answered = f"HTTP {e.code}", True
         except (urllib.error.URLError, TimeoutError, OSError) as e:
             problem = f"{type(e).__name__}: {getattr(e, 'reason', e)}"
         except (ValueError, KeyError) as e:
-            problem = f"unreadable answer: {e}"
-    return Record(latest=None, error=f"{url}: {problem}")
+            problem, answered = f"unreadable answer: {e}", True
+    return Record(latest=None, error=f"{url}: {problem}", answered=answered)
 
 
 def fetch_records(deps: Sequence[Dependency], base: str = REGISTRY_JSON) -> dict[str, Record]:
+    """One record per dependency. The first is asked alone: when nothing answers it, the others are not asked
+    (a network that drops packets would otherwise cost every request its time-out)."""
+    if not deps:
+        return {}
+    first = fetch_record(deps[0].name, base)
+    if not first.answered:
+        return {d.name: first for d in deps}
     with concurrent.futures.ThreadPoolExecutor(THREADS) as pool:
-        return dict(zip([d.name for d in deps], pool.map(lambda d: fetch_record(d.name, base), deps), strict=True))
+        rest = list(pool.map(lambda d: fetch_record(d.name, base), deps[1:]))
+    return dict(zip([d.name for d in deps], [first, *rest], strict=True))
 
 
 # ---- the allow-list -----------------------------------------------------------------------------------
@@ -331,7 +341,7 @@ def evaluate(
                 f"{entry.describe()}: its review date {entry.review_by.isoformat()} has passed; check it again and "
                 f"set a new review_by, or remove it (reason given: {entry.reason})"
             )
-        elif entry not in used:
+        elif entry not in used and not report.unreachable:
             report.unused.append(f"{entry.describe()} matches nothing installed: remove it")
     return report
 
@@ -340,7 +350,7 @@ def evaluate(
 def render(report: Report, allowlist: Path) -> str:
     lines = []
     if report.unreachable:
-        lines.append(f"AUDIT NOT DONE: {report.unreachable}")
+        return f"AUDIT NOT DONE: {report.unreachable}\naudit: FAILED (nothing was audited)"
     behind = len(report.gaps_accepted) + sum(1 for r in report.not_audited if r["latest"])
     lines.append(
         f"{report.dependencies} dependencies of {ROOT}[{','.join(EXTRAS)}]: {report.audited_exactly} audited at "

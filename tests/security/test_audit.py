@@ -90,8 +90,13 @@ def test_a_real_registry_error_is_reported_per_package(tmp_path: Path) -> None:
     """fetch_record against a closed loopback port: a connection error, retried, then reported (no exception)."""
     from tests.helpers import free_port
 
-    record = audit.fetch_record("rich", base=f"http://127.0.0.1:{free_port()}/pypi", timeout=2)
-    assert record.latest is None and record.error and "rich/json" in record.error
+    base = f"http://127.0.0.1:{free_port()}/pypi"
+    record = audit.fetch_record("rich", base=base, timeout=2)
+    assert record.latest is None and record.error and "rich/json" in record.error and not record.answered
+    deps = [Dependency("rich", "14.0"), Dependency("pillow", "12.0")]
+    records = audit.fetch_records(deps, base)
+    assert set(records) == {"rich", "pillow"} and all(not r.answered for r in records.values())
+    assert evaluate(deps, records, [], TODAY).unreachable
 
 
 @pytest.mark.parametrize(
