@@ -19,7 +19,7 @@ WEIGHTS ?= auto
 VERSION ?= 1
 STORE ?= model-store
 
-.PHONY: help venv java tools checkov promql serve archive test test-unit lint typecheck bench faults fuzz k8s infra clean
+.PHONY: help venv java tools checkov promql serve archive test test-unit lint typecheck bench faults fuzz k8s infra clean audit sbom dist
 
 help:  ## list the targets, one line each
 	@awk -F ':.*## ' '/^[a-z][a-z0-9-]*:.*## / {printf "  make %-10s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -90,6 +90,17 @@ faults: java  ## run the fault suite longer (kills, SIGTERM, parallel builds) an
 
 clean:  ## remove .venv, .tools, run/, bench-results/ and faults-results/
 	rm -rf $(VENV) $(TOOLS) run bench-results faults-results
+
+# ---- security ----------------------------------------------------------------------------------------
+# Both also run in `make test` (tests/security); these print the whole report.
+audit: $(STAMP)  ## audit the installed dependencies for known vulnerabilities (allow-list: tests/security/audit-allowlist.toml)
+	$(BIN)/python -m tests.security.audit
+
+sbom: $(STAMP)  ## write dist/sbom.cdx.json: the CycloneDX SBOM of this environment, checked
+	$(BIN)/python -m tests.security.sbom --out dist/sbom.cdx.json
+
+dist: sbom  ## a release build: the wheel in dist/, with its SBOM beside it
+	$(BIN)/pip wheel --quiet --no-deps --no-build-isolation --wheel-dir dist .
 
 # ---- chart / manifests ------------------------------------------------------------------------------
 # checkov pins many libraries of its own, so it lives in its own venv under .tools/.

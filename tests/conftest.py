@@ -50,6 +50,7 @@ FIXTURE_MARKERS = {
     "promql_parser": "promql",
     "fault_table": "faults",
     "fuzz_runner": "fuzz",
+    "vulnerability_source": "registry",
 }
 
 

@@ -364,6 +364,22 @@ def test_service_and_ingress_reach_only_the_inference_port(rendered: dict[str, D
         assert not {s["metadata"]["name"] for s in metrics_services} & {b["name"] for b in backends}
         paths = {p["path"] for r in ing["spec"]["rules"] for p in r["http"]["paths"]}
         assert paths == {"/predictions/resnet50", "/invocations", "/ping"}
+    # The pod's other listeners stay off that path: TorchServe's metrics (8082) and ours (8083) are container
+    # ports the Service does not name, and the management API (8081) listens on the pod's loopback only.
+    container = serving(docs)
+    listening = {p["name"]: p["containerPort"] for p in container["ports"]}
+    assert listening == {"http": 8080, "metrics": 8082, "model-metrics": 8083}
+    assert listening[port["targetPort"]] == 8080
+    assert flag(container["args"], "--management-host") == "127.0.0.1"
+    for s in metrics_services:
+        if s["spec"].get("selector") == SERVER_SELECTOR:
+            assert {p["targetPort"] for p in s["spec"]["ports"]} == {"metrics", "model-metrics"}, s["metadata"]
+    # And at the pod: the NetworkPolicy admits the ALB's peers to 8080 alone; 8082 and 8083 only from the
+    # monitoring peers (never an empty list, which would mean everyone); no rule names 8081.
+    if find(docs, "NetworkPolicy", RELEASE):
+        for rule in one(docs, "NetworkPolicy", RELEASE)["spec"]["ingress"]:
+            opened = {p["port"] for p in rule["ports"]}
+            assert opened == {8080} or (opened == {8082, 8083} and rule.get("from")), rule
 
 
 @pytest.mark.parametrize("variant", ALL)

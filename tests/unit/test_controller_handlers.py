@@ -48,6 +48,8 @@ class FakeAPI:
         self.status_writes = 0
         self.events: list[tuple[str, str, str, str]] = []  # (kind, type, reason, message)
         self.fail_patch: KubernetesUnavailable | None = None
+        self.fail_status: KubernetesUnavailable | None = None
+        self.lose_patch_answer = False
 
     async def get_deployment(self, namespace: str, name: str) -> dict[str, Any] | None:
         d = self.deployments.get((namespace, name))
@@ -66,9 +68,13 @@ class FakeAPI:
         patched["metadata"]["resourceVersion"] = str(int(patched["metadata"]["resourceVersion"]) + 1)
         self.deployments[(namespace, name)] = patched
         self.patches.append(ops)
+        if self.lose_patch_answer:  # written, but the answer is an error (a 500 after the commit, a cut)
+            raise KubernetesUnavailable("HTTP 500 etcdserver: request timed out", status=500)
         return copy.deepcopy(patched)
 
     async def patch_status(self, namespace: str, name: str, status: Mapping[str, Any]) -> None:
+        if self.fail_status is not None:
+            raise self.fail_status
         merged = {**self.statuses.get((namespace, name), {}), **status}
         self.statuses[(namespace, name)] = {k: v for k, v in merged.items() if v is not None}
         self.status_writes += 1
@@ -336,6 +342,63 @@ def test_a_conflicting_patch_writes_nothing(world: World) -> None:
     assert (NS, NAME) not in world.api.statuses, "the rollout did not start, so nothing is recorded"
     world.api.fail_patch = None
     assert world.reconcile(spec_changed=True).step is Step.ROLL_OUT
+
+
+def ready_at_v1_then_channel_moves_to_v2(world: World) -> None:
+    world.reconcile(spec_changed=True)
+    world.api.settle()
+    world.reconcile()
+    assert (world.status["phase"], world.status["currentVersion"]) == ("Ready", "1")
+    world.store.set_channel("resnet50", "stable", "2")
+    world.poll_later()
+
+
+def test_a_patch_applied_despite_an_error_answer_is_followed_not_taken_for_drift(world: World) -> None:
+    ready_at_v1_then_channel_moves_to_v2(world)
+    world.api.lose_patch_answer = True
+    with pytest.raises(KubernetesUnavailable):
+        world.reconcile()
+    assert world.api.template_version() == ("2", "2") and len(world.api.patches) == 2
+    assert world.status["currentVersion"] == "1" and world.reasons().count("RolloutStarted") == 2, "v1's only"
+    world.api.lose_patch_answer = False
+    p = world.reconcile()
+    assert p.step is Step.WAIT and p.patch_version is None, "the landed patch is not sent again"
+    assert world.status["phase"] == "Progressing" and "DriftDetected" not in world.reasons()
+    assert world.status["rollout"]["generation"] == world.api.deployments[(NS, DEPLOY)]["metadata"]["generation"]
+    assert world.reasons().count("RolloutStarted") == 4, "v1 and v2, each on both objects, once"
+    world.api.settle()
+    world.reconcile()
+    assert (world.status["phase"], world.status["currentVersion"]) == ("Ready", "2")
+    assert len(world.api.patches) == 2
+
+
+def test_a_patch_that_failed_is_decided_again(world: World) -> None:
+    ready_at_v1_then_channel_moves_to_v2(world)
+    world.api.fail_patch = KubernetesUnavailable("HTTP 500", status=500)
+    with pytest.raises(KubernetesUnavailable):
+        world.reconcile()
+    world.api.fail_patch = None
+    p = world.reconcile()
+    assert (p.step, p.patch_version) == (Step.ROLL_OUT, "2") and world.api.template_version() == ("2", "2")
+
+
+def test_a_failed_status_write_after_the_patch_loses_nothing_and_repeats_nothing(world: World) -> None:
+    ready_at_v1_then_channel_moves_to_v2(world)
+    world.api.fail_status = KubernetesUnavailable("HTTP 500", status=500)
+    with pytest.raises(KubernetesUnavailable):
+        world.reconcile()
+    assert world.api.template_version() == ("2", "2")
+    assert world.status["currentVersion"] == "1", "the status write failed"
+    assert world.reasons().count("RolloutStarted") == 4, "posted with the patch, before the status write"
+    world.api.fail_status = None
+    world.clock.advance(1)
+    p = world.reconcile()
+    assert p.patch_version is None and len(world.api.patches) == 2
+    assert world.status["phase"] == "Progressing" and world.status["rollout"]["version"] == "2"
+    assert "DriftDetected" not in world.reasons() and world.reasons().count("RolloutStarted") == 4
+    world.api.settle()
+    world.reconcile()
+    assert (world.status["phase"], world.status["currentVersion"]) == ("Ready", "2")
 
 
 def test_an_invalid_spec_is_recorded_and_permanent(world: World) -> None:

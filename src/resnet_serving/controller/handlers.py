@@ -27,7 +27,7 @@ import kopf
 from resnet_serving.controller import metrics as metrics_mod
 from resnet_serving.controller.config import OperatorConfig, tick_seconds
 from resnet_serving.controller.k8s import KopfAPI, KubernetesAPI
-from resnet_serving.controller.observe import StoreView, read_store, view_deployment
+from resnet_serving.controller.observe import DeploymentView, StoreView, read_store, view_deployment
 from resnet_serving.controller.patches import change_cause, json_patch
 from resnet_serving.controller.reconcile import (
     Memory,
@@ -51,6 +51,10 @@ API_RETRY_S = 10.0
 #: Per-object memo keys: the SageMaker update in flight, and the version to update to after it.
 SAGEMAKER_TASK = "sagemaker_task"
 SAGEMAKER_PENDING = "sagemaker_pending"
+#: Per-object memo keys: the status a reconcile meant to write but could not, and the plan whose Deployment
+#: patch failed (it may have landed all the same).
+UNSAVED_STATUS = "unsaved_status"
+PATCH_SENT = "patch_sent"
 DEPLOYMENT_EVENTS = frozenset({"RolloutStarted", "RolloutFailed", "RolledBack", "RollbackFailed", "DriftDetected"})
 
 
@@ -92,6 +96,13 @@ async def reconcile_object(
 ) -> Plan:
     """One reconcile of one ModelDeployment. ``state`` is its per-object memo (lock, last status written).
 
+    What a reconcile did is recorded in this order: the Deployment patch, the Events and metrics, then the
+    status. Until the status write succeeds, the next reconcile starts from the status it meant to write
+    (:data:`UNSAVED_STATUS`), so a failed status write neither loses the rollout nor repeats its Events.
+    A Deployment patch that failed is kept (:data:`PATCH_SENT`) until the next reconcile reads the Deployment:
+    a write can land although its answer was an error (a 500 after the commit, a cut connection), and a
+    landed patch is the operator's own rollout, not a manual change.
+
     Raises :class:`InvalidModelDeployment` (after recording it in the status) and
     :class:`KubernetesUnavailable`; the kopf handlers map both.
     """
@@ -103,7 +114,7 @@ async def reconcile_object(
     lock = state.setdefault("lock", asyncio.Lock())
     async with lock:
         now = runtime.clock()
-        last: Mapping[str, Any] = state.get("status") or body.get("status") or {}
+        last: Mapping[str, Any] = state.get(UNSAVED_STATUS) or state.get("status") or body.get("status") or {}
         memory = memory_from_status(last)
         try:
             spec = parse_spec(body.get("spec") or {})
@@ -115,6 +126,11 @@ async def reconcile_object(
 
         raw = await api.get_deployment(namespace, spec.deployment)
         view = view_deployment(raw, spec.container) if raw is not None else None
+        landed = _landed_patch(state, view)
+        if landed is not None:
+            memory = landed.memory
+            log.info("%s/%s: the patch to v%s landed although its answer was an error", namespace, name,
+                     landed.patch_version)  # fmt: skip
         store = None
         if view is not None and not spec.suspend and (spec_changed or poll_due(spec, memory, now)):
             store = await asyncio.to_thread(runtime.store_reader, spec)
@@ -128,25 +144,52 @@ async def reconcile_object(
                 )
             except InvalidTarget as e:  # the planner checked this already; the patch builder double-checks
                 raise KubernetesUnavailable(e.message) from e
+            state[PATCH_SENT] = p
             try:
                 patched = await api.patch_deployment(namespace, spec.deployment, ops)
             except KubernetesUnavailable:
                 runtime.metrics.sync_error(namespace, name, "kubernetes")
-                raise  # nothing was written: the next reconcile decides again from what it reads
+                raise  # the next reconcile reads the Deployment and finds out whether it landed
+            state.pop(PATCH_SENT, None)
             p = record_patch(p, int(patched.get("metadata", {}).get("generation") or 0))
 
+        for done in (landed, p) if landed is not None else (p,):
+            _report(runtime, state, body, raw, spec, done)
         await _write_status(api, state, namespace, name, p.memory, last, now, generation)
-        for event in p.events:
-            targets: list[Mapping[str, Any]] = [body]
-            if raw is not None and event.reason in DEPLOYMENT_EVENTS:
-                targets.append(raw)
-            api.post_event(targets, event.type, event.reason, event.message)
-            level = logging.WARNING if event.type == "Warning" else logging.INFO
-            log.log(level, "%s/%s: %s: %s", namespace, name, event.reason, event.message)
-        _record_metrics(runtime.metrics, namespace, name, spec, p)
-        if spec.sagemaker_endpoint and any(f.outcome == "succeeded" for f in p.finished):
-            _sagemaker_step(runtime, state, body, spec, p)
         return p
+
+
+def _landed_patch(state: MutableMapping[str, Any], view: DeploymentView | None) -> Plan | None:
+    """The plan whose Deployment patch failed, with the Deployment's generation, if the pod template shows the
+    patch applied anyway; ``None`` otherwise (the failed patch is forgotten: this reconcile decides again)."""
+    sent: Plan | None = state.pop(PATCH_SENT, None)
+    if sent is None or view is None or view.template_version != sent.patch_version:
+        return None
+    return record_patch(sent, view.generation)
+
+
+def _report(
+    runtime: Runtime,
+    state: MutableMapping[str, Any],
+    body: Mapping[str, Any],
+    raw: Mapping[str, Any] | None,
+    spec: ModelDeploymentSpec,
+    p: Plan,
+) -> None:
+    """A plan's Events, metrics and SageMaker follow-up, once, when its Deployment patch (if any) is applied."""
+    assert runtime.api is not None
+    meta = body.get("metadata", {})
+    namespace, name = meta["namespace"], meta["name"]
+    for event in p.events:
+        targets: list[Mapping[str, Any]] = [body]
+        if raw is not None and event.reason in DEPLOYMENT_EVENTS:
+            targets.append(raw)
+        runtime.api.post_event(targets, event.type, event.reason, event.message)
+        level = logging.WARNING if event.type == "Warning" else logging.INFO
+        log.log(level, "%s/%s: %s: %s", namespace, name, event.reason, event.message)
+    _record_metrics(runtime.metrics, namespace, name, spec, p)
+    if spec.sagemaker_endpoint and any(f.outcome == "succeeded" for f in p.finished):
+        _sagemaker_step(runtime, state, body, spec, p)
 
 
 async def _write_status(
@@ -161,9 +204,12 @@ async def _write_status(
 ) -> None:
     status = render(memory, now=now, generation=generation, previous_conditions=last.get("conditions") or [])
     if status == state.get("status"):
+        state.pop(UNSAVED_STATUS, None)
         return  # nothing changed since the last write: no API call
+    state[UNSAVED_STATUS] = status
     await api.patch_status(namespace, name, status)
     state["status"] = status
+    state.pop(UNSAVED_STATUS, None)
 
 
 def _record_metrics(m: metrics_mod.Metrics, namespace: str, name: str, spec: ModelDeploymentSpec, p: Plan) -> None:
@@ -258,7 +304,8 @@ async def _handle(
     except KubernetesUnavailable as e:
         meta = body.get("metadata", {})
         runtime.metrics.sync_error(meta.get("namespace", ""), meta.get("name", ""), "kubernetes")
-        raise kopf.TemporaryError(e.message, delay=e.retry_after or API_RETRY_S) from e
+        # Retried on the next tick, 10 s at most; the API's own advice (a conflict, a 403) takes precedence.
+        raise kopf.TemporaryError(e.message, delay=e.retry_after or min(API_RETRY_S, TICK_S)) from e
     if p.step is not Step.IDLE:
         log.debug(
             "%s/%s: %s (%s)", body["metadata"]["namespace"], body["metadata"]["name"], p.step.value, p.memory.message

@@ -1,0 +1,149 @@
+"""The dependency audit (tests/security/audit.py): its decisions on made-up registry records, its allow-list
+rules, and one real run against the package registry's JSON API over this environment's dependencies.
+
+The decision tests feed :func:`evaluate` hand-made records (the registry cannot be made to list a known
+vulnerability for a package installed here); the live test asks the real registry.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import REPO
+from tests.security import audit
+from tests.security.audit import Advisory, AllowlistError, Dependency, Entry, Record, evaluate, load_allowlist
+
+TODAY = dt.date(2026, 12, 1)
+LATER = dt.date(2027, 3, 1)
+PYSEC = Advisory("PYSEC-2026-1", ("CVE-2026-0001", "GHSA-aaaa-bbbb-cccc"), "a bad thing", ("9.9",))
+
+
+def test_a_vulnerable_dependency_fails_with_its_advisory() -> None:
+    deps = [Dependency("pillow", "12.0"), Dependency("rich", "14.0")]
+    records = {"pillow": Record("12.0", (PYSEC,)), "rich": Record("14.0")}
+    report = evaluate(deps, records, [], TODAY)
+    assert report.failed and report.audited_exactly == 2
+    assert [(v["package"], v["id"], v["fixed_in"]) for v in report.vulnerabilities] == [
+        ("pillow", "PYSEC-2026-1", ["9.9"])
+    ]
+    assert "OPEN pillow 12.0: PYSEC-2026-1" in audit.render(report, Path("allow.toml"))
+
+
+def test_an_allow_listed_advisory_is_accepted_by_id_or_alias_until_its_review_date() -> None:
+    deps = [Dependency("pillow", "12.0")]
+    records = {"pillow": Record("12.0", (PYSEC,))}
+    entry = Entry("vulnerability", "pillow", "not reachable: we never decode EPS", LATER, id="CVE-2026-0001")
+    report = evaluate(deps, records, [entry], TODAY)
+    assert not report.failed and report.accepted[0]["reason"] == "not reachable: we never decode EPS"
+    expired = evaluate(deps, records, [entry], LATER + dt.timedelta(days=1))
+    assert expired.failed and "review date 2027-03-01 has passed" in expired.expired[0]
+    assert "[[vulnerability]] CVE-2026-0001 in pillow" in expired.expired[0]
+    other = Entry("vulnerability", "rich", "wrong package", LATER, id="PYSEC-2026-1")
+    assert evaluate(deps, records, [other], TODAY).vulnerabilities, "an entry covers its own package only"
+
+
+def test_a_dependency_behind_its_latest_release_is_not_audited_unless_accepted() -> None:
+    deps = [Dependency("torch", "2.14.1", (("resnet-serving", "==2.14.1"),)), Dependency("nvidia-nccl-cu13", "2.30")]
+    records = {"torch": Record("2.15.0"), "nvidia-nccl-cu13": Record("2.32")}
+    report = evaluate(deps, records, [], TODAY)
+    assert report.failed and report.audited_exactly == 0
+    torch = next(r for r in report.not_audited if r["package"] == "torch")
+    assert "held at ==2.14.1 by resnet-serving" in torch["why"] and "fixed after 2.14.1 would not show" in torch["why"]
+    entries = [
+        Entry("not_audited", "torch", "pinned for TorchServe 0.12", LATER),
+        Entry("not_audited", "nvidia-*", "held by torch", LATER),
+        Entry("not_audited", "scipy", "not installed", LATER),
+    ]
+    accepted = evaluate(deps, records, entries, TODAY)
+    assert not accepted.failed and len(accepted.gaps_accepted) == 2
+    assert accepted.unused == ["[[not_audited]] not audited: scipy matches nothing installed: remove it"]
+
+
+def test_why_a_dependency_is_behind() -> None:
+    newer_python = Record("2.5.5", latest_requires_python=">=3.12")
+    assert audit.held_back(Dependency("numpy", "2.4.6"), newer_python, python="3.11.9") == "2.5.5 needs Python >=3.12"
+    assert audit.held_back(Dependency("numpy", "2.4.6"), newer_python, python="3.12.1") == "an upgrade is available"
+    no_wheel = Record("3.1.0", latest_files=("atheris-3.1.0-cp399-cp399-manylinux_2_17_x86_64.whl",))
+    why = audit.held_back(Dependency("atheris", "3.0.0"), no_wheel)
+    assert why == "3.1.0 has no wheel for this Python and platform"
+    sdist = Record("3.1.0", latest_files=(*no_wheel.latest_files, "atheris-3.1.0.tar.gz"))
+    assert audit.held_back(Dependency("atheris", "3.0.0"), sdist) == "an upgrade is available"
+
+
+def test_an_unreachable_registry_fails_and_says_nothing_was_audited() -> None:
+    deps = [Dependency("rich", "14.0"), Dependency("pillow", "12.0")]
+    down = Record(None, error="https://registry.invalid/rich/json: URLError: Name or service not known")
+    report = evaluate(deps, {"rich": down, "pillow": down}, [], TODAY)
+    assert report.failed and report.unreachable and "no vulnerability source answered" in report.unreachable
+    assert audit.render(report, Path("a.toml")).startswith("AUDIT NOT DONE: ")
+    partly = evaluate(deps, {"rich": down, "pillow": Record("12.0")}, [], TODAY)
+    assert partly.failed and not partly.unreachable and partly.not_audited[0]["package"] == "rich"
+
+
+def test_a_real_registry_error_is_reported_per_package(tmp_path: Path) -> None:
+    """fetch_record against a closed loopback port: a connection error, retried, then reported (no exception)."""
+    from tests.helpers import free_port
+
+    base = f"http://127.0.0.1:{free_port()}/pypi"
+    record = audit.fetch_record("rich", base=base, timeout=2)
+    assert record.latest is None and record.error and "rich/json" in record.error and not record.answered
+    deps = [Dependency("rich", "14.0"), Dependency("pillow", "12.0")]
+    records = audit.fetch_records(deps, base)
+    assert set(records) == {"rich", "pillow"} and all(not r.answered for r in records.values())
+    assert evaluate(deps, records, [], TODAY).unreachable
+
+
+@pytest.mark.parametrize(
+    ("text", "words"),
+    [
+        ('[[vulnerability]]\npackage = "x"\nreason = "r"\nreview_by = 2027-01-01\n', "missing ['id']"),
+        ('[[not_audited]]\npackage = "x"\nreview_by = 2027-01-01\n', "missing ['reason']"),
+        ('[[not_audited]]\npackage = "x"\nreason = "r"\nreview_by = "soon"\n', "review_by must be a date"),
+        ('[[not_audited]]\npackage = "x"\nreason = "r"\nreview_by = 2027-01-01\nowner = "me"\n', "unknown ['owner']"),
+        ('[[ignore]]\nid = "x"\n', "unknown table(s) ['ignore']"),
+        ("[[not_audited]\n", "Expected"),
+    ],
+)
+def test_a_bad_allowlist_is_refused_with_what_is_wrong(tmp_path: Path, text: str, words: str) -> None:
+    path = tmp_path / "allow.toml"
+    path.write_text(text)
+    with pytest.raises(AllowlistError, match=r"allow\.toml") as caught:
+        load_allowlist(path)
+    assert words in str(caught.value)
+
+
+def test_the_project_allowlist_is_valid_and_no_review_date_has_passed() -> None:
+    """Offline too: an expired entry fails `make test` even where the registry cannot be asked."""
+    entries = load_allowlist(audit.ALLOWLIST)
+    expired = [f"{e.describe()} (review_by {e.review_by})" for e in entries if e.review_by < dt.date.today()]
+    assert entries and not expired, f"review these entries of {audit.ALLOWLIST}, then renew or remove them: {expired}"
+
+
+def test_the_dependency_closure_is_what_make_venv_installs() -> None:
+    deps = {d.name: d for d in audit.dependencies()}
+    assert {"torch", "torchserve", "kopf", "boto3", "pytest", "aws-cdk-lib"} <= set(deps)
+    assert "resnet-serving" not in deps, "this project is not on the registry"
+    assert ("resnet-serving", "==2.14.1") in deps["torch"].required_as
+
+
+def test_audit_of_this_environment_against_the_registry(tmp_path: Path, vulnerability_source: str) -> None:
+    """`make audit`'s command, for real: every dependency asked of the registry, the project's allow-list."""
+    out = tmp_path / "audit.json"
+    done = subprocess.run(
+        [sys.executable, "-m", "tests.security.audit", "--json", str(out), "--registry", vulnerability_source],
+        cwd=REPO, capture_output=True, text=True, timeout=240,
+    )  # fmt: skip
+    report = json.loads(out.read_text())
+    if report["unreachable"]:
+        pytest.fail(f"the registry could not be asked: {report['unreachable']}")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert report["dependencies"] > 100 and report["audited_exactly"] > report["dependencies"] // 2
+    assert report["dependencies"] == report["audited_exactly"] + len(report["gaps_accepted"])
+    assert "audit: passed" in done.stdout
+    print(done.stdout.splitlines()[0], "|", done.stdout.splitlines()[1])
