@@ -13,14 +13,6 @@ from resnet_serving.errors import ConfigError
 from resnet_serving.inference.cpu import available_cpus, thread_budget
 
 LOOPBACK = {"127.0.0.1", "localhost", "::1"}
-#: Most workers `auto` picks: each worker holds its own model copy, so more workers cost memory, not only CPU.
-MAX_AUTO_WORKERS = 4
-
-
-def default_workers(cpus: int | None = None) -> int:
-    """One single-threaded worker per CPU, up to MAX_AUTO_WORKERS: independent processes overlap one request's
-    decode with another's forward pass and avoid intra-op synchronisation (the README's bench table)."""
-    return max(1, min(MAX_AUTO_WORKERS, available_cpus() if cpus is None else cpus))
 
 
 @dataclass(frozen=True)
@@ -38,13 +30,17 @@ class ServeConfig:
     #: TorchServe 0.12 always starts its gRPC servers; we bind them to loopback on these ports.
     grpc_inference_port: int = 7070
     grpc_management_port: int = 7071
-    #: TorchServe backend workers (Python processes) for the model; default: one per CPU (see default_workers).
-    workers: int = field(default_factory=default_workers)
+    #: TorchServe backend workers (Python processes). One, with every CPU of the quota: TorchServe 0.12's batch
+    #: aggregator splits a queue among workers, so N workers each got small batches and a lone request ran on one
+    #: core while the others idled. One worker takes the queue up to batch_size, runs the forward pass on every
+    #: core and decodes the batch's images on the same cores in parallel (InferenceService.decode_threads).
+    workers: int = 1
     #: Torch intra-op threads per worker; 0 = derive from the CPU quota (workers × threads ≤ CPUs).
     threads: int = 0
-    #: Dynamic batching: most requests per batch, and how long the front end waits to fill one. Small with one
-    #: worker per CPU, so that one worker cannot take every request while the others idle (README: `serve`).
-    batch_size: int = 2
+    #: Dynamic batching: most requests per batch, and how long the front end waits to fill one. The one worker
+    #: takes what is queued, up to batch_size, so the batch follows the load; the delay is paid by a lone
+    #: request in full, so it stays short (README: `serve`).
+    batch_size: int = 16
     max_batch_delay_ms: int = 2
     response_timeout_s: int = 60
     #: Request body cap in the Java front end (bytes); per-image limits are checked by the handler.
@@ -87,6 +83,7 @@ class ServeConfig:
 
     @property
     def torch_threads(self) -> int:
+        """Threads per worker when every worker is busy (workers × threads ≤ CPUs unless --threads says more)."""
         return self.threads or thread_budget(self.workers)
 
     @property
