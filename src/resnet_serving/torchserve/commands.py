@@ -67,7 +67,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     net.add_argument("--grpc-management-port", type=int, default=7071, help="loopback only")
     perf = p.add_argument_group("performance")
     perf.add_argument(
-        "--workers", default="auto", help="TorchServe workers: auto (one, with every CPU of the quota) or N"
+        "--workers",
+        default="auto",
+        help="TorchServe workers: auto (one per GPU, else one with every CPU of the quota) or N",
     )
     perf.add_argument("--threads", default="auto", help="torch threads per worker: auto (CPU quota ÷ workers) or N")
     perf.add_argument(
@@ -151,7 +153,9 @@ def _auto_or_positive(flag: str, value: str, auto: int) -> int:
 
 
 def _workers(value: str) -> int:
-    return _auto_or_positive("--workers", value, _serve_default("workers"))
+    from resnet_serving.torchserve.config import default_workers
+
+    return _auto_or_positive("--workers", value, default_workers())
 
 
 def _threads(value: str) -> int:
