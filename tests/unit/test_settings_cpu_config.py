@@ -170,7 +170,7 @@ def test_serve_defaults_to_one_worker_with_every_cpu(tmp_path: Path, monkeypatch
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
     cfg = ts_config.ServeConfig(model_store=tmp_path)
     assert (cfg.workers, cfg.torch_threads) == (1, cpu.available_cpus())
-    assert '"batchSize":16' in ts_config.render(cfg)
+    assert '"batchSize":8' in ts_config.render(cfg)
 
 
 @pytest.mark.parametrize(("visible", "gpus"), [("0,1", 2), ("3", 1), ("", 0), ("-1", 0)])

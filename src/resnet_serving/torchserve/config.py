@@ -66,7 +66,7 @@ class ServeConfig:
     #: Dynamic batching: most requests per batch, and how long the front end waits to fill one. The one worker
     #: takes what is queued, up to batch_size, so the batch follows the load; the delay is paid by a lone
     #: request in full, so it stays short (README: `serve`).
-    batch_size: int = 16
+    batch_size: int = 8
     max_batch_delay_ms: int = 2
     response_timeout_s: int = 60
     #: Request body cap in the Java front end (bytes); per-image limits are checked by the handler.
