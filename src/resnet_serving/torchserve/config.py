@@ -109,7 +109,7 @@ class ServeConfig:
 
     @property
     def torch_threads(self) -> int:
-        """Threads per worker when every worker is busy (workers × threads ≤ CPUs unless --threads says more)."""
+        """Torch threads per worker: ``threads`` if given, else CPUs ÷ workers (workers × threads ≤ CPUs)."""
         return self.threads or thread_budget(self.workers)
 
     @property
