@@ -19,7 +19,7 @@ WEIGHTS ?= auto
 VERSION ?= 1
 STORE ?= model-store
 
-.PHONY: help venv java tools checkov promql serve archive test test-unit lint typecheck bench faults fuzz k8s infra clean audit sbom dist
+.PHONY: help venv java tools checkov promql serve archive test test-unit lint typecheck bench bench-final faults fuzz k8s infra clean audit sbom dist
 
 help:  ## list the targets, one line each
 	@awk -F ':.*## ' '/^[a-z][a-z0-9-]*:.*## / {printf "  make %-10s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -83,6 +83,19 @@ fuzz: $(STAMP)  ## fuzz the image and request entries with atheris, FUZZ_TIME se
 
 bench: java  ## benchmark raw model, pipeline and served throughput; writes bench-results/
 	$(BIN)/resnet-serving bench --out bench-results --repeat 3 --duration 12 --warmup 3
+
+# The closing table (about 22 minutes on 2 vCPUs; run it on a quiet machine): serve's defaults (plus TorchServe's
+# stock set-up as a reference row where the bench has --baseline), then the former layout (one single-threaded
+# worker per CPU, batch 2), then the defaults with OpenMP threads that spin while waiting (libgomp's own default).
+CPUS = $$($(BIN)/python -c 'from resnet_serving.inference.cpu import available_cpus; print(available_cpus())')
+bench-final: java  ## the final performance table: serve's defaults against the alternatives; bench-results/final*
+	$(BIN)/resnet-serving bench --out bench-results/final --repeat 3 --duration 12 --warmup 3 \
+	  $$($(BIN)/resnet-serving bench --help | grep -q -- --baseline && echo --baseline)
+	$(BIN)/resnet-serving bench --out bench-results/final-worker-per-cpu --repeat 2 --duration 12 --warmup 3 \
+	  --workers $(CPUS) --threads 1 --batch-size 2 --max-batch-delay-ms 2
+	GOMP_SPINCOUNT=300000 $(BIN)/resnet-serving bench --out bench-results/final-spinning --repeat 2 \
+	  --duration 12 --warmup 3
+	@for d in final final-worker-per-cpu final-spinning; do echo; cat bench-results/$$d/bench.md; done
 
 # The same cases as tests/faults in `make test`, with more requests and repeated faults (a few minutes).
 faults: java  ## run the fault suite longer (kills, SIGTERM, parallel builds) and print its table

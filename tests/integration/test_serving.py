@@ -8,11 +8,14 @@ import json
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import pytest
 import requests
 from PIL import Image
 
+from resnet_serving.inference.cpu import available_cpus
+from resnet_serving.settings import environment
 from tests.fixtures import images as fx
 from tests.fixtures.torchserve import RunningTorchServe
 
@@ -88,6 +91,23 @@ def test_concurrent_batch_with_one_bad_image(torchserve: RunningTorchServe) -> N
     assert "GIF" in responses[3].json()["message"]
     top = {r.json()["predictions"][0]["index"] for i, r in enumerate(responses) if i != 3}
     assert len(top) == 1  # the same image gets the same answer in every batch position
+
+
+@pytest.mark.skipif(not Path("/proc/self/environ").exists(), reason="reads a worker's environment from /proc")
+def test_the_one_worker_gets_every_cpu_and_openmp_threads_that_sleep_while_waiting(
+    torchserve: RunningTorchServe,
+) -> None:
+    """serve's layout: the worker's torch threads are all the CPUs, and its OpenMP threads do not spin (unless the
+    caller chose OpenMP wait settings of their own)."""
+    (pid,) = torchserve.management.worker_pids("resnet50")
+    raw = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+    env = dict(item.decode().split("=", 1) for item in raw if b"=" in item)
+    assert env["RESNET_SERVING_TORCH_THREADS"] == env["OMP_NUM_THREADS"] == str(available_cpus())
+    mine = environment()
+    if "OMP_WAIT_POLICY" not in mine and "GOMP_SPINCOUNT" not in mine:
+        assert env["OMP_WAIT_POLICY"] == "PASSIVE"
+    else:
+        assert env.get("OMP_WAIT_POLICY") == mine.get("OMP_WAIT_POLICY")
 
 
 def _png_mode(mode: str, size: tuple[int, int] = (40, 40)) -> bytes:

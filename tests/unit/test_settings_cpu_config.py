@@ -158,3 +158,35 @@ def test_a_bad_setting_is_the_callers_mistake_exit_2(monkeypatch: pytest.MonkeyP
     assert main(["serve"]) == 2
     err = capsys.readouterr().err
     assert "RESNET_SERVING_COMPILE='maybe'" in err and "Traceback" not in err
+
+
+def test_model_processes_get_sleeping_openmp_waits_unless_the_caller_chose() -> None:
+    assert cpu.openmp_wait_env({}) == {"OMP_WAIT_POLICY": "PASSIVE"}
+    assert cpu.openmp_wait_env({"OMP_WAIT_POLICY": "ACTIVE"}) == {}
+    assert cpu.openmp_wait_env({"GOMP_SPINCOUNT": "300000"}) == {}
+
+
+def test_serve_defaults_to_one_worker_with_every_cpu(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
+    cfg = ts_config.ServeConfig(model_store=tmp_path)
+    assert (cfg.workers, cfg.torch_threads) == (1, cpu.available_cpus())
+    assert '"batchSize":8' in ts_config.render(cfg)
+
+
+@pytest.mark.parametrize(("visible", "gpus"), [("0,1", 2), ("3", 1), ("", 0), ("-1", 0)])
+def test_one_worker_per_visible_gpu(monkeypatch: pytest.MonkeyPatch, visible: str, gpus: int) -> None:
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", visible)
+    assert ts_config.visible_gpus() == gpus
+    assert ts_config.default_workers() == max(1, gpus)
+
+
+def test_gpus_counted_as_torchserve_counts_them(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without CUDA_VISIBLE_DEVICES, ``nvidia-smi -L`` (a stand-in script here: no GPU on this machine)."""
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    smi = tmp_path / "nvidia-smi"
+    smi.write_text("#!/bin/sh\necho 'GPU 0: NVIDIA A10G (UUID: GPU-1)'\necho 'GPU 1: NVIDIA A10G (UUID: GPU-2)'\n")
+    smi.chmod(0o755)
+    monkeypatch.setenv("PATH", str(tmp_path))
+    assert ts_config.visible_gpus() == 2
+    smi.unlink()
+    assert ts_config.visible_gpus() == 0

@@ -11,7 +11,8 @@ import json
 import logging
 import os
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -62,6 +63,7 @@ class InferenceService:
         *,
         gpu_decode: bool = True,
         sha256: str = "",
+        decode_threads: int | None = None,
     ) -> None:
         self.classifier = classifier
         self.labels = list(labels)
@@ -73,6 +75,12 @@ class InferenceService:
         #: Decode JPEG batches on the accelerator (nvJPEG) when the model runs on one.
         self.gpu_decode = gpu_decode and classifier.device.type == "cuda"
         self.metrics = BatchMetrics(self.meta, sha256=sha256, precision=classifier.precision)
+        #: A batch's images are decoded by this many threads (PIL and libjpeg release the GIL), on the cores the
+        #: forward pass uses next: one worker with every core decodes in parallel, one with one core in turn.
+        self.decode_threads = max(1, decode_threads if decode_threads is not None else torch.get_num_threads())
+        self._pool = (
+            ThreadPoolExecutor(self.decode_threads, thread_name_prefix="decode") if self.decode_threads > 1 else None
+        )
 
     @classmethod
     def from_model_dir(
@@ -132,24 +140,31 @@ class InferenceService:
     ) -> list[Response]:
         started = time.perf_counter()
         results: list[Response | None] = [None] * len(requests)
-        pending: dict[int, _Pending] = {}
+        parsed: dict[int, protocol.ParsedRequest] = {}
         all_headers = list(headers) if headers is not None else [{} for _ in requests]
         for idx, (req, ctype) in enumerate(zip(requests, content_types, strict=True)):
             try:
-                parsed = protocol.parse_request(
+                parsed[idx] = protocol.parse_request(
                     req if isinstance(req, Mapping) else {}, ctype, self.settings, all_headers[idx]
                 )
-                item = _Pending(parsed)
-                for i, raw in enumerate(parsed.images):
-                    try:
-                        item.images.append(self._decode_or_defer(raw))
-                    except InputError as e:
-                        results[idx] = self._error(e, index=i if parsed.multi else None)
-                        break
-                else:
-                    pending[idx] = item
             except ResnetServingError as e:
                 results[idx] = self._error(e)
+        jobs = [raw for p in parsed.values() for raw in p.images]
+        decoded = iter(self._map(self._decode_one, jobs))
+        pending: dict[int, _Pending] = {}
+        for idx, p in parsed.items():
+            item = _Pending(p)
+            outcomes = [next(decoded) for _ in p.images]  # every image is consumed, failed request or not
+            for i, out in enumerate(outcomes):
+                if isinstance(out, InputError):  # the first bad image fails its request, as decoding in turn would
+                    results[idx] = self._error(out, index=i if p.multi else None)
+                    break
+                if isinstance(out, ResnetServingError):
+                    results[idx] = self._error(out)
+                    break
+                item.images.append(out)
+            else:
+                pending[idx] = item
         self._decode_deferred(pending, results)
         self.metrics.stage("decode", time.perf_counter() - started)
         if pending:
@@ -167,6 +182,19 @@ class InferenceService:
                 results[idx] = Response(200, protocol.success_body(preds, self.meta, multi=item.parsed.multi))
             self.metrics.stage("postprocess", time.perf_counter() - post)
         return [r for r in results if r is not None]
+
+    def _map(self, fn: Callable[[bytes], Any], items: list[bytes]) -> list[Any]:
+        """``fn`` over ``items`` in order: on the decode threads when there are several items, else inline."""
+        if self._pool is None or len(items) < 2:
+            return [fn(x) for x in items]
+        return list(self._pool.map(fn, items))
+
+    def _decode_one(self, raw: bytes) -> torch.Tensor | bytes | ResnetServingError:
+        """One image decoded (or deferred), or the typed error that names what is wrong with it."""
+        try:
+            return self._decode_or_defer(raw)
+        except ResnetServingError as e:
+            return e
 
     def _decode_or_defer(self, raw: bytes) -> torch.Tensor | bytes:
         """Decode on the CPU now, or (GPU decode on) validate the header and leave JPEG bytes for one batch call."""

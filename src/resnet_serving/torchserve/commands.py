@@ -67,7 +67,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     net.add_argument("--grpc-management-port", type=int, default=7071, help="loopback only")
     perf = p.add_argument_group("performance")
     perf.add_argument(
-        "--workers", default="auto", help="TorchServe workers: auto (one per CPU of the quota, at most 4) or N"
+        "--workers",
+        default="auto",
+        help="TorchServe workers: auto (one per GPU, else one with every CPU of the quota) or N",
     )
     perf.add_argument("--threads", default="auto", help="torch threads per worker: auto (CPU quota ÷ workers) or N")
     perf.add_argument(

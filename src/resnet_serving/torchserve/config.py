@@ -5,22 +5,39 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
+import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from resnet_serving import MODEL_NAME
 from resnet_serving.errors import ConfigError
 from resnet_serving.inference.cpu import available_cpus, thread_budget
+from resnet_serving.settings import environment
 
 LOOPBACK = {"127.0.0.1", "localhost", "::1"}
-#: Most workers `auto` picks: each worker holds its own model copy, so more workers cost memory, not only CPU.
-MAX_AUTO_WORKERS = 4
 
 
-def default_workers(cpus: int | None = None) -> int:
-    """One single-threaded worker per CPU, up to MAX_AUTO_WORKERS: independent processes overlap one request's
-    decode with another's forward pass and avoid intra-op synchronisation (the README's bench table)."""
-    return max(1, min(MAX_AUTO_WORKERS, available_cpus() if cpus is None else cpus))
+def visible_gpus() -> int:
+    """The NVIDIA GPUs TorchServe would hand its workers: ``CUDA_VISIBLE_DEVICES`` if set, else ``nvidia-smi -L``
+    (how TorchServe counts them), else none. Torch-free: ``serve`` runs before any worker."""
+    visible = environment().get("CUDA_VISIBLE_DEVICES")
+    if visible is not None:
+        ids = [d for d in visible.split(",") if d.strip()]
+        return 0 if not ids or ids[0].strip() == "-1" else len(ids)
+    smi = shutil.which("nvidia-smi")
+    if smi is None:
+        return 0
+    try:
+        out = subprocess.run([smi, "-L"], capture_output=True, text=True, timeout=10, check=False).stdout
+    except (OSError, subprocess.SubprocessError):
+        return 0
+    return sum(1 for line in out.splitlines() if line.startswith("GPU "))
+
+
+def default_workers() -> int:
+    """One worker per GPU TorchServe would use (it gives each worker its own), else one worker with every CPU."""
+    return max(1, visible_gpus())
 
 
 @dataclass(frozen=True)
@@ -38,13 +55,18 @@ class ServeConfig:
     #: TorchServe 0.12 always starts its gRPC servers; we bind them to loopback on these ports.
     grpc_inference_port: int = 7070
     grpc_management_port: int = 7071
-    #: TorchServe backend workers (Python processes) for the model; default: one per CPU (see default_workers).
+    #: TorchServe backend workers (Python processes). On a CPU one, with every CPU of the quota: TorchServe 0.12's
+    #: batch aggregator splits a queue among workers, so N workers each got small batches and a lone request ran
+    #: on one core while the others idled. One worker takes the queue up to batch_size, runs the forward pass on
+    #: every core and decodes the batch's images on the same cores in parallel (InferenceService.decode_threads).
+    #: With GPUs, one per GPU (default_workers).
     workers: int = field(default_factory=default_workers)
     #: Torch intra-op threads per worker; 0 = derive from the CPU quota (workers × threads ≤ CPUs).
     threads: int = 0
-    #: Dynamic batching: most requests per batch, and how long the front end waits to fill one. Small with one
-    #: worker per CPU, so that one worker cannot take every request while the others idle (README: `serve`).
-    batch_size: int = 2
+    #: Dynamic batching: most requests per batch, and how long the front end waits to fill one. The one worker
+    #: takes what is queued, up to batch_size, so the batch follows the load; the delay is paid by a lone
+    #: request in full, so it stays short (README: `serve`).
+    batch_size: int = 8
     max_batch_delay_ms: int = 2
     response_timeout_s: int = 60
     #: Request body cap in the Java front end (bytes); per-image limits are checked by the handler.
@@ -87,6 +109,7 @@ class ServeConfig:
 
     @property
     def torch_threads(self) -> int:
+        """Torch threads per worker: ``threads`` if given, else CPUs ÷ workers (workers × threads ≤ CPUs)."""
         return self.threads or thread_budget(self.workers)
 
     @property
