@@ -165,6 +165,9 @@ def plot(report: dict[str, Any], path: Path) -> None:
         color="grey",
         label="0.9 × raw",
     )
+    base = report.get("baseline", {}).get("levels", [])
+    if base:
+        ax1.plot([r["concurrency"] for r in base], [r["img_s"] for r in base], "^-", label="stock TorchServe")
     ax1.set_xscale("log", base=2)
     ax1.set_xlabel("concurrency")
     ax1.set_ylabel("img/s")
