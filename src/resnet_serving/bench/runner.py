@@ -387,8 +387,8 @@ def _measure_served(
     )
     metrics_url = f"http://127.0.0.1:{metrics_port}/metrics"
     server = TorchServe(cfg, tmp / "run", env={exporter.ENV_MULTIPROC_DIR: str(metrics_dir)})
-    server.start()
     try:
+        server.start()  # inside the try: a failed start still closes the exporter (stop() is idempotent)
         with ui.status("starting TorchServe (cold start: process start → first prediction)"):
             cold = server.wait_ready(timeout=300)
         url = f"{cfg.inference_url}/predictions/{MODEL_NAME}"
@@ -464,8 +464,8 @@ def _measure_baseline(
     best = report["raw"]["best_batch"]
     adjacent = max(2.0, opts.raw_seconds_per_batch)
     levels = []
-    server.start()
     try:
+        server.start()
         with ui.status("starting the baseline TorchServe (stock handler, default settings)"):
             cold = baseline.wait_stock_ready(server, timeout=300)
         url = f"{cfg.inference_url}/predictions/{MODEL_NAME}"
