@@ -79,9 +79,10 @@ def test_quick_bench_writes_consistent_reports(archive_dir: Path, tmp_path: Path
     assert 0 < base["cold_start_s"] < 300 and len(base["memory"]["worker_rss_mb"]) == base["config"]["workers"]
     served_by_c = {r["concurrency"]: r for r in report["served"]}
     assert [b["concurrency"] for b in base["levels"]] == [1, 4]
-    assert base["levels"][0]["completed"] > 0  # at c=1 the stock server answers inside even a quick window
     for b in base["levels"]:
-        assert b["failed"] == 0
+        # every client thread got at least one answer, in the window or after it (a slow host can leave a quick
+        # window empty), and none failed
+        assert b["answered_total"] >= b["concurrency"] and b["failed_total"] == b["failed"] == 0
         assert b["ratio_to_raw"] == pytest.approx(b["img_s"] / b["raw_adjacent_img_s"])
         if b["completed"]:
             assert b["served_over_baseline"] == pytest.approx(served_by_c[b["concurrency"]]["img_s"] / b["img_s"])

@@ -55,6 +55,8 @@ def run(
     latencies: list[float] = []
     failures: dict[str, int] = {}
     completed_in_window = 0
+    #: Every response, in the window or not: a server slower than the window still shows that it answered.
+    answered_total, failed_total = 0, 0
 
     target = urlsplit(url)
     if target.scheme not in ("http", "https") or not target.hostname:
@@ -64,7 +66,7 @@ def run(
     path = (target.path or "/") + (f"?{target.query}" if target.query else "")
 
     def worker() -> None:
-        nonlocal completed_in_window
+        nonlocal completed_in_window, answered_total, failed_total
         conn = None
         while True:
             t0 = time.monotonic()
@@ -87,6 +89,9 @@ def run(
                     conn.close()
                 conn = None
             t1 = time.monotonic()
+            with lock:
+                answered_total += ok
+                failed_total += not ok
             # Count by completion time, so requests in flight across the window edges don't bias throughput.
             if start_measure <= t1 < stop_at:
                 with lock:
@@ -111,6 +116,8 @@ def run(
         "completed": completed_in_window,
         "failed": sum(failures.values()),
         "failures": failures,
+        "answered_total": answered_total,
+        "failed_total": failed_total,
         "img_s": completed_in_window / duration,
         "p50_ms": percentile(lat, 0.50) * 1000,
         "p95_ms": percentile(lat, 0.95) * 1000,
