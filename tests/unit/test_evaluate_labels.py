@@ -64,6 +64,7 @@ def test_labels_csv_accepts_index_synset_and_name(tmp_path: Path) -> None:
     [
         ("a.jpg,1000\na.jpg,kitten\n", r"2 label\(s\) map to no ImageNet-1k class \(1000, kitten\)"),
         ("missing.jpg,0\n", r"1 file\(s\) not found"),
+        ("a.jpg,cardigan\n", r"1 label\(s\) name more than one ImageNet-1k class \(cardigan\)"),
         ("a.jpg\n", r"is not file,label"),
     ],
 )

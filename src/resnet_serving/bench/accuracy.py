@@ -58,14 +58,16 @@ def _names(items: list[str]) -> str:
     return shown + (f" and {len(items) - SHOWN} more" if len(items) > SHOWN else "")
 
 
-def label_index() -> dict[str, int]:
-    """Every spelling of a class this command accepts: its index, its synset id, its name (any case)."""
-    index: dict[str, int] = {}
+def label_index() -> dict[str, int | None]:
+    """Every spelling of a class this command accepts: its index, its synset id, its name (any case). A name that
+    two classes share maps to None: only its index or synset id says which one is meant."""
+    index: dict[str, int | None] = {}
     for i, wnid in enumerate(synsets()):
         index[str(i)] = i
         index[wnid] = i
     for i, name in enumerate(imaging.categories()):
-        index.setdefault(name.lower(), i)
+        key = name.lower()
+        index[key] = None if key in index else i
     return index
 
 
@@ -113,14 +115,19 @@ def _from_csv(data: Path, csv_path: Path) -> list[Sample]:
     index = label_index()
     samples: list[Sample] = []
     unknown: list[str] = []
+    ambiguous: list[str] = []
     missing: list[str] = []
     for n, row in enumerate(rows, 1):
         if len(row) < 2:
             raise InputError(f"--labels {csv_path}: row {n} {row!r} is not file,label")
         file, label = row[0].strip(), row[1].strip()
-        i = index.get(label) if label in index else index.get(label.lower())
-        if i is None:
+        key = label if label in index else label.lower()
+        if key not in index:
             unknown.append(label)
+            continue
+        i = index[key]
+        if i is None:
+            ambiguous.append(label)
             continue
         path = data / file
         if not path.is_file():
@@ -132,6 +139,11 @@ def _from_csv(data: Path, csv_path: Path) -> list[Sample]:
             f"--labels {csv_path}: {len(unknown)} label(s) map to no ImageNet-1k class "
             f"({_names(sorted(set(unknown)))}); a label is a class index 0-999, a synset id (n01440764) or a "
             "class name (tench)"
+        )
+    if ambiguous:
+        raise InputError(
+            f"--labels {csv_path}: {len(ambiguous)} label(s) name more than one ImageNet-1k class "
+            f"({_names(sorted(set(ambiguous)))}); give the class index or the synset id instead"
         )
     if missing:
         raise InputError(f"--labels {csv_path}: {len(missing)} file(s) not found under {data} ({_names(missing)})")
