@@ -81,8 +81,8 @@ FUZZ_TIME ?= 300
 fuzz: $(STAMP)  ## fuzz the image and request entries with atheris, FUZZ_TIME seconds each (default 300)
 	$(BIN)/python -m tests.fuzz.fuzzing --time $(FUZZ_TIME)
 
-bench: java  ## benchmark raw model, pipeline and served throughput; writes bench-results/
-	$(BIN)/resnet-serving bench --out bench-results --repeat 3 --duration 12 --warmup 3
+bench: java  ## benchmark raw model, pipeline, served and stock TorchServe throughput; writes bench-results/
+	$(BIN)/resnet-serving bench --out bench-results --repeat 3 --duration 12 --warmup 3 --baseline
 
 # The closing table (about 22 minutes on 2 vCPUs; run it on a quiet machine): serve's defaults (plus TorchServe's
 # stock set-up as a reference row where the bench has --baseline), then the former layout (one single-threaded

@@ -20,6 +20,7 @@ COMMAND_MODULES = (
     "resnet_serving.artifact.commands",  # archive
     "resnet_serving.torchserve.commands",  # serve, predict, probe
     "resnet_serving.bench.commands",  # bench
+    "resnet_serving.bench.evaluate",  # evaluate
     "resnet_serving.store.commands",  # push, versions, promote, fetch
     "resnet_serving.controller.commands",  # operator
     "resnet_serving.sync.commands",  # sync

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
@@ -26,6 +26,31 @@ def status(message: str) -> Iterator[None]:
     else:
         print(f"… {message}", file=sys.stderr, flush=True)
         yield
+
+
+@contextmanager
+def progress(description: str, total: int) -> Iterator[Callable[[int], None]]:
+    """``with progress("images", n) as advance: advance(k)``: a rich bar on a TTY; otherwise one plain line per
+    tenth of the work, so a log shows that it moves."""
+    if interactive():
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+        columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+        with Progress(*columns, console=console, transient=True) as bar:
+            task = bar.add_task(description, total=total)
+            yield lambda n: bar.update(task, advance=n)
+        return
+    done, step = 0, max(1, total // 10)
+    next_line = step
+
+    def advance(n: int) -> None:
+        nonlocal done, next_line
+        done += n
+        if done >= next_line or done >= total:
+            print(f"… {description}: {done}/{total}", file=sys.stderr, flush=True)
+            next_line = done + step
+
+    yield advance
 
 
 def info(message: str) -> None:

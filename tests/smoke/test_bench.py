@@ -18,10 +18,12 @@ pytestmark = [pytest.mark.smoke, pytest.mark.torchserve]
 
 def test_quick_bench_writes_consistent_reports(archive_dir: Path, tmp_path: Path, capsys) -> None:
     out = tmp_path / "bench"
-    assert main(["bench", "--quick", "--repeat", "2", "--model-dir", str(archive_dir), "--out", str(out)]) == 0
+    argv = ["bench", "--quick", "--repeat", "2", "--baseline", "--model-dir", str(archive_dir), "--out", str(out)]
+    assert main(argv) == 0
     printed = capsys.readouterr().out
     assert "served_img_s / raw_img_s at concurrency 1:" in printed
     assert "served_img_s / raw_img_s at concurrency 4:" in printed
+    assert "served_img_s / baseline_img_s at concurrency 4:" in printed
 
     report = json.loads((out / "bench.json").read_text())
     raw = report["raw"]
@@ -56,16 +58,54 @@ def test_quick_bench_writes_consistent_reports(archive_dir: Path, tmp_path: Path
     assert report["memory"]["frontend_rss_mb"] > 0 and len(report["memory"]["worker_rss_mb"]) >= 1
     assert report["serve_config"]["torch_threads_per_worker"] >= 1
     assert report["targets"]["failed_requests"] == 0
+    cpu = report["environment"]["cpu"]
+    assert set(cpu["flags"]) == {"avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile"}
+    assert cpu["bf16_native"] == (cpu["flags"]["avx512_bf16"] or cpu["flags"]["amx_bf16"])
+
+    # the server's side of every round, from serve's model-metrics port: it saw the requests the client counted
+    for r in report["served"]:
+        for rnd in r["rounds"]:
+            sv = rnd["server"]
+            assert sv["requests_ok"] >= rnd["completed"] > 0, sv
+            assert 1 <= sv["mean_batch_size"] <= report["serve_config"]["batch_size"]
+            assert set(sv["stage_ms_per_batch"]) == {"decode", "preprocess", "forward", "postprocess"}
+            assert all(v > 0 for v in sv["stage_ms_per_batch"].values())
+            assert 0 < sv["handler_p50_ms"] <= sv["handler_p99_ms"] and sv["handler_mean_ms"] > 0
+        assert r["server"] in [rnd["server"] for rnd in r["rounds"]]  # the median round's, like the rest of r
+
+    # the stock TorchServe reference: same levels, its own defaults, ratios against this run's served levels
+    base = report["baseline"]
+    assert base["config"]["handler"] == "image_classifier" and base["config"]["batch_size"] == 1
+    assert 0 < base["cold_start_s"] < 300 and len(base["memory"]["worker_rss_mb"]) == base["config"]["workers"]
+    served_by_c = {r["concurrency"]: r for r in report["served"]}
+    assert [b["concurrency"] for b in base["levels"]] == [1, 4]
+    for b in base["levels"]:
+        # every client thread got at least one answer, in the window or after it (a slow host can leave a quick
+        # window empty), and none failed
+        assert b["answered_total"] >= b["concurrency"] and b["failed_total"] == b["failed"] == 0
+        assert b["ratio_to_raw"] == pytest.approx(b["img_s"] / b["raw_adjacent_img_s"])
+        if b["completed"]:
+            assert b["served_over_baseline"] == pytest.approx(served_by_c[b["concurrency"]]["img_s"] / b["img_s"])
+        else:  # slower than the window at this level: no finite ratio, and the report says n/a
+            assert b["served_over_baseline"] is None
 
     md = (out / "bench.md").read_text()
     assert "| concurrency | served img/s | raw img/s (adjacent) | served ÷ raw |" in md
-    assert md.count("\n| 1 |") == 1 and md.count("\n| 4 |") == 1
+    # one row per level in each table: served, then the server's side, then the baseline
+    served_table, rest = md.split("Ratios per round:", 1)
+    assert served_table.count("\n| 1 |") == 1 and served_table.count("\n| 4 |") == 1
+    server_table, baseline_table = rest.split("Baseline: TorchServe 0.12", 1)
+    assert server_table.count("\n| 1 |") == 1 and server_table.count("\n| 4 |") == 1
+    assert baseline_table.count("\n| 1 |") == 1 and baseline_table.count("\n| 4 |") == 1
     assert "Ratios per round: c=1: [" in md
     assert f"| raw forward at the serving batch size (batch {raw['serving_batch']}) |" in md
     top = max(report["served"], key=lambda r: r["img_s"])
     rest = top["ratio_to_raw"] / (split["batching"] * split["handler"])
     assert f"Where the gap to raw goes at c={top['concurrency']}" in md
     assert f"TorchServe, HTTP and the load generator {rest:.2f}." in md
+    assert "| concurrency | client p50 ms | client p99 ms | handler p50 ms | handler p99 ms | mean batch |" in md
+    assert "| concurrency | baseline img/s | baseline ÷ raw | served ÷ baseline |" in md
+    assert f"| 1 | {base['levels'][0]['img_s']:.1f} | {base['levels'][0]['ratio_to_raw']:.2f} |" in md
     assert (out / "bench.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 

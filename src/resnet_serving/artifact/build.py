@@ -92,29 +92,15 @@ def build_archive(
         (tmp / MODEL_INFO_FILE).write_text(json.dumps(model_info, indent=2), encoding="utf-8")
         with ui.status("saving state_dict"):
             torch.save(state, tmp / STATE_DICT_FILE)
-        export = tmp / "export"
-        export.mkdir()
-        cmd = [
-            sys.executable, "-m", "model_archiver.model_packaging",
-            "--model-name", model_name,
-            "--version", version,
-            "--serialized-file", str(tmp / STATE_DICT_FILE),
-            "--handler", str(handler),
-            "--extra-files", f"{tmp / LABELS_FILE},{tmp / MODEL_INFO_FILE}",
-            "--export-path", str(export),
-            "--archive-format", "default",
-            "--force",
-        ]  # fmt: skip
-        # torch-model-archiver stages into $TMPDIR/<model name>, which it first deletes: one folder machine-wide,
-        # so two builds at once would delete each other's files. A private TMPDIR gives each build its own.
-        staging = tmp / "staging"
-        staging.mkdir()
-        env = {**environment(), "TMPDIR": str(staging)}
         with ui.status("packing model.mar (torch-model-archiver)"):
-            proc = subprocess.run(cmd, capture_output=True, text=True, check=False, env=env)
-        built = export / f"{model_name}.mar"
-        if proc.returncode != 0 or not built.is_file():
-            raise ArchiveError(f"torch-model-archiver failed ({proc.returncode}): {proc.stderr.strip()[-800:]}")
+            built = pack_mar(
+                model_name=model_name,
+                version=version,
+                serialized_file=tmp / STATE_DICT_FILE,
+                handler=str(handler),
+                extra_files=[tmp / LABELS_FILE, tmp / MODEL_INFO_FILE],
+                work_dir=tmp,
+            )
         with ui.status("hashing archive"):
             digest = sha256_file(built)
         manifest = Manifest(
@@ -133,3 +119,33 @@ def build_archive(
         os.replace(built, final)  # a rename within out_dir: complete or absent
         atomic_write_bytes(out_dir / MANIFEST_NAME, manifest.to_json().encode("utf-8"))
     return final, manifest
+
+
+def pack_mar(
+    *, model_name: str, version: str, serialized_file: Path, handler: str, extra_files: list[Path], work_dir: Path
+) -> Path:
+    """Run torch-model-archiver: ``work_dir/export/<model_name>.mar``. ``handler`` is a file or one of
+    TorchServe's stock handler names (``image_classifier``: the bench's baseline)."""
+    export = work_dir / "export"
+    export.mkdir()
+    cmd = [
+        sys.executable, "-m", "model_archiver.model_packaging",
+        "--model-name", model_name,
+        "--version", version,
+        "--serialized-file", str(serialized_file),
+        "--handler", handler,
+        "--extra-files", ",".join(str(f) for f in extra_files),
+        "--export-path", str(export),
+        "--archive-format", "default",
+        "--force",
+    ]  # fmt: skip
+    # torch-model-archiver stages into $TMPDIR/<model name>, which it first deletes: one folder machine-wide,
+    # so two builds at once would delete each other's files. A private TMPDIR gives each build its own.
+    staging = work_dir / "staging"
+    staging.mkdir()
+    env = {**environment(), "TMPDIR": str(staging)}
+    proc = subprocess.run(cmd, capture_output=True, text=True, check=False, env=env)
+    built = export / f"{model_name}.mar"
+    if proc.returncode != 0 or not built.is_file():
+        raise ArchiveError(f"torch-model-archiver failed ({proc.returncode}): {proc.stderr.strip()[-800:]}")
+    return built

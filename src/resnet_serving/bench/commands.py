@@ -45,6 +45,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--threads", type=int, help="override serve's default (torch threads per worker)")
     p.add_argument("--batch-size", type=int, help="override serve's default")
     p.add_argument("--max-batch-delay-ms", type=int, help="override serve's default")
+    p.add_argument(
+        "--baseline",
+        action="store_true",
+        help="also measure TorchServe's stock image_classifier handler with its default settings, same weights",
+    )
     p.add_argument("--quick", action="store_true", help="a bounded smoke run (seconds): c=1,4, short windows")
     p.set_defaults(func=cmd_bench)
 
@@ -68,6 +73,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
         threads=args.threads,
         batch_size=args.batch_size,
         max_batch_delay_ms=args.max_batch_delay_ms,
+        baseline=args.baseline,
     )
     if args.quick:
         opts.concurrency = [1, 4]
@@ -84,4 +90,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
     ui.info(f"wrote {args.out / 'bench.json'}, bench.md and bench.png")
     for r in report["served"]:
         print(f"served_img_s / raw_img_s at concurrency {r['concurrency']}: {r['ratio_to_raw']:.2f}")
+    for r in report.get("baseline", {}).get("levels", []):
+        over = r["served_over_baseline"]
+        shown = "n/a (the baseline answered nothing in the window)" if over is None else f"{over:.2f}"
+        print(f"served_img_s / baseline_img_s at concurrency {r['concurrency']}: {shown}")
     return 0

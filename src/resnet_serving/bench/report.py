@@ -64,6 +64,8 @@ def markdown(report: dict[str, Any]) -> str:
         )
     rounds = [f"c={r['concurrency']}: {r.get('round_ratios')}" for r in report.get("served", [])]
     lines += ["", "Ratios per round: " + "; ".join(rounds)]
+    lines += server_split_lines(report.get("served", []))
+    lines += baseline_lines(report)
     served = report.get("served", [])
     split = report.get("gap_split")
     if served and split:
@@ -90,6 +92,55 @@ def markdown(report: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def server_split_lines(served: list[dict[str, Any]]) -> list[str]:
+    """Where the server's time goes at each level: its own histograms, scraped around the measuring window."""
+    rows = [r for r in served if "server" in r]
+    if not rows:
+        return []
+    lines = [
+        "",
+        "Server side of each level, from serve's model-metrics port (the workers' histograms, scraped when the "
+        "window opened and closed): the handler's p50/p99 are estimated from the latency buckets as Prometheus's "
+        "histogram_quantile does, and exclude the time a request waits in TorchServe's queue and the HTTP hops.",
+        "",
+        "| concurrency | client p50 ms | client p99 ms | handler p50 ms | handler p99 ms | mean batch "
+        "| decode ms/batch | preprocess ms/batch | forward ms/batch | postprocess ms/batch |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in rows:
+        sv, st = r["server"], r["server"]["stage_ms_per_batch"]
+        lines.append(
+            f"| {r['concurrency']} | {_fmt(r['p50_ms'], 0)} | {_fmt(r['p99_ms'], 0)} | "
+            f"{_fmt(sv['handler_p50_ms'], 0)} | {_fmt(sv['handler_p99_ms'], 0)} | {_fmt(sv['mean_batch_size'], 2)} | "
+            f"{_fmt(st['decode'])} | {_fmt(st['preprocess'])} | {_fmt(st['forward'])} | {_fmt(st['postprocess'])} |"
+        )
+    return lines
+
+
+def baseline_lines(report: dict[str, Any]) -> list[str]:
+    """The stock TorchServe reference of `bench --baseline`, with served ÷ baseline at each level."""
+    base = report.get("baseline")
+    if not base:
+        return []
+    cfg = base["config"]
+    lines = [
+        "",
+        f"Baseline: TorchServe 0.12's stock `{cfg['handler']}` handler with its default settings on the same "
+        f"weights ({cfg['model_file']}): {cfg['workers']} worker(s) × {cfg['torch_threads_per_worker']} torch "
+        f"thread(s) (torch's default), batch {cfg['batch_size']}, JVM {cfg['jvm']}; cold start "
+        f"{_fmt(base['cold_start_s'])} s, one round per level, bracketed by raw runs like the served levels.",
+        "",
+        "| concurrency | baseline img/s | baseline ÷ raw | served ÷ baseline | p50 ms | p99 ms | failed |",
+        "|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in base["levels"]:
+        lines.append(
+            f"| {r['concurrency']} | {_fmt(r['img_s'])} | {_fmt(r['ratio_to_raw'], 2)} | "
+            f"{_fmt(r['served_over_baseline'], 2)} | {_fmt(r['p50_ms'], 0)} | {_fmt(r['p99_ms'], 0)} | {r['failed']} |"
+        )
+    return lines
+
+
 def plot(report: dict[str, Any], path: Path) -> None:
     import matplotlib
 
@@ -114,6 +165,9 @@ def plot(report: dict[str, Any], path: Path) -> None:
         color="grey",
         label="0.9 × raw",
     )
+    base = report.get("baseline", {}).get("levels", [])
+    if base:
+        ax1.plot([r["concurrency"] for r in base], [r["img_s"] for r in base], "^-", label="stock TorchServe")
     ax1.set_xscale("log", base=2)
     ax1.set_xlabel("concurrency")
     ax1.set_ylabel("img/s")

@@ -25,9 +25,11 @@ import torch
 from resnet_serving import MODEL_NAME, ui
 from resnet_serving.artifact.layout import ARCHIVE_NAME, MANIFEST_NAME
 from resnet_serving.artifact.manifest import Manifest
+from resnet_serving.bench import scrape
 from resnet_serving.errors import ConfigError
 from resnet_serving.inference import imaging
 from resnet_serving.inference.cpu import available_cpus, cgroup_cpu_quota
+from resnet_serving.inference.cpuinfo import cpu_report
 from resnet_serving.inference.formats import content_type_for
 from resnet_serving.inference.model import Classifier, resolve_weights, select_device
 from resnet_serving.inference.service import InferenceService
@@ -59,6 +61,8 @@ class BenchOptions:
     threads: int | None = None
     batch_size: int | None = None
     max_batch_delay_ms: int | None = None
+    #: Also measure the reference: TorchServe's stock image_classifier with its defaults (bench/baseline.py).
+    baseline: bool = False
 
 
 def _serve_config(opts: BenchOptions, store: Path, version: str) -> ServeConfig:
@@ -67,7 +71,7 @@ def _serve_config(opts: BenchOptions, store: Path, version: str) -> ServeConfig:
     for name in ("workers", "threads", "batch_size", "max_batch_delay_ms"):
         if getattr(opts, name) is not None:
             overrides[name] = getattr(opts, name)
-    ports = _free_ports(5)
+    ports = free_ports(5)
     overrides.update(
         port=ports[0], management_port=ports[1], metrics_port=ports[2],
         grpc_inference_port=ports[3], grpc_management_port=ports[4],
@@ -76,7 +80,7 @@ def _serve_config(opts: BenchOptions, store: Path, version: str) -> ServeConfig:
     return ServeConfig(model_store=store, mar_name=ARCHIVE_NAME, model_version=version, **overrides)
 
 
-def _free_ports(n: int) -> list[int]:
+def free_ports(n: int) -> list[int]:
     import socket
 
     socks, ports = [], []
@@ -204,16 +208,43 @@ def _process_memory(pids: list[int]) -> dict[str, Any]:
     return {"frontend_rss_mb": frontend_mb, "worker_rss_mb": workers}
 
 
-def run_loadgen(url: str, payload: Path, concurrency: int, duration: float, warmup: float) -> dict[str, Any]:
+def run_loadgen(
+    url: str,
+    payload: Path,
+    concurrency: int,
+    duration: float,
+    warmup: float,
+    *,
+    metrics_url: str | None = None,
+    ok_text: str | None = None,
+) -> dict[str, Any]:
+    """One closed-loop level in the load generator's own process. With ``metrics_url`` (serve's model-metrics
+    port), the server's histograms are scraped when the measuring window opens and when it closes, and
+    ``result["server"]`` holds the window's split (:func:`resnet_serving.bench.scrape.window`)."""
     cmd = [
         sys.executable, "-m", "resnet_serving.bench.loadgen",
         "--url", url, "--payload", str(payload), "--concurrency", str(concurrency),
         "--duration", str(duration), "--warmup", str(warmup),
     ]  # fmt: skip
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=duration + warmup + 300, check=False)
+    if ok_text is not None:
+        cmd += ["--ok-text", ok_text]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        before = None
+        if metrics_url:
+            time.sleep(warmup)  # the window opens after the load generator's warm-up
+            before = scrape.scrape(metrics_url)
+        stdout, stderr = proc.communicate(timeout=duration + warmup + 300)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
     if proc.returncode != 0:
-        raise RuntimeError(f"load generator failed: {proc.stderr[-2000:]}")
-    return dict(json.loads(proc.stdout.strip().splitlines()[-1]))
+        raise RuntimeError(f"load generator failed: {stderr[-2000:]}")
+    result = dict(json.loads(stdout.strip().splitlines()[-1]))
+    if metrics_url and before is not None:
+        result["server"] = scrape.window(before, scrape.scrape(metrics_url))
+    return result
 
 
 def _prepare_model_dir(opts: BenchOptions, tmp: Path) -> Path:
@@ -233,6 +264,10 @@ def run_bench(opts: BenchOptions) -> dict[str, Any]:
         raise ConfigError(f"bench payload {opts.payload or '(none)'}: not a file; pass --payload IMAGE.jpg")
     payload_path = opts.payload
     payload = payload_path.read_bytes()
+    if opts.baseline:
+        from resnet_serving.bench.baseline import require_stock_handler
+
+        require_stock_handler()  # before minutes of measuring, not after
     tmp = Path(tempfile.mkdtemp(prefix="resnet-serving-bench-"))
     try:
         model_dir = _prepare_model_dir(opts, tmp)
@@ -248,9 +283,11 @@ def run_bench(opts: BenchOptions) -> dict[str, Any]:
                 "device": str(device) if device.type == "cpu" else torch.cuda.get_device_name(device),
                 "cpus_available": available_cpus(),
                 "cgroup_cpu_quota": cgroup_cpu_quota(),
+                "cpu": cpu_report(),
                 "load_average_before": os.getloadavg(),
                 "payload": {"file": payload_path.name, "bytes": len(payload)},
                 "weights": manifest.weights.get("id"),
+                "model_version": manifest.version,
             },
             "serve_config": {
                 "workers": cfg.workers,
@@ -299,6 +336,8 @@ def run_bench(opts: BenchOptions) -> dict[str, Any]:
             report["served"], report["cold_start_s"], report["memory"] = _measure_served(
                 cfg, tmp, opts, pool, int(best), payload_path
             )
+            if opts.baseline:
+                report["baseline"] = _measure_baseline(report, model_dir, tmp, opts, pool, payload_path)
         finally:
             pool.close()
         report["targets"] = evaluate_targets(report)
@@ -337,10 +376,19 @@ def _measure_gap_split(pool: LayoutPool, opts: BenchOptions, best: int, serving:
 def _measure_served(
     cfg: ServeConfig, tmp: Path, opts: BenchOptions, pool: LayoutPool, best_batch: int, payload_path: Path
 ) -> tuple[list[dict[str, Any]], float, dict[str, Any]]:
-    """Cold start, then each concurrency level bracketed by raw measurements (same layout, best batch)."""
-    server = TorchServe(cfg, tmp / "run")
-    server.start()
+    """Cold start, then each concurrency level bracketed by raw measurements (same layout, best batch), with the
+    server's own split of each level read from its model-metrics port, as ``serve`` exports it."""
+    from resnet_serving.torchserve import exporter
+
+    metrics_dir = exporter.fresh_dir(tmp / "prometheus")
+    metrics_port = free_ports(1)[0]
+    metrics_server = exporter.start(
+        metrics_dir, host="127.0.0.1", port=metrics_port, management_url=cfg.management_url, model=cfg.model_name
+    )
+    metrics_url = f"http://127.0.0.1:{metrics_port}/metrics"
+    server = TorchServe(cfg, tmp / "run", env={exporter.ENV_MULTIPROC_DIR: str(metrics_dir)})
     try:
+        server.start()  # inside the try: a failed start still closes the exporter (stop() is idempotent)
         with ui.status("starting TorchServe (cold start: process start → first prediction)"):
             cold = server.wait_ready(timeout=300)
         url = f"{cfg.inference_url}/predictions/{MODEL_NAME}"
@@ -360,7 +408,7 @@ def _measure_served(
                 with ui.status(f"{label}, bracketed by raw runs"):
                     before = pool.rate("raw", best_batch, adjacent)
                     cpu_before = _group_cpu(server.group_pids())
-                    r = run_loadgen(url, payload_path, c, opts.duration_s, opts.warmup_s)
+                    r = run_loadgen(url, payload_path, c, opts.duration_s, opts.warmup_s, metrics_url=metrics_url)
                     r["server_cpu_s"] = round(_group_cpu(server.group_pids()) - cpu_before, 2)
                     after = pool.rate("raw", best_batch, adjacent)
                 r["raw_before_img_s"], r["raw_after_img_s"] = before, after
@@ -381,10 +429,74 @@ def _measure_served(
                 f"  (rounds {r['round_ratios']})  p50 {r['p50_ms']:.0f} ms  p99 {r['p99_ms']:.0f} ms"
                 f"  failed {r['failed']}"
             )
+            ui.info(f"        server: {server_line(r['server'])}")
         memory = _process_memory(server.group_pids())
     finally:
         server.stop()
+        metrics_server.shutdown()
+        metrics_server.server_close()  # shutdown() only stops the loop; this closes the listening socket
     return served, cold, memory
+
+
+def server_line(split: dict[str, Any]) -> str:
+    """One level's server side in a line: batch size, handler p50/p99, and per batch each stage's time."""
+    stages = "  ".join(f"{k} {v:.1f}" for k, v in split["stage_ms_per_batch"].items())
+    return (
+        f"batch {split['mean_batch_size']:.2f}  handler p50 {split['handler_p50_ms']:.0f} ms "
+        f"p99 {split['handler_p99_ms']:.0f} ms  per batch (ms): {stages}"
+    )
+
+
+def _measure_baseline(
+    report: dict[str, Any], model_dir: Path, tmp: Path, opts: BenchOptions, pool: LayoutPool, payload_path: Path
+) -> dict[str, Any]:
+    """The stock TorchServe (bench/baseline.py) at each concurrency, one round, bracketed by raw runs like
+    the served levels; each level's ratio to the served one of this run is reported beside it."""
+    from resnet_serving.bench import baseline
+
+    version = report["environment"].get("model_version", "1")
+    with ui.status(f"archiving the baseline: TorchScript of the same weights, handler {baseline.STOCK_HANDLER}"):
+        baseline.build_baseline_archive(model_dir, tmp / "baseline", version)
+    threads = baseline.default_torch_threads()
+    cfg = baseline.baseline_config(tmp / "baseline", version, free_ports(5))
+    server = TorchServe(cfg, tmp / "baseline-run", env=baseline.baseline_env(threads))
+    served = {r["concurrency"]: r for r in report["served"]}
+    best = report["raw"]["best_batch"]
+    adjacent = max(2.0, opts.raw_seconds_per_batch)
+    levels = []
+    try:
+        server.start()
+        with ui.status("starting the baseline TorchServe (stock handler, default settings)"):
+            cold = baseline.wait_stock_ready(server, timeout=300)
+        url = f"{cfg.inference_url}/predictions/{MODEL_NAME}"
+        if opts.server_warmup_s > 0:
+            c_max = max(opts.concurrency)
+            with ui.status(f"warming up the baseline: {opts.server_warmup_s:.0f}s at concurrency {c_max}"):
+                run_loadgen(url, payload_path, c_max, opts.server_warmup_s, 0, ok_text=BASELINE_OK)
+        for c in opts.concurrency:
+            with ui.status(f"baseline: concurrency {c}, {opts.duration_s:.0f}s, bracketed by raw runs"):
+                before = pool.rate("raw", best, adjacent)
+                r = run_loadgen(url, payload_path, c, opts.duration_s, opts.warmup_s, ok_text=BASELINE_OK)
+                after = pool.rate("raw", best, adjacent)
+            r["raw_adjacent_img_s"] = (before + after) / 2
+            r["ratio_to_raw"] = r["img_s"] / r["raw_adjacent_img_s"]
+            # None (JSON null) when the baseline answered nothing inside the window: no finite ratio exists
+            r["served_over_baseline"] = served[c]["img_s"] / r["img_s"] if r["img_s"] > 0 else None
+            levels.append(r)
+            over = r["served_over_baseline"]
+            ui.info(
+                f"  baseline c={c:<3} {r['img_s']:6.1f} img/s  ratio to raw {r['ratio_to_raw']:.2f}  "
+                f"served ÷ baseline {'n/a' if over is None else f'{over:.2f}'}  p50 {r['p50_ms']:.0f} ms  "
+                f"p99 {r['p99_ms']:.0f} ms  failed {r['failed']}"
+            )
+        memory = _process_memory(server.group_pids())
+    finally:
+        server.stop()
+    return {"config": baseline.describe(cfg, threads), "cold_start_s": cold, "memory": memory, "levels": levels}
+
+
+#: The stock handler answers a JSON object of label → probability, not our {"predictions": …} body.
+BASELINE_OK = "{"
 
 
 def _group_cpu(pids: list[int]) -> float:

@@ -163,11 +163,14 @@ def _threads(value: str) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
+    from resnet_serving.inference.cpuinfo import bf16_warning
     from resnet_serving.settings import Settings
     from resnet_serving.torchserve.config import ServeConfig
     from resnet_serving.torchserve.server import Stopped, TorchServe
 
     settings = Settings.from_env()  # fail fast on a bad RESNET_SERVING_* value, before Java starts
+    if bf16_note := bf16_warning(settings.amp):
+        ui.warn(bf16_note)
     if args.drain_timeout < 0:
         raise InputError(f"--drain-timeout {args.drain_timeout:g}: must be ≥ 0 seconds")
     own_run_dir = args.run_dir is None

@@ -1,0 +1,240 @@
+"""The accuracy guard behind ``resnet-serving evaluate``: top-1/top-5 of what ``serve`` answers, per precision.
+
+Each image goes through :class:`~resnet_serving.inference.service.InferenceService`, the code the handler
+runs (decode, resize and crop, the model as :meth:`Classifier.configured` builds it, top-k), once per precision,
+so the figures are those of the served model and not of a re-implementation. Labels come from an
+ImageNet-style folder (one sub-folder per synset id such as ``n01440764``) or a CSV of ``file,label``, where a
+label is a class index (0–999), a synset id or a class name; a label that maps to no ImageNet-1k class refuses
+the whole folder (:class:`~resnet_serving.errors.InputError`, exit 2).
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import random
+import re
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from resnet_serving import MODEL_NAME, ui
+from resnet_serving.errors import ConfigError, InputError
+from resnet_serving.inference import imaging
+from resnet_serving.inference.cpuinfo import bf16_native as cpu_bf16_native
+from resnet_serving.inference.cpuinfo import read_cpuinfo
+from resnet_serving.inference.formats import content_type_for
+from resnet_serving.inference.model import Classifier, accel_options
+from resnet_serving.inference.service import InferenceService
+from resnet_serving.settings import Settings
+
+#: The 1000 ImageNet-1k synset ids in class-index order (sorted; torchvision's categories follow it).
+SYNSETS_FILE = Path(__file__).with_name("imagenet_synsets.txt")
+IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff"})
+SYNSET_ID = re.compile(r"^n\d{8}$")
+TOPK = 5
+#: How many unmapped labels or unreadable files a message names before it says "and N more".
+SHOWN = 5
+
+
+@dataclass(frozen=True)
+class Sample:
+    path: Path
+    label: int
+
+
+def synsets() -> list[str]:
+    ids = SYNSETS_FILE.read_text(encoding="ascii").split()
+    if len(ids) != 1000:
+        raise ConfigError(f"{SYNSETS_FILE}: expected 1000 synset ids, found {len(ids)}")
+    return ids
+
+
+def _names(items: list[str]) -> str:
+    shown = ", ".join(items[:SHOWN])
+    return shown + (f" and {len(items) - SHOWN} more" if len(items) > SHOWN else "")
+
+
+def label_index() -> dict[str, int | None]:
+    """Every spelling of a class this command accepts: its index, its synset id, its name (any case). A name that
+    two classes share maps to None: only its index or synset id says which one is meant."""
+    index: dict[str, int | None] = {}
+    for i, wnid in enumerate(synsets()):
+        index[str(i)] = i
+        index[wnid] = i
+    for i, name in enumerate(imaging.categories()):
+        key = name.lower()
+        index[key] = None if key in index else i
+    return index
+
+
+def load_samples(data: Path, labels_csv: Path | None = None) -> list[Sample]:
+    """The labelled images of ``data``: from ``labels_csv`` (or ``data/labels.csv``), else one folder per synset."""
+    if not data.is_dir():
+        raise InputError(f"--data {data}: not a directory")
+    csv_path = labels_csv or (data / "labels.csv" if (data / "labels.csv").is_file() else None)
+    samples = _from_csv(data, csv_path) if csv_path else _from_folders(data)
+    if not samples:
+        raise InputError(f"--data {data}: no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
+    return samples
+
+
+def _images(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+
+
+def _from_folders(data: Path) -> list[Sample]:
+    folders = sorted(p for p in data.iterdir() if p.is_dir() and not p.name.startswith("."))
+    if not folders:
+        raise InputError(
+            f"--data {data}: no class folders and no labels.csv; use one folder per ImageNet synset id "
+            "(n01440764/, n01443537/, …) or a CSV of file,label (--labels)"
+        )
+    wnids = {w: i for i, w in enumerate(synsets())}
+    unknown = [f.name for f in folders if f.name not in wnids]
+    if unknown:
+        raise InputError(
+            f"--data {data}: {len(unknown)} of {len(folders)} folder names are not ImageNet-1k synset ids "
+            f"({_names(unknown)}), so their images cannot be scored; name each folder by its synset id "
+            "(n01440764 is class 0, tench) or give a labels CSV (--labels FILE: file,label)"
+        )
+    return [Sample(p, wnids[f.name]) for f in folders for p in _images(f)]
+
+
+def _from_csv(data: Path, csv_path: Path) -> list[Sample]:
+    try:
+        text = csv_path.read_text(encoding="utf-8-sig")
+    except (OSError, UnicodeDecodeError) as e:
+        raise InputError(f"--labels {csv_path}: cannot be read ({e})") from e
+    rows = [r for r in csv.reader(text.splitlines()) if r and any(c.strip() for c in r)]
+    if rows and [c.strip().lower() for c in rows[0][:2]] == ["file", "label"]:
+        rows = rows[1:]
+    index = label_index()
+    samples: list[Sample] = []
+    unknown: list[str] = []
+    ambiguous: list[str] = []
+    missing: list[str] = []
+    for n, row in enumerate(rows, 1):
+        if len(row) < 2:
+            raise InputError(f"--labels {csv_path}: row {n} {row!r} is not file,label")
+        file, label = row[0].strip(), row[1].strip()
+        key = label if label in index else label.lower()
+        if key not in index:
+            unknown.append(label)
+            continue
+        i = index[key]
+        if i is None:
+            ambiguous.append(label)
+            continue
+        path = data / file
+        if not path.is_file():
+            missing.append(file)
+            continue
+        samples.append(Sample(path, i))
+    if unknown:
+        raise InputError(
+            f"--labels {csv_path}: {len(unknown)} label(s) map to no ImageNet-1k class "
+            f"({_names(sorted(set(unknown)))}); a label is a class index 0-999, a synset id (n01440764) or a "
+            "class name (tench)"
+        )
+    if ambiguous:
+        raise InputError(
+            f"--labels {csv_path}: {len(ambiguous)} label(s) name more than one ImageNet-1k class "
+            f"({_names(sorted(set(ambiguous)))}); give the class index or the synset id instead"
+        )
+    if missing:
+        raise InputError(f"--labels {csv_path}: {len(missing)} file(s) not found under {data} ({_names(missing)})")
+    return samples
+
+
+def supported_precisions(device: torch.device) -> list[str]:
+    """fp32 and the reduced precisions this device runs natively: bf16 on a CPU with bf16 instructions; fp16,
+    and bf16 where the GPU has it, on CUDA."""
+    if device.type == "cuda":
+        return ["fp32", "fp16"] + (["bf16"] if torch.cuda.is_bf16_supported() else [])
+    _, flags = read_cpuinfo()
+    return ["fp32"] + (["bf16"] if cpu_bf16_native(flags) else [])
+
+
+def check_precisions(asked: list[str], device: torch.device) -> list[str]:
+    """fp32 first (the reference for agreement), each precision once; fp16 only on a GPU."""
+    out = ["fp32"] + [p for p in dict.fromkeys(asked) if p != "fp32"]
+    for p in out:
+        if p not in ("fp32", "bf16", "fp16"):
+            raise InputError(f"--precision {p}: expected fp32, bf16 or fp16")
+        if p == "fp16" and device.type != "cuda":
+            raise InputError("--precision fp16: serving runs fp16 on a GPU only, and none is in use here")
+    return out
+
+
+def evaluate(
+    samples: list[Sample],
+    state_dict: dict[str, torch.Tensor],
+    *,
+    precisions: list[str],
+    device: torch.device,
+    batch_size: int = 8,
+    meta: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Top-1/top-5 for each precision, agreement of its top-1 with fp32's, and the images it could not read."""
+    settings = dataclasses.replace(Settings.from_env(), default_topk=TOPK, max_topk=max(TOPK, 100))
+    labels = imaging.categories()
+    meta = {"model": MODEL_NAME, **(meta or {})}
+    payloads = [s.path.read_bytes() for s in samples]
+    top: dict[str, list[list[int] | None]] = {}
+    unreadable: dict[str, str] = {}
+    results: dict[str, dict[str, Any]] = {}
+    for precision in precisions:
+        accel = {**accel_options(), "amp": "off" if precision == "fp32" else precision}
+        with ui.status(f"building the {precision} model as serving runs it"):
+            clf = Classifier.configured(state_dict, device, batch_size, accel)
+        service = InferenceService(clf, labels, meta, settings, gpu_decode=accel["gpu_decode"])
+        got: list[list[int] | None] = []
+        started = time.perf_counter()
+        with ui.progress(f"{precision}: classifying {len(samples)} images", len(samples)) as advance:
+            for start in range(0, len(samples), batch_size):
+                chunk = payloads[start : start + batch_size]
+                responses = service.handle([{"body": b} for b in chunk], [content_type_for(b) for b in chunk])
+                for k, resp in enumerate(responses):
+                    if resp.status == 200:
+                        got.append([int(p["index"]) for p in resp.body["predictions"]])
+                    else:
+                        got.append(None)
+                        unreadable.setdefault(str(samples[start + k].path), str(resp.body.get("message", "")))
+                advance(len(chunk))
+        seconds = time.perf_counter() - started
+        top[precision] = got
+        results[precision] = {"graph": clf.graph, "img_s": len(samples) / seconds if seconds > 0 else float("nan")}
+    scored = [i for i in range(len(samples)) if all(top[p][i] is not None for p in precisions)]
+    if not scored:
+        raise InputError(f"none of the {len(samples)} images could be decoded (first: {_names(list(unreadable))})")
+    for precision in precisions:
+        preds = [top[precision][i] for i in scored]
+        ref = [top["fp32"][i] for i in scored]
+        truth = [samples[i].label for i in scored]
+        n = len(scored)
+        results[precision].update(
+            top1=sum(p is not None and p[0] == t for p, t in zip(preds, truth, strict=True)) / n,
+            top5=sum(p is not None and t in p for p, t in zip(preds, truth, strict=True)) / n,
+            top1_agreement_with_fp32=sum(
+                p is not None and r is not None and p[0] == r[0] for p, r in zip(preds, ref, strict=True)
+            )
+            / n,
+        )
+    return {
+        "images": len(samples),
+        "scored": len(scored),
+        "classes": len({samples[i].label for i in scored}),
+        "unreadable": unreadable,
+        "precisions": results,
+    }
+
+
+def subsample(samples: list[Sample], limit: int | None) -> list[Sample]:
+    """At most ``limit`` samples, drawn with a fixed seed so that a rerun scores the same images."""
+    if limit is None or limit >= len(samples):
+        return samples
+    return sorted(random.Random(0).sample(samples, limit), key=lambda s: str(s.path))

@@ -1,0 +1,39 @@
+"""Read files out of a resnet-serving ``model.mar`` (a zip), so the baseline and ``evaluate`` run its weights."""
+
+from __future__ import annotations
+
+import io
+import zipfile
+from pathlib import Path
+
+import torch
+
+from resnet_serving.artifact.layout import ARCHIVE_NAME, MANIFEST_NAME, STATE_DICT_FILE
+from resnet_serving.artifact.manifest import Manifest
+from resnet_serving.errors import ArchiveError, ConfigError
+
+
+def archive_member(model_dir: Path, name: str) -> bytes:
+    """One file of ``model_dir/model.mar``, e.g. the state_dict or the labels."""
+    try:
+        with zipfile.ZipFile(model_dir / ARCHIVE_NAME) as mar:
+            return mar.read(name)
+    except (OSError, KeyError, zipfile.BadZipFile) as e:
+        raise ArchiveError(f"{model_dir / ARCHIVE_NAME}: no {name} in it ({e})") from e
+
+
+def archive_state_dict(model_dir: Path) -> dict[str, torch.Tensor]:
+    """The weights packed into a resnet-serving archive."""
+    state = torch.load(io.BytesIO(archive_member(model_dir, STATE_DICT_FILE)), map_location="cpu", weights_only=True)
+    if not isinstance(state, dict):
+        raise ArchiveError(f"{model_dir / ARCHIVE_NAME}: {STATE_DICT_FILE} is not a state_dict")
+    return state
+
+
+def verified_manifest(model_dir: Path) -> Manifest:
+    """``model_dir``'s manifest, after checking the archive's sha256 against it (as ``serve --model-dir`` does)."""
+    if not (model_dir / MANIFEST_NAME).is_file() or not (model_dir / ARCHIVE_NAME).is_file():
+        raise ConfigError(f"--model-dir {model_dir}: expected {ARCHIVE_NAME} and {MANIFEST_NAME} in it")
+    manifest = Manifest.load(model_dir / MANIFEST_NAME)
+    manifest.verify_file(model_dir / ARCHIVE_NAME)
+    return manifest

@@ -1,0 +1,71 @@
+"""What the CPU can do for reduced precision: its model name and instruction-set flags (``/proc/cpuinfo``).
+
+``serve`` warns at start-up when bf16 is asked for on a CPU that would emulate it, and ``bench`` records the
+flags it ran on. Torch-free.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+CPUINFO = Path("/proc/cpuinfo")
+#: The flags that decide how fast ResNet50 runs on a CPU, in the order the bench records them.
+RELEVANT_FLAGS = ("avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile")
+#: Either one gives native bf16 arithmetic; without both, bf16 is emulated with fp32 instructions.
+BF16_FLAGS = ("avx512_bf16", "amx_bf16")
+#: bf16 ÷ fp32 served throughput on a CPU without BF16_FLAGS, as the README's reduced-precision table states
+#: (one figure, stated here for the warning and checked against the README by tests/unit/test_cpuinfo.py).
+BF16_EMULATED_SPEED = 0.37
+BF16_EMULATED_CPU = "Ice Lake, AVX-512 without AVX512-BF16"
+
+
+def read_cpuinfo(path: Path | None = None) -> tuple[str, frozenset[str]]:
+    """The first processor's model name and flags (of ``path``, default :data:`CPUINFO`); ``("", frozenset())``
+    where the file is absent (not Linux)."""
+    try:
+        text = (path or CPUINFO).read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return "", frozenset()
+    model, flags = "", frozenset[str]()
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        key = key.strip()
+        if key == "model name" and not model:
+            model = value.strip()
+        elif key in ("flags", "Features") and not flags:  # Features: the ARM spelling
+            flags = frozenset(value.split())
+        if model and flags:
+            break
+    return model, flags
+
+
+def cpu_report(path: Path | None = None) -> dict[str, Any]:
+    """What the bench records: the model name, each relevant flag, and whether bf16 is native."""
+    model, flags = read_cpuinfo(path)
+    return {
+        "model": model,
+        "flags": {f: f in flags for f in RELEVANT_FLAGS},
+        "bf16_native": bf16_native(flags),
+    }
+
+
+def bf16_native(flags: frozenset[str]) -> bool:
+    return any(f in flags for f in BF16_FLAGS)
+
+
+def bf16_warning(amp: str, path: Path | None = None) -> str | None:
+    """The start-up warning for ``RESNET_SERVING_AMP=bf16`` on a CPU without bf16 instructions, else None.
+
+    A CPU whose flags cannot be read (no /proc/cpuinfo) gets no warning: nothing is known about it."""
+    if amp != "bf16":
+        return None
+    model, flags = read_cpuinfo(path)
+    if not flags or bf16_native(flags):
+        return None
+    return (
+        f"RESNET_SERVING_AMP=bf16 on a CPU without bf16 instructions ({model or 'unknown model'} has neither "
+        f"{' nor '.join(BF16_FLAGS)} in /proc/cpuinfo): workers on this CPU emulate bf16, which served at "
+        f"{BF16_EMULATED_SPEED:.2f}× of fp32's throughput on {BF16_EMULATED_CPU} (README: reduced precision). "
+        "Unset it or use auto (fp32 on a CPU); a worker on a GPU is not affected."
+    )

@@ -1,0 +1,60 @@
+"""`resnet-serving evaluate` end to end, bounded: the README's command on a small generated ImageNet-style folder.
+
+Random weights: the figures mean nothing, so the test checks the mechanics, which is what the command says it
+checked.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+from pathlib import Path
+
+import pytest
+
+from resnet_serving.cli import main
+from tests.smoke.test_readme import block
+
+pytestmark = [pytest.mark.smoke]
+
+
+def test_evaluate_on_a_generated_folder(archive_dir: Path, tmp_path: Path, capsys) -> None:
+    """The accuracy guard end to end on a small ImageNet-style folder: the archive's weights (random), fp32 and
+    every reduced precision this CPU runs natively, through the serving code. Random weights: the figures mean
+    nothing, so the test checks the mechanics, exactly what the command says it checked."""
+    from resnet_serving.bench.accuracy import supported_precisions
+    from tests.fixtures import images
+
+    data = tmp_path / "val"
+    for k, wnid in enumerate(("n01440764", "n01443537", "n02099601")):
+        (data / wnid).mkdir(parents=True)
+        for j in range(2):
+            (data / wnid / f"{j}.jpg").write_bytes(images.jpeg(96 + 8 * j, 64 + 8 * k))
+    (data / "n02099601" / "broken.jpg").write_bytes(b"\xff\xd8 not a jpeg")
+    out = tmp_path / "evaluate.json"
+    # the README's command, with this test's folder, archive and output file in place of its paths
+    (line,) = block("evaluate")
+    words = shlex.split(line)
+    assert words[:2] == ["resnet-serving", "evaluate"]
+    mine = {"--data": str(data), "--model-dir": str(archive_dir), "--out": str(out)}
+    argv = [mine.get(words[i - 1], w) for i, w in enumerate(words)][1:]
+    assert sorted(set(argv) & set(mine.values())) == sorted(mine.values()), argv
+    assert main(argv) == 0
+    captured = capsys.readouterr()
+    result = json.loads(out.read_text())
+    import torch
+
+    expected = supported_precisions(torch.device("cpu"))
+    assert list(result["precisions"]) == expected and expected[0] == "fp32"
+    assert result["images"] == 7 and result["scored"] == 6 and result["classes"] == 3
+    assert list(result["unreadable"]) == [str(data / "n02099601" / "broken.jpg")]
+    assert result["pretrained"] is False and "only the mechanics were checked" in result["note"]
+    fp32 = result["precisions"]["fp32"]
+    assert fp32["top1_agreement_with_fp32"] == 1.0 and fp32["graph"] == "torchscript-frozen"
+    for name, r in result["precisions"].items():
+        assert 0 <= r["top1"] <= r["top5"] <= 1 and 0 <= r["top1_agreement_with_fp32"] <= 1 and r["img_s"] > 0
+        if name == "bf16":
+            assert r["graph"] == "torchscript-frozen-bf16"
+            assert "bf16: top-1" in captured.out and "same top-1 class as fp32" in captured.out
+    assert "only the mechanics were checked" in " ".join(captured.err.split())
+    assert "could not be decoded" in " ".join(captured.err.split())
