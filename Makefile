@@ -84,13 +84,12 @@ fuzz: $(STAMP)  ## fuzz the image and request entries with atheris, FUZZ_TIME se
 bench: java  ## benchmark raw model, pipeline, served and stock TorchServe throughput; writes bench-results/
 	$(BIN)/resnet-serving bench --out bench-results --repeat 3 --duration 12 --warmup 3 --baseline
 
-# The closing table (about 22 minutes on 2 vCPUs; run it on a quiet machine): serve's defaults (plus TorchServe's
-# stock set-up as a reference row where the bench has --baseline), then the former layout (one single-threaded
-# worker per CPU, batch 2), then the defaults with OpenMP threads that spin while waiting (libgomp's own default).
+# The closing table (run it on a quiet machine): `make bench` (serve's defaults, with TorchServe's stock set-up as a
+# reference), then the former layout (one single-threaded worker per CPU, batch 2), then the defaults with OpenMP
+# threads that spin while waiting (libgomp's own default).
 CPUS = $$($(BIN)/python -c 'from resnet_serving.inference.cpu import available_cpus; print(available_cpus())')
 bench-final: java  ## the final performance table: serve's defaults against the alternatives; bench-results/final*
-	$(BIN)/resnet-serving bench --out bench-results/final --repeat 3 --duration 12 --warmup 3 \
-	  $$($(BIN)/resnet-serving bench --help | grep -q -- --baseline && echo --baseline)
+	$(BIN)/resnet-serving bench --out bench-results/final --repeat 3 --duration 12 --warmup 3 --baseline
 	$(BIN)/resnet-serving bench --out bench-results/final-worker-per-cpu --repeat 2 --duration 12 --warmup 3 \
 	  --workers $(CPUS) --threads 1 --batch-size 2 --max-batch-delay-ms 2
 	GOMP_SPINCOUNT=300000 $(BIN)/resnet-serving bench --out bench-results/final-spinning --repeat 2 \
