@@ -19,7 +19,7 @@ WEIGHTS ?= auto
 VERSION ?= 1
 STORE ?= model-store
 
-.PHONY: help venv java tools checkov promql serve archive test test-unit lint typecheck bench bench-final faults fuzz k8s infra clean audit sbom dist
+.PHONY: help venv java tools checkov promql serve archive test test-unit lint typecheck bench bench-final faults fuzz contract k8s infra clean audit sbom dist
 
 help:  ## list the targets, one line each
 	@awk -F ':.*## ' '/^[a-z][a-z0-9-]*:.*## / {printf "  make %-10s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -99,6 +99,10 @@ bench-final: java  ## the final performance table: serve's defaults against the 
 # The same cases as tests/faults in `make test`, with more requests and repeated faults (a few minutes).
 faults: java  ## run the fault suite longer (kills, SIGTERM, parallel builds) and print its table
 	FAULTS=long $(BIN)/pytest -q -s tests/faults
+
+# The OpenAPI contract test of `make test` with many more examples, drawn afresh, and schemathesis' coverage phase.
+contract: java  ## run schemathesis from docs/openapi.yaml against a real serve, CONTRACT_EXAMPLES per operation (200)
+	CONTRACT_LONG=1 $(BIN)/pytest -q tests/integration/test_openapi_contract.py
 
 clean:  ## remove .venv, .tools, run/, bench-results/ and faults-results/
 	rm -rf $(VENV) $(TOOLS) run bench-results faults-results

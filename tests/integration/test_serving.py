@@ -188,24 +188,32 @@ def test_server_healthy_and_workers_unchanged_after_bad_inputs(
     assert post(torchserve, fx.PHOTO.read_bytes(), "image/jpeg").status_code == 200
 
 
-def test_front_end_logs_one_access_line_per_request_and_no_per_request_chatter(torchserve: RunningTorchServe) -> None:
+def test_front_end_logs_one_request_line_per_request_and_no_per_request_chatter(
+    torchserve: RunningTorchServe,
+) -> None:
     """Our log4j2.xml: TorchServe's built-in one wrote ~9 lines per request to stdout and ts_log.log (jobId,
-    waiting time, backend time, each twice in ts_log). Now each request leaves one access-log line, and the
-    handler drops the worker's per-batch "Backend received inference" line."""
+    waiting time, backend time, each twice in ts_log). Now each request leaves one line, the handler's JSON line,
+    unformatted on the front end's stdout (this fixture's log file; `serve` prints it), and nothing else: no
+    access-log line, and the handler drops the worker's per-batch "Backend received inference" line."""
     logs = torchserve.server.run_dir / "logs"
     access = logs / "access_log.log"
 
     def access_lines() -> int:
         return len(access.read_text(encoding="utf-8").splitlines()) if access.exists() else 0
 
-    before = access_lines()
+    def request_lines() -> list[str]:
+        text = torchserve.server.log_file.read_text(encoding="utf-8", errors="replace")
+        return [line for line in text.splitlines() if line.startswith('{"event":"request",')]
+
+    before, before_access = len(request_lines()), access_lines()
     for _ in range(5):
         assert post(torchserve, fx.jpeg(), "image/jpeg").status_code == 200
     deadline = time.monotonic() + 10
-    while access_lines() < before + 5 and time.monotonic() < deadline:  # log4j writes asynchronously
+    while len(request_lines()) < before + 5 and time.monotonic() < deadline:  # log4j writes asynchronously
         time.sleep(0.1)
-    assert access_lines() == before + 5
-    assert '"POST /predictions/resnet50 HTTP/1.1" 200' in access.read_text(encoding="utf-8").splitlines()[-1]
+    assert len(request_lines()) == before + 5
+    assert json.loads(request_lines()[-1])["status"] == 200
+    assert access_lines() == before_access  # TorchServe's access log is off: the request line replaces it
     for path in (torchserve.server.log_file, logs / "ts_log.log"):
         text = path.read_text(encoding="utf-8", errors="replace")
         assert "Torchserve version" in text  # the start-up block: the config logs what matters, once
@@ -215,4 +223,6 @@ def test_front_end_logs_one_access_line_per_request_and_no_per_request_chatter(t
     assert "ACCESS_LOG" not in torchserve.server.log_file.read_text(encoding="utf-8", errors="replace")
     model_log = (logs / "model_log.log").read_text(encoding="utf-8", errors="replace")
     assert "resnet-serving handler ready" in model_log  # the worker's own log still arrives
+    for text in (model_log, (logs / "ts_log.log").read_text(encoding="utf-8", errors="replace")):
+        assert '"event":"request"' not in text  # request lines go to stdout only
     assert "Backend received inference at" not in model_log  # the handler's filter drops the per-batch line

@@ -108,6 +108,8 @@ def parse_request(
     body = request[field]
     _check_request_size(body, settings)
     query_topk = header_topk(headers or {})
+    if query_topk is not None:  # a malformed X-TopK is an error even where a JSON body's topk wins
+        parse_topk(query_topk, settings)
 
     if ctype == "application/json" or ctype.endswith("+json"):
         return _parse_json(body, query_topk, settings)

@@ -36,6 +36,9 @@ class Response:
     status: int
     body: dict[str, Any]
     phrase: str = "OK"
+    #: What the request carried, for its log line: decoded image bytes (the body's size if it did not parse).
+    image_bytes: int = 0
+    images: int = 0
 
 
 @dataclass
@@ -51,6 +54,18 @@ def configure_threads(settings: Settings | None = None) -> int:
     threads = chosen if chosen is not None else thread_budget(workers=1)
     torch.set_num_threads(threads)
     return threads
+
+
+def _sizes(parsed: protocol.ParsedRequest | None, request: Any) -> tuple[int, int]:
+    """(image bytes, images) of one request: the decoded images, else the size of a body that did not parse."""
+    if parsed is not None:
+        return sum(len(image) for image in parsed.images), len(parsed.images)
+    body = next((request.get(f) for f in protocol.BODY_FIELDS if isinstance(request, Mapping) and f in request), None)
+    if isinstance(body, (bytes, bytearray)):
+        return len(body), 0
+    if isinstance(body, str):
+        return len(body.encode("utf-8", "surrogatepass")), 0
+    return 0, 0
 
 
 class InferenceService:
@@ -142,6 +157,7 @@ class InferenceService:
         results: list[Response | None] = [None] * len(requests)
         parsed: dict[int, protocol.ParsedRequest] = {}
         all_headers = list(headers) if headers is not None else [{} for _ in requests]
+        sizes: list[tuple[int, int]] = [(0, 0)] * len(requests)
         for idx, (req, ctype) in enumerate(zip(requests, content_types, strict=True)):
             try:
                 parsed[idx] = protocol.parse_request(
@@ -149,6 +165,7 @@ class InferenceService:
                 )
             except ResnetServingError as e:
                 results[idx] = self._error(e)
+            sizes[idx] = _sizes(parsed.get(idx), req)
         jobs = [raw for p in parsed.values() for raw in p.images]
         decoded = iter(self._map(self._decode_one, jobs))
         pending: dict[int, _Pending] = {}
@@ -181,7 +198,10 @@ class InferenceService:
                 preds = postprocess.topk(logits[item.offset : item.offset + n], item.parsed.topk, self.labels)
                 results[idx] = Response(200, protocol.success_body(preds, self.meta, multi=item.parsed.multi))
             self.metrics.stage("postprocess", time.perf_counter() - post)
-        return [r for r in results if r is not None]
+        out = [r for r in results if r is not None]
+        for resp, (image_bytes, images) in zip(out, sizes, strict=True):
+            resp.image_bytes, resp.images = image_bytes, images
+        return out
 
     def _map(self, fn: Callable[[bytes], Any], items: list[bytes]) -> list[Any]:
         """``fn`` over ``items`` in order: on the decode threads when there are several items, else inline."""

@@ -18,6 +18,7 @@ from resnet_serving.artifact.manifest import Manifest
 from resnet_serving.errors import ConfigError, InputError, TorchServeError
 from resnet_serving.settings import DEFAULT_STORE, ENV_CHANNEL, ENV_STORE, ENV_URL, ENV_VERSION, environment
 from resnet_serving.signals import on_stop_signals
+from resnet_serving.torchserve import requestlog
 
 EXAMPLE_IMAGE = "examples/grace_hopper.jpg"
 #: SIGTERM to SIGKILL is 30 s on SageMaker (and the default grace period on Kubernetes): the drain and the stop
@@ -83,6 +84,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     perf.add_argument("--response-timeout", type=int, default=60, help="seconds before a request times out")
     perf.add_argument("--java-heap-mb", type=int, default=1024)
+    p.add_argument(
+        "--log-format",
+        choices=requestlog.FORMATS,
+        default=None,
+        help="one line per request on stdout: json (the default when stdout is not a terminal, as in a container) "
+        "or text (the default on a terminal)",
+    )
     p.add_argument("--run-dir", type=Path, help="working dir for config, logs, unpacked model (default: temp)")
     p.add_argument("--ready-timeout", type=float, default=300.0, help="seconds to wait for the model to answer")
     p.add_argument(
@@ -239,7 +247,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
                 )
             except OSError as e:
                 raise ConfigError(f"--model-metrics-port {args.model_metrics_port}: {e.strerror or e}") from e
-        server = TorchServe(cfg, run_dir, env=worker_env)
+        server = TorchServe(cfg, run_dir, env=worker_env, request_sink=_request_sink(args.log_format))
         server.start()
         with ui.status(
             f"starting TorchServe ({cfg.workers} worker(s) × {cfg.torch_threads} thread(s)), "
@@ -284,6 +292,18 @@ def cmd_serve(args: argparse.Namespace) -> int:
         signals.close()
         if own_run_dir:
             shutil.rmtree(run_dir, ignore_errors=True)
+
+
+def _request_sink(log_format: str | None) -> Any:
+    """Print each request line (requestlog) on stdout: as it is for ``json``, shortened for ``text``."""
+    fmt = log_format or requestlog.default_format(sys.stdout)
+    render = requestlog.to_text if fmt == "text" else str
+
+    def sink(line: str) -> None:
+        sys.stdout.write(render(line) + "\n")
+        sys.stdout.flush()
+
+    return sink
 
 
 def _drain(cfg: Any, timeout: float, hurry: threading.Event) -> None:

@@ -14,23 +14,33 @@ from __future__ import annotations
 
 import logging
 import re
+import time
 import uuid
 from typing import Any
 
 from resnet_serving.errors import ResnetServingError
 from resnet_serving.inference.cpu import release_free_heap
-from resnet_serving.inference.service import InferenceService, configure_threads
+from resnet_serving.inference.service import InferenceService, Response, configure_threads
+from resnet_serving.torchserve import requestlog
 
 log = logging.getLogger(__name__)
 _service: InferenceService | None = None
 
 
 class DropPerBatchChatter(logging.Filter):
-    """TorchServe's worker logs "Backend received inference at: <epoch>" on the root logger for every batch; the
-    front end then writes it to stdout, model_log.log and ts_log.log. Dropped; every other record passes."""
+    """TorchServe's worker logs "Backend received inference at: <epoch>" on the root logger for every batch, and a
+    traceback for every body that is not the JSON or UTF-8 text its Content-Type says; the front end then writes
+    them to stdout, model_log.log and ts_log.log. Dropped (the request's own log line says what was wrong); every
+    other record passes."""
+
+    DROPPED = (
+        "Backend received inference at",
+        "Failed json decoding of input data",
+        "Failed utf-8 decoding of input data",
+    )
 
     def filter(self, record: logging.LogRecord) -> bool:
-        return not str(record.msg).startswith("Backend received inference at")
+        return not str(record.msg).startswith(self.DROPPED)
 
 
 def _headers(context: Any, idx: int) -> dict[str, str]:
@@ -93,13 +103,34 @@ def handle(data: list[dict[str, Any]] | None, context: Any) -> list[Any] | None:
         return None
     if _service is None:
         raise ResnetServingError("handler used before initialisation")
+    started = time.perf_counter()
     headers = [_headers(context, i) for i in range(len(data))]
     ctypes = [_content_type(context, i, req, headers[i]) for i, req in enumerate(data)]
     responses = _service.handle(data, ctypes, headers)
     # TorchServe 0.12's front end overwrites any x-request-id header a handler sets with its own id, so the
     # caller's id is echoed in the body; without one, the body carries TorchServe's id, the header's value.
+    ids = [request_id(context, idx, headers[idx]) for idx in range(len(responses))]
     for idx, resp in enumerate(responses):
         context.set_response_content_type(idx, "application/json")
         if resp.status != 200:
             context.set_response_status(resp.status, resp.phrase, idx)
-    return [{**resp.body, "request_id": request_id(context, idx, headers[idx])} for idx, resp in enumerate(responses)]
+    _log_requests(responses, ids, time.perf_counter() - started)
+    return [{**resp.body, "request_id": ids[idx]} for idx, resp in enumerate(responses)]
+
+
+def _log_requests(responses: list[Response], ids: list[str], latency_s: float) -> None:
+    """One line per request (requestlog: the front end routes it to serve's stdout), after the batch is done."""
+    assert _service is not None
+    for resp, rid in zip(responses, ids, strict=True):
+        requestlog.emit(
+            requestlog.line(
+                request_id=rid,
+                meta=_service.meta,
+                status=resp.status,
+                body=resp.body,
+                latency_s=latency_s,
+                image_bytes=resp.image_bytes,
+                images=resp.images,
+                batch_size=len(responses),
+            )
+        )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import uuid
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -34,7 +35,9 @@ def probe_model(url: str, *, model: str = MODEL_NAME, version: str | None = None
     """POST the probe image to ``url/predictions/<model>[/<version>]`` and say whether real predictions came back."""
     route = f"{url.rstrip('/')}/predictions/{model}" + (f"/{version}" if version else "")
     try:
-        r = requests.post(route, data=probe_image(), headers={"Content-Type": "image/jpeg"}, timeout=timeout)
+        # the id marks probes in the request log: a query can leave them out
+        headers = {"Content-Type": "image/jpeg", "X-Request-Id": f"probe-{uuid.uuid4().hex[:16]}"}
+        r = requests.post(route, data=probe_image(), headers=headers, timeout=timeout)
     except requests.RequestException as e:
         return ProbeResult(False, f"{type(e).__name__}: {e}")
     if r.status_code != 200:

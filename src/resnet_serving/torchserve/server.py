@@ -29,6 +29,7 @@ from resnet_serving.settings import ENV_TORCH_THREADS, environment
 from resnet_serving.torchserve import config as ts_config
 from resnet_serving.torchserve.java import find_java_home
 from resnet_serving.torchserve.probe import model_answers
+from resnet_serving.torchserve.requestlog import MARK
 from resnet_serving.torchserve.watchdog import group_pids as _group_pids
 from resnet_serving.torchserve.watchdog import signal_group as _signal_group
 
@@ -57,7 +58,10 @@ class TorchServe:
         *,
         env: dict[str, str] | None = None,
         log_file: Path | None = None,
+        request_sink: Callable[[str], None] | None = None,
     ) -> None:
+        """``request_sink``: called with each request line (:mod:`~resnet_serving.torchserve.requestlog`) the front
+        end prints; without one, those lines stay in ``log_file`` with the rest of its output."""
         self.cfg = cfg
         self.run_dir = Path(run_dir)
         self.extra_env = dict(env or {})
@@ -67,6 +71,8 @@ class TorchServe:
         self.started_at: float | None = None
         self._watchdog: subprocess.Popen[bytes] | None = None
         self._watch_fd: int | None = None
+        self.request_sink = request_sink
+        self._forwarder: threading.Thread | None = None
 
     # ---- lifecycle ------------------------------------------------------------------------------------
     def start(self) -> None:
@@ -120,13 +126,38 @@ class TorchServe:
             cwd=self.run_dir,
             env=env,
             stdin=subprocess.DEVNULL,
-            stdout=self._log,
+            stdout=self._log if self.request_sink is None else subprocess.PIPE,
             stderr=subprocess.STDOUT,
             start_new_session=True,
             preexec_fn=_parent_death_signal(),
         )
+        if self.request_sink is not None:
+            assert self.proc.stdout is not None
+            self._forwarder = threading.Thread(
+                target=self._forward, args=(self.proc.stdout, self.request_sink), name="torchserve-stdout", daemon=True
+            )
+            self._forwarder.start()
         assert self._watch_fd is not None
         os.write(self._watch_fd, f"{self.proc.pid}\n".encode("ascii"))  # the group's id: the launcher's pid
+
+    def _forward(self, pipe: IO[bytes], sink: Callable[[str], None]) -> None:
+        """Until the front end's stdout closes: request lines to ``sink``, every other line to the log file."""
+        mark = MARK.encode("ascii")
+        log = self._log
+        assert log is not None
+        with pipe:
+            for raw in iter(pipe.readline, b""):
+                if raw.startswith(mark):
+                    try:
+                        sink(raw.decode("utf-8", errors="replace").rstrip("\r\n"))
+                        continue
+                    except (OSError, ValueError):  # our stdout is gone (a closed pipe): keep the line in the file
+                        pass
+                try:
+                    log.write(raw)
+                    log.flush()
+                except ValueError:  # stop() closed the file after giving up on this thread
+                    return
 
     def _start_watchdog(self) -> None:
         """Start the watchdog before the launcher, so that no moment exists when the group runs unguarded."""
@@ -211,6 +242,9 @@ class TorchServe:
         except subprocess.TimeoutExpired:
             pass
         self._stop_watchdog()
+        if self._forwarder is not None:
+            self._forwarder.join(timeout=5)  # the group is gone: its stdout is at end of file
+            self._forwarder = None
         if self._log:
             self._log.close()
             self._log = None

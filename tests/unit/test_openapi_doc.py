@@ -1,0 +1,61 @@
+"""docs/openapi.yaml says what the code does: its limits, error codes and id rule are the code's own. (That real
+answers match it is tests/integration/test_openapi_contract.py.)"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import pytest
+import yaml
+
+from resnet_serving import errors
+from resnet_serving.inference import protocol
+from resnet_serving.settings import Settings
+from resnet_serving.torchserve import handler
+from tests.helpers import REPO
+
+SPEC: dict[str, Any] = yaml.safe_load((REPO / "docs" / "openapi.yaml").read_text(encoding="utf-8"))
+SCHEMAS = SPEC["components"]["schemas"]
+
+
+def test_limits_are_the_settings_defaults() -> None:
+    settings = Settings()
+    images = SCHEMAS["ImagesRequest"]["properties"]["images"]
+    assert images["maxItems"] == settings.max_images_per_request
+    assert SCHEMAS["ImagesRequest"]["properties"]["topk"]["maximum"] == settings.max_topk
+    assert SPEC["components"]["parameters"]["X-TopK"]["schema"]["maximum"] == settings.max_topk
+    assert SCHEMAS["Predictions"]["maxItems"] == settings.max_topk
+    assert set(SCHEMAS["ImagesRequest"]["properties"]) == protocol.JSON_FIELDS
+
+
+def test_error_codes_and_statuses_are_the_input_errors() -> None:
+    kinds = [errors.InputError, errors.PayloadTooLarge, errors.UnsupportedMediaType]
+    error = SCHEMAS["Error"]["allOf"][1]["properties"]
+    assert error["error"]["enum"] == [k.code for k in kinds]
+    assert error["status"]["enum"] == [k.http_status for k in kinds]
+    responses = SPEC["paths"]["/predictions/resnet50"]["post"]["responses"]
+    assert {"200", "400", "413", "415", "503"} == set(responses)
+    assert SPEC["paths"]["/invocations"]["post"]["responses"] == responses
+
+
+def test_the_request_id_rule_is_the_handlers() -> None:
+    described = SPEC["components"]["parameters"]["X-Request-Id"]["description"]
+    token = re.search(r"at most (\d+) characters \(`(\[[^`]+\])`\)", described)
+    assert token, described
+    assert handler._REQUEST_ID.pattern == f"^{token.group(2)}{{1,{token.group(1)}}}$"
+
+
+@pytest.mark.parametrize("field", ["data", "file", "image", "body"])
+def test_every_multipart_field_name_the_description_names_is_accepted(field: str) -> None:
+    assert field in protocol.BODY_FIELDS
+    assert f"`{field}`" in SPEC["components"]["requestBodies"]["Images"]["description"]
+
+
+def test_a_malformed_x_topk_is_refused_even_when_the_json_topk_wins() -> None:
+    """Found by schemathesis: `X-TopK: p` with a JSON body holding topk was ignored (200), now 400."""
+    body = {"images": ["aGVsbG8="], "topk": 3}
+    with pytest.raises(errors.InputError, match="topk must be an integer"):
+        protocol.parse_request({"body": body}, "application/json", Settings(), {"x-topk": "p"})
+    parsed = protocol.parse_request({"body": body}, "application/json", Settings(), {"x-topk": "7"})
+    assert parsed.topk == 3  # a valid header still loses to the body's topk
