@@ -80,6 +80,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="dynamic batching: max wait to fill a batch",
     )
     perf.add_argument("--response-timeout", type=int, default=60, help="seconds before a request times out")
+    perf.add_argument(
+        "--job-queue-size",
+        type=int,
+        default=_serve_default("job_queue_size"),
+        help="requests the front end queues per model; beyond them it answers 503 at once "
+        f"(default {_serve_default('job_queue_size')})",
+    )
     perf.add_argument("--java-heap-mb", type=int, default=1024)
     p.add_argument("--run-dir", type=Path, help="working dir for config, logs, unpacked model (default: temp)")
     p.add_argument("--ready-timeout", type=float, default=300.0, help="seconds to wait for the model to answer")
@@ -209,6 +216,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
             batch_size=args.batch_size,
             max_batch_delay_ms=args.max_batch_delay_ms,
             response_timeout_s=args.response_timeout,
+            job_queue_size=args.job_queue_size,
             java_heap_mb=args.java_heap_mb,
             enable_model_api=follow,
             java_opts=settings.java_opts,

@@ -49,7 +49,8 @@ class ServeConfig:
     response_timeout_s: int = 60
     #: Request body cap in the Java front end (bytes); per-image limits are checked by the handler.
     max_request_size: int = 64 * 1024 * 1024
-    job_queue_size: int = 256
+    #: Bounded: when full TorchServe answers 503 at once, so a request waits ≤ ~this ÷ img/s; ≥ the bench's 64 clients.
+    job_queue_size: int = 64
     netty_threads: int = 0  # 0 = TorchServe default (number of CPUs)
     #: Register/unregister through the management API (needed by `sync`); off otherwise.
     enable_model_api: bool = False
