@@ -257,18 +257,21 @@ class OpenLoop(Load):
         return self
 
     def halt(self) -> None:
+        """Send no new request (those in flight finish); :attr:`stopped_at` is when sending stopped."""
+        if not self._halt.is_set():
+            self.stopped_at = time.monotonic()
         self._halt.set()
 
-    def run(self) -> OpenLoop:
-        """Send for ``seconds``, then wait for every answer; :attr:`stopped_at` is when sending stopped."""
-        self.start()
-        self._halt.wait(self.seconds)
+    def wait_sent(self) -> None:
+        """Block for ``seconds`` from the start, then halt."""
+        self._halt.wait(max(0.0, self._t0 + self.seconds - time.monotonic()))
         self.halt()
-        self.stopped_at = time.monotonic()
+
+    def join(self) -> None:
+        """Every answer is in."""
         for t in self._threads:
             t.join(self.read_timeout + 10)
         assert not any(t.is_alive() for t in self._threads), "open-loop clients did not finish"
-        return self
 
     def _ticket(self) -> float | None:
         """The time the next request is due, or None when the run is over."""
