@@ -47,11 +47,11 @@ from tests.faults.test_serve_faults import BODY
 #: `serve` as it comes: its default workers, batch size and queue (one worker per CPU, at most 4).
 WORKERS = default_workers()
 BATCH = ServeConfig.__dataclass_fields__["batch_size"].default
+#: The queue under test is the one every `serve` gets.
+QUEUE = ServeConfig(model_store=Path("."), workers=WORKERS, batch_size=BATCH).queue_size
 
 pytestmark = pytest.mark.torchserve
 
-#: The queue under test is the one every `serve` gets.
-QUEUE = ServeConfig.__dataclass_fields__["job_queue_size"].default
 #: Closed-loop concurrency of the "normal" load: a batch in each worker and one waiting (8 on 2 CPUs).
 NORMAL = min(8, 2 * WORKERS * BATCH)
 #: How many times the measured capacity the overload offers.

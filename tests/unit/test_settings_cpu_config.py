@@ -158,3 +158,14 @@ def test_a_bad_setting_is_the_callers_mistake_exit_2(monkeypatch: pytest.MonkeyP
     assert main(["serve"]) == 2
     err = capsys.readouterr().err
     assert "RESNET_SERVING_COMPILE='maybe'" in err and "Traceback" not in err
+
+
+def test_the_default_queue_is_a_few_batches_per_worker(tmp_path: Path) -> None:
+    """A bounded queue sized in batches: an accepted request waits about QUEUED_BATCHES batch times, on any
+    hardware; a flag value overrides it."""
+    cfg = ts_config.ServeConfig(model_store=tmp_path, workers=2, batch_size=4)
+    assert cfg.queue_size == ts_config.QUEUED_BATCHES * 2 * 4
+    assert "job_queue_size=64\n" in ts_config.render(cfg)
+    assert ts_config.ServeConfig(model_store=tmp_path, job_queue_size=5).queue_size == 5
+    with pytest.raises(ConfigError, match="--job-queue-size must be ≥ 0"):
+        ts_config.ServeConfig(model_store=tmp_path, job_queue_size=-1)

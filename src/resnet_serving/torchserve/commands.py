@@ -33,6 +33,12 @@ def _serve_default(name: str) -> Any:
     return ServeConfig.__dataclass_fields__[name].default
 
 
+def _queued_batches() -> int:
+    from resnet_serving.torchserve.config import QUEUED_BATCHES
+
+    return QUEUED_BATCHES
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     from resnet_serving.cli import add_endpoint_url
 
@@ -83,9 +89,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     perf.add_argument(
         "--job-queue-size",
         type=int,
-        default=_serve_default("job_queue_size"),
+        default=0,
         help="requests the front end queues per model; beyond them it answers 503 at once "
-        f"(default {_serve_default('job_queue_size')})",
+        f"(default 0: {_queued_batches()} batches per worker)",
     )
     perf.add_argument("--java-heap-mb", type=int, default=1024)
     perf.add_argument(
@@ -183,6 +189,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
     settings = Settings.from_env()  # fail fast on a bad RESNET_SERVING_* value, before Java starts
     if args.drain_timeout < 0:
         raise InputError(f"--drain-timeout {args.drain_timeout:g}: must be ≥ 0 seconds")
+    if args.job_queue_size < 0:
+        raise InputError(
+            f"--job-queue-size {args.job_queue_size}: must be ≥ 0 (0: {_queued_batches()} batches per worker)"
+        )
     if args.retry_after < 0:
         raise InputError(f"--retry-after {args.retry_after}: must be ≥ 0 seconds")
     own_run_dir = args.run_dir is None
