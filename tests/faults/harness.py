@@ -98,9 +98,22 @@ def post(session: requests.Session, url: str, body: bytes, read_timeout: float) 
 class Load:
     """What every load records: one :class:`Outcome` per request, and the figures of the table."""
 
-    def __init__(self) -> None:
+    def __init__(self, url: str, body: bytes, read_timeout: float) -> None:
+        assert url.startswith(("http://127.0.0.1:", "http://localhost:")), "load stays on loopback"
+        self.url, self.body, self.read_timeout = url, body, read_timeout
         self.outcomes: list[Outcome] = []
         self._lock = threading.Lock()
+        self._halt = threading.Event()
+        self._threads: list[threading.Thread] = []
+
+    def _client(self) -> None:
+        raise NotImplementedError
+
+    def _spawn(self, n: int, prefix: str) -> None:
+        for i in range(n):
+            t = threading.Thread(target=self._client, name=f"{prefix}-{i}", daemon=True)
+            t.start()
+            self._threads.append(t)
 
     @property
     def label(self) -> str:
@@ -160,18 +173,12 @@ class ClosedLoop(Load):
         max_seconds: float,
         read_timeout: float = 90.0,
     ) -> None:
-        assert url.startswith(("http://127.0.0.1:", "http://localhost:")), "load stays on loopback"
         assert 1 <= concurrency <= 8 or LONG, "make test keeps concurrency ≤ 8"
-        self.url = url
-        self.body = body
+        super().__init__(url, body, read_timeout)
         self.concurrency = concurrency
         self.max_requests = max_requests
         self.max_seconds = max_seconds
-        self.read_timeout = read_timeout
-        super().__init__()
         self._sent = 0
-        self._halt = threading.Event()
-        self._threads: list[threading.Thread] = []
         self._deadline = 0.0
 
     @property
@@ -180,10 +187,7 @@ class ClosedLoop(Load):
 
     def start(self) -> ClosedLoop:
         self._deadline = time.monotonic() + self.max_seconds
-        for i in range(self.concurrency):
-            t = threading.Thread(target=self._client, name=f"load-{i}", daemon=True)
-            t.start()
-            self._threads.append(t)
+        self._spawn(self.concurrency, "load")
         return self
 
     def halt(self) -> None:
@@ -228,20 +232,14 @@ class OpenLoop(Load):
         max_outstanding: int,
         read_timeout: float = 90.0,
     ) -> None:
-        assert url.startswith(("http://127.0.0.1:", "http://localhost:")), "load stays on loopback"
         assert 0 < rate <= 400 and 1 <= max_outstanding <= 400, "a bounded client"
-        super().__init__()
-        self.url = url
-        self.body = body
+        super().__init__(url, body, read_timeout)
         self.rate = rate
         self.seconds = seconds
         self.max_outstanding = max_outstanding
-        self.read_timeout = read_timeout
         self.late = 0
         self._next = 0
         self._t0 = 0.0
-        self._halt = threading.Event()
-        self._threads: list[threading.Thread] = []
         self.stopped_at = 0.0
 
     @property
@@ -250,10 +248,7 @@ class OpenLoop(Load):
 
     def start(self) -> OpenLoop:
         self._t0 = time.monotonic()
-        for i in range(self.max_outstanding):
-            t = threading.Thread(target=self._client, name=f"open-{i}", daemon=True)
-            t.start()
-            self._threads.append(t)
+        self._spawn(self.max_outstanding, "open")
         return self
 
     def halt(self) -> None:

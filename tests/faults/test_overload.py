@@ -8,7 +8,7 @@
   the other clients' p99 stays within 2× of normal. Malformed HTTP (raw sockets): each case gets a 4xx or a
   closed connection, never a 5xx or a hang, and afterwards a normal request still gets 200 from the same worker.
 * **Memory**: RSS of serve's whole process tree (Java and the worker) after N₂ requests is within 5% of RSS after
-  N₁, in the same run: 1,000 and 10,000 in `make faults`; in `make test` only 100 and 300 (a bounded form:
+  N₁, in the same run: 1,000 and 10,000 in `make faults`; in `make test` only 50 and 200 (a bounded form:
   10,000 requests take many minutes on 2 shared vCPUs).
 
 Each case adds its row to the table that `make faults` prints. `make test` runs the short forms (seconds per
@@ -339,7 +339,7 @@ def test_unknown_methods_are_routed_by_path(served: Serve) -> None:
 # ---- memory over many requests ----------------------------------------------------------------------------
 def test_memory_flat_over_many_requests(served: Serve, fault_table: list[Row]) -> None:
     """RSS of the whole tree after N₂ requests is within 5% of RSS after N₁, same server, same run."""
-    first, total = int(scale(100, 1_000)), int(scale(300, 10_000))
+    first, total = int(scale(50, 1_000)), int(scale(200, 10_000))
     load = ClosedLoop(
         served.predict_url, BODY, concurrency=NORMAL, max_requests=total, max_seconds=scale(240, 3600)
     ).start()
