@@ -84,8 +84,9 @@ fuzz: $(STAMP)  ## fuzz the image and request entries with atheris, FUZZ_TIME se
 bench: java  ## benchmark raw model, pipeline and served throughput; writes bench-results/
 	$(BIN)/resnet-serving bench --out bench-results --repeat 3 --duration 12 --warmup 3
 
-# The same cases as tests/faults in `make test`, with more requests and repeated faults (a few minutes).
-faults: java  ## run the fault suite longer (kills, SIGTERM, parallel builds) and print its table
+# The same cases as tests/faults in `make test`, with more requests, repeated faults, 60 s of overload and the
+# 10,000-request memory check (about 40 minutes on 2 shared vCPUs, most of it the memory check).
+faults: java  ## run the fault suite longer (kills, SIGTERM, overload, abusive clients, memory) and print its table
 	FAULTS=long $(BIN)/pytest -q -s tests/faults
 
 clean:  ## remove .venv, .tools, run/, bench-results/ and faults-results/

@@ -14,10 +14,10 @@ from typing import Any
 
 from resnet_serving.errors import ConfigError, ResnetServingError
 
-#: Hop-by-hop headers (RFC 9110 §7.6.1) and those aiohttp recomputes; never forwarded.
+#: Hop-by-hop headers (RFC 9110 §7.6.1), and those aiohttp answers or recomputes itself; never forwarded.
 HOP_BY_HOP = frozenset(
-    {"connection", "keep-alive", "proxy-connection", "te", "trailer", "transfer-encoding", "upgrade", "host"}
-    | {"content-length"}
+    {"connection", "keep-alive", "proxy-connection", "te", "trailer", "transfer-encoding", "upgrade"}
+    | {"host", "content-length", "expect"}
 )
 
 
