@@ -1,0 +1,27 @@
+"""`serve --job-queue-size` and `--retry-after`: a negative value is the caller's mistake (exit 2, named), refused
+before any work."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from resnet_serving.cli import main
+
+
+@pytest.mark.parametrize(
+    ("flag", "message"),
+    [
+        ("--job-queue-size", "--job-queue-size -1: must be ≥ 0 (0: 8 batches per worker)"),
+        ("--retry-after", "--retry-after -1: must be ≥ 0 seconds"),
+    ],
+)
+def test_negative_values_are_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], flag: str, message: str
+) -> None:
+    run_dir = tmp_path / "run"
+    rc = main(["serve", "--model-dir", str(tmp_path), "--run-dir", str(run_dir), flag, "-1"])
+    assert rc == 2
+    assert message in capsys.readouterr().err
+    assert not run_dir.exists(), "refused before creating anything"
