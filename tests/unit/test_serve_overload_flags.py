@@ -13,7 +13,7 @@ from resnet_serving.cli import main
 @pytest.mark.parametrize(
     ("flag", "message"),
     [
-        ("--job-queue-size", "--job-queue-size -1: must be ≥ 0 (0: 8 batches per worker)"),
+        ("--job-queue-size", "--job-queue-size -1: must be ≥ 0 (0: 4 batches per worker)"),
         ("--retry-after", "--retry-after -1: must be ≥ 0 seconds"),
     ],
 )

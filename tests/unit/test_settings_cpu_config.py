@@ -165,7 +165,7 @@ def test_the_default_queue_is_a_few_batches_per_worker(tmp_path: Path) -> None:
     hardware; a flag value overrides it."""
     cfg = ts_config.ServeConfig(model_store=tmp_path, workers=2, batch_size=4)
     assert cfg.queue_size == ts_config.QUEUED_BATCHES * 2 * 4
-    assert "job_queue_size=64\n" in ts_config.render(cfg)
+    assert f"job_queue_size={ts_config.QUEUED_BATCHES * 8}\n" in ts_config.render(cfg)
     assert ts_config.ServeConfig(model_store=tmp_path, job_queue_size=5).queue_size == 5
     with pytest.raises(ConfigError, match="--job-queue-size must be ≥ 0"):
         ts_config.ServeConfig(model_store=tmp_path, job_queue_size=-1)

@@ -17,7 +17,7 @@ LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 MAX_AUTO_WORKERS = 4
 #: The default queue, in batches per worker: a full queue answers 503 at once, so an accepted request waits about
 #: this many batch times whatever the hardware, and an overload's backlog drains as fast (README: Reliability).
-QUEUED_BATCHES = 8
+QUEUED_BATCHES = 4
 
 
 def default_workers(cpus: int | None = None) -> int:
