@@ -1,5 +1,5 @@
 """`serve --job-queue-size` and `--retry-after`: a negative value is the caller's mistake (exit 2, named), refused
-before any work."""
+before any work; and the bench's own queue."""
 
 from __future__ import annotations
 
@@ -25,3 +25,11 @@ def test_negative_values_are_refused(
     assert rc == 2
     assert message in capsys.readouterr().err
     assert not run_dir.exists(), "refused before creating anything"
+
+
+def test_the_bench_queue_holds_its_highest_concurrency(tmp_path: Path) -> None:
+    """The bench measures latency under a closed loop, not overload: none of its clients may meet a full queue."""
+    from resnet_serving.bench.runner import BenchOptions, _serve_config
+
+    cfg = _serve_config(BenchOptions(out=tmp_path, concurrency=[1, 4, 16, 64]), tmp_path, "1")
+    assert cfg.queue_size == 64
