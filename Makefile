@@ -96,8 +96,9 @@ bench-final: java  ## the final performance table: serve's defaults against the 
 	  --duration 12 --warmup 3
 	@for d in final final-worker-per-cpu final-spinning; do echo; cat bench-results/$$d/bench.md; done
 
-# The same cases as tests/faults in `make test`, with more requests and repeated faults (a few minutes).
-faults: java  ## run the fault suite longer (kills, SIGTERM, parallel builds) and print its table
+# The same cases as tests/faults in `make test`, with more requests, repeated faults, 60 s of overload and the
+# 10,000-request memory check (about 40 minutes on 2 shared vCPUs, most of it the memory check).
+faults: java  ## run the fault suite longer (kills, SIGTERM, overload, abusive clients, memory) and print its table
 	FAULTS=long $(BIN)/pytest -q -s tests/faults
 
 # The OpenAPI contract test of `make test` with many more examples, drawn afresh, and schemathesis' coverage phase.

@@ -446,6 +446,21 @@ def test_form_urlencoded_rule_can_be_switched_off(helm: Helm) -> None:
     assert services == {RELEASE}
 
 
+@pytest.mark.parametrize("variant", ALL)
+def test_alb_forwards_only_the_allowed_methods(rendered: dict[str, Docs], variant: str) -> None:
+    """TorchServe 0.12 routes by path alone: `FOO /predictions/resnet50` runs a prediction, `BREW /ping` answers
+    200 (tests/faults/test_overload.py). The ALB's rules to the service carry a method condition, so any other
+    method falls through to the ALB's default 404 and never reaches a pod."""
+    a = one(rendered[variant], "Ingress")["metadata"]["annotations"]
+    conditions = json.loads(a[f"alb.ingress.kubernetes.io/conditions.{RELEASE}"])
+    assert conditions == [{"field": "http-request-method", "httpRequestMethodConfig": {"values": ["GET", "POST"]}}]
+
+
+def test_method_condition_can_be_switched_off(helm: Helm) -> None:
+    ing = one(helm.template([], sets=["ingress.allowedMethods=null"]), "Ingress")
+    assert f"alb.ingress.kubernetes.io/conditions.{RELEASE}" not in ing["metadata"]["annotations"]
+
+
 def test_prod_ingress_has_tls_certificate_and_waf(rendered: dict[str, Docs]) -> None:
     ing = one(rendered["prod"], "Ingress")
     a = ing["metadata"]["annotations"]

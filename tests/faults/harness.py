@@ -13,6 +13,7 @@ The client classifies every request it sends:
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import signal
@@ -45,6 +46,11 @@ class Outcome:
     kind: str  # ok | refused | reset | status | timeout
     status: int | None = None
     detail: str = ""
+    retry_after: str | None = None  # the Retry-After header of a non-200 answer
+
+    @property
+    def latency(self) -> float:
+        return self.done_at - self.sent_at
 
     @property
     def ok(self) -> bool:
@@ -63,7 +69,97 @@ class Outcome:
         return self.kind == "timeout"
 
 
-class ClosedLoop:
+def percentile(values: list[float], q: float) -> float:
+    """The ``q``-quantile (0..1) of ``values``, nearest rank; 0 for none."""
+    if not values:
+        return 0.0
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, math.ceil(q * len(ordered)) - 1))]
+
+
+def post(session: requests.Session, url: str, body: bytes, read_timeout: float) -> Outcome:
+    """One prediction request, classified (see the module's docstring)."""
+    t0 = time.monotonic()
+    try:
+        r = session.post(url, data=body, headers={"Content-Type": "image/jpeg"}, timeout=(2.0, read_timeout))
+    except requests.exceptions.ConnectTimeout:
+        return Outcome(t0, time.monotonic(), "refused")
+    except requests.exceptions.ReadTimeout:
+        return Outcome(t0, time.monotonic(), "timeout")
+    except requests.ConnectionError as e:
+        refused = isinstance(e.__context__, ConnectionRefusedError) or "refused" in str(e).lower()
+        return Outcome(t0, time.monotonic(), "refused" if refused else "reset")
+    t1 = time.monotonic()
+    if r.status_code == 200 and r.json().get("predictions"):
+        return Outcome(t0, t1, "ok", 200)
+    return Outcome(t0, t1, "status", r.status_code, r.text[:200], r.headers.get("Retry-After"))
+
+
+class Load:
+    """What every load records: one :class:`Outcome` per request, and the figures of the table."""
+
+    def __init__(self, url: str, body: bytes, read_timeout: float) -> None:
+        assert url.startswith(("http://127.0.0.1:", "http://localhost:")), "load stays on loopback"
+        self.url, self.body, self.read_timeout = url, body, read_timeout
+        self.outcomes: list[Outcome] = []
+        self._lock = threading.Lock()
+        self._halt = threading.Event()
+        self._threads: list[threading.Thread] = []
+
+    def _client(self) -> None:
+        raise NotImplementedError
+
+    def _spawn(self, n: int, prefix: str) -> None:
+        for i in range(n):
+            t = threading.Thread(target=self._client, name=f"{prefix}-{i}", daemon=True)
+            t.start()
+            self._threads.append(t)
+
+    @property
+    def label(self) -> str:
+        raise NotImplementedError
+
+    def _record(self, outcome: Outcome) -> None:
+        with self._lock:
+            self.outcomes.append(outcome)
+
+    def wait_for(self, n_ok: int, timeout: float) -> None:
+        """Block until ``n_ok`` requests have succeeded (the load is warm)."""
+        end = time.monotonic() + timeout
+        while sum(o.ok for o in list(self.outcomes)) < n_ok:
+            assert time.monotonic() < end, f"fewer than {n_ok} successes in {timeout:.0f}s: {self.summary()}"
+            time.sleep(0.05)
+
+    @property
+    def sent(self) -> int:
+        return len(self.outcomes)
+
+    @property
+    def failed(self) -> list[Outcome]:
+        return [o for o in self.outcomes if not o.ok]
+
+    def ok_latencies(self) -> list[float]:
+        return [o.latency for o in self.outcomes if o.ok]
+
+    def ok_per_s(self) -> float:
+        ok = [o for o in self.outcomes if o.ok]
+        if len(ok) < 2:
+            return 0.0
+        return len(ok) / (max(o.done_at for o in ok) - min(o.sent_at for o in self.outcomes))
+
+    def summary(self) -> str:
+        kinds: dict[str, int] = {}
+        for o in list(self.outcomes):
+            key = o.kind if o.kind != "status" else f"HTTP {o.status} {o.detail!r}"
+            kinds[key] = kinds.get(key, 0) + 1
+        return f"{self.sent} sent: " + ", ".join(f"{k} {v}" for k, v in sorted(kinds.items()))
+
+    def first_ok_sent_after(self, t: float) -> Outcome | None:
+        later = [o for o in self.outcomes if o.ok and o.sent_at >= t]
+        return min(later, key=lambda o: o.done_at) if later else None
+
+
+class ClosedLoop(Load):
     """``concurrency`` clients, each sending its next request when the previous one is answered, until
     ``max_requests`` are sent, ``max_seconds`` have passed, or :meth:`halt` is called. Loopback only."""
 
@@ -77,19 +173,12 @@ class ClosedLoop:
         max_seconds: float,
         read_timeout: float = 90.0,
     ) -> None:
-        assert url.startswith(("http://127.0.0.1:", "http://localhost:")), "load stays on loopback"
         assert 1 <= concurrency <= 8 or LONG, "make test keeps concurrency ≤ 8"
-        self.url = url
-        self.body = body
+        super().__init__(url, body, read_timeout)
         self.concurrency = concurrency
         self.max_requests = max_requests
         self.max_seconds = max_seconds
-        self.read_timeout = read_timeout
-        self.outcomes: list[Outcome] = []
-        self._lock = threading.Lock()
         self._sent = 0
-        self._halt = threading.Event()
-        self._threads: list[threading.Thread] = []
         self._deadline = 0.0
 
     @property
@@ -98,10 +187,7 @@ class ClosedLoop:
 
     def start(self) -> ClosedLoop:
         self._deadline = time.monotonic() + self.max_seconds
-        for i in range(self.concurrency):
-            t = threading.Thread(target=self._client, name=f"load-{i}", daemon=True)
-            t.start()
-            self._threads.append(t)
+        self._spawn(self.concurrency, "load")
         return self
 
     def halt(self) -> None:
@@ -114,13 +200,6 @@ class ClosedLoop:
             t.join(max(0.0, end - time.monotonic()))
         assert not any(t.is_alive() for t in self._threads), "load clients did not finish"
 
-    def wait_for(self, n_ok: int, timeout: float) -> None:
-        """Block until ``n_ok`` requests have succeeded (the load is warm)."""
-        end = time.monotonic() + timeout
-        while sum(o.ok for o in list(self.outcomes)) < n_ok:
-            assert time.monotonic() < end, f"fewer than {n_ok} successes in {timeout:.0f}s: {self.summary()}"
-            time.sleep(0.05)
-
     def _take(self) -> bool:
         with self._lock:
             if self._halt.is_set() or self._sent >= self.max_requests or time.monotonic() >= self._deadline:
@@ -131,49 +210,82 @@ class ClosedLoop:
     def _client(self) -> None:
         with requests.Session() as session:
             while self._take():
-                outcome = self._one(session)
-                with self._lock:
-                    self.outcomes.append(outcome)
+                outcome = post(session, self.url, self.body, self.read_timeout)
+                self._record(outcome)
                 if not outcome.ok:
                     time.sleep(0.05)  # a closed loop, not a busy loop, while the server is down
 
-    def _one(self, session: requests.Session) -> Outcome:
-        t0 = time.monotonic()
-        try:
-            r = session.post(
-                self.url, data=self.body, headers={"Content-Type": "image/jpeg"}, timeout=(2.0, self.read_timeout)
-            )
-        except requests.exceptions.ConnectTimeout:
-            return Outcome(t0, time.monotonic(), "refused")
-        except requests.exceptions.ReadTimeout:
-            return Outcome(t0, time.monotonic(), "timeout")
-        except requests.ConnectionError as e:
-            refused = isinstance(e.__context__, ConnectionRefusedError) or "refused" in str(e).lower()
-            return Outcome(t0, time.monotonic(), "refused" if refused else "reset")
-        t1 = time.monotonic()
-        if r.status_code == 200 and r.json().get("predictions"):
-            return Outcome(t0, t1, "ok", 200)
-        return Outcome(t0, t1, "status", r.status_code, r.text[:200])
 
-    # ---- figures --------------------------------------------------------------------------------------
+class OpenLoop(Load):
+    """Requests sent at a fixed ``rate`` (per second) for ``seconds``, whether or not earlier ones were answered:
+    overload as a crowd of independent clients makes it. At most ``max_outstanding`` requests are in flight (the
+    client's own bound); a request that finds every slot taken is sent late, and :attr:`late` counts those.
+    Loopback only."""
+
+    def __init__(
+        self,
+        url: str,
+        body: bytes,
+        *,
+        rate: float,
+        seconds: float,
+        max_outstanding: int,
+        read_timeout: float = 90.0,
+    ) -> None:
+        assert 0 < rate <= 400 and 1 <= max_outstanding <= 400, "a bounded client"
+        super().__init__(url, body, read_timeout)
+        self.rate = rate
+        self.seconds = seconds
+        self.max_outstanding = max_outstanding
+        self.late = 0
+        self._next = 0
+        self._t0 = 0.0
+        self.stopped_at = 0.0
+
     @property
-    def sent(self) -> int:
-        return len(self.outcomes)
+    def label(self) -> str:
+        return f"open loop {self.rate:.0f} req/s"
 
-    @property
-    def failed(self) -> list[Outcome]:
-        return [o for o in self.outcomes if not o.ok]
+    def start(self) -> OpenLoop:
+        self._t0 = time.monotonic()
+        self._spawn(self.max_outstanding, "open")
+        return self
 
-    def summary(self) -> str:
-        kinds: dict[str, int] = {}
-        for o in self.outcomes:
-            key = o.kind if o.kind != "status" else f"HTTP {o.status} {o.detail!r}"
-            kinds[key] = kinds.get(key, 0) + 1
-        return f"{self.sent} sent: " + ", ".join(f"{k} {v}" for k, v in sorted(kinds.items()))
+    def halt(self) -> None:
+        """Send no new request (those in flight finish); :attr:`stopped_at` is when sending stopped."""
+        if not self._halt.is_set():
+            self.stopped_at = time.monotonic()
+        self._halt.set()
 
-    def first_ok_sent_after(self, t: float) -> Outcome | None:
-        later = [o for o in self.outcomes if o.ok and o.sent_at >= t]
-        return min(later, key=lambda o: o.done_at) if later else None
+    def wait_sent(self) -> None:
+        """Block for ``seconds`` from the start, then halt."""
+        self._halt.wait(max(0.0, self._t0 + self.seconds - time.monotonic()))
+        self.halt()
+
+    def join(self) -> None:
+        """Every answer is in."""
+        for t in self._threads:
+            t.join(self.read_timeout + 10)
+        assert not any(t.is_alive() for t in self._threads), "open-loop clients did not finish"
+
+    def _ticket(self) -> float | None:
+        """The time the next request is due, or None when the run is over."""
+        with self._lock:
+            due = self._t0 + self._next / self.rate
+            if self._halt.is_set() or due >= self._t0 + self.seconds:
+                return None
+            self._next += 1
+            if time.monotonic() - due > 0.05:
+                self.late += 1
+            return due
+
+    def _client(self) -> None:
+        with requests.Session() as session:
+            while (due := self._ticket()) is not None:
+                wait = due - time.monotonic()
+                if wait > 0 and self._halt.wait(wait):
+                    return
+                self._record(post(session, self.url, self.body, self.read_timeout))
 
 
 # ---- the server's process tree ----------------------------------------------------------------------------
@@ -344,9 +456,7 @@ class Row:
     lost: str
 
     @classmethod
-    def from_load(
-        cls, fault: str, load: ClosedLoop, *, recovered: str, rss: tuple[float, float], lost: str = ""
-    ) -> Row:
+    def from_load(cls, fault: str, load: Load, *, recovered: str, rss: tuple[float, float], lost: str = "") -> Row:
         before, after = rss
         if before and after:
             memory = f"{after - before:+.0f} MB ({before:.0f} → {after:.0f})"

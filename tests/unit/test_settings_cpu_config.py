@@ -190,3 +190,14 @@ def test_gpus_counted_as_torchserve_counts_them(tmp_path: Path, monkeypatch: pyt
     assert ts_config.visible_gpus() == 2
     smi.unlink()
     assert ts_config.visible_gpus() == 0
+
+
+def test_the_default_queue_is_a_few_batches_per_worker(tmp_path: Path) -> None:
+    """A bounded queue sized in batches: an accepted request waits about QUEUED_BATCHES batch times, on any
+    hardware; a flag value overrides it."""
+    cfg = ts_config.ServeConfig(model_store=tmp_path, workers=2, batch_size=4)
+    assert cfg.queue_size == ts_config.QUEUED_BATCHES * 2 * 4
+    assert f"job_queue_size={ts_config.QUEUED_BATCHES * 8}\n" in ts_config.render(cfg)
+    assert ts_config.ServeConfig(model_store=tmp_path, job_queue_size=5).queue_size == 5
+    with pytest.raises(ConfigError, match="--job-queue-size must be ≥ 0"):
+        ts_config.ServeConfig(model_store=tmp_path, job_queue_size=-1)

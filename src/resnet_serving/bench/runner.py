@@ -71,6 +71,8 @@ def _serve_config(opts: BenchOptions, store: Path, version: str) -> ServeConfig:
     for name in ("workers", "threads", "batch_size", "max_batch_delay_ms"):
         if getattr(opts, name) is not None:
             overrides[name] = getattr(opts, name)
+    # the bench measures latency, not overload: its closed loop's clients all fit in the queue, never a 503
+    overrides["job_queue_size"] = max(opts.concurrency, default=0)
     ports = free_ports(5)
     overrides.update(
         port=ports[0], management_port=ports[1], metrics_port=ports[2],

@@ -34,6 +34,12 @@ def _serve_default(name: str) -> Any:
     return ServeConfig.__dataclass_fields__[name].default
 
 
+def _queued_batches() -> int:
+    from resnet_serving.torchserve.config import QUEUED_BATCHES
+
+    return QUEUED_BATCHES
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     from resnet_serving.cli import add_endpoint_url
 
@@ -83,6 +89,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="dynamic batching: max wait to fill a batch",
     )
     perf.add_argument("--response-timeout", type=int, default=60, help="seconds before a request times out")
+    perf.add_argument(
+        "--job-queue-size",
+        type=int,
+        default=0,
+        help="requests the front end queues per model; beyond them it answers 503 at once "
+        f"(default 0: {_queued_batches()} batches per worker)",
+    )
     perf.add_argument("--java-heap-mb", type=int, default=1024)
     p.add_argument(
         "--log-format",
@@ -90,6 +103,14 @@ def register(sub: argparse._SubParsersAction) -> None:
         default=None,
         help="one line per request on stdout: json (the default when stdout is not a terminal, as in a container) "
         "or text (the default on a terminal)",
+    )
+    perf.add_argument(
+        "--retry-after",
+        type=int,
+        default=0,
+        metavar="SECONDS",
+        help="N > 0: a guard on --port forwards to TorchServe and answers its queue-full 503s with our JSON error "
+        "and Retry-After: N (one extra hop per request; README: Reliability); 0 (default): TorchServe answers",
     )
     p.add_argument("--run-dir", type=Path, help="working dir for config, logs, unpacked model (default: temp)")
     p.add_argument("--ready-timeout", type=float, default=300.0, help="seconds to wait for the model to answer")
@@ -181,11 +202,18 @@ def cmd_serve(args: argparse.Namespace) -> int:
         ui.warn(bf16_note)
     if args.drain_timeout < 0:
         raise InputError(f"--drain-timeout {args.drain_timeout:g}: must be ≥ 0 seconds")
+    if args.job_queue_size < 0:
+        raise InputError(
+            f"--job-queue-size {args.job_queue_size}: must be ≥ 0 (0: {_queued_batches()} batches per worker)"
+        )
+    if args.retry_after < 0:
+        raise InputError(f"--retry-after {args.retry_after}: must be ≥ 0 seconds")
     own_run_dir = args.run_dir is None
     run_dir = Path(tempfile.mkdtemp(prefix="resnet-serving-")) if own_run_dir else Path(args.run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     server: TorchServe | None = None
     metrics_server: Any = None
+    guard: Any = None
     stop = threading.Event()
     hurry = threading.Event()  # a second signal: stop without draining
     drain = False
@@ -209,8 +237,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
             model_store=store_dir,
             mar_name=ARCHIVE_NAME,
             model_version=manifest.version,
-            host=args.host,
-            port=args.port,
+            # behind the guard TorchServe listens on a loopback port of its own
+            host="127.0.0.1" if args.retry_after else args.host,
+            port=_free_loopback_port() if args.retry_after else args.port,
             management_host=args.management_host,
             management_port=args.management_port,
             metrics_host=args.metrics_host,
@@ -222,6 +251,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
             batch_size=args.batch_size,
             max_batch_delay_ms=args.max_batch_delay_ms,
             response_timeout_s=args.response_timeout,
+            job_queue_size=args.job_queue_size,
             java_heap_mb=args.java_heap_mb,
             enable_model_api=follow,
             java_opts=settings.java_opts,
@@ -247,6 +277,21 @@ def cmd_serve(args: argparse.Namespace) -> int:
                 )
             except OSError as e:
                 raise ConfigError(f"--model-metrics-port {args.model_metrics_port}: {e.strerror or e}") from e
+        public_url = cfg.inference_url
+        if args.retry_after:
+            from resnet_serving.torchserve.guard import Guard
+
+            guard = Guard(
+                host=args.host,
+                port=args.port,
+                upstream=cfg.inference_url,
+                retry_after=args.retry_after,
+                model=cfg.model_name,
+                max_body=cfg.max_request_size,
+                timeout=cfg.response_timeout_s + 5,
+            )
+            guard.start()
+            public_url = guard.url
         server = TorchServe(cfg, run_dir, env=worker_env, request_sink=_request_sink(args.log_format))
         server.start()
         with ui.status(
@@ -263,8 +308,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         example = EXAMPLE_IMAGE if Path(EXAMPLE_IMAGE).exists() else "IMAGE.jpg"
         print(
             f"resnet-serving: {MODEL_NAME} v{manifest.version} (weights {manifest.weights.get('id')}) ready in "
-            f"{ready_s:.1f}s at {cfg.inference_url}\n"
-            f"  curl -s -X POST {cfg.inference_url}/predictions/{MODEL_NAME} "
+            f"{ready_s:.1f}s at {public_url}" + (f" (guard, Retry-After {args.retry_after} s)" if guard else "") + "\n"
+            f"  curl -s -X POST {public_url}/predictions/{MODEL_NAME} "
             f"-H 'Content-Type: image/jpeg' --data-binary @{example}\n"
             f"  metrics: {cfg.metrics_url}/metrics{model_metrics}   logs: {run_dir / 'logs'}   stop: Ctrl-C",
             flush=True,
@@ -287,6 +332,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
             server.stop(timeout=STOP_TIMEOUT_S)
         if sync_thread is not None:
             sync_thread.join(timeout=10)
+        if guard is not None:
+            guard.stop()  # after TorchServe: the drain answers through it
         if metrics_server is not None:
             metrics_server.shutdown()
         signals.close()
@@ -304,6 +351,14 @@ def _request_sink(log_format: str | None) -> Any:
         sys.stdout.flush()
 
     return sink
+
+
+def _free_loopback_port() -> int:
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
 
 
 def _drain(cfg: Any, timeout: float, hurry: threading.Event) -> None:

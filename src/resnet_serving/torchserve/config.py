@@ -16,6 +16,9 @@ from resnet_serving.inference.cpu import available_cpus, thread_budget
 from resnet_serving.settings import environment
 
 LOOPBACK = {"127.0.0.1", "localhost", "::1"}
+#: The default queue, in batches per worker: a full queue answers 503 at once, so an accepted request waits about
+#: this many batch times whatever the hardware, and an overload's backlog drains as fast (README: Reliability).
+QUEUED_BATCHES = 4
 
 
 def visible_gpus() -> int:
@@ -71,7 +74,8 @@ class ServeConfig:
     response_timeout_s: int = 60
     #: Request body cap in the Java front end (bytes); per-image limits are checked by the handler.
     max_request_size: int = 64 * 1024 * 1024
-    job_queue_size: int = 256
+    #: Requests queued per model beyond those in batches; 0 = QUEUED_BATCHES batches per worker (see queue_size).
+    job_queue_size: int = 0
     netty_threads: int = 0  # 0 = TorchServe default (number of CPUs)
     #: Register/unregister through the management API (needed by `sync`); off otherwise.
     enable_model_api: bool = False
@@ -96,7 +100,7 @@ class ServeConfig:
             ("max_batch_delay_ms", 0),
             ("threads", 0),
             ("response_timeout_s", 1),
-            ("job_queue_size", 1),
+            ("job_queue_size", 0),
             ("java_heap_mb", 128),
         ):
             if getattr(self, name) < lo:
@@ -106,6 +110,11 @@ class ServeConfig:
                 f"--management-host {self.management_host}: the management API can register arbitrary code; "
                 "it binds to loopback only"
             )
+
+    @property
+    def queue_size(self) -> int:
+        """TorchServe's job_queue_size: the flag's value, or QUEUED_BATCHES batches per worker."""
+        return self.job_queue_size or QUEUED_BATCHES * self.workers * self.batch_size
 
     @property
     def torch_threads(self) -> int:
@@ -175,7 +184,7 @@ def render(cfg: ServeConfig) -> str:
         "enable_envvars_config": "false",
         "max_request_size": str(cfg.max_request_size),
         "max_response_size": str(4 * 1024 * 1024),
-        "job_queue_size": str(cfg.job_queue_size),
+        "job_queue_size": str(cfg.queue_size),
         "default_response_timeout": str(cfg.response_timeout_s),
         "unregister_model_timeout": str(cfg.response_timeout_s),
         "async_logging": "true",
