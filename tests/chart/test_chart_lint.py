@@ -35,6 +35,11 @@ SCHEMA_ERRORS = [
     ),
     ("bool-as-string", "ingress:\n  enabled: 'yes'\n", ["at '/ingress/enabled'", "got string, want boolean"]),
     (
+        "negative-retry-after",
+        "torchserve:\n  retryAfterSeconds: -1\n",
+        ["at '/torchserve/retryAfterSeconds'", "minimum: got -1, want 0"],
+    ),
+    (
         "bad-enum",
         "ingress:\n  scheme: public\n",
         ["at '/ingress/scheme'", "value must be one of 'internal', 'internet-facing'"],

@@ -456,6 +456,14 @@ def test_alb_forwards_only_the_allowed_methods(rendered: dict[str, Docs], varian
     assert conditions == [{"field": "http-request-method", "httpRequestMethodConfig": {"values": ["GET", "POST"]}}]
 
 
+def test_retry_after_guard_is_off_by_default_and_one_value_turns_it_on(rendered: dict[str, Docs], helm: Helm) -> None:
+    """`torchserve.retryAfterSeconds` N > 0 runs `serve --retry-after N` (the guard that adds Retry-After to the
+    503 of a full queue); by default TorchServe answers those itself."""
+    assert "--retry-after" not in serving(rendered["default"])["args"]
+    args = serving(helm.template([], sets=["torchserve.retryAfterSeconds=5"]))["args"]
+    assert args[args.index("--retry-after") + 1] == "5"
+
+
 def test_method_condition_can_be_switched_off(helm: Helm) -> None:
     ing = one(helm.template([], sets=["ingress.allowedMethods=null"]), "Ingress")
     assert f"alb.ingress.kubernetes.io/conditions.{RELEASE}" not in ing["metadata"]["annotations"]
