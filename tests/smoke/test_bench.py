@@ -58,6 +58,11 @@ def test_quick_bench_writes_consistent_reports(archive_dir: Path, tmp_path: Path
     assert report["memory"]["frontend_rss_mb"] > 0 and len(report["memory"]["worker_rss_mb"]) >= 1
     assert report["serve_config"]["torch_threads_per_worker"] >= 1
     assert report["targets"]["failed_requests"] == 0
+    lone = report["raw"]["batch1_all_cores_ms"]
+    assert lone > 0 and "1" in report["raw"]["img_s_by_batch"]
+    c1 = next(r for r in report["served"] if r["concurrency"] == 1)
+    assert report["targets"]["c1_p50_over_raw_batch1"] == pytest.approx(c1["p50_ms"] / lone, abs=0.01)
+    assert report["targets"]["c1_p50_le_1.3x_raw_batch1"] == (c1["p50_ms"] <= 1.3 * lone)
     cpu = report["environment"]["cpu"]
     assert set(cpu["flags"]) == {"avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile"}
     assert cpu["bf16_native"] == (cpu["flags"]["avx512_bf16"] or cpu["flags"]["amx_bf16"])

@@ -43,6 +43,11 @@ def markdown(report: dict[str, Any]) -> str:
         f"| in-process pipeline (batch {report['pipeline']['batch']}) | {_fmt(report['pipeline']['img_s'])} | "
         f"{_fmt(report['pipeline']['ratio_to_raw'], 2)} |",
         "",
+        f"A lone image through the raw graph on all {cfg['workers'] * cfg['torch_threads_per_worker']} thread(s): "
+        f"{_fmt(raw['batch1_all_cores_ms'])} ms (the reference for served p50 at concurrency 1)."
+        if "batch1_all_cores_ms" in raw
+        else "",
+        "",
         "Raw forward by batch size: "
         + ", ".join(f"{bs}: {_fmt(v)}" for bs, v in raw["img_s_by_batch"].items())
         + " img/s",
