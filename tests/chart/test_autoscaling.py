@@ -17,7 +17,7 @@ import pytest
 import yaml
 
 from resnet_serving.plan.capacity import bench_capacity
-from tests.chart.chart_helpers import CHART, ROOT, Helm, find, one, run
+from tests.chart.chart_helpers import CHART, ROOT, Helm, container, deployment, find, one, run
 from tests.chart.test_chart_validate import CRD_SCHEMAS
 from tests.chart.test_prometheus_rules import alerts, parse_errors, rule_doc
 
@@ -46,8 +46,10 @@ def test_hpa_engine_adds_saturation_beside_cpu_and_requests_per_second(rendered:
     hpa = one(rendered["full"], "HorizontalPodAutoscaler")
     assert [m["type"] for m in hpa["spec"]["metrics"]] == ["Resource", "Pods", "Pods"]
     assert hpa["spec"]["metrics"][1]["pods"]["metric"]["name"] == "ts_inference_requests_per_second"
-    # prod's 2 workers x batch 2: the most requests the workers hold at once
-    assert saturation_metric(hpa)["pods"]["target"] == {"type": "AverageValue", "averageValue": "4"}
+    # no target set: workers × batch size of the rendered server, the most requests its workers hold at once
+    args = container(deployment(rendered["full"])["spec"]["template"]["spec"], "torchserve")["args"]
+    held = int(args[args.index("--workers") + 1]) * int(args[args.index("--batch-size") + 1])
+    assert saturation_metric(hpa)["pods"]["target"] == {"type": "AverageValue", "averageValue": str(held)}
     assert find(rendered["full"], "ScaledObject") == []
 
 

@@ -127,6 +127,8 @@ class Report:
     accepted: list[dict[str, Any]] = field(default_factory=list)
     not_audited: list[dict[str, Any]] = field(default_factory=list)
     gaps_accepted: list[dict[str, Any]] = field(default_factory=list)
+    #: behind because another package (not this project) or this Python holds them back: listed, not failing
+    held: list[dict[str, Any]] = field(default_factory=list)
     expired: list[str] = field(default_factory=list)
     unused: list[str] = field(default_factory=list)
     unreachable: str | None = None
@@ -292,6 +294,14 @@ def held_back(dep: Dependency, record: Record, python: str = platform.python_ver
     return "an upgrade is available"
 
 
+def _held_by_others(cause: str) -> bool:
+    """No upgrade exists for this environment: a third party's requirement or this Python excludes the latest.
+    Failing on these would make the gate's result depend on the day's upstream releases, not on this project."""
+    if cause.startswith("held at "):
+        return not cause.endswith(f" by {ROOT}")
+    return " needs Python " in cause or cause.endswith(" has no wheel for this Python and platform")
+
+
 def evaluate(
     deps: Sequence[Dependency], records: Mapping[str, Record], entries: Sequence[Entry], today: dt.date
 ) -> Report:
@@ -326,9 +336,12 @@ def evaluate(
         if not _behind(dep.version, record.latest):
             report.audited_exactly += 1
             continue
-        why = f"behind {record.latest} ({held_back(dep, record)}): an advisory fixed after {dep.version} would not show"
+        cause = held_back(dep, record)
+        why = f"behind {record.latest} ({cause}): an advisory fixed after {dep.version} would not show"
         gap = next((e for e in entries if e.kind == "not_audited" and e.matches_package(dep.name)), None)
-        if gap is None:
+        if gap is None and _held_by_others(cause):
+            report.held.append({**row, "why": why})
+        elif gap is None:
             report.not_audited.append({**row, "why": why})
         else:
             used.add(gap)
@@ -351,7 +364,7 @@ def render(report: Report, allowlist: Path) -> str:
     lines = []
     if report.unreachable:
         return f"AUDIT NOT DONE: {report.unreachable}\naudit: FAILED (nothing was audited)"
-    behind = len(report.gaps_accepted) + sum(1 for r in report.not_audited if r["latest"])
+    behind = len(report.gaps_accepted) + len(report.held) + sum(1 for r in report.not_audited if r["latest"])
     lines.append(
         f"{report.dependencies} dependencies of {ROOT}[{','.join(EXTRAS)}]: {report.audited_exactly} audited at "
         f"their latest release, {behind} behind it, {sum(1 for r in report.not_audited if not r['latest'])} "
@@ -369,6 +382,9 @@ def render(report: Report, allowlist: Path) -> str:
     for r in report.gaps_accepted:
         lines.append(f"  not audited, accepted until {r['review_by']}: {r['package']} {r['version']} "
                      f"(latest {r['latest']}): {r['reason']}")  # fmt: skip
+    for r in report.held:
+        lines.append(f"  not audited, held back by another requirement or this Python: {r['package']} {r['version']}: "
+                     f"{r['why']}")  # fmt: skip
     for message in report.expired:
         lines.append(f"  EXPIRED {message}")
     for message in report.unused:

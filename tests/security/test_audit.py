@@ -65,6 +65,28 @@ def test_a_dependency_behind_its_latest_release_is_not_audited_unless_accepted()
     assert accepted.unused == ["[[not_audited]] not audited: scipy matches nothing installed: remove it"]
 
 
+def test_a_dependency_held_back_by_another_requirement_or_this_python_is_listed_but_does_not_fail() -> None:
+    """Only a gap this project chose (its own pin) or could close (an upgrade is available) fails the audit."""
+    deps = [
+        Dependency("jsonschema-rs", "0.60.3", (("schemathesis", "<0.61.0,>=0.60.1"),)),
+        Dependency("numpy", "2.4.6"),
+        Dependency("rich", "14.0"),
+    ]
+    records = {
+        "jsonschema-rs": Record("0.61.2"),
+        "numpy": Record("2.5.5", latest_requires_python=">=3.12"),
+        "rich": Record("14.1"),
+    }
+    report = evaluate(deps, records, [], TODAY)
+    assert [r["package"] for r in report.held] == ["jsonschema-rs", "numpy"]
+    assert "held at <0.61.0,>=0.60.1 by schemathesis" in report.held[0]["why"]
+    assert [r["package"] for r in report.not_audited] == ["rich"] and report.failed
+    assert not evaluate(deps[:2], records, [], TODAY).failed
+    assert "held back by another requirement or this Python: jsonschema-rs 0.60.3" in audit.render(
+        report, Path("allow.toml")
+    )
+
+
 def test_why_a_dependency_is_behind() -> None:
     newer_python = Record("2.5.5", latest_requires_python=">=3.12")
     assert audit.held_back(Dependency("numpy", "2.4.6"), newer_python, python="3.11.9") == "2.5.5 needs Python >=3.12"
@@ -144,6 +166,6 @@ def test_audit_of_this_environment_against_the_registry(tmp_path: Path, vulnerab
         pytest.fail(f"the registry could not be asked: {report['unreachable']}")
     assert done.returncode == 0, done.stdout + done.stderr
     assert report["dependencies"] > 100 and report["audited_exactly"] > report["dependencies"] // 2
-    assert report["dependencies"] == report["audited_exactly"] + len(report["gaps_accepted"])
+    assert report["dependencies"] == report["audited_exactly"] + len(report["gaps_accepted"]) + len(report["held"])
     assert "audit: passed" in done.stdout
     print(done.stdout.splitlines()[0], "|", done.stdout.splitlines()[1])
