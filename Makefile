@@ -86,15 +86,15 @@ bench: java  ## benchmark raw model, pipeline, served and stock TorchServe throu
 
 # The closing table (run it on a quiet machine): `make bench` (serve's defaults, with TorchServe's stock set-up as a
 # reference), then the former layout (one single-threaded worker per CPU, batch 2), then the defaults with OpenMP
-# threads that spin while waiting (libgomp's own default).
+# threads that sleep at once while waiting (for hosts shared with other busy processes).
 CPUS = $$($(BIN)/python -c 'from resnet_serving.inference.cpu import available_cpus; print(available_cpus())')
 bench-final: java  ## the final performance table: serve's defaults against the alternatives; bench-results/final*
 	$(BIN)/resnet-serving bench --out bench-results/final --repeat 3 --duration 12 --warmup 3 --baseline
 	$(BIN)/resnet-serving bench --out bench-results/final-worker-per-cpu --repeat 2 --duration 12 --warmup 3 \
 	  --workers $(CPUS) --threads 1 --batch-size 2 --max-batch-delay-ms 2
-	GOMP_SPINCOUNT=300000 $(BIN)/resnet-serving bench --out bench-results/final-spinning --repeat 2 \
+	OMP_WAIT_POLICY=PASSIVE $(BIN)/resnet-serving bench --out bench-results/final-sleeping --repeat 2 \
 	  --duration 12 --warmup 3
-	@for d in final final-worker-per-cpu final-spinning; do echo; cat bench-results/$$d/bench.md; done
+	@for d in final final-worker-per-cpu final-sleeping; do echo; cat bench-results/$$d/bench.md; done
 
 # The same cases as tests/faults in `make test`, with more requests, repeated faults, 60 s of overload and the
 # 10,000-request memory check (about 40 minutes on 2 shared vCPUs, most of it the memory check).

@@ -160,12 +160,6 @@ def test_a_bad_setting_is_the_callers_mistake_exit_2(monkeypatch: pytest.MonkeyP
     assert "RESNET_SERVING_COMPILE='maybe'" in err and "Traceback" not in err
 
 
-def test_model_processes_get_sleeping_openmp_waits_unless_the_caller_chose() -> None:
-    assert cpu.openmp_wait_env({}) == {"OMP_WAIT_POLICY": "PASSIVE"}
-    assert cpu.openmp_wait_env({"OMP_WAIT_POLICY": "ACTIVE"}) == {}
-    assert cpu.openmp_wait_env({"GOMP_SPINCOUNT": "300000"}) == {}
-
-
 def test_serve_defaults_to_one_worker_with_every_cpu(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
     cfg = ts_config.ServeConfig(model_store=tmp_path)

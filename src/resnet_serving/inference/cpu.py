@@ -2,7 +2,7 @@
 
 Inside a pod with a CPU limit, ``os.cpu_count()`` reports the node's cores, not the limit; oversubscribing
 threads there is what collapsed a naive TorchServe (docs/architecture.md). Also the worker's one memory call,
-:func:`release_free_heap`, and the OpenMP wait policy of a model process (:func:`openmp_wait_env`). Torch-free.
+:func:`release_free_heap`. Torch-free.
 """
 
 from __future__ import annotations
@@ -10,7 +10,6 @@ from __future__ import annotations
 import ctypes
 import math
 import os
-from collections.abc import Mapping
 from pathlib import Path
 
 CGROUP_ROOT = Path("/sys/fs/cgroup")
@@ -72,12 +71,3 @@ def release_free_heap() -> bool:
     malloc_trim(0)
     return True
 
-
-def openmp_wait_env(env: Mapping[str, str]) -> dict[str, str]:
-    """The OpenMP variables a model process gets, given the caller's ``env``: ``OMP_WAIT_POLICY=PASSIVE`` unless the
-    caller chose OpenMP wait settings of their own. A thread that waits at a barrier then sleeps instead of
-    spinning: a spinner that shares the CPUs with the thread it waits for (the front end, neighbours) delays it,
-    which stalled a multi-threaded forward pass on a busy host (README: `serve`). Set it before torch starts."""
-    if "OMP_WAIT_POLICY" in env or "GOMP_SPINCOUNT" in env:
-        return {}
-    return {"OMP_WAIT_POLICY": "PASSIVE"}

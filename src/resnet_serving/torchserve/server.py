@@ -24,7 +24,6 @@ from pathlib import Path
 from typing import IO
 
 from resnet_serving.errors import TorchServeError
-from resnet_serving.inference.cpu import openmp_wait_env
 from resnet_serving.settings import ENV_TORCH_THREADS, environment
 from resnet_serving.torchserve import config as ts_config
 from resnet_serving.torchserve.java import find_java_home
@@ -107,7 +106,6 @@ class TorchServe:
                 "PYTHONUNBUFFERED": "1",
             }
         )
-        env.update(openmp_wait_env(env))
         env.update(self.extra_env)
         cmd = [
             _torchserve_bin(),
