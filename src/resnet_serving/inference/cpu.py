@@ -70,4 +70,3 @@ def release_free_heap() -> bool:
     malloc_trim.argtypes = [ctypes.c_size_t]
     malloc_trim(0)
     return True
-
