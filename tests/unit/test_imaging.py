@@ -257,3 +257,10 @@ def test_categories_are_the_1000_imagenet_labels() -> None:
     cats = imaging.categories()
     assert len(cats) == 1000
     assert cats[0] == "tench" and cats[999] == "toilet tissue"
+
+
+def test_an_undecodable_body_is_refused_without_naming_internal_objects() -> None:
+    """PIL's own message names its in-memory file object (``<_io.BytesIO object at 0x…>``): never echoed."""
+    with pytest.raises(InputError) as e:
+        imaging.decode_crop(b"GIF89a")
+    assert str(e.value) == "body looks like GIF but cannot be decoded: no GIF decoder accepts these bytes"

@@ -94,8 +94,8 @@ def _pil_errors(fmt: str) -> Iterator[None]:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
         raise PayloadTooLarge(f"image has too many pixels: {e}") from e
-    except UnidentifiedImageError as e:
-        raise InputError(f"body looks like {fmt} but cannot be decoded: {e}") from e
+    except UnidentifiedImageError as e:  # PIL's message names its in-memory file object, nothing the caller sent
+        raise InputError(f"body looks like {fmt} but cannot be decoded: no {fmt} decoder accepts these bytes") from e
     except MemoryError as e:
         raise PayloadTooLarge("image too large to decode in memory") from e
     except Exception as e:  # PIL raises OSError, ValueError, SyntaxError, struct.error… on corrupt data
