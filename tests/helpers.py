@@ -6,6 +6,8 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -71,3 +73,16 @@ def wait_until_serving(proc: subprocess.Popen[bytes], log: Path, timeout: float 
         assert proc.poll() is None, log.read_text(errors="replace")[-3000:]
         assert time.monotonic() < deadline, "serve not ready in time"
         time.sleep(0.5)
+
+
+@contextmanager
+def running_serve(argv: Sequence[str], log: Path) -> Iterator[subprocess.Popen[bytes]]:
+    """`serve` started with ``argv`` (stdout and stderr to ``log``), ready, and SIGTERMed on leaving."""
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(list(argv), cwd=REPO, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        wait_until_serving(proc, log)
+        yield proc
+    finally:
+        proc.terminate()
+        proc.wait(timeout=60)

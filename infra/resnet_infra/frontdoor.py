@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from aws_cdk import CfnOutput, Duration, Fn, RemovalPolicy, Stack
 from aws_cdk import aws_apigateway as apigw
 from aws_cdk import aws_apigatewayv2 as apigwv2
@@ -43,6 +45,17 @@ def _managed_group(name: str, priority: int, count_only: tuple[str, ...] = ()) -
             cloud_watch_metrics_enabled=True, metric_name=name, sampled_requests_enabled=True
         ),
     )
+
+
+def _guarded(authorizer: apigw.IAuthorizer, oauth_scope: str, validator: apigw.IRequestValidator) -> dict[str, Any]:
+    """What every inference route requires: a Cognito token with the model's scope, an API key, a valid request."""
+    return {
+        "authorizer": authorizer,
+        "authorization_type": apigw.AuthorizationType.COGNITO,
+        "authorization_scopes": [f"{PROJECT}/{oauth_scope}"],
+        "api_key_required": True,
+        "request_validator": validator,
+    }
 
 
 class FrontDoorStack(Stack):
@@ -209,11 +222,7 @@ class FrontDoorStack(Stack):
         self.method = predictions.add_method(
             "POST",
             integration,
-            authorizer=authorizer,
-            authorization_type=apigw.AuthorizationType.COGNITO,
-            authorization_scopes=[f"{PROJECT}/{api_cfg.oauth_scope}"],
-            api_key_required=True,
-            request_validator=validator,
+            **_guarded(authorizer, api_cfg.oauth_scope, validator),
             request_parameters={
                 "method.request.header.Content-Type": True,
                 "method.request.header.X-Amzn-SageMaker-Custom-Attributes": False,
@@ -296,11 +305,7 @@ class FrontDoorStack(Stack):
         self.eks_method = resource.add_method(
             "POST",
             integration,
-            authorizer=authorizer,
-            authorization_type=apigw.AuthorizationType.COGNITO,
-            authorization_scopes=[f"{PROJECT}/{oauth_scope}"],
-            api_key_required=True,
-            request_validator=validator,
+            **_guarded(authorizer, oauth_scope, validator),
             request_parameters={"method.request.header.Content-Type": True},
         )
         if eks.vpc_link_v2:

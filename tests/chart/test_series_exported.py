@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,7 +25,7 @@ from tests.chart import series_check
 from tests.chart.chart_helpers import find, one
 from tests.chart.test_prometheus_rules import EXTERNAL, OPERATOR, alerts, rule_doc
 from tests.fixtures import images as fx
-from tests.helpers import REPO, ServeCommand, serve_command, wait_until_serving
+from tests.helpers import ServeCommand, running_serve, serve_command
 
 pytestmark = pytest.mark.torchserve
 
@@ -57,10 +56,7 @@ def scrape(archive_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Itera
     cmd: ServeCommand = serve_command(archive_dir)
     argv = [*cmd.argv, "--workers", "2", "--threads", "1", "--run-dir", str(tmp / "run")]
     log = tmp / "serve.log"
-    with open(log, "wb") as out:
-        proc = subprocess.Popen(argv, cwd=REPO, stdout=out, stderr=subprocess.STDOUT)
-    try:
-        wait_until_serving(proc, log)
+    with running_serve(argv, log):
         url = f"http://127.0.0.1:{cmd.port}/predictions/resnet50"
         sent = [
             ("image/jpeg", fx.jpeg(160, 120), 200),
@@ -78,9 +74,6 @@ def scrape(archive_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Itera
             for port in (cmd.metrics_port, cmd.model_metrics_port)
         ]
         yield Scrape(*texts)
-    finally:
-        proc.terminate()
-        proc.wait(timeout=60)
 
 
 def dashboard(rendered: dict[str, list[dict[str, Any]]], variant: str = "full") -> dict[str, Any]:

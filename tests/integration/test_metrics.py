@@ -4,7 +4,6 @@ is echoed or made."""
 
 from __future__ import annotations
 
-import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -17,7 +16,7 @@ import requests
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.fixtures import images as fx
-from tests.helpers import REPO, ServeCommand, serve_command, wait_until_serving
+from tests.helpers import ServeCommand, running_serve, serve_command
 
 pytestmark = pytest.mark.torchserve
 
@@ -45,14 +44,8 @@ def serve(archive_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterat
     cmd = serve_command(archive_dir)
     argv = [*cmd.argv, "--workers", "2", "--threads", "1", "--max-batch-delay-ms", "50", "--run-dir", str(tmp / "run")]
     log = tmp / "serve.log"
-    with open(log, "wb") as out:
-        proc = subprocess.Popen(argv, cwd=REPO, stdout=out, stderr=subprocess.STDOUT)
-    try:
-        wait_until_serving(proc, log)
+    with running_serve(argv, log):
         yield Serve(cmd, log)
-    finally:
-        proc.terminate()
-        proc.wait(timeout=60)
 
 
 def samples(text: str) -> list[tuple[str, dict[str, str], float]]:

@@ -34,7 +34,7 @@ from resnet_serving.inference.formats import content_type_for
 from resnet_serving.inference.model import Classifier, resolve_weights, select_device
 from resnet_serving.inference.service import InferenceService
 from resnet_serving.settings import source_checkout
-from resnet_serving.torchserve.config import ServeConfig
+from resnet_serving.torchserve.config import ServeConfig, free_ports
 from resnet_serving.torchserve.server import TorchServe
 
 #: The example photo of a source checkout; an installed package is given --payload.
@@ -80,20 +80,6 @@ def _serve_config(opts: BenchOptions, store: Path, version: str) -> ServeConfig:
     )  # fmt: skip
     # TorchServe serves the verified directory in place, as `serve --model-dir` does
     return ServeConfig(model_store=store, mar_name=ARCHIVE_NAME, model_version=version, **overrides)
-
-
-def free_ports(n: int) -> list[int]:
-    import socket
-
-    socks, ports = [], []
-    for _ in range(n):
-        s = socket.socket()
-        s.bind(("127.0.0.1", 0))
-        socks.append(s)
-        ports.append(s.getsockname()[1])
-    for s in socks:
-        s.close()
-    return ports
 
 
 def _time_loop(seconds: float, fn: Any, per_call: int, *, warm: bool = True) -> float:

@@ -194,7 +194,7 @@ def _threads(value: str) -> int:
 def cmd_serve(args: argparse.Namespace) -> int:
     from resnet_serving.inference.cpuinfo import bf16_warning
     from resnet_serving.settings import Settings
-    from resnet_serving.torchserve.config import ServeConfig
+    from resnet_serving.torchserve.config import ServeConfig, free_ports
     from resnet_serving.torchserve.server import Stopped, TorchServe
 
     settings = Settings.from_env()  # fail fast on a bad RESNET_SERVING_* value, before Java starts
@@ -239,7 +239,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
             model_version=manifest.version,
             # behind the guard TorchServe listens on a loopback port of its own
             host="127.0.0.1" if args.retry_after else args.host,
-            port=_free_loopback_port() if args.retry_after else args.port,
+            port=free_ports(1)[0] if args.retry_after else args.port,
             management_host=args.management_host,
             management_port=args.management_port,
             metrics_host=args.metrics_host,
@@ -351,14 +351,6 @@ def _request_sink(log_format: str | None) -> Any:
         sys.stdout.flush()
 
     return sink
-
-
-def _free_loopback_port() -> int:
-    import socket
-
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _drain(cfg: Any, timeout: float, hurry: threading.Event) -> None:

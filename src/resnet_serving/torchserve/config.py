@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import re
 import shutil
+import socket
 import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,6 +20,19 @@ LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 #: The default queue, in batches per worker: a full queue answers 503 at once, so an accepted request waits about
 #: this many batch times whatever the hardware, and an overload's backlog drains as fast (README: Reliability).
 QUEUED_BATCHES = 4
+
+
+def free_ports(n: int) -> list[int]:
+    """``n`` distinct free loopback ports, all held at once while they are picked so none repeats."""
+    socks, ports = [], []
+    for _ in range(n):
+        s = socket.socket()
+        s.bind(("127.0.0.1", 0))
+        socks.append(s)
+        ports.append(s.getsockname()[1])
+    for s in socks:
+        s.close()
+    return ports
 
 
 def visible_gpus() -> int:
