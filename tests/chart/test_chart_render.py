@@ -456,12 +456,14 @@ def test_alb_forwards_only_the_allowed_methods(rendered: dict[str, Docs], varian
     assert conditions == [{"field": "http-request-method", "httpRequestMethodConfig": {"values": ["GET", "POST"]}}]
 
 
-def test_retry_after_guard_is_off_by_default_and_one_value_turns_it_on(rendered: dict[str, Docs], helm: Helm) -> None:
-    """`torchserve.retryAfterSeconds` N > 0 runs `serve --retry-after N` (the guard that adds Retry-After to the
-    503 of a full queue); by default TorchServe answers those itself."""
-    assert "--retry-after" not in serving(rendered["default"])["args"]
-    args = serving(helm.template([], sets=["torchserve.retryAfterSeconds=5"]))["args"]
-    assert args[args.index("--retry-after") + 1] == "5"
+def test_retry_after_guard_is_on_by_default_and_zero_turns_it_off(rendered: dict[str, Docs], helm: Helm) -> None:
+    """`torchserve.retryAfterSeconds` is `serve --retry-after N`, always passed: the guard that adds Retry-After
+    to the 503 of a full queue runs by default with 1 s, and 0 must reach `serve` (whose own default is on)."""
+    args = serving(rendered["default"])["args"]
+    assert args[args.index("--retry-after") + 1] == "1"
+    for value in ("5", "0"):
+        args = serving(helm.template([], sets=[f"torchserve.retryAfterSeconds={value}"]))["args"]
+        assert args[args.index("--retry-after") + 1] == value, value
 
 
 def test_method_condition_can_be_switched_off(helm: Helm) -> None:

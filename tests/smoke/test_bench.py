@@ -78,6 +78,23 @@ def test_quick_bench_writes_consistent_reports(archive_dir: Path, tmp_path: Path
             assert 0 < sv["handler_p50_ms"] <= sv["handler_p99_ms"] and sv["handler_mean_ms"] > 0
         assert r["server"] in [rnd["server"] for rnd in r["rounds"]]  # the median round's, like the rest of r
 
+    # the served path went through serve's guard, as `serve` runs by default; its cost is the top level against
+    # TorchServe's own port, round by round, and its CPU per request comes from its own thread
+    guard = report["memory"]["guard"]
+    top_rounds = next(r for r in report["served"] if r["concurrency"] == 4)["rounds"]
+    assert guard["retry_after_s"] == 1 and guard["concurrency"] == 4 and len(guard["rounds"]) == 2
+    for g, rnd in zip(guard["rounds"], top_rounds, strict=True):
+        assert g["guard_img_s"] == rnd["img_s"] and g["direct_img_s"] > 0
+        assert g["ratio"] == pytest.approx(g["guard_img_s"] / g["direct_img_s"])
+        assert rnd["guard_cpu_s"] > 0
+    assert guard["ratio"] == pytest.approx(statistics.median(g["ratio"] for g in guard["rounds"]))
+    answered = sum(rnd["answered_total"] for rnd in top_rounds)
+    assert guard["cpu_ms_per_request"] == pytest.approx(1000 * sum(r["guard_cpu_s"] for r in top_rounds) / answered)
+    assert (
+        "Served through serve's guard (Retry-After 1 s): c=4 through the guard ÷ straight to TorchServe"
+        in (out / "bench.md").read_text()
+    )
+
     # the stock TorchServe reference: same levels, its own defaults, ratios against this run's served levels
     base = report["baseline"]
     assert base["config"]["handler"] == "image_classifier" and base["config"]["batch_size"] == 1

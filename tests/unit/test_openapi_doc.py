@@ -59,3 +59,21 @@ def test_a_malformed_x_topk_is_refused_even_when_the_json_topk_wins() -> None:
         protocol.parse_request({"body": body}, "application/json", Settings(), {"x-topk": "p"})
     parsed = protocol.parse_request({"body": body}, "application/json", Settings(), {"x-topk": "7"})
     assert parsed.topk == 3  # a valid header still loses to the body's topk
+
+
+def test_the_guards_503_is_the_overloaded_schema_with_retry_after() -> None:
+    """The body serve's guard writes for a full queue validates against `Overloaded`, and nothing else it carries
+    is left out of the schema; the 503 documents the Retry-After header the guard sets."""
+    import json
+
+    import jsonschema
+
+    from resnet_serving.torchserve.guard import DEFAULT_RETRY_AFTER_S, Overloaded, overloaded_body
+
+    schema = SCHEMAS["Overloaded"]
+    body = json.loads(overloaded_body(DEFAULT_RETRY_AFTER_S, "resnet50"))
+    jsonschema.validate(body, schema)
+    assert set(body) == set(schema["properties"]) and schema["properties"]["error"]["enum"] == [Overloaded.code]
+    unavailable = SPEC["components"]["responses"]["Unavailable"]
+    assert unavailable["headers"]["Retry-After"]["schema"] == {"type": "integer", "minimum": 1}
+    assert {"$ref": "#/components/schemas/Overloaded"} in unavailable["content"]["application/json"]["schema"]["oneOf"]

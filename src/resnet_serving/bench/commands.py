@@ -6,6 +6,7 @@ import argparse
 import signal
 from pathlib import Path
 
+from resnet_serving.errors import InputError
 from resnet_serving.signals import on_stop_signals
 
 
@@ -50,6 +51,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         action="store_true",
         help="also measure TorchServe's stock image_classifier handler with its default settings, same weights",
     )
+    p.add_argument(
+        "--retry-after",
+        type=int,
+        default=None,
+        metavar="SECONDS",
+        help="the guard in front of TorchServe, as serve runs it (default: serve's); 0: measure TorchServe's port",
+    )
     p.add_argument("--quick", action="store_true", help="a bounded smoke run (seconds): c=1,4, short windows")
     p.set_defaults(func=cmd_bench)
 
@@ -75,6 +83,10 @@ def cmd_bench(args: argparse.Namespace) -> int:
         max_batch_delay_ms=args.max_batch_delay_ms,
         baseline=args.baseline,
     )
+    if args.retry_after is not None:
+        if args.retry_after < 0:
+            raise InputError(f"--retry-after {args.retry_after}: must be ≥ 0 seconds")
+        opts.retry_after = args.retry_after
     if args.quick:
         opts.concurrency = [1, 4]
         opts.duration_s, opts.warmup_s, opts.raw_seconds_per_batch = 2.0, 1.0, 0.5

@@ -86,6 +86,8 @@ def markdown(report: dict[str, Any]) -> str:
             "is left of the served ratio.",
         ]
     mem = report.get("memory", {})
+    if guard := mem.get("guard"):
+        lines += ["", f"Served through serve's guard (Retry-After {guard['retry_after_s']} s): {guard_line(guard)}."]
     lines += [
         "",
         f"Cold start (process start → first prediction): {_fmt(report.get('cold_start_s', float('nan')))} s. "
@@ -95,6 +97,15 @@ def markdown(report: dict[str, Any]) -> str:
         "",
     ]
     return "\n".join(lines)
+
+
+def guard_line(cost: dict[str, Any]) -> str:
+    per_request = cost["cpu_ms_per_request"]
+    return (
+        f"c={cost['concurrency']} through the guard ÷ straight to TorchServe {cost['ratio']:.3f} "
+        f"(rounds {[round(r['ratio'], 3) for r in cost['rounds']]}), guard CPU "
+        + (f"{per_request:.2f} ms per request" if per_request is not None else "n/a")
+    )
 
 
 def server_split_lines(served: list[dict[str, Any]]) -> list[str]:

@@ -26,6 +26,7 @@ from resnet_serving import MODEL_NAME, ui
 from resnet_serving.artifact.layout import ARCHIVE_NAME, MANIFEST_NAME
 from resnet_serving.artifact.manifest import Manifest
 from resnet_serving.bench import scrape
+from resnet_serving.bench.report import guard_line, write_reports
 from resnet_serving.errors import ConfigError
 from resnet_serving.inference import imaging
 from resnet_serving.inference.cpu import available_cpus, cgroup_cpu_quota
@@ -35,6 +36,7 @@ from resnet_serving.inference.model import Classifier, resolve_weights, select_d
 from resnet_serving.inference.service import InferenceService
 from resnet_serving.settings import source_checkout
 from resnet_serving.torchserve.config import ServeConfig, free_ports
+from resnet_serving.torchserve.guard import DEFAULT_RETRY_AFTER_S, Guard
 from resnet_serving.torchserve.server import TorchServe
 
 #: The example photo of a source checkout; an installed package is given --payload.
@@ -63,6 +65,9 @@ class BenchOptions:
     max_batch_delay_ms: int | None = None
     #: Also measure the reference: TorchServe's stock image_classifier with its defaults (bench/baseline.py).
     baseline: bool = False
+    #: The served path goes through serve's guard (torchserve/guard.py), as `serve` runs by default; 0: straight
+    #: to TorchServe's port. With the guard, the highest level is also measured straight to TorchServe.
+    retry_after: int = DEFAULT_RETRY_AFTER_S
 
 
 def _serve_config(opts: BenchOptions, store: Path, version: str) -> ServeConfig:
@@ -334,7 +339,6 @@ def run_bench(opts: BenchOptions) -> dict[str, Any]:
         finally:
             pool.close()
         report["targets"] = evaluate_targets(report)
-        from resnet_serving.bench.report import write_reports
 
         write_reports(report, opts.out)
         return report
@@ -380,11 +384,19 @@ def _measure_served(
     )
     metrics_url = f"http://127.0.0.1:{metrics_port}/metrics"
     server = TorchServe(cfg, tmp / "run", env={exporter.ENV_MULTIPROC_DIR: str(metrics_dir)})
+    guard = (
+        Guard.in_front_of(cfg, host="127.0.0.1", port=free_ports(1)[0], retry_after=opts.retry_after)
+        if opts.retry_after
+        else None
+    )
     try:
+        if guard is not None:
+            guard.start()
         server.start()  # inside the try: a failed start still closes the exporter (stop() is idempotent)
         with ui.status("starting TorchServe (cold start: process start → first prediction)"):
             cold = server.wait_ready(timeout=300)
-        url = f"{cfg.inference_url}/predictions/{MODEL_NAME}"
+        direct = f"{cfg.inference_url}/predictions/{MODEL_NAME}"
+        url = f"{guard.url}/predictions/{MODEL_NAME}" if guard is not None else direct
         if opts.server_warmup_s > 0:
             c_max = max(opts.concurrency)
             with ui.status(f"warming up the server (JIT): {opts.server_warmup_s:.0f}s at concurrency {c_max}"):
@@ -395,19 +407,30 @@ def _measure_served(
         # Rounds go through every level in turn (c=1, 4, …, then again), so slow drift of the host over the
         # minutes of a run lands on all levels alike instead of on the last ones.
         by_level: dict[int, list[dict[str, Any]]] = {c: [] for c in opts.concurrency}
+        c_top = max(opts.concurrency)
+        direct_rounds: list[dict[str, Any]] = []
+
+        def level(c: int, target: str, label: str) -> dict[str, Any]:
+            with ui.status(f"{label}, bracketed by raw runs"):
+                before = pool.rate("raw", best_batch, adjacent)
+                cpu_before, guard_before = _group_cpu(server.group_pids()), _thread_cpu(guard)
+                r = run_loadgen(target, payload_path, c, opts.duration_s, opts.warmup_s, metrics_url=metrics_url)
+                r["server_cpu_s"] = round(_group_cpu(server.group_pids()) - cpu_before, 2)
+                if guard is not None and target == url:
+                    r["guard_cpu_s"] = round(_thread_cpu(guard) - guard_before, 3)
+                after = pool.rate("raw", best_batch, adjacent)
+            r["raw_before_img_s"], r["raw_after_img_s"] = before, after
+            r["raw_adjacent_img_s"] = (before + after) / 2
+            r["ratio_to_raw"] = r["img_s"] / r["raw_adjacent_img_s"]
+            return r
+
         for k in range(opts.repeat):
             for c in opts.concurrency:
                 label = f"served: round {k + 1}/{opts.repeat}, concurrency {c}, {opts.duration_s:.0f}s"
-                with ui.status(f"{label}, bracketed by raw runs"):
-                    before = pool.rate("raw", best_batch, adjacent)
-                    cpu_before = _group_cpu(server.group_pids())
-                    r = run_loadgen(url, payload_path, c, opts.duration_s, opts.warmup_s, metrics_url=metrics_url)
-                    r["server_cpu_s"] = round(_group_cpu(server.group_pids()) - cpu_before, 2)
-                    after = pool.rate("raw", best_batch, adjacent)
-                r["raw_before_img_s"], r["raw_after_img_s"] = before, after
-                r["raw_adjacent_img_s"] = (before + after) / 2
-                r["ratio_to_raw"] = r["img_s"] / r["raw_adjacent_img_s"]
-                by_level[c].append(r)
+                by_level[c].append(level(c, url, label))
+            if guard is not None:  # what the guard costs: the same level straight to TorchServe's port
+                label = f"served: round {k + 1}/{opts.repeat}, concurrency {c_top} without the guard"
+                direct_rounds.append(level(c_top, direct, label))
         served = []
         for c, rounds in by_level.items():
             # The round with the median ratio represents the level; every round is kept in the report.
@@ -424,11 +447,45 @@ def _measure_served(
             )
             ui.info(f"        server: {server_line(r['server'])}")
         memory = _process_memory(server.group_pids())
+        if guard is not None:
+            memory["guard"] = _guard_cost(guard, by_level[c_top], direct_rounds)
+            ui.info(f"  guard: {guard_line(memory['guard'])}")
     finally:
         server.stop()
+        if guard is not None:
+            guard.stop()
         metrics_server.shutdown()
         metrics_server.server_close()  # shutdown() only stops the loop; this closes the listening socket
     return served, cold, memory
+
+
+def _thread_cpu(guard: Guard | None) -> float:
+    """CPU seconds of the guard's thread (it runs in this process, as in `serve`'s), 0 without one."""
+    tid = guard.thread_id if guard is not None else None
+    if tid is None:
+        return 0.0
+    for t in psutil.Process().threads():
+        if t.id == tid:
+            return float(t.user_time + t.system_time)
+    return 0.0
+
+
+def _guard_cost(guard: Guard, through: list[dict[str, Any]], direct: list[dict[str, Any]]) -> dict[str, Any]:
+    """The top level through the guard against straight to TorchServe, round by round (each round's two runs
+    are minutes apart at most), and the guard's own CPU per request."""
+    rounds = [
+        {"guard_img_s": g["img_s"], "direct_img_s": d["img_s"], "ratio": g["img_s"] / d["img_s"]}
+        for g, d in zip(through, direct, strict=True)
+    ]
+    requests = sum(g["answered_total"] for g in through)  # the CPU window spans the warm-up too
+    cpu = sum(g.get("guard_cpu_s", 0.0) for g in through)
+    return {
+        "retry_after_s": guard.retry_after,
+        "concurrency": through[0]["concurrency"],
+        "rounds": rounds,
+        "ratio": statistics.median(r["ratio"] for r in rounds),
+        "cpu_ms_per_request": 1000.0 * cpu / requests if requests else None,
+    }
 
 
 def server_line(split: dict[str, Any]) -> str:

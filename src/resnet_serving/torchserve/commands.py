@@ -19,6 +19,7 @@ from resnet_serving.errors import ConfigError, InputError, TorchServeError
 from resnet_serving.settings import DEFAULT_STORE, ENV_CHANNEL, ENV_STORE, ENV_URL, ENV_VERSION, environment
 from resnet_serving.signals import on_stop_signals
 from resnet_serving.torchserve import requestlog
+from resnet_serving.torchserve.guard import DEFAULT_RETRY_AFTER_S, Guard
 
 EXAMPLE_IMAGE = "examples/grace_hopper.jpg"
 #: SIGTERM to SIGKILL is 30 s on SageMaker (and the default grace period on Kubernetes): the drain and the stop
@@ -107,10 +108,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     perf.add_argument(
         "--retry-after",
         type=int,
-        default=0,
+        default=DEFAULT_RETRY_AFTER_S,
         metavar="SECONDS",
-        help="N > 0: a guard on --port forwards to TorchServe and answers its queue-full 503s with our JSON error "
-        "and Retry-After: N (one extra hop per request; README: Reliability); 0 (default): TorchServe answers",
+        help="a guard on --port forwards to TorchServe and answers its queue-full 503s with our JSON error and "
+        f"Retry-After: N (default {DEFAULT_RETRY_AFTER_S}; one loopback hop per request, README: Reliability); "
+        "0: no guard, TorchServe answers on --port itself, its 503s without Retry-After",
     )
     p.add_argument("--run-dir", type=Path, help="working dir for config, logs, unpacked model (default: temp)")
     p.add_argument("--ready-timeout", type=float, default=300.0, help="seconds to wait for the model to answer")
@@ -213,7 +215,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     run_dir.mkdir(parents=True, exist_ok=True)
     server: TorchServe | None = None
     metrics_server: Any = None
-    guard: Any = None
+    guard: Guard | None = None
     stop = threading.Event()
     hurry = threading.Event()  # a second signal: stop without draining
     drain = False
@@ -279,17 +281,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
                 raise ConfigError(f"--model-metrics-port {args.model_metrics_port}: {e.strerror or e}") from e
         public_url = cfg.inference_url
         if args.retry_after:
-            from resnet_serving.torchserve.guard import Guard
-
-            guard = Guard(
-                host=args.host,
-                port=args.port,
-                upstream=cfg.inference_url,
-                retry_after=args.retry_after,
-                model=cfg.model_name,
-                max_body=cfg.max_request_size,
-                timeout=cfg.response_timeout_s + 5,
-            )
+            guard = Guard.in_front_of(cfg, host=args.host, port=args.port, retry_after=args.retry_after)
             guard.start()
             public_url = guard.url
         server = TorchServe(cfg, run_dir, env=worker_env, request_sink=_request_sink(args.log_format))

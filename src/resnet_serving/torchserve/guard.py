@@ -1,18 +1,25 @@
-"""An optional HTTP guard in front of TorchServe's inference port (`serve --retry-after N`).
+"""The HTTP guard in front of TorchServe's inference port (`serve --retry-after N`, on by default with N = 1).
 
 TorchServe 0.12 answers a full job queue at once with a 503, but with no ``Retry-After`` and a body in its own
 format whose message ("has no worker ... use scale workers API") misleads a client. The guard forwards every
-request to TorchServe unchanged and rewrites only those 503s: our JSON error body, ``Retry-After: N``. It is one
-extra hop per request, so it is off by default (README: Reliability, for its measured cost)."""
+request to TorchServe unchanged and rewrites only those 503s: our JSON error body, ``Retry-After: N``. It costs
+one loopback hop per request on one core of its own thread's event loop; ``bench`` measures the served path
+through it and reports its cost against TorchServe's own port (README: Reliability). ``--retry-after 0`` removes
+it."""
 
 from __future__ import annotations
 
 import asyncio
 import json
+import resource
 import threading
 from typing import Any
 
 from resnet_serving.errors import ConfigError, ResnetServingError
+
+#: Retry-After's unit is whole seconds (RFC 9110 §10.2.3), and a full queue drains within a few batches: the
+#: smallest value that does not invite an immediate retry.
+DEFAULT_RETRY_AFTER_S = 1
 
 #: Hop-by-hop headers (RFC 9110 §7.6.1), and those aiohttp answers or recomputes itself; never forwarded.
 HOP_BY_HOP = frozenset(
@@ -33,6 +40,19 @@ def overloaded_body(retry_after: int, model: str) -> bytes:
     return json.dumps({**err.to_dict(), "model": model}).encode()
 
 
+def raise_open_files_limit() -> int:
+    """Raise this process's soft open-files limit to its hard limit, as TorchServe's JVM does for itself: every
+    client connection the guard holds is one more file, and a soft limit of 1024 would refuse the 1025th."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY or soft < hard:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+        except (ValueError, OSError):  # RLIM_INFINITY as the soft limit is refused on some kernels: keep soft
+            return soft
+        return hard
+    return soft
+
+
 class Guard:
     """Listens on ``host:port`` and forwards to ``upstream`` (TorchServe's inference URL, on loopback), in a
     thread of its own with its own event loop."""
@@ -48,11 +68,17 @@ class Guard:
         self._session: Any = None
 
     @property
+    def thread_id(self) -> int | None:
+        """The kernel's id of the guard's thread (for its CPU time), once started."""
+        return self._thread.native_id
+
+    @property
     def url(self) -> str:
         host = "127.0.0.1" if self.host in ("0.0.0.0", "::") else self.host
         return f"http://{'[' + host + ']' if ':' in host else host}:{self.port}"
 
     def start(self) -> None:
+        raise_open_files_limit()
         self._thread.start()
         try:
             asyncio.run_coroutine_threadsafe(self._start(), self._loop).result(timeout=30)
@@ -67,6 +93,20 @@ class Guard:
         self._thread.join(timeout=10)
         if not self._thread.is_alive():
             self._loop.close()
+
+    @classmethod
+    def in_front_of(cls, cfg: Any, *, host: str, port: int, retry_after: int) -> Guard:
+        """The guard on ``host:port`` for the TorchServe that ``cfg`` (a ServeConfig) describes."""
+        return cls(
+            host=host,
+            port=port,
+            upstream=cfg.inference_url,
+            retry_after=retry_after,
+            model=cfg.model_name,
+            max_body=cfg.max_request_size,
+            # TorchServe answers a request that outlives its response timeout itself: never cut it short here
+            timeout=cfg.response_timeout_s + 5,
+        )
 
     async def _start(self) -> None:
         from aiohttp import ClientSession, ClientTimeout, TCPConnector, web
