@@ -48,6 +48,7 @@ TAIL_MASS = 1e-9
 #: at most this many explicit states past the last measured concurrency (reached only within ~2e-5 of saturation)
 MAX_STATES = 1_000_000
 QUANTILE = 0.99
+_LN_TAIL = math.log(1 / (1 - QUANTILE))  # an exponential's p99 in units of its mean
 
 Floats = npt.NDArray[np.float64]
 
@@ -114,7 +115,7 @@ class LatencyModel:
 
     def p99_at_concurrency(self, n: float) -> float:
         """p99 (ms) with ``n`` requests in flight on one pod."""
-        return self.tail_factor(n) * self.bound_ms(n)
+        return float(self._p99s(np.array([n], dtype=float))[0])
 
     def throughput(self, n: float) -> float:
         """Requests/s with ``n`` in flight: the flow-equivalent server's rate ``mu(n)``."""
@@ -141,14 +142,10 @@ class LatencyModel:
         # the states past n0 + extra hold w(n0) r^(extra + 1) / (1 - r) / Z: the smallest extra that is <= TAIL_MASS
         need = (math.log(TAIL_MASS) + log_z - log_w[n0] + log_1mr) / log_r
         extra = min(MAX_STATES, max(0, math.ceil(need) - 1))
-
-        def rest(extra: int) -> float:
-            return math.exp(log_w[n0] + (extra + 1) * log_r - log_1mr - log_z)
-
-        if rest(extra) > TAIL_MASS and extra < MAX_STATES:  # `need` rounded onto the integer below
-            extra += 1
+        beyond = math.exp(log_w[n0] + (extra + 1) * log_r - log_1mr - log_z)
+        if beyond > TAIL_MASS and extra < MAX_STATES:  # `need` fell just onto the integer below
+            extra, beyond = extra + 1, beyond * rate / sat
         p = np.exp(np.concatenate((log_w, log_w[n0] + log_r * np.arange(1.0, extra + 1))) - log_z)
-        beyond = rest(extra)
         r = rate / sat
         head = float(np.dot(np.arange(n0 + 1.0), p[: n0 + 1]))
         tail = math.exp(log_w[n0] - log_z) * (n0 * r / (1 - r) + r / (1 - r) ** 2)
@@ -200,6 +197,9 @@ class LatencyModel:
         ks = np.array([p.p99_ms / self.bound_ms(p.concurrency) for p in self.points])
         return np.interp(ns, cs, ks)  # linear between the points, held past either end
 
+    def _p99s(self, ns: Floats) -> Floats:
+        return self._tail_factors(ns) * np.maximum(self.service_ms, 1000.0 * ns / self.mu)
+
     def _throughputs(self, ns: Floats) -> Floats:
         cs = np.array([p.concurrency for p in self.points])
         xs = np.array([p.img_s for p in self.points])
@@ -209,13 +209,13 @@ class LatencyModel:
         """Per arrival state n = 0 .. states - 1: the shift ``a`` and scale ``b`` (ms) of the shifted exponential
         with the closed loop's mean and p99 at ``n + 1`` in flight, and that p99."""
         m = np.arange(1.0, states + 1)
-        p99 = self._tail_factors(m) * np.maximum(self.service_ms, 1000.0 * m / self.mu)
+        p99 = self._p99s(m)
         mean = 1000.0 * m / self._throughputs(m)
-        b = np.maximum(p99 - mean, 0.0) / (math.log(1 / (1 - QUANTILE)) - 1)
+        b = np.maximum(p99 - mean, 0.0) / (_LN_TAIL - 1)
         a = mean - b
         # a p99 over ln(100) means: an exponential with that p99; a p99 at or under the mean: a point mass there
         wide = a < 0
-        a, b = np.where(wide, 0.0, a), np.where(wide, p99 / math.log(1 / (1 - QUANTILE)), b)
+        a, b = np.where(wide, 0.0, a), np.where(wide, p99 / _LN_TAIL, b)
         a = np.where(b > 0, a, p99)
         return a, b, p99
 
