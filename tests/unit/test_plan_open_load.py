@@ -201,3 +201,16 @@ def test_smoke_bench_pod_count_is_the_models(p99_ms: float, rps: float) -> None:
     assert eks.per_unit_rps == pytest.approx(per_pod, rel=1e-9)
     assert eks.total_units == pods
     assert plan.values["autoscaling"]["minReplicas"] == pods
+
+
+def test_the_per_state_shape_predicts_the_measured_p95() -> None:
+    """The shifted exponential is an assumption about each state's latency; pinned to a level's mean (Little's
+    law) and p99, it must put that level's p95, which it was not fitted to, within 12% of the bench's."""
+    bench = load_bench(SMOKE)
+    m = LatencyModel.from_bench(bench)
+    a, b, _ = m._arrival_latency(16)
+    for level in bench["served"]:
+        c = int(level["concurrency"])
+        measured = sorted(float(q["p95_ms"]) for q in level["rounds"])[1]  # the median of the three rounds
+        implied = a[c - 1] + b[c - 1] * math.log(20)
+        assert implied == pytest.approx(measured, rel=0.12), (c, implied, measured)

@@ -23,11 +23,12 @@ measures throughput ``X(c)`` and p99 ``P(c)``. The model works in that coordinat
   ``MAX_STATES``). At ``lam >= X(last)`` the chain has no stationary state: unbounded.
 * **p99 under open load.** By PASTA a request arrives to the chain's ``n`` in flight and then runs as in the
   closed loop at ``n + 1``: latency with mean ``R(n+1) = (n+1) / X(n+1)`` (Little's law in the closed loop)
-  and p99 ``P(n+1)``, taken as a shifted exponential pinned to both. The pod's p99 is the 99th percentile of
+  and p99 ``P(n+1)``, taken as a shifted exponential pinned to both (an assumed shape, checked against the
+  smoke bench's p95, which it is not fitted to). The pod's p99 is the 99th percentile of
   that mixture over ``p(n)``. Not ``P(n_mean)``: the mean queue ignores how the queue varies and is optimistic
   by more the busier the pod; nor the 99th percentile of ``P(n+1)`` over ``p(n)``, which stacks a tail state
   on a tail latency and errs high. For M/M/1 (constant ``X``, Erlang closed-loop latencies) the mixture is
-  within 5% of the exact ``ln(100) / (mu - lam)`` and the other two are not (tests/unit/test_plan_model.py).
+  within 5% of the exact ``ln(100) / (mu - lam)`` and the other two are not (tests/unit/test_plan_open_load.py).
 """
 
 from __future__ import annotations
