@@ -1,4 +1,6 @@
-"""The plan's arithmetic on small hand-checked cases: queueing, the latency model, zone headroom, prices, sizing."""
+"""The plan's arithmetic on small hand-checked cases: the latency model, zone headroom, prices, sizing.
+
+The open-load (flow-equivalent server) model itself is tested in test_plan_open_load.py."""
 
 from __future__ import annotations
 
@@ -7,30 +9,16 @@ from typing import Any
 
 import pytest
 
-from resnet_serving.plan.latency import LatencyModel, Point, erlang_c, mmc_in_system
+from resnet_serving.plan.latency import LatencyModel, Point
 from resnet_serving.plan.planner import Load, load_from_args, make_plan, zone_spread
 from resnet_serving.plan.prices import load_prices, tiered_cost
 from tests.unit.test_plan_capacity import tiny_bench
 
 
-def test_erlang_c_hand_values() -> None:
-    # M/M/1: P(wait) = rho
-    assert erlang_c(1, 0.5) == pytest.approx(0.5)
-    # M/M/2 at offered load 1 Erlang: C = (a^2/2! * 2/(2-a)) / (1 + a + a^2/2! * 2/(2-a)) = 1/3
-    assert erlang_c(2, 1.0) == pytest.approx(1 / 3)
-    assert erlang_c(2, 0.0) == 0.0 and erlang_c(2, 2.0) == 1.0
-
-
-def test_mmc_in_system_hand_values() -> None:
-    assert mmc_in_system(1, 0.5) == pytest.approx(1.0)  # M/M/1: rho / (1 - rho)
-    # M/M/2, rho 0.5: L = 2*0.5 + (1/3) * 0.5/0.5 = 4/3
-    assert mmc_in_system(2, 0.5) == pytest.approx(4 / 3)
-
-
 def _model() -> LatencyModel:
     # D = 50 ms, mu = 40/s: B(n) = max(50, 25 n) ms
     pts = (Point(1, 20, 60), Point(4, 40, 130), Point(8, 40, 230))
-    return LatencyModel(pts, service_ms=50.0, workers=2)
+    return LatencyModel(pts, service_ms=50.0)
 
 
 def test_latency_model_interpolates_the_tail_factor() -> None:
@@ -52,14 +40,16 @@ def test_latency_model_follows_the_asymptote_past_the_ends() -> None:
     assert m.p99_at_concurrency(0.2) == pytest.approx(60)
 
 
-def test_latency_at_rate_uses_mmw_and_saturates() -> None:
+def test_latency_at_rate_follows_the_flow_equivalent_chain_and_saturates() -> None:
     m = _model()
-    # rate 20/s: rho 0.5, n = 4/3 in flight
-    assert m.in_flight(20) == pytest.approx(4 / 3)
-    assert m.p99_at_rate(20) == pytest.approx(m.p99_at_concurrency(4 / 3))
-    assert math.isinf(m.p99_at_rate(40)) and math.isinf(m.p99_at_rate(50))
+    # mu(n): 20, 20 + 20/3, 20 + 40/3, then 40 from n = 4 on. At 20/s the chain's weights are
+    # 1, 1, 3/4, 9/20, 9/40, then 9/40 * (1/2)^j: Z = 3.65, sum n w(n) = 1 + 1.5 + 1.35 + 0.9 + 9/40 * (4 + 2)
+    assert m.in_flight(20) == pytest.approx(6.1 / 3.65)
+    assert m.saturation == 40
+    assert math.isinf(m.in_flight(40)) and math.isinf(m.p99_at_rate(40)) and math.isinf(m.p99_at_rate(50))
     r = m.max_rate_for(100)
-    assert m.p99_at_rate(r) <= 100 < m.p99_at_rate(r + 0.001 * m.mu + 1e-9)
+    assert 0 < r < m.saturation
+    assert m.p99_at_rate(r) <= 100 < m.p99_at_rate(r + 0.001 * m.saturation)
 
 
 @pytest.mark.parametrize(("base", "total"), [(1, 3), (2, 3), (3, 6), (4, 6), (5, 9), (86, 129)])
