@@ -111,3 +111,16 @@ def test_a_taken_port_is_a_config_error() -> None:
         )
         with pytest.raises(ConfigError, match=f"--port {port}"):
             g.start()
+
+
+def test_headers_over_torchserves_limit_get_a_400_from_the_guard(guard: Guard) -> None:
+    """TorchServe's front end drops a request whose headers pass its limit (Netty's 8 KB): the guard answers it
+    400, in our error format, and never forwards it; a request just under the limit is forwarded."""
+    from resnet_serving.torchserve.guard import MAX_HEADER_BYTES
+
+    big = {f"X-Pad-{i}": "a" * 1000 for i in range(9)}
+    r = requests.get(guard.url + "/ping", headers=big, timeout=10)
+    assert r.status_code == 400 and r.json()["error"] == "bad_request", r.text
+    assert f"the limit is {MAX_HEADER_BYTES}" in r.json()["message"]
+    r = requests.get(guard.url + "/ping", headers={"X-Pad": "a" * 4000}, timeout=10)
+    assert r.status_code == 200 and r.json() == {"status": "Healthy"}, r.text

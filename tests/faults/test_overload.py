@@ -130,7 +130,8 @@ def test_overload_bounded_latency_fast_503_and_recovery(served: Serve, fault_tab
     # an accepted request waits behind at most the queue and the batches in flight (×2: the CPUs are shared)
     bound = 2 * (normal.p99 + (QUEUE + WORKERS * BATCH) / normal.img_s)
     row = Row.from_load(
-        f"overload {OVERLOAD}× capacity ({normal.img_s:.1f} img/s) for {seconds:.0f} s ({WORKERS} workers × batch "
+        f"overload {OVERLOAD}× capacity ({normal.img_s:.1f} img/s) for {seconds:.0f} s ({WORKERS} worker"
+        f"{'s' if WORKERS > 1 else ''} × batch "
         f"{BATCH}, job_queue_size {QUEUE})",
         overload,
         recovered=(

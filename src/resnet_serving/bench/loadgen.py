@@ -5,6 +5,13 @@ requests in flight (N threads, one keep-alive connection each), counts completio
 window (after a warm-up), and prints one JSON object:
 completed/failed counts, throughput, latency percentiles and its own CPU seconds. Torch-free.
 
+Throughput is each client's answered requests over the time they took, from the start of its first request that
+began inside the window to the end of its last one that ended inside it, summed over the clients: requests are
+back to back in a closed loop, so that span holds exactly those requests. A plain count over the window moves
+in whole batches (8 answers at once, 2% of a 12 s window at 33 img/s); the span does not. The count over the
+window is kept as ``img_s_count``, and it is the throughput where a client got fewer than two answers inside
+the window (a server slower than the window).
+
 It speaks HTTP/1.1 through the standard library's ``http.client``: it shares the CPUs with the server it
 measures, and ``requests`` costs several times more CPU per request.
 """
@@ -55,6 +62,8 @@ def run(
     latencies: list[float] = []
     failures: dict[str, int] = {}
     completed_in_window = 0
+    #: Per client: (start of its first request inside the window, end of its last, answered requests between).
+    spans: list[tuple[float, float, int]] = []
     #: Every response, in the window or not: a server slower than the window still shows that it answered.
     answered_total, failed_total = 0, 0
 
@@ -68,9 +77,14 @@ def run(
     def worker() -> None:
         nonlocal completed_in_window, answered_total, failed_total
         conn = None
+        first: float | None = None
+        last, answered = 0.0, 0
         while True:
             t0 = time.monotonic()
             if t0 >= stop_at:
+                if first is not None and last > first:
+                    with lock:
+                        spans.append((first, last, answered))
                 return
             try:
                 if conn is None:
@@ -92,6 +106,9 @@ def run(
             with lock:
                 answered_total += ok
                 failed_total += not ok
+            if start_measure <= t0 and t1 < stop_at:  # wholly inside the window: part of this client's span
+                first = t0 if first is None else first
+                last, answered = t1, answered + ok
             # Count by completion time, so requests in flight across the window edges don't bias throughput.
             if start_measure <= t1 < stop_at:
                 with lock:
@@ -109,6 +126,8 @@ def run(
         t.join(timeout=duration + warmup + timeout + 30)
     cpu1 = resource.getrusage(resource.RUSAGE_SELF)
     lat = sorted(latencies)
+    # every client answered at least twice inside the window; else (a server slower than the window) the count
+    spanned = len(spans) == concurrency and min(n for _, _, n in spans) >= 2
     cpu_s = (cpu1.ru_utime - cpu0.ru_utime) + (cpu1.ru_stime - cpu0.ru_stime)
     return {
         "concurrency": concurrency,
@@ -118,7 +137,8 @@ def run(
         "failures": failures,
         "answered_total": answered_total,
         "failed_total": failed_total,
-        "img_s": completed_in_window / duration,
+        "img_s": sum(n / (end - begin) for begin, end, n in spans) if spanned else completed_in_window / duration,
+        "img_s_count": completed_in_window / duration,
         "p50_ms": percentile(lat, 0.50) * 1000,
         "p95_ms": percentile(lat, 0.95) * 1000,
         "p99_ms": percentile(lat, 0.99) * 1000,

@@ -15,11 +15,15 @@ import resource
 import threading
 from typing import Any
 
-from resnet_serving.errors import ConfigError, ResnetServingError
+from resnet_serving.errors import ConfigError, InputError, ResnetServingError
 
 #: Retry-After's unit is whole seconds (RFC 9110 §10.2.3), and a full queue drains within a few batches: the
 #: smallest value that does not invite an immediate retry.
 DEFAULT_RETRY_AFTER_S = 1
+
+#: TorchServe's front end (Netty's default) refuses a request whose headers exceed this many bytes; the guard
+#: answers such a request itself, with a 400 that says so, instead of forwarding what TorchServe would drop.
+MAX_HEADER_BYTES = 8192
 
 #: Hop-by-hop headers (RFC 9110 §7.6.1), and those aiohttp answers or recomputes itself; never forwarded.
 HOP_BY_HOP = frozenset(
@@ -114,11 +118,17 @@ class Guard:
         self._session = ClientSession(
             connector=TCPConnector(limit=0), timeout=ClientTimeout(sock_read=self.timeout), auto_decompress=False
         )
-        app = web.Application(client_max_size=self.max_body)
-        app.router.add_route("*", "/{path:.*}", self._forward)
-        self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        # the low-level server: no router or middlewares to run per request, every path and method forwarded
+        self._runner = web.ServerRunner(
+            web.Server(self._forward, request_factory=self._request_factory), access_log=None, handle_signals=False
+        )
         await self._runner.setup()
         await web.TCPSite(self._runner, self.host, self.port).start()
+
+    def _request_factory(self, message: Any, payload: Any, protocol: Any, writer: Any, task: Any) -> Any:
+        from aiohttp import web
+
+        return web.BaseRequest(message, payload, protocol, writer, task, self._loop, client_max_size=self.max_body)
 
     async def _stop(self) -> None:
         await self._runner.cleanup()
@@ -127,17 +137,24 @@ class Guard:
     async def _forward(self, request: Any) -> Any:
         from aiohttp import ClientError, web
 
+        size = sum(len(k) + len(v) + 4 for k, v in request.raw_headers)
+        if size > MAX_HEADER_BYTES:
+            err = InputError(f"the request's headers are {size} bytes; the limit is {MAX_HEADER_BYTES}")
+            return web.json_response(err.to_dict(), status=400)
         body = await request.read()
-        headers = {k: v for k, v in request.headers.items() if k.lower() not in HOP_BY_HOP}
+        headers = [(k, v) for k, v in request.headers.items() if k.lower() not in HOP_BY_HOP]
         try:
             async with self._session.request(
                 request.method, self.upstream + request.path_qs, headers=headers, data=body, allow_redirects=False
             ) as r:
                 data = await r.read()
-                status, answer = r.status, {k: v for k, v in r.headers.items() if k.lower() not in HOP_BY_HOP}
+                status, answer = r.status, [(k, v) for k, v in r.headers.items() if k.lower() not in HOP_BY_HOP]
         except (ClientError, asyncio.TimeoutError):
-            status, answer, data = 503, {}, b""
+            status, answer, data = 503, [], b""
         if status == 503:
-            answer = {"Content-Type": "application/json", "Retry-After": str(self.retry_after)}
+            answer = [("Content-Type", "application/json"), ("Retry-After", str(self.retry_after))]
             data = overloaded_body(self.retry_after, self.model)
-        return web.Response(status=status, body=data, headers=answer)
+        response = web.Response(status=status, body=data)
+        for k, v in answer:  # a repeated header (Set-Cookie, Vary…) stays repeated
+            response.headers.add(k, v)
+        return response
