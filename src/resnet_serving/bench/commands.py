@@ -6,8 +6,8 @@ import argparse
 import signal
 from pathlib import Path
 
-from resnet_serving.errors import InputError
 from resnet_serving.signals import on_stop_signals
+from resnet_serving.torchserve.guard import DEFAULT_RETRY_AFTER_S, checked_retry_after
 
 
 def _int_list(value: str) -> list[int]:
@@ -54,9 +54,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--retry-after",
         type=int,
-        default=None,
+        default=DEFAULT_RETRY_AFTER_S,
         metavar="SECONDS",
-        help="the guard in front of TorchServe, as serve runs it (default: serve's); 0: measure TorchServe's port",
+        help=f"the guard in front of TorchServe, as serve runs it (default {DEFAULT_RETRY_AFTER_S}); "
+        "0: measure TorchServe's port",
     )
     p.add_argument("--quick", action="store_true", help="a bounded smoke run (seconds): c=1,4, short windows")
     p.set_defaults(func=cmd_bench)
@@ -82,11 +83,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         max_batch_delay_ms=args.max_batch_delay_ms,
         baseline=args.baseline,
+        retry_after=checked_retry_after(args.retry_after),
     )
-    if args.retry_after is not None:
-        if args.retry_after < 0:
-            raise InputError(f"--retry-after {args.retry_after}: must be ≥ 0 seconds")
-        opts.retry_after = args.retry_after
     if args.quick:
         opts.concurrency = [1, 4]
         opts.duration_s, opts.warmup_s, opts.raw_seconds_per_batch = 2.0, 1.0, 0.5

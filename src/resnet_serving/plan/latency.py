@@ -37,6 +37,7 @@ import math
 import statistics
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -193,17 +194,24 @@ class LatencyModel:
             i += 1
         return best
 
-    def _tail_factors(self, ns: Floats) -> Floats:
+    @cached_property
+    def _curve(self) -> tuple[Floats, Floats, Floats]:
+        """The measured points as arrays, built once: concurrency, throughput and tail factor ``k = P / B``
+        (``max_rate_for`` evaluates the chain at up to a thousand rates)."""
         cs = np.array([p.concurrency for p in self.points])
+        xs = np.array([p.img_s for p in self.points])
         ks = np.array([p.p99_ms / self.bound_ms(p.concurrency) for p in self.points])
+        return cs, xs, ks
+
+    def _tail_factors(self, ns: Floats) -> Floats:
+        cs, _, ks = self._curve
         return np.interp(ns, cs, ks)  # linear between the points, held past either end
 
     def _p99s(self, ns: Floats) -> Floats:
         return self._tail_factors(ns) * np.maximum(self.service_ms, 1000.0 * ns / self.mu)
 
     def _throughputs(self, ns: Floats) -> Floats:
-        cs = np.array([p.concurrency for p in self.points])
-        xs = np.array([p.img_s for p in self.points])
+        cs, xs, _ = self._curve
         return np.where(ns < cs[0], ns * (xs[0] / cs[0]), np.interp(ns, cs, xs))
 
     def _arrival_latency(self, states: int) -> tuple[Floats, Floats, Floats]:

@@ -19,7 +19,7 @@ from resnet_serving.errors import ConfigError, InputError, TorchServeError
 from resnet_serving.settings import DEFAULT_STORE, ENV_CHANNEL, ENV_STORE, ENV_URL, ENV_VERSION, environment
 from resnet_serving.signals import on_stop_signals
 from resnet_serving.torchserve import requestlog
-from resnet_serving.torchserve.guard import DEFAULT_RETRY_AFTER_S, Guard
+from resnet_serving.torchserve.guard import DEFAULT_RETRY_AFTER_S, Guard, checked_retry_after
 
 EXAMPLE_IMAGE = "examples/grace_hopper.jpg"
 #: SIGTERM to SIGKILL is 30 s on SageMaker (and the default grace period on Kubernetes): the drain and the stop
@@ -208,8 +208,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         raise InputError(
             f"--job-queue-size {args.job_queue_size}: must be ≥ 0 (0: {_queued_batches()} batches per worker)"
         )
-    if args.retry_after < 0:
-        raise InputError(f"--retry-after {args.retry_after}: must be ≥ 0 seconds")
+    checked_retry_after(args.retry_after)
     own_run_dir = args.run_dir is None
     run_dir = Path(tempfile.mkdtemp(prefix="resnet-serving-")) if own_run_dir else Path(args.run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)

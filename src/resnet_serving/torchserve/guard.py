@@ -44,6 +44,13 @@ def overloaded_body(retry_after: int, model: str) -> bytes:
     return json.dumps({**err.to_dict(), "model": model}).encode()
 
 
+def checked_retry_after(value: int) -> int:
+    """``--retry-after``'s value (``serve`` and ``bench``), refused when negative: the caller's mistake."""
+    if value < 0:
+        raise InputError(f"--retry-after {value}: must be ≥ 0 seconds")
+    return value
+
+
 def raise_open_files_limit() -> int:
     """Raise this process's soft open-files limit to its hard limit, as TorchServe's JVM does for itself: every
     client connection the guard holds is one more file, and a soft limit of 1024 would refuse the 1025th."""
