@@ -19,7 +19,7 @@ WEIGHTS ?= auto
 VERSION ?= 1
 STORE ?= model-store
 
-.PHONY: help venv java tools checkov promql serve archive test test-unit lint typecheck bench bench-final faults fuzz contract k8s infra clean audit sbom dist
+.PHONY: help venv java tools checkov promql serve archive test test-unit lint typecheck bench bench-final bench-jpeg faults fuzz contract k8s infra clean audit sbom dist
 
 help:  ## list the targets, one line each
 	@awk -F ':.*## ' '/^[a-z][a-z0-9-]*:.*## / {printf "  make %-10s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -95,6 +95,21 @@ bench-final: java  ## the final performance table: serve's defaults against the 
 	OMP_WAIT_POLICY=PASSIVE $(BIN)/resnet-serving bench --out bench-results/final-sleeping --repeat 2 \
 	  --duration 12 --warmup 3
 	@for d in final final-worker-per-cpu final-sleeping; do echo; cat bench-results/$$d/bench.md; done
+
+# The scaled JPEG decode (RESNET_SERVING_JPEG_SCALED_DECODE) against the exact one, on a camera-sized JPEG made from
+# the example photo (6× its size: 3072×3600) and on the example photo itself.
+PHOTO_6X = bench-results/photo-3072x3600.jpg
+bench-jpeg: java  ## the scaled JPEG decode against the exact one, on a camera-sized photo and on the example photo
+	@mkdir -p bench-results
+	$(BIN)/python -c "from PIL import Image; im = Image.open('examples/grace_hopper.jpg').convert('RGB'); \
+	  im.resize((im.width * 6, im.height * 6), Image.Resampling.LANCZOS).save('$(PHOTO_6X)', quality=90)"
+	$(BIN)/resnet-serving bench --out bench-results/jpeg-photo-exact --payload $(PHOTO_6X) --concurrency 1,16,64 \
+	  --duration 12 --warmup 3
+	RESNET_SERVING_JPEG_SCALED_DECODE=1 $(BIN)/resnet-serving bench --out bench-results/jpeg-photo-scaled \
+	  --payload $(PHOTO_6X) --concurrency 1,16,64 --duration 12 --warmup 3
+	RESNET_SERVING_JPEG_SCALED_DECODE=1 $(BIN)/resnet-serving bench --out bench-results/jpeg-example-scaled \
+	  --concurrency 1,4,16,64 --duration 12 --warmup 3
+	@for d in jpeg-photo-exact jpeg-photo-scaled jpeg-example-scaled; do echo; cat bench-results/$$d/bench.md; done
 
 # The same cases as tests/faults in `make test`, with more requests, repeated faults, 60 s of overload and the
 # 10,000-request memory check (about 40 minutes on 2 shared vCPUs, most of it the memory check).

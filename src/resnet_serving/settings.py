@@ -115,6 +115,12 @@ class Settings:
         default=True, metadata=_var(_flag, "decode JPEG batches on the GPU when the model runs on one")
     )
     freeze: bool = field(default=True, metadata=_var(_flag, "run the CPU model as a frozen TorchScript graph"))
+    jpeg_scaled_decode: bool = field(
+        default=False,
+        metadata=_var(
+            _flag, "on a CPU, decode a large JPEG at 1/2, 1/4 or 1/8 scale (not bit-exact; check with evaluate)"
+        ),
+    )
     torch_threads: int | None = field(
         default=None, metadata=_var(_positive_int, "torch threads per worker; serve sets it from the CPU quota")
     )

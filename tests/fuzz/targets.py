@@ -7,6 +7,7 @@ message). Any other exception propagates, and the fuzzer saves the input that ra
 
 from __future__ import annotations
 
+import dataclasses
 import email.parser
 import email.policy
 import json
@@ -18,6 +19,7 @@ from resnet_serving.inference import imaging, protocol
 from resnet_serving.settings import Settings
 
 DEFAULT = Settings()
+SCALED = dataclasses.replace(DEFAULT, jpeg_scaled_decode=True)
 #: A SageMaker endpoint also caps the whole body (protocol._check_request_size): both settings get fuzzed.
 SAGEMAKER = Settings(sagemaker_mode="realtime")
 #: The boundary of the multipart seeds; the fuzzer mutates everything after the first byte.
@@ -46,6 +48,8 @@ def fuzz_imaging(data: bytes) -> None:
     """The image entry as the service calls it: the header check, then decode + crop (CPU), then full decode."""
     expected(lambda: imaging.validate_header(data, DEFAULT))
     expected(lambda: imaging.decode_crop(data, DEFAULT))
+    if data[:2] == b"\xff\xd8":  # the opt-in scaled JPEG decode: libjpeg's reduced-scale path on the same bytes
+        expected(lambda: imaging.decode_crop(data, SCALED))
     if data[:1] in (b"\xff", b"\x89"):  # the accelerator path's decode, for the formats it has a fast path for
         expected(lambda: imaging.decode_image(data, DEFAULT))
 

@@ -58,3 +58,58 @@ def test_evaluate_on_a_generated_folder(archive_dir: Path, tmp_path: Path, capsy
             assert "bf16: top-1" in captured.out and "same top-1 class as fp32" in captured.out
     assert "only the mechanics were checked" in " ".join(captured.err.split())
     assert "could not be decoded" in " ".join(captured.err.split())
+
+
+def test_evaluate_scores_the_scaled_jpeg_decode_against_the_exact_one(
+    archive_dir: Path, tmp_path: Path, capsys
+) -> None:
+    """The README's second command: each precision again with the scaled JPEG decode, its agreement measured
+    against fp32 with the exact decode. The photos are large enough (2× and 4× the example photo) for libjpeg to
+    decode them at a reduced scale. Random weights: mechanics only, as the command says."""
+    from PIL import Image
+
+    from resnet_serving.bench.accuracy import supported_precisions
+    from tests.fixtures import images
+
+    photo = Image.open(images.PHOTO).convert("RGB")
+    data = tmp_path / "val"
+    for k, wnid in enumerate(("n01440764", "n02099601")):
+        (data / wnid).mkdir(parents=True)
+        big = photo.resize((photo.width * (2 + 2 * k), photo.height * (2 + 2 * k)))
+        (data / wnid / "0.jpg").write_bytes(images.encode(big, "JPEG", quality=90))
+    out = tmp_path / "evaluate-scaled.json"
+    (line,) = block("evaluate-scaled")
+    words = shlex.split(line)
+    assert words[:2] == ["resnet-serving", "evaluate"] and "--jpeg-decode" in words
+    mine = {"--data": str(data), "--model-dir": str(archive_dir), "--out": str(out)}
+    argv = [mine.get(words[i - 1], w) for i, w in enumerate(words)][1:]
+    assert main(argv) == 0
+    captured = capsys.readouterr()
+    result = json.loads(out.read_text())
+    import torch
+
+    precisions = supported_precisions(torch.device("cpu"))
+    assert list(result["precisions"]) == precisions + [p + "+scaled-jpeg" for p in precisions]
+    assert result["scored"] == 2 and result["unreadable"] == {}
+    for name, r in result["precisions"].items():
+        assert r["jpeg_decode"] == ("scaled" if name.endswith("+scaled-jpeg") else "exact")
+        assert 0 <= r["top1"] <= r["top5"] <= 1 and 0 <= r["top1_agreement_with_fp32"] <= 1 and r["img_s"] > 0
+    assert result["precisions"]["fp32"]["top1_agreement_with_fp32"] == 1.0
+    assert "fp32+scaled-jpeg: top-1" in captured.out and "scaled" in captured.out
+
+
+def test_evaluate_refuses_an_unknown_jpeg_decode() -> None:
+    from resnet_serving.bench.accuracy import variants
+    from resnet_serving.errors import InputError
+
+    assert variants(["fp32", "bf16"], ["scaled"]) == [
+        ("fp32", "fp32", "exact"),
+        ("bf16", "bf16", "exact"),
+        ("fp32+scaled-jpeg", "fp32", "scaled"),
+        ("bf16+scaled-jpeg", "bf16", "scaled"),
+    ]
+    with pytest.raises(InputError, match="--jpeg-decode fast"):
+        variants(["fp32"], ["fast"])
+    with pytest.raises(SystemExit) as exit_info:
+        main(["evaluate", "--data", ".", "--jpeg-decode", "fast"])
+    assert exit_info.value.code == 2

@@ -72,6 +72,24 @@ def test_responses_name_a_reduced_precision(model_dir: Path, monkeypatch: pytest
     }
 
 
+def test_responses_name_the_scaled_jpeg_decode(model_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """RESNET_SERVING_JPEG_SCALED_DECODE reaches the worker's service from its environment, and its answers say so."""
+    from PIL import Image
+
+    photo = Image.open(fx.PHOTO).convert("RGB")
+    big = fx.encode(photo.resize((photo.width * 4, photo.height * 4)), "JPEG", quality=90)
+    exact = InferenceService.from_model_dir(model_dir)
+    assert "jpeg_decode" not in exact.handle([{"body": big}], ["image/jpeg"])[0].body
+    monkeypatch.setenv("RESNET_SERVING_JPEG_SCALED_DECODE", "1")
+    scaled = InferenceService.from_model_dir(model_dir)
+    assert scaled.settings.jpeg_scaled_decode is True
+    body = scaled.handle([{"body": big}], ["image/jpeg"])[0].body
+    assert body["jpeg_decode"] == "scaled" and len(body["predictions"]) == 5
+    monkeypatch.setenv("RESNET_SERVING_JPEG_SCALED_DECODE", "maybe")
+    with pytest.raises(ConfigError, match="RESNET_SERVING_JPEG_SCALED_DECODE"):
+        InferenceService.from_model_dir(model_dir)
+
+
 def test_batch_norm_folding_is_exact_in_fp32(state: dict) -> None:
     """The bf16 graph folds batch norm before casting; the fold itself must not change the fp32 network."""
     net = torchvision_resnet50(state)

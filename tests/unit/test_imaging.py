@@ -264,3 +264,70 @@ def test_an_undecodable_body_is_refused_without_naming_internal_objects() -> Non
     with pytest.raises(InputError) as e:
         imaging.decode_crop(b"GIF89a")
     assert str(e.value) == "body looks like GIF but cannot be decoded: no GIF decoder accepts these bytes"
+
+
+# ---- opt-in: JPEG decoded at a reduced scale by libjpeg (Settings.jpeg_scaled_decode)
+
+SCALED = Settings(jpeg_scaled_decode=True)
+
+
+def _photo(scale: int, mode: str = "RGB", orientation: int = 1) -> bytes:
+    """The example photo (512×600), upscaled ``scale`` times: the texture of a real photo at camera sizes."""
+    img = Image.open(fx.PHOTO).convert("RGB")
+    img = img.resize((img.width * scale, img.height * scale), Image.Resampling.LANCZOS).convert(mode)
+    exif = Image.Exif()
+    if orientation != 1:
+        exif[0x0112] = orientation
+    return fx.encode(img, "JPEG", quality=90, exif=exif.tobytes())
+
+
+@pytest.mark.parametrize(
+    ("size", "decoded"),
+    [
+        ((512, 600), (256, 300)),  # 2.2× the resize: half scale
+        ((2048, 2400), (256, 300)),  # 8.8×: an eighth
+        ((1000, 3000), (250, 750)),  # 4.3× on the short side: a quarter
+        ((300, 400), (300, 400)),  # under twice the resize: decoded whole
+        ((463, 463), (463, 463)),  # one pixel short of half scale covering 232: decoded whole
+    ],
+)
+def test_scaled_decode_takes_the_largest_reduction_that_still_covers_the_resize(
+    size: tuple[int, int], decoded: tuple[int, int]
+) -> None:
+    opened = Image.open(io.BytesIO(fx.encode(Image.new("RGB", size, (90, 120, 30)), "JPEG")))
+    assert imaging.scaled_jpeg_draft(opened) == decoded
+    opened.load()
+    assert opened.size == decoded
+    new_w, new_h = imaging._resized_size(*size)
+    assert decoded[0] >= new_w and decoded[1] >= new_h
+
+
+@pytest.mark.parametrize(
+    ("scale", "mode", "orientation"), [(1, "RGB", 1), (4, "RGB", 1), (4, "L", 1), (4, "CMYK", 1), (4, "RGB", 6)]
+)
+def test_scaled_decode_stays_close_to_the_exact_path_and_is_off_by_default(
+    scale: int, mode: str, orientation: int
+) -> None:
+    """Not bit-exact (the reason it is opt-in and evaluate compares it), but within a few grey levels on a photo;
+    orientation and modes are applied as on the exact path."""
+    data = _photo(scale, mode, orientation)
+    assert Settings().jpeg_scaled_decode is False
+    exact = imaging.decode_crop(data).int()
+    assert torch.equal(exact, imaging.decode_crop(data, Settings(jpeg_scaled_decode=False)).int())
+    scaled = imaging.decode_crop(data, SCALED).int()
+    assert scaled.shape == exact.shape == (224, 224, 3)
+    diff = (scaled - exact).abs().float()
+    assert 0 < diff.mean().item() <= 3.0, diff.mean().item()  # it did decode differently, and only slightly
+
+
+def test_scaled_decode_leaves_small_jpegs_and_other_formats_bit_exact() -> None:
+    for data in (fx.jpeg(400, 300), fx.png(1200, 1000), fx.encode(fx.rgb_image(1200, 1000), "WEBP", quality=90)):
+        assert torch.equal(imaging.decode_crop(data, SCALED), imaging.decode_crop(data))
+
+
+def test_scaled_decode_refuses_bad_jpegs_as_the_exact_path_does() -> None:
+    truncated = _photo(2)[:5000]
+    with pytest.raises(InputError, match="JPEG"):
+        imaging.decode_crop(truncated, SCALED)
+    with pytest.raises(PayloadTooLarge, match="pixels"):
+        imaging.decode_crop(_photo(2), Settings(jpeg_scaled_decode=True, max_image_pixels=1000))

@@ -170,6 +170,19 @@ def check_precisions(asked: list[str], device: torch.device) -> list[str]:
     return out
 
 
+#: How ``evaluate`` names the row of a precision served with ``RESNET_SERVING_JPEG_SCALED_DECODE=1``.
+SCALED_SUFFIX = "+scaled-jpeg"
+
+
+def variants(precisions: list[str], jpeg_decodes: list[str]) -> list[tuple[str, str, str]]:
+    """(row name, precision, JPEG decode) for each combination; fp32 with the exact decode first (the reference)."""
+    decodes = ["exact"] + [d for d in dict.fromkeys(jpeg_decodes) if d != "exact"]
+    for d in decodes:
+        if d not in ("exact", "scaled"):
+            raise InputError(f"--jpeg-decode {d}: expected exact or scaled")
+    return [(p + ("" if d == "exact" else SCALED_SUFFIX), p, d) for d in decodes for p in precisions]
+
+
 def evaluate(
     samples: list[Sample],
     state_dict: dict[str, torch.Tensor],
@@ -178,23 +191,30 @@ def evaluate(
     device: torch.device,
     batch_size: int = 8,
     meta: dict[str, Any] | None = None,
+    jpeg_decodes: list[str] | None = None,
 ) -> dict[str, Any]:
-    """Top-1/top-5 for each precision, agreement of its top-1 with fp32's, and the images it could not read."""
-    settings = dataclasses.replace(Settings.from_env(), default_topk=TOPK, max_topk=max(TOPK, 100))
+    """Top-1/top-5 for each precision (and, asked for, each with the scaled JPEG decode), agreement of its top-1
+    with fp32's (exact decode), and the images it could not read."""
+    base = dataclasses.replace(Settings.from_env(), default_topk=TOPK, max_topk=max(TOPK, 100))
     labels = imaging.categories()
     meta = {"model": MODEL_NAME, **(meta or {})}
     payloads = [s.path.read_bytes() for s in samples]
     top: dict[str, list[list[int] | None]] = {}
     unreadable: dict[str, str] = {}
     results: dict[str, dict[str, Any]] = {}
-    for precision in precisions:
+    rows = variants(precisions, jpeg_decodes or ["exact"])
+    models: dict[str, Classifier] = {}
+    for name, precision, decode in rows:
         accel = {**accel_options(), "amp": "off" if precision == "fp32" else precision}
-        with ui.status(f"building the {precision} model as serving runs it"):
-            clf = Classifier.configured(state_dict, device, batch_size, accel)
+        if precision not in models:
+            with ui.status(f"building the {precision} model as serving runs it"):
+                models[precision] = Classifier.configured(state_dict, device, batch_size, accel)
+        clf = models[precision]
+        settings = dataclasses.replace(base, jpeg_scaled_decode=decode == "scaled")
         service = InferenceService(clf, labels, meta, settings, gpu_decode=accel["gpu_decode"])
         got: list[list[int] | None] = []
         started = time.perf_counter()
-        with ui.progress(f"{precision}: classifying {len(samples)} images", len(samples)) as advance:
+        with ui.progress(f"{name}: classifying {len(samples)} images", len(samples)) as advance:
             for start in range(0, len(samples), batch_size):
                 chunk = payloads[start : start + batch_size]
                 responses = service.handle([{"body": b} for b in chunk], [content_type_for(b) for b in chunk])
@@ -206,17 +226,21 @@ def evaluate(
                         unreadable.setdefault(str(samples[start + k].path), str(resp.body.get("message", "")))
                 advance(len(chunk))
         seconds = time.perf_counter() - started
-        top[precision] = got
-        results[precision] = {"graph": clf.graph, "img_s": len(samples) / seconds if seconds > 0 else float("nan")}
-    scored = [i for i in range(len(samples)) if all(top[p][i] is not None for p in precisions)]
+        top[name] = got
+        results[name] = {
+            "graph": clf.graph,
+            "jpeg_decode": decode,
+            "img_s": len(samples) / seconds if seconds > 0 else float("nan"),
+        }
+    scored = [i for i in range(len(samples)) if all(top[name][i] is not None for name, _, _ in rows)]
     if not scored:
         raise InputError(f"none of the {len(samples)} images could be decoded (first: {_names(list(unreadable))})")
-    for precision in precisions:
-        preds = [top[precision][i] for i in scored]
+    for name, _, _ in rows:
+        preds = [top[name][i] for i in scored]
         ref = [top["fp32"][i] for i in scored]
         truth = [samples[i].label for i in scored]
         n = len(scored)
-        results[precision].update(
+        results[name].update(
             top1=sum(p is not None and p[0] == t for p, t in zip(preds, truth, strict=True)) / n,
             top5=sum(p is not None and t in p for p, t in zip(preds, truth, strict=True)) / n,
             top1_agreement_with_fp32=sum(

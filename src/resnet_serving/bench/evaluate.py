@@ -1,4 +1,5 @@
-"""``resnet-serving evaluate``: top-1/top-5 per precision on a labelled folder, before reduced precision is served.
+"""``resnet-serving evaluate``: top-1/top-5 per precision (and JPEG decode) on a labelled folder, before reduced
+precision or the scaled JPEG decode is served.
 
 A thin adapter over :mod:`resnet_serving.bench.accuracy` (torch is imported inside the command only).
 """
@@ -34,6 +35,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         action="append",
         choices=("fp32", "bf16", "fp16"),
         help="repeatable; default: fp32 and every reduced precision this CPU or GPU runs natively",
+    )
+    p.add_argument(
+        "--jpeg-decode",
+        action="append",
+        choices=("exact", "scaled"),
+        help="repeatable; scaled: also score each precision with RESNET_SERVING_JPEG_SCALED_DECODE=1 (default: exact)",
     )
     p.add_argument("--limit", type=int, help="score at most N images (a fixed-seed sample)")
     p.add_argument("--batch-size", type=int, default=8, help="images per batch through the service (default 8)")
@@ -75,7 +82,13 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
             state, weights = resolve_weights(args.weights or "auto")
         meta = {"version": "", "weights": weights.get("id")}
     result = accuracy.evaluate(
-        samples, state, precisions=precisions, device=device, batch_size=args.batch_size, meta=meta
+        samples,
+        state,
+        precisions=precisions,
+        device=device,
+        batch_size=args.batch_size,
+        meta=meta,
+        jpeg_decodes=args.jpeg_decode,
     )
     result.update(
         data=str(args.data),
@@ -108,12 +121,13 @@ def _print(result: dict[str, Any]) -> None:
         title=f"{result['scored']} images, {result['classes']} classes, weights {result['weights']}, "
         f"on {result['device']}"
     )
-    for col in ("precision", "graph", "top-1", "top-5", "top-1 agreement with fp32", "img/s"):
-        table.add_column(col, justify="left" if col in ("precision", "graph") else "right")
+    for col in ("precision", "graph", "JPEG decode", "top-1", "top-5", "top-1 agreement with fp32", "img/s"):
+        table.add_column(col, justify="left" if col in ("precision", "graph", "JPEG decode") else "right")
     for name, r in result["precisions"].items():
         table.add_row(
             name,
             r["graph"],
+            r["jpeg_decode"],
             _pct(r["top1"]),
             _pct(r["top5"]),
             _pct(r["top1_agreement_with_fp32"]),

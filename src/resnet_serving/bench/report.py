@@ -27,9 +27,11 @@ def markdown(report: dict[str, Any]) -> str:
         "# resnet-serving bench",
         "",
         f"Device {env['device']}, {env['cpus_available']} CPU(s) available, torch {env['torch']}, "
-        f"payload {env['payload']['file']} ({env['payload']['bytes']} bytes), weights {env['weights']}.",
+        f"payload {env['payload']['file']} ({_dims(env['payload'])}{env['payload']['bytes']} bytes), "
+        f"weights {env['weights']}.",
         f"Serving: {cfg['workers']} worker(s) × {cfg['torch_threads_per_worker']} torch thread(s), "
-        f"batch {cfg['batch_size']}, max batch delay {cfg['max_batch_delay_ms']} ms, channels_last.",
+        f"batch {cfg['batch_size']}, max batch delay {cfg['max_batch_delay_ms']} ms, channels_last, "
+        f"{cfg.get('jpeg_decode', 'exact')} JPEG decode.",
         f"Load generator: {report['load_generator']}. Server warmed up for {report.get('server_warmup_s', 0):.0f} s "
         "at the highest concurrency before measuring, as a long-running server would be.",
         "",
@@ -207,3 +209,8 @@ def write_reports(report: dict[str, Any], out: Path) -> None:
     (out / "bench.json").write_text(json.dumps(report, indent=2, default=str) + "\n", encoding="utf-8")
     (out / "bench.md").write_text(markdown(report), encoding="utf-8")
     plot(report, out / "bench.png")
+
+
+def _dims(payload: dict[str, Any]) -> str:
+    size = payload.get("size")
+    return f"{size[0]}×{size[1]}, " if size else ""

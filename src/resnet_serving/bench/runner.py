@@ -6,6 +6,7 @@ Every figure that matters is reported as a ratio to the raw model measured in th
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import platform
@@ -34,7 +35,7 @@ from resnet_serving.inference.cpuinfo import cpu_report
 from resnet_serving.inference.formats import content_type_for
 from resnet_serving.inference.model import Classifier, resolve_weights, select_device
 from resnet_serving.inference.service import InferenceService
-from resnet_serving.settings import source_checkout
+from resnet_serving.settings import Settings, source_checkout
 from resnet_serving.torchserve.config import ServeConfig, free_ports
 from resnet_serving.torchserve.guard import DEFAULT_RETRY_AFTER_S, Guard
 from resnet_serving.torchserve.server import TorchServe
@@ -251,6 +252,17 @@ def _prepare_model_dir(opts: BenchOptions, tmp: Path) -> Path:
     return out
 
 
+def _image_size(payload: bytes) -> list[int] | None:
+    """The payload's width and height from its header, or None when it does not parse (the served level says why)."""
+    from PIL import Image
+
+    try:
+        with Image.open(io.BytesIO(payload)) as im:
+            return list(im.size)
+    except Exception:  # any header PIL refuses: the served levels then report the real error
+        return None
+
+
 def run_bench(opts: BenchOptions) -> dict[str, Any]:
     opts.out.mkdir(parents=True, exist_ok=True)
     if opts.payload is None or not opts.payload.is_file():
@@ -278,7 +290,7 @@ def run_bench(opts: BenchOptions) -> dict[str, Any]:
                 "cgroup_cpu_quota": cgroup_cpu_quota(),
                 "cpu": cpu_report(),
                 "load_average_before": os.getloadavg(),
-                "payload": {"file": payload_path.name, "bytes": len(payload)},
+                "payload": {"file": payload_path.name, "bytes": len(payload), "size": _image_size(payload)},
                 "weights": manifest.weights.get("id"),
                 "model_version": manifest.version,
             },
@@ -288,6 +300,8 @@ def run_bench(opts: BenchOptions) -> dict[str, Any]:
                 "batch_size": cfg.batch_size,
                 "max_batch_delay_ms": cfg.max_batch_delay_ms,
                 "channels_last": True,
+                # the workers and the pipeline read it from this environment (Settings), as serve's workers do
+                "jpeg_decode": "scaled" if Settings.from_env().jpeg_scaled_decode else "exact",
             },
             "server_warmup_s": opts.server_warmup_s,
             "load_generator": "closed-loop threaded HTTP client (http.client, keep-alive) in its own process",

@@ -11,6 +11,8 @@ The one place that knows about image formats. Used by the TorchServe handler, th
   resizing the short side of a 1×40000 image to 232 would allocate gigabytes, so an image longer than
   :data:`CROP_FIRST_ASPECT` times its short side is first cropped to the region the centre crop keeps (plus
   the resampling filter's reach), and only that region is resized (:func:`center_crop_pil`, :func:`preprocess`).
+* Opt-in (:attr:`~resnet_serving.settings.Settings.jpeg_scaled_decode`): a large JPEG is decoded at a reduced
+  scale by libjpeg itself (:func:`scaled_jpeg_draft`) before the same resize and crop; faster, not bit-exact.
 * Preprocessing is exactly ``ResNet50_Weights.IMAGENET1K_V2.transforms()`` (resize 232 bilinear antialiased,
   centre crop 224, scale to [0, 1], ImageNet mean/std); the constants are read from torchvision itself. Two
   paths, each bit-exact with ``transforms()`` on its input type:
@@ -146,8 +148,22 @@ def decode_crop(data: bytes | bytearray | memoryview, settings: Settings | None 
     fmt = sniff_format(data) or "image"
     with _pil_errors(fmt):
         fmt, opened = _open_checked(data, settings)
+        if settings.jpeg_scaled_decode and fmt == "JPEG":
+            scaled_jpeg_draft(opened)
         crop = center_crop_pil(_load_rgb(opened))
     return _hwc_tensor(crop, fmt)
+
+
+def scaled_jpeg_draft(opened: Image.Image) -> tuple[int, int]:
+    """Ask libjpeg to decode ``opened`` (a JPEG, not yet loaded) at the smallest of 1/1, 1/2, 1/4 and 1/8 scale
+    that still covers the resize's size, and return the size it will decode to.
+
+    The inverse DCT then computes only the kept frequencies, so a photo several times larger than the resize
+    costs a fraction of a full decode. Not bit-exact with ``transforms()``: libjpeg's downscale is a different
+    low-pass than the antialiased bilinear resize (``RESNET_SERVING_JPEG_SCALED_DECODE``; README: evaluate).
+    """
+    opened.draft(opened.mode, _resized_size(*opened.size))
+    return opened.size
 
 
 def _resized_size(width: int, height: int) -> tuple[int, int]:

@@ -122,8 +122,11 @@ class InferenceService:
             meta["warning"] = weights.get("warning", "weights are not pretrained: predictions are meaningless")
         if classifier.precision != "fp32":  # scores then differ slightly from an fp32 pod's: say so
             meta["precision"] = classifier.precision
+        settings = Settings.from_env()
+        if settings.jpeg_scaled_decode and device.type == "cpu":  # so do the pixels of a large JPEG: say so too
+            meta["jpeg_decode"] = "scaled"
         sha256 = sha256_file(model_dir / STATE_DICT_FILE)
-        return cls(classifier, labels, meta, Settings.from_env(), gpu_decode=accel["gpu_decode"], sha256=sha256)
+        return cls(classifier, labels, meta, settings, gpu_decode=accel["gpu_decode"], sha256=sha256)
 
     def handle(
         self,
