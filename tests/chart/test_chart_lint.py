@@ -40,6 +40,11 @@ SCHEMA_ERRORS = [
         ["at '/torchserve/retryAfterSeconds'", "minimum: got -1, want 0"],
     ),
     (
+        "zero-batch-delay",  # TorchServe 0.12 would read 0 as 100 ms
+        "torchserve:\n  maxBatchDelayMs: 0\n",
+        ["at '/torchserve/maxBatchDelayMs'", "minimum: got 0, want 1"],
+    ),
+    (
         "bad-enum",
         "ingress:\n  scheme: public\n",
         ["at '/ingress/scheme'", "value must be one of 'internal', 'internet-facing'"],

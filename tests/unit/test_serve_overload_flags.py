@@ -27,6 +27,24 @@ def test_negative_values_are_refused(
     assert not run_dir.exists(), "refused before creating anything"
 
 
+@pytest.mark.parametrize("argv", [["serve", "--model-dir", "."], ["bench", "--quick"]])
+def test_a_zero_batch_delay_is_refused_with_the_reason(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], argv: list[str]
+) -> None:
+    """TorchServe 0.12 replaces a maxBatchDelay of 0 with its default of 100 ms (its management API then
+    describes the model with 100), so a lone request would wait 100 ms: refused as the caller's mistake."""
+    from resnet_serving.torchserve.config import ServeConfig
+
+    with pytest.raises(Exception, match=r"--max-batch-delay-ms must be ≥ 1, got 0 \(TorchServe 0.12 reads 0 as"):
+        ServeConfig(model_store=tmp_path, max_batch_delay_ms=0)
+    rc = main([*argv, "--max-batch-delay-ms", "0"] + (["--out", str(tmp_path / "b")] if argv[0] == "bench" else []))
+    assert rc == 2
+    assert "--max-batch-delay-ms must be ≥ 1, got 0 (TorchServe 0.12 reads 0 as its default of 100 ms)" in (
+        capsys.readouterr().err
+    )
+    assert not (tmp_path / "b").exists()
+
+
 def test_the_bench_queue_holds_its_highest_concurrency(tmp_path: Path) -> None:
     """The bench measures latency under a closed loop, not overload: none of its clients may meet a full queue."""
     from resnet_serving.bench.runner import BenchOptions, _serve_config

@@ -7,6 +7,7 @@ import signal
 from pathlib import Path
 
 from resnet_serving.signals import on_stop_signals
+from resnet_serving.torchserve.config import checked_max_batch_delay
 from resnet_serving.torchserve.guard import DEFAULT_RETRY_AFTER_S, checked_retry_after
 
 
@@ -85,6 +86,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
         baseline=args.baseline,
         retry_after=checked_retry_after(args.retry_after),
     )
+    if args.max_batch_delay_ms is not None:
+        checked_max_batch_delay(args.max_batch_delay_ms)
     if args.quick:
         opts.concurrency = [1, 4]
         opts.duration_s, opts.warmup_s, opts.raw_seconds_per_batch = 2.0, 1.0, 0.5

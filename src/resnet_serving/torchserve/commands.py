@@ -196,7 +196,7 @@ def _threads(value: str) -> int:
 def cmd_serve(args: argparse.Namespace) -> int:
     from resnet_serving.inference.cpuinfo import bf16_warning
     from resnet_serving.settings import Settings
-    from resnet_serving.torchserve.config import ServeConfig, free_ports
+    from resnet_serving.torchserve.config import ServeConfig, checked_max_batch_delay, free_ports
     from resnet_serving.torchserve.server import Stopped, TorchServe
 
     settings = Settings.from_env()  # fail fast on a bad RESNET_SERVING_* value, before Java starts
@@ -209,6 +209,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
             f"--job-queue-size {args.job_queue_size}: must be ≥ 0 (0: {_queued_batches()} batches per worker)"
         )
     checked_retry_after(args.retry_after)
+    checked_max_batch_delay(args.max_batch_delay_ms)
     own_run_dir = args.run_dir is None
     run_dir = Path(tempfile.mkdtemp(prefix="resnet-serving-")) if own_run_dir else Path(args.run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)

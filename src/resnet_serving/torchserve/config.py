@@ -57,6 +57,16 @@ def default_workers() -> int:
     return max(1, visible_gpus())
 
 
+def checked_max_batch_delay(value: int) -> int:
+    """``--max-batch-delay-ms``, refused below 1: TorchServe 0.12 replaces a maxBatchDelay of 0 with its default of
+    100 ms, which every lone request would then wait."""
+    if value < 1:
+        raise ConfigError(
+            f"--max-batch-delay-ms must be ≥ 1, got {value} (TorchServe 0.12 reads 0 as its default of 100 ms)"
+        )
+    return value
+
+
 @dataclass(frozen=True)
 class ServeConfig:
     model_store: Path
@@ -111,7 +121,6 @@ class ServeConfig:
         for name, lo in (
             ("workers", 1),
             ("batch_size", 1),
-            ("max_batch_delay_ms", 0),
             ("threads", 0),
             ("response_timeout_s", 1),
             ("job_queue_size", 0),
@@ -119,6 +128,7 @@ class ServeConfig:
         ):
             if getattr(self, name) < lo:
                 raise ConfigError(f"--{name.replace('_', '-')} must be ≥ {lo}, got {getattr(self, name)}")
+        checked_max_batch_delay(self.max_batch_delay_ms)
         if self.management_host not in LOOPBACK:
             raise ConfigError(
                 f"--management-host {self.management_host}: the management API can register arbitrary code; "
