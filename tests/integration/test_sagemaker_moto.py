@@ -310,7 +310,8 @@ def test_serverless_endpoint_has_no_instances_and_no_autoscaling(
         for a in deploy_args(sm_store, endpoint_name)
         if a not in ("--autoscale-max", "6", "--autoscale-target", "120")
     ]
-    assert main([*args, "--serverless", "--memory-mb", "6144", "--max-concurrency", "20"]) == 0
+    options = ["--env", "RESNET_SERVING_JPEG_SCALED_DECODE=1", "--env", "RESNET_SERVING_AMP=bf16"]
+    assert main([*args, "--serverless", "--memory-mb", "6144", "--max-concurrency", "20", *options]) == 0
     sm = aws(moto_s3, "sagemaker")
     cfg = sm.describe_endpoint_config(
         EndpointConfigName=sm.describe_endpoint(EndpointName=endpoint_name)["EndpointConfigName"]
@@ -319,7 +320,11 @@ def test_serverless_endpoint_has_no_instances_and_no_autoscaling(
     assert variant["ServerlessConfig"] == {"MemorySizeInMB": 6144, "MaxConcurrency": 20}
     assert "InstanceType" not in variant and "KmsKeyId" not in cfg
     model = sm.describe_model(ModelName=variant["ModelName"])
-    assert model["PrimaryContainer"]["Environment"] == {"RESNET_SERVING_SAGEMAKER_MODE": "serverless"}
+    assert model["PrimaryContainer"]["Environment"] == {
+        "RESNET_SERVING_AMP": "bf16",
+        "RESNET_SERVING_JPEG_SCALED_DECODE": "1",
+        "RESNET_SERVING_SAGEMAKER_MODE": "serverless",
+    }
     rid = f"endpoint/{endpoint_name}/variant/AllTraffic"
     aas = aws(moto_s3, "application-autoscaling")
     assert aas.describe_scalable_targets(ServiceNamespace="sagemaker", ResourceIds=[rid])["ScalableTargets"] == []

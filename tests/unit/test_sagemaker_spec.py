@@ -103,6 +103,16 @@ def no_aws(monkeypatch: pytest.MonkeyPatch) -> None:
         (["--timeout", "600"], "--timeout 600 is not longer than the traffic shifting"),
         (["--traffic", "linear:10%:300s", "--timeout", "2000"], "takes 3000 s"),
         (["--store", "file:///models"], "SageMaker reads model data from S3"),
+        (["--env", "RESNET_SERVING_AMP"], "--env 'RESNET_SERVING_AMP': expected KEY=VALUE"),
+        (["--env", "OMP_NUM_THREADS=4"], "--env OMP_NUM_THREADS: not a resnet-serving setting"),
+        (["--env", "RESNET_SERVING_AMP=int4"], "--env RESNET_SERVING_AMP='int4': expected one of"),
+        (["--env", "RESNET_SERVING_SAGEMAKER_MODE=realtime"], "deploy sets it from --serverless"),
+        (["--env", "RESNET_SERVING_AMP=bf16", "--env", "RESNET_SERVING_AMP=off"], "--env RESNET_SERVING_AMP is given"),
+        (
+            ["--env", "RESNET_SERVING_DEFAULT_TOPK=50", "--env", "RESNET_SERVING_MAX_TOPK=10"],
+            "RESNET_SERVING_DEFAULT_TOPK (50) exceeds RESNET_SERVING_MAX_TOPK (10)",
+        ),
+        (["--env", "RESNET_SERVING_JAVA_OPTS=-Xmx1g,-Xss1m"], "cannot be recorded in an endpoint tag"),
     ],
 )
 def test_bad_flags_exit_2_before_any_aws_call(
@@ -169,6 +179,8 @@ def test_names_fit_63_characters_and_carry_version_and_digest() -> None:
     assert spec().names(sha) != spec(instance_count=3).names(sha), "other settings, other config"
     assert spec().names(sha) == spec(autoscaling=Autoscaling(2, 8, 50.0)).names(sha), "scaling is not in the config"
     assert spec().names(sha) != spec().names("cd" * 32)
+    bf16 = spec(model_env=(("RESNET_SERVING_AMP", "bf16"),))
+    assert bf16.names(sha) != spec().names(sha), "another model option, another model and config"
 
 
 @pytest.mark.parametrize(
@@ -189,6 +201,7 @@ def test_names_fit_63_characters_and_carry_version_and_digest() -> None:
             "instance_type": "ml.c5.2xlarge",
             "p99_latency_ms": 250.0,
             "timeout_s": 1200,
+            "model_env": (("RESNET_SERVING_AMP", "bf16"), ("RESNET_SERVING_JPEG_SCALED_DECODE", "1")),
         },
     ],
 )

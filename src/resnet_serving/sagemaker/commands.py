@@ -23,7 +23,7 @@ from resnet_serving.sagemaker.aws import Clients, make_clients
 from resnet_serving.sagemaker.deploy import Waiting, deploy, rollback
 from resnet_serving.sagemaker.errors import call
 from resnet_serving.sagemaker.manage import delete, find_owned, status
-from resnet_serving.sagemaker.spec import Autoscaling, DeploySpec, Traffic
+from resnet_serving.sagemaker.spec import Autoscaling, DeploySpec, Traffic, parse_model_env
 from resnet_serving.settings import ENV_STORE, environment
 from resnet_serving.store import open_store
 
@@ -92,6 +92,10 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
     )  # fmt: skip
     p.add_argument("--p99-latency-ms", type=float, default=1000.0, help="p99 alarm threshold (default: 1000)")
     p.add_argument("--timeout", type=int, default=3600, help="seconds to wait for InService (default: 3600)")
+    p.add_argument(
+        "--env", action="append", default=[], metavar="KEY=VALUE",
+        help="a RESNET_SERVING_* model option for the container, e.g. RESNET_SERVING_AMP=bf16 (repeatable)",
+    )  # fmt: skip
     p.set_defaults(func=cmd_deploy)
 
     p = sub.add_parser("status", help="live version, variants, autoscaling, alarms, last update")
@@ -187,6 +191,7 @@ def spec_from_args(args: argparse.Namespace, version: str) -> DeploySpec:
         alarms=tuple(args.alarm),
         p99_latency_ms=args.p99_latency_ms,
         timeout_s=args.timeout,
+        model_env=parse_model_env(args.env),
     )
 
 

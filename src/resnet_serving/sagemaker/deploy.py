@@ -111,7 +111,7 @@ def ensure_model(clients: Clients, spec: DeploySpec, names: Names, sha256: str, 
         "Image": spec.image,
         "ModelDataUrl": data_url,
         "Mode": "SingleModel",
-        "Environment": {ENV_SAGEMAKER_MODE: "serverless" if spec.serverless else "realtime"},
+        "Environment": {**dict(spec.model_env), ENV_SAGEMAKER_MODE: "serverless" if spec.serverless else "realtime"},
     }
     kwargs: dict[str, Any] = {
         "ModelName": names.model,

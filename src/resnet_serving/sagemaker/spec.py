@@ -10,10 +10,11 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 
 from resnet_serving import MODEL_NAME
-from resnet_serving.errors import InputError
+from resnet_serving.errors import ConfigError, InputError
+from resnet_serving.settings import ENV_SAGEMAKER_MODE, Settings, env_name
 
 VARIANT = "AllTraffic"
 SCALABLE_DIMENSION = "sagemaker:variant:DesiredInstanceCount"
@@ -134,6 +135,8 @@ class DeploySpec:
     alarms: tuple[str, ...] = ()
     p99_latency_ms: float = 1000.0
     timeout_s: int = 3600
+    #: RESNET_SERVING_* model options for the container (``--env``), e.g. RESNET_SERVING_AMP=bf16; sorted pairs.
+    model_env: tuple[tuple[str, str], ...] = ()
 
     @property
     def serverless(self) -> bool:
@@ -229,6 +232,7 @@ class DeploySpec:
             )
         if not self.store.startswith("s3://"):
             raise InputError(f"--store {self.store!r}: SageMaker reads model data from S3, use s3://BUCKET/PREFIX")
+        check_model_env(self.model_env)
         self.settings_tags()  # every setting must fit in a tag, or update_endpoint_version could not rebuild it
         return self
 
@@ -282,6 +286,7 @@ class DeploySpec:
             "alarms": " ".join(self.alarms) or None,
             "p99-latency-ms": f"{self.p99_latency_ms:g}",
             "timeout": str(self.timeout_s),
+            "env": " ".join(f"{k}={v}" for k, v in self.model_env) or None,
         }
         tags = {TAG_SETTINGS + k: v for k, v in values.items() if v is not None}
         for key, value in tags.items():
@@ -292,6 +297,36 @@ class DeploySpec:
                     "digits, spaces and _ . : / = + - @)"
                 )
         return tags
+
+
+def parse_model_env(items: list[str]) -> tuple[tuple[str, str], ...]:
+    """``--env KEY=VALUE`` items → sorted (key, value) pairs, each checked by :func:`check_model_env`."""
+    pairs: dict[str, str] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise InputError(f"--env {item!r}: expected KEY=VALUE, e.g. RESNET_SERVING_AMP=bf16")
+        if key in pairs:
+            raise InputError(f"--env {key} is given twice")
+        pairs[key] = value
+    env = tuple(sorted(pairs.items()))
+    check_model_env(env)
+    return env
+
+
+def check_model_env(env: tuple[tuple[str, str], ...]) -> None:
+    """Only the worker's own RESNET_SERVING_* options, with values the worker accepts: the container would
+    otherwise stop at start-up on SageMaker, minutes later, with the error in CloudWatch only."""
+    names = {env_name(f.name) for f in fields(Settings)} - {ENV_SAGEMAKER_MODE}
+    for key, _ in env:
+        if key == ENV_SAGEMAKER_MODE:
+            raise InputError(f"--env {key}: deploy sets it from --serverless")
+        if key not in names:
+            raise InputError(f"--env {key}: not a resnet-serving setting; expected one of {', '.join(sorted(names))}")
+    try:
+        Settings.from_env(dict(env))
+    except ConfigError as e:
+        raise InputError(f"--env {e}") from e
 
 
 @dataclass(frozen=True)
@@ -326,6 +361,7 @@ def spec_from_tags(tags: dict[str, str], *, endpoint: str, store: str, version: 
             vpc_security_groups=tuple(s.get("vpc-security-groups", "").split()),
             startup_timeout_s=int(s["startup-timeout"]) if "startup-timeout" in s else None,
             download_timeout_s=int(s["download-timeout"]) if "download-timeout" in s else None,
+            model_env=parse_model_env(s.get("env", "").split()),
         )
         if "serverless" in s:
             mem, conc = s["serverless"].split("/")
