@@ -98,7 +98,7 @@ def test_evaluate_scores_the_scaled_jpeg_decode_against_the_exact_one(
     assert "fp32+scaled-jpeg: top-1" in captured.out and "scaled" in captured.out
 
 
-def test_evaluate_refuses_an_unknown_jpeg_decode() -> None:
+def test_evaluate_refuses_an_unknown_jpeg_decode(capsys: pytest.CaptureFixture[str]) -> None:
     from resnet_serving.bench.accuracy import variants
     from resnet_serving.errors import InputError
 
@@ -113,3 +113,6 @@ def test_evaluate_refuses_an_unknown_jpeg_decode() -> None:
     with pytest.raises(SystemExit) as exit_info:
         main(["evaluate", "--data", ".", "--jpeg-decode", "fast"])
     assert exit_info.value.code == 2
+    capsys.readouterr()
+    assert main(["evaluate", "--data", ".", "--gpu", "--jpeg-decode", "scaled"]) == 2
+    assert "a GPU worker decodes on the GPU" in capsys.readouterr().err

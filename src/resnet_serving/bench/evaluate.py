@@ -61,6 +61,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         raise InputError(f"--limit {args.limit}: must be ≥ 1")
     if args.batch_size < 1:
         raise InputError(f"--batch-size {args.batch_size}: must be ≥ 1")
+    if args.gpu and "scaled" in (args.jpeg_decode or []):
+        raise InputError("--jpeg-decode scaled with --gpu: a GPU worker decodes on the GPU, where it does not apply")
     samples = accuracy.subsample(accuracy.load_samples(args.data, args.labels), args.limit)
     if args.gpu and not torch.cuda.is_available():
         raise InputError("--gpu: no CUDA device is available here")

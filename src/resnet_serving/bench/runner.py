@@ -301,7 +301,7 @@ def run_bench(opts: BenchOptions) -> dict[str, Any]:
                 "max_batch_delay_ms": cfg.max_batch_delay_ms,
                 "channels_last": True,
                 # the workers and the pipeline read it from this environment (Settings), as serve's workers do
-                "jpeg_decode": "scaled" if Settings.from_env().jpeg_scaled_decode else "exact",
+                "jpeg_decode": "scaled" if Settings.from_env().jpeg_scaled_decode and device.type == "cpu" else "exact",
             },
             "server_warmup_s": opts.server_warmup_s,
             "load_generator": "closed-loop threaded HTTP client (http.client, keep-alive) in its own process",
