@@ -102,6 +102,30 @@ def test_batch_norm_folding_is_exact_in_fp32(state: dict) -> None:
     assert torch.allclose(a, b, rtol=1e-4, atol=1e-4 * float(b.abs().max()))
 
 
+@pytest.mark.parametrize("freeze", [True, False], ids=["frozen", "eager"])
+def test_the_model_takes_pixels_and_computes_the_reference_network(state: dict, freeze: bool) -> None:
+    """The weights' normalisation is folded into conv1 (model.fold_input_normalization): the Classifier on
+    uint8 crops gives torchvision's own network on transforms()'s normalised input, up to float rounding.
+    Noise crops put every value at the borders, where conv1's zero padding must still mean "the mean pixel"."""
+    rng = np.random.default_rng(7)
+    crops = [torch.from_numpy(rng.integers(0, 256, (224, 224, 3), dtype=np.uint8)) for _ in range(2)]
+    crops.append(imaging.decode_crop(fx.PHOTO.read_bytes()))
+    with torch.inference_mode():
+        ref = torchvision_resnet50(state)(imaging.normalize_crops(crops, channels_last=False)).numpy()
+    before = state["conv1.weight"].clone()
+    clf = model.Classifier(state, freeze=freeze)
+    assert torch.equal(state["conv1.weight"], before)  # the fold changes the Classifier's copy, not the caller's
+    ours = clf.logits_from_crops(crops)
+    assert ours.shape == ref.shape == (3, 1000)
+    assert (ours.argmax(1) == ref.argmax(1)).all()
+    assert np.abs(ours - ref).max() < 1e-4 * max(1.0, float(np.abs(ref).max()))
+    # the accelerator path (full images, resized by torch) takes pixels too
+    full = [imaging.decode_image(fx.PHOTO.read_bytes())]
+    with torch.inference_mode():
+        ref_full = torchvision_resnet50(state)(imaging.preprocess(full, channels_last=False)).numpy()
+    assert np.abs(clf.logits(full) - ref_full).max() < 1e-4 * max(1.0, float(np.abs(ref_full).max()))
+
+
 def test_compile_is_applied_and_warmed_up(state: dict, monkeypatch: pytest.MonkeyPatch) -> None:
     """Compiling ResNet50 with inductor takes minutes on 2 cores, so torch.compile is replaced by a wrapper that
     records the batches it sees: this checks the wiring (compiled once, warm-up passes run at start-up)."""

@@ -237,20 +237,27 @@ def test_cpu_path_applies_exif_orientation_and_modes_like_decode_image() -> None
         assert (ours - ref).abs().mean().item() < 0.02  # PIL vs torch resize rounding only; same orientation
 
 
-def test_normalize_crops_is_channels_last_float_and_rejects_empty() -> None:
-    batch = imaging.normalize_crops([imaging.decode_crop(fx.jpeg()), imaging.decode_crop(fx.png(50, 70))])
+def test_crop_pixels_is_the_crops_as_channels_last_float_and_rejects_empty() -> None:
+    crops = [imaging.decode_crop(fx.jpeg()), imaging.decode_crop(fx.png(50, 70))]
+    batch = imaging.crop_pixels(crops)
     assert batch.shape == (2, 3, 224, 224) and batch.dtype == torch.float32
     assert batch.is_contiguous(memory_format=torch.channels_last)
-    assert imaging.normalize_crops([imaging.decode_crop(fx.jpeg())], channels_last=False).is_contiguous()
+    assert torch.equal(batch, torch.stack(crops).permute(0, 3, 1, 2).float())  # pixel values, not normalised
+    assert imaging.crop_pixels(crops[:1], channels_last=False).is_contiguous()
     with pytest.raises(ValueError):
-        imaging.normalize_crops([])
+        imaging.crop_pixels([])
 
 
-def test_preprocess_batch_is_channels_last_and_float() -> None:
-    batch = imaging.preprocess([decode(fx.jpeg()), decode(fx.png(50, 70))])
+def test_resize_pixels_batch_is_channels_last_float_pixels() -> None:
+    images = [decode(fx.jpeg()), decode(fx.png(50, 70))]
+    batch = imaging.resize_pixels(images)
     assert batch.shape == (2, 3, 224, 224)
     assert batch.dtype == torch.float32
     assert batch.is_contiguous(memory_format=torch.channels_last)
+    assert 0 <= float(batch.min()) and float(batch.max()) <= 255 and float(batch.max()) > 1
+    assert torch.equal(imaging.normalize(batch), imaging.preprocess(images))
+    with pytest.raises(ValueError):
+        imaging.resize_pixels([])
 
 
 def test_categories_are_the_1000_imagenet_labels() -> None:

@@ -1,4 +1,4 @@
-"""Decode, validate and preprocess images: bytes → uint8 CHW tensor → normalised NCHW batch.
+"""Decode, validate and preprocess images: bytes → uint8 crop → float NCHW batch of pixels for the model.
 
 The one place that knows about image formats. Used by the TorchServe handler, the bench and the tests.
 
@@ -10,19 +10,22 @@ The one place that knows about image formats. Used by the TorchServe handler, th
   from the header *before* the pixel data is decoded (decompression bombs). Any aspect ratio is accepted:
   resizing the short side of a 1×40000 image to 232 would allocate gigabytes, so an image longer than
   :data:`CROP_FIRST_ASPECT` times its short side is first cropped to the region the centre crop keeps (plus
-  the resampling filter's reach), and only that region is resized (:func:`center_crop_pil`, :func:`preprocess`).
+  the resampling filter's reach), and only that region is resized (:func:`center_crop_pil`, :func:`resize_pixels`).
 * Opt-in (:attr:`~resnet_serving.settings.Settings.jpeg_scaled_decode`): a large JPEG is decoded at a reduced
   scale by libjpeg itself (:func:`scaled_jpeg_draft`) before the same resize and crop; faster, not bit-exact.
 * Preprocessing is exactly ``ResNet50_Weights.IMAGENET1K_V2.transforms()`` (resize 232 bilinear antialiased,
-  centre crop 224, scale to [0, 1], ImageNet mean/std); the constants are read from torchvision itself. Two
-  paths, each bit-exact with ``transforms()`` on its input type:
+  centre crop 224, scale to [0, 1], ImageNet mean/std); the constants are read from torchvision itself. The
+  resize and crop happen here; the scaling and mean/std are folded into the model's first convolution
+  (``model.Classifier``), so a batch leaves here as float pixel values (:func:`crop_pixels`,
+  :func:`resize_pixels`) and :func:`normalize` is only the reference. Two paths, each bit-exact with
+  ``transforms()`` on its input type up to that last step:
 
-  - **CPU** (:func:`decode_crop` + :func:`normalize_crops`): PIL decodes and resizes, exactly as
+  - **CPU** (:func:`decode_crop` + :func:`crop_pixels`): PIL decodes and resizes, exactly as
     ``transforms()(PIL image)`` does (the input type the weights were evaluated with). It is also the cheapest
     path on a CPU: cheaper than libjpeg followed by torch's uint8 resize. Above :data:`CROP_FIRST_ASPECT` the
     crop-first resize uses the same filter taps, at float32 box coordinates: it stays within
     :data:`THIN_IMAGE_TOLERANCE` of ``transforms()`` rather than bit-exact.
-  - **Accelerator** (:func:`decode_image` or :func:`decode_jpeg_batch`, then :func:`preprocess` on the device):
+  - **Accelerator** (:func:`decode_image` or :func:`decode_jpeg_batch`, then :func:`resize_pixels` on the device):
     ``transforms()(uint8 tensor)``. It differs from the PIL path by resize rounding only.
 """
 
@@ -141,7 +144,7 @@ def decode_crop(data: bytes | bytearray | memoryview, settings: Settings | None 
     """The CPU path: bytes → the weights' resize and centre crop, done by PIL → uint8 tensor (224, 224, 3), HWC.
 
     Same checks and errors as :func:`decode_image`. Bit-exact with ``transforms()`` on the decoded PIL image;
-    :func:`normalize_crops` finishes the job.
+    :func:`crop_pixels` batches the crops for the model.
     """
     settings = settings or Settings()
     data = bytes(data)
@@ -233,16 +236,29 @@ def _hwc_tensor(rgb: Image.Image, fmt: str) -> torch.Tensor:
     return torch.from_numpy(arr)
 
 
-def normalize_crops(crops: Sequence[torch.Tensor], *, channels_last: bool = True) -> torch.Tensor:
-    """uint8 (224, 224, 3) crops from :func:`decode_crop` → the float32 (N, 3, 224, 224) normalised batch.
+def crop_pixels(crops: Sequence[torch.Tensor], *, channels_last: bool = True) -> torch.Tensor:
+    """uint8 (224, 224, 3) crops from :func:`decode_crop` → float32 (N, 3, 224, 224) pixel values 0–255.
 
-    Stacking HWC crops and viewing them as NCHW gives channels_last memory for free.
+    The model takes pixels, not the weights' normalised input: ``Classifier`` folds the normalisation into its
+    first convolution, so one pass over the batch is all that is left here. Stacking HWC crops and viewing them
+    as NCHW gives channels_last memory for free.
     """
     if not crops:
-        raise ValueError("normalize_crops needs at least one crop")
-    batch = torch.stack(list(crops)).permute(0, 3, 1, 2)
-    batch = F.normalize(F.convert_image_dtype(batch, torch.float), mean=MEAN, std=STD, inplace=True)
-    return batch.contiguous(memory_format=torch.channels_last) if channels_last else batch.contiguous()
+        raise ValueError("crop_pixels needs at least one crop")
+    batch = torch.stack(list(crops)).permute(0, 3, 1, 2).float()
+    return batch if channels_last else batch.contiguous()
+
+
+def normalize(pixels: torch.Tensor) -> torch.Tensor:
+    """Float pixel values 0–255 → the weights' normalised input, bit-exact with ``transforms()``'s last two steps
+    (``convert_image_dtype`` divides by 255, then ImageNet mean/std). The reference the model's fold is checked
+    against; serving never computes it."""
+    return F.normalize(pixels / 255.0, mean=MEAN, std=STD)
+
+
+def normalize_crops(crops: Sequence[torch.Tensor], *, channels_last: bool = True) -> torch.Tensor:
+    """uint8 (224, 224, 3) crops → ``transforms()``'s normalised (N, 3, 224, 224) batch (the reference)."""
+    return normalize(crop_pixels(crops, channels_last=channels_last))
 
 
 def _decode_jpeg_torchvision(data: bytes, width: int, height: int) -> torch.Tensor | None:
@@ -336,16 +352,18 @@ def _apply_exif_orientation(img: Image.Image) -> Image.Image:
         return img
 
 
-def preprocess(images: Sequence[torch.Tensor], *, channels_last: bool = True) -> torch.Tensor:
-    """uint8 (3, H, W) tensors → float32 (N, 3, 224, 224) normalised batch, as the weights' transforms do."""
+def resize_pixels(images: Sequence[torch.Tensor], *, channels_last: bool = True) -> torch.Tensor:
+    """uint8 (3, H, W) tensors → the weights' resize and centre crop, on their device → float32 (N, 3, 224, 224)
+    pixel values 0–255 (the accelerator path's :func:`crop_pixels`)."""
     if not images:
-        raise ValueError("preprocess needs at least one image")
-    cropped = [_resize_center_crop(img) for img in images]
-    batch = F.convert_image_dtype(torch.stack(cropped), torch.float)
-    batch = F.normalize(batch, mean=MEAN, std=STD)
-    if channels_last:
-        batch = batch.contiguous(memory_format=torch.channels_last)
-    return batch
+        raise ValueError("resize_pixels needs at least one image")
+    batch = torch.stack([_resize_center_crop(img) for img in images]).float()
+    return batch.contiguous(memory_format=torch.channels_last) if channels_last else batch
+
+
+def preprocess(images: Sequence[torch.Tensor], *, channels_last: bool = True) -> torch.Tensor:
+    """uint8 (3, H, W) tensors → ``transforms()``'s normalised (N, 3, 224, 224) batch (the reference)."""
+    return normalize(resize_pixels(images, channels_last=channels_last))
 
 
 def _resize_center_crop(img: torch.Tensor) -> torch.Tensor:
