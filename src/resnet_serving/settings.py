@@ -31,6 +31,8 @@ ENV_URL = "RESNET_SERVING_URL"
 #: The S3 endpoint every AWS command honours (boto3's own variable).
 ENV_AWS_ENDPOINT_URL = "AWS_ENDPOINT_URL"
 AMP_CHOICES = ("auto", "off", "fp16", "bf16")
+#: How a CPU worker decodes and resizes (Settings.cpu_resize); the first is the default.
+CPU_RESIZE_CHOICES = ("torch", "pil")
 #: The largest request SageMaker passes to a container, by endpoint kind (its documented invocation limits).
 SAGEMAKER_PAYLOAD_LIMITS = {"realtime": 6 * 1024 * 1024, "serverless": 4 * 1024 * 1024}
 _TRUE = ("1", "true", "yes", "on")
@@ -69,6 +71,13 @@ def _amp(key: str, raw: str) -> str:
     value = raw.lower()
     if value not in AMP_CHOICES:
         raise ConfigError(f"{key}={raw!r}: expected one of {', '.join(AMP_CHOICES)}")
+    return value
+
+
+def _cpu_resize(key: str, raw: str) -> str:
+    value = raw.lower()
+    if value not in CPU_RESIZE_CHOICES:
+        raise ConfigError(f"{key}={raw!r}: expected one of {', '.join(CPU_RESIZE_CHOICES)}")
     return value
 
 
@@ -119,6 +128,14 @@ class Settings:
         default=False,
         metadata=_var(
             _flag, "on a CPU, decode a large JPEG at 1/2, 1/4 or 1/8 scale (not bit-exact; check with evaluate)"
+        ),
+    )
+    cpu_resize: str = field(
+        default="torch",
+        metadata=_var(
+            _cpu_resize,
+            "on a CPU, torch (libjpeg-turbo and torchvision.transforms.v2's uint8 resize, within one grey level of "
+            "transforms() on PIL images) or pil (PIL decodes and resizes, bit-exact with it)",
         ),
     )
     torch_threads: int | None = field(

@@ -20,6 +20,7 @@ from resnet_serving.settings import Settings
 
 DEFAULT = Settings()
 SCALED = dataclasses.replace(DEFAULT, jpeg_scaled_decode=True)
+PIL_RESIZE = dataclasses.replace(DEFAULT, cpu_resize="pil")
 #: A SageMaker endpoint also caps the whole body (protocol._check_request_size): both settings get fuzzed.
 SAGEMAKER = Settings(sagemaker_mode="realtime")
 #: The boundary of the multipart seeds; the fuzzer mutates everything after the first byte.
@@ -45,9 +46,11 @@ def expected(fn: Callable[[], Any]) -> None:
 
 
 def fuzz_imaging(data: bytes) -> None:
-    """The image entry as the service calls it: the header check, then decode + crop (CPU), then full decode."""
+    """The image entry as the service calls it: the header check, then decode + crop (CPU, both resizes), then full
+    decode."""
     expected(lambda: imaging.validate_header(data, DEFAULT))
     expected(lambda: imaging.decode_crop(data, DEFAULT))
+    expected(lambda: imaging.decode_crop(data, PIL_RESIZE))  # RESNET_SERVING_CPU_RESIZE=pil: PIL decodes every format
     if data[:2] == b"\xff\xd8":  # the opt-in scaled JPEG decode: libjpeg's reduced-scale path on the same bytes
         expected(lambda: imaging.decode_crop(data, SCALED))
     if data[:1] in (b"\xff", b"\x89"):  # the accelerator path's decode, for the formats it has a fast path for

@@ -98,21 +98,64 @@ def test_evaluate_scores_the_scaled_jpeg_decode_against_the_exact_one(
     assert "fp32+scaled-jpeg: top-1" in captured.out and "scaled" in captured.out
 
 
+def test_evaluate_scores_the_pil_resize_against_the_served_one(archive_dir: Path, tmp_path: Path, capsys) -> None:
+    """The README's third command: each precision again with RESNET_SERVING_CPU_RESIZE=pil (bit-exact with
+    transforms() on PIL images), its agreement measured against fp32 as served. Random weights: mechanics only."""
+    from resnet_serving.bench.accuracy import supported_precisions
+    from tests.fixtures import images
+
+    data = tmp_path / "val"
+    for k, wnid in enumerate(("n01440764", "n02099601")):
+        (data / wnid).mkdir(parents=True)
+        (data / wnid / "0.jpg").write_bytes(images.PHOTO.read_bytes() if k == 0 else images.jpeg(300, 200))
+    out = tmp_path / "evaluate-pil.json"
+    (line,) = block("evaluate-pil")
+    words = shlex.split(line)
+    assert words[:2] == ["resnet-serving", "evaluate"] and "--cpu-resize" in words
+    mine = {"--data": str(data), "--model-dir": str(archive_dir), "--out": str(out)}
+    argv = [mine.get(words[i - 1], w) for i, w in enumerate(words)][1:]
+    assert main(argv) == 0
+    captured = capsys.readouterr()
+    result = json.loads(out.read_text())
+    import torch
+
+    precisions = supported_precisions(torch.device("cpu"))
+    assert list(result["precisions"]) == precisions + [p + "+pil-resize" for p in precisions]
+    assert result["scored"] == 2 and result["unreadable"] == {}
+    for name, r in result["precisions"].items():
+        assert r["cpu_resize"] == ("pil" if name.endswith("+pil-resize") else "torch")
+        assert r["jpeg_decode"] == "exact"
+        assert 0 <= r["top1"] <= r["top5"] <= 1 and 0 <= r["top1_agreement_with_fp32"] <= 1 and r["img_s"] > 0
+    assert "fp32+pil-resize: top-1" in captured.out
+
+
 def test_evaluate_refuses_an_unknown_jpeg_decode(capsys: pytest.CaptureFixture[str]) -> None:
     from resnet_serving.bench.accuracy import variants
     from resnet_serving.errors import InputError
 
     assert variants(["fp32", "bf16"], ["scaled"]) == [
-        ("fp32", "fp32", "exact"),
-        ("bf16", "bf16", "exact"),
-        ("fp32+scaled-jpeg", "fp32", "scaled"),
-        ("bf16+scaled-jpeg", "bf16", "scaled"),
+        ("fp32", "fp32", "exact", "torch"),
+        ("bf16", "bf16", "exact", "torch"),
+        ("fp32+scaled-jpeg", "fp32", "scaled", "torch"),
+        ("bf16+scaled-jpeg", "bf16", "scaled", "torch"),
+    ]
+    assert variants(["fp32"], ["exact"], ["pil", "torch"]) == [
+        ("fp32", "fp32", "exact", "torch"),
+        ("fp32+pil-resize", "fp32", "exact", "pil"),
+    ]
+    assert variants(["fp32"], ["exact"], ["torch"], default_resize="pil") == [
+        ("fp32", "fp32", "exact", "pil"),
+        ("fp32+torch-resize", "fp32", "exact", "torch"),
     ]
     with pytest.raises(InputError, match="--jpeg-decode fast"):
         variants(["fp32"], ["fast"])
+    with pytest.raises(InputError, match="--cpu-resize fast"):
+        variants(["fp32"], ["exact"], ["fast"])
     with pytest.raises(SystemExit) as exit_info:
         main(["evaluate", "--data", ".", "--jpeg-decode", "fast"])
     assert exit_info.value.code == 2
     capsys.readouterr()
     assert main(["evaluate", "--data", ".", "--gpu", "--jpeg-decode", "scaled"]) == 2
     assert "a GPU worker decodes on the GPU" in capsys.readouterr().err
+    assert main(["evaluate", "--data", ".", "--gpu", "--cpu-resize", "pil"]) == 2
+    assert "a GPU worker resizes on the GPU" in capsys.readouterr().err

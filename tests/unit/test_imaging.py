@@ -177,18 +177,46 @@ def test_tensor_path_close_to_weights_transforms_on_pil_images() -> None:
     "size", [(600, 512), (224, 224), (232, 232), (480, 640), (300, 233), (1000, 120), (70, 50), (231, 1601)]
 )
 @pytest.mark.parametrize("fmt", ["JPEG", "PNG"])
-def test_cpu_path_matches_weights_transforms_on_pil_images_exactly(size: tuple[int, int], fmt: str) -> None:
-    """decode_crop + normalize_crops == transforms()(the decoded PIL image), bit for bit, for portrait,
-    landscape, square, up- and down-scaled images."""
+def test_pil_cpu_path_matches_weights_transforms_on_pil_images_exactly(size: tuple[int, int], fmt: str) -> None:
+    """RESNET_SERVING_CPU_RESIZE=pil: decode_crop + normalize_crops == transforms()(the decoded PIL image), bit
+    for bit, for portrait, landscape, square, up- and down-scaled images."""
     h, w = size
     rng = np.random.default_rng(h * 7919 + w)
     noise = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)  # noise: every rounding difference would show
     data = fx.encode(Image.fromarray(noise), fmt, **({"quality": 90} if fmt == "JPEG" else {}))
     ref = imaging.WEIGHTS.transforms()(Image.open(io.BytesIO(data)).convert("RGB"))
-    crop = imaging.decode_crop(data)
+    crop = imaging.decode_crop(data, Settings(cpu_resize="pil"))
     assert crop.dtype == torch.uint8 and tuple(crop.shape) == (224, 224, 3)
     ours = imaging.normalize_crops([crop])[0]
     assert torch.equal(ours, ref)
+
+
+@pytest.mark.parametrize(
+    "size", [(600, 512), (224, 224), (232, 232), (480, 640), (300, 233), (1000, 120), (70, 50), (231, 1601)]
+)
+@pytest.mark.parametrize("fmt", ["JPEG", "PNG"])
+def test_default_cpu_path_is_transforms_v2_and_within_one_grey_level_of_pil(size: tuple[int, int], fmt: str) -> None:
+    """The default CPU path (libjpeg-turbo, torchvision.transforms.v2's uint8 resize) is bit-exact with
+    transforms.v2 on the decoded uint8 tensor, and within one grey level of the PIL path in at most
+    TORCH_RESIZE_TOLERANCE of the values. Noise shows every rounding difference."""
+    from torchvision.transforms import v2
+
+    h, w = size
+    noise = np.random.default_rng(h * 7919 + w).integers(0, 256, (h, w, 3), dtype=np.uint8)
+    data = fx.encode(Image.fromarray(noise), fmt, **({"quality": 90} if fmt == "JPEG" else {}))
+    crop = imaging.decode_crop(data)
+    assert crop.dtype == torch.uint8 and tuple(crop.shape) == (224, 224, 3)
+    resize_crop = v2.Compose([v2.Resize(imaging.RESIZE_SIZE, antialias=True), v2.CenterCrop(imaging.CROP_SIZE)])
+    assert torch.equal(crop, resize_crop(imaging.decode_image(data)).permute(1, 2, 0))
+    diff = (crop.int() - imaging.decode_crop(data, Settings(cpu_resize="pil")).int()).abs()
+    assert int(diff.max()) <= 1
+    assert float((diff > 0).float().mean()) <= imaging.TORCH_RESIZE_TOLERANCE
+
+
+def test_default_cpu_path_agrees_with_pil_on_the_example_photo() -> None:
+    photo = fx.PHOTO.read_bytes()
+    diff = (imaging.decode_crop(photo).int() - imaging.decode_crop(photo, Settings(cpu_resize="pil")).int()).abs()
+    assert int(diff.max()) <= 1 and float((diff > 0).float().mean()) <= 0.005
 
 
 THIN_SIZES = [(50, 4000), (4000, 50), (20, 3000), (100, 1700), (10, 2000), (3, 20_000), (233, 3729), (61, 1000)]

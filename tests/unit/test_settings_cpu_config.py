@@ -27,6 +27,7 @@ def test_settings_from_env() -> None:
         ({"RESNET_SERVING_MAX_TOPK": "5000"}, "1000"),
         ({"RESNET_SERVING_AMP": "int4"}, "RESNET_SERVING_AMP='int4': expected one of auto, off, fp16, bf16"),
         ({"RESNET_SERVING_COMPILE": "maybe"}, "RESNET_SERVING_COMPILE='maybe': expected 1 or 0"),
+        ({"RESNET_SERVING_CPU_RESIZE": "fast"}, "RESNET_SERVING_CPU_RESIZE='fast': expected one of torch, pil"),
         ({"RESNET_SERVING_TORCH_THREADS": "two"}, "RESNET_SERVING_TORCH_THREADS='two': expected an integer"),
         ({"RESNET_SERVING_TORCH_THREADS": "0"}, "RESNET_SERVING_TORCH_THREADS='0': must be ≥ 1"),
     ],

@@ -29,7 +29,7 @@ from resnet_serving.inference.cpuinfo import read_cpuinfo
 from resnet_serving.inference.formats import content_type_for
 from resnet_serving.inference.model import Classifier, accel_options
 from resnet_serving.inference.service import InferenceService
-from resnet_serving.settings import Settings
+from resnet_serving.settings import CPU_RESIZE_CHOICES, Settings
 
 #: The 1000 ImageNet-1k synset ids in class-index order (sorted; torchvision's categories follow it).
 SYNSETS_FILE = Path(__file__).with_name("imagenet_synsets.txt")
@@ -174,13 +174,22 @@ def check_precisions(asked: list[str], device: torch.device) -> list[str]:
 SCALED_SUFFIX = "+scaled-jpeg"
 
 
-def variants(precisions: list[str], jpeg_decodes: list[str]) -> list[tuple[str, str, str]]:
-    """(row name, precision, JPEG decode) for each combination; fp32 with the exact decode first (the reference)."""
+def variants(
+    precisions: list[str], jpeg_decodes: list[str], cpu_resizes: list[str] | None = None, default_resize: str = "torch"
+) -> list[tuple[str, str, str, str]]:
+    """(row name, precision, JPEG decode, CPU resize) for each row; fp32 as served by default first (the reference).
+    Each precision gets a row per JPEG decode, and one per CPU resize other than the served one."""
     decodes = ["exact"] + [d for d in dict.fromkeys(jpeg_decodes) if d != "exact"]
     for d in decodes:
         if d not in ("exact", "scaled"):
             raise InputError(f"--jpeg-decode {d}: expected exact or scaled")
-    return [(p + ("" if d == "exact" else SCALED_SUFFIX), p, d) for d in decodes for p in precisions]
+    rows = [(p + ("" if d == "exact" else SCALED_SUFFIX), p, d, default_resize) for d in decodes for p in precisions]
+    for r in dict.fromkeys(cpu_resizes or []):
+        if r not in CPU_RESIZE_CHOICES:
+            raise InputError(f"--cpu-resize {r}: expected one of {', '.join(CPU_RESIZE_CHOICES)}")
+        if r != default_resize:
+            rows += [(f"{p}+{r}-resize", p, "exact", r) for p in precisions]
+    return rows
 
 
 def evaluate(
@@ -192,8 +201,10 @@ def evaluate(
     batch_size: int = 8,
     meta: dict[str, Any] | None = None,
     jpeg_decodes: list[str] | None = None,
+    cpu_resizes: list[str] | None = None,
 ) -> dict[str, Any]:
-    """Top-1/top-5 for each precision (and, asked for, each with the scaled JPEG decode), agreement of its top-1
+    """Top-1/top-5 for each precision (and, asked for, each with the scaled JPEG decode or the other CPU resize),
+    agreement of its top-1
     with fp32's (exact decode), and the images it could not read."""
     base = dataclasses.replace(Settings.from_env(), default_topk=TOPK, max_topk=max(TOPK, 100))
     labels = imaging.categories()
@@ -202,15 +213,15 @@ def evaluate(
     top: dict[str, list[list[int] | None]] = {}
     unreadable: dict[str, str] = {}
     results: dict[str, dict[str, Any]] = {}
-    rows = variants(precisions, jpeg_decodes or ["exact"])
+    rows = variants(precisions, jpeg_decodes or ["exact"], cpu_resizes, base.cpu_resize)
     models: dict[str, Classifier] = {}
-    for name, precision, decode in rows:
+    for name, precision, decode, resize in rows:
         accel = {**accel_options(), "amp": "off" if precision == "fp32" else precision}
         if precision not in models:
             with ui.status(f"building the {precision} model as serving runs it"):
                 models[precision] = Classifier.configured(state_dict, device, batch_size, accel)
         clf = models[precision]
-        settings = dataclasses.replace(base, jpeg_scaled_decode=decode == "scaled")
+        settings = dataclasses.replace(base, jpeg_scaled_decode=decode == "scaled", cpu_resize=resize)
         service = InferenceService(clf, labels, meta, settings, gpu_decode=accel["gpu_decode"])
         got: list[list[int] | None] = []
         started = time.perf_counter()
@@ -230,12 +241,13 @@ def evaluate(
         results[name] = {
             "graph": clf.graph,
             "jpeg_decode": decode,
+            "cpu_resize": resize if device.type == "cpu" else None,
             "img_s": len(samples) / seconds if seconds > 0 else float("nan"),
         }
-    scored = [i for i in range(len(samples)) if all(top[name][i] is not None for name, _, _ in rows)]
+    scored = [i for i in range(len(samples)) if all(top[name][i] is not None for name, *_ in rows)]
     if not scored:
         raise InputError(f"none of the {len(samples)} images could be decoded (first: {_names(list(unreadable))})")
-    for name, _, _ in rows:
+    for name, *_ in rows:
         preds = [top[name][i] for i in scored]
         ref = [top["fp32"][i] for i in scored]
         truth = [samples[i].label for i in scored]

@@ -1,5 +1,5 @@
-"""``resnet-serving evaluate``: top-1/top-5 per precision (and JPEG decode) on a labelled folder, before reduced
-precision or the scaled JPEG decode is served.
+"""``resnet-serving evaluate``: top-1/top-5 per precision (and JPEG decode, and CPU resize) on a labelled folder,
+before reduced precision, the scaled JPEG decode or another resize is served.
 
 A thin adapter over :mod:`resnet_serving.bench.accuracy` (torch is imported inside the command only).
 """
@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from resnet_serving import ui
+from resnet_serving.settings import CPU_RESIZE_CHOICES
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -42,6 +43,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         choices=("exact", "scaled"),
         help="repeatable; scaled: also score each precision with RESNET_SERVING_JPEG_SCALED_DECODE=1 (default: exact)",
     )
+    p.add_argument(
+        "--cpu-resize",
+        action="append",
+        choices=CPU_RESIZE_CHOICES,
+        help="repeatable; pil: also score each precision with RESNET_SERVING_CPU_RESIZE=pil, bit-exact with "
+        "transforms() on PIL images (default: the served resize only)",
+    )
     p.add_argument("--limit", type=int, help="score at most N images (a fixed-seed sample)")
     p.add_argument("--batch-size", type=int, default=8, help="images per batch through the service (default 8)")
     p.add_argument("--gpu", action="store_true", help="run on CUDA device 0 (default: the CPU)")
@@ -63,6 +71,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         raise InputError(f"--batch-size {args.batch_size}: must be ≥ 1")
     if args.gpu and "scaled" in (args.jpeg_decode or []):
         raise InputError("--jpeg-decode scaled with --gpu: a GPU worker decodes on the GPU, where it does not apply")
+    if args.gpu and args.cpu_resize:
+        raise InputError("--cpu-resize with --gpu: a GPU worker resizes on the GPU, where it does not apply")
     samples = accuracy.subsample(accuracy.load_samples(args.data, args.labels), args.limit)
     if args.gpu and not torch.cuda.is_available():
         raise InputError("--gpu: no CUDA device is available here")
@@ -91,6 +101,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         meta=meta,
         jpeg_decodes=args.jpeg_decode,
+        cpu_resizes=args.cpu_resize,
     )
     result.update(
         data=str(args.data),
@@ -123,13 +134,14 @@ def _print(result: dict[str, Any]) -> None:
         title=f"{result['scored']} images, {result['classes']} classes, weights {result['weights']}, "
         f"on {result['device']}"
     )
-    for col in ("precision", "graph", "JPEG decode", "top-1", "top-5", "top-1 agreement with fp32", "img/s"):
-        table.add_column(col, justify="left" if col in ("precision", "graph", "JPEG decode") else "right")
+    for col in ("precision", "graph", "JPEG decode", "resize", "top-1", "top-5", "top-1 agreement with fp32", "img/s"):
+        table.add_column(col, justify="left" if col in ("precision", "graph", "JPEG decode", "resize") else "right")
     for name, r in result["precisions"].items():
         table.add_row(
             name,
             r["graph"],
             r["jpeg_decode"],
+            r.get("cpu_resize") or "on the GPU",
             _pct(r["top1"]),
             _pct(r["top5"]),
             _pct(r["top1_agreement_with_fp32"]),

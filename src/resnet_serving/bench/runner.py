@@ -281,6 +281,7 @@ def run_bench(opts: BenchOptions) -> dict[str, Any]:
         cfg = _serve_config(opts, model_dir, manifest.version)
         budget = cfg.workers * cfg.torch_threads
         device = select_device(0 if torch.cuda.is_available() else None)
+        settings = Settings.from_env()  # the workers and the pipeline read the same environment, as serve's do
         report: dict[str, Any] = {
             "environment": {
                 "python": platform.python_version(),
@@ -300,8 +301,8 @@ def run_bench(opts: BenchOptions) -> dict[str, Any]:
                 "batch_size": cfg.batch_size,
                 "max_batch_delay_ms": cfg.max_batch_delay_ms,
                 "channels_last": True,
-                # the workers and the pipeline read it from this environment (Settings), as serve's workers do
-                "jpeg_decode": "scaled" if Settings.from_env().jpeg_scaled_decode and device.type == "cpu" else "exact",
+                "jpeg_decode": "scaled" if settings.jpeg_scaled_decode and device.type == "cpu" else "exact",
+                "cpu_resize": settings.cpu_resize if device.type == "cpu" else None,
             },
             "server_warmup_s": opts.server_warmup_s,
             "load_generator": "closed-loop threaded HTTP client (http.client, keep-alive) in its own process",

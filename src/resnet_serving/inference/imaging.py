@@ -13,18 +13,20 @@ The one place that knows about image formats. Used by the TorchServe handler, th
   the resampling filter's reach), and only that region is resized (:func:`center_crop_pil`, :func:`resize_pixels`).
 * Opt-in (:attr:`~resnet_serving.settings.Settings.jpeg_scaled_decode`): a large JPEG is decoded at a reduced
   scale by libjpeg itself (:func:`scaled_jpeg_draft`) before the same resize and crop; faster, not bit-exact.
-* Preprocessing is exactly ``ResNet50_Weights.IMAGENET1K_V2.transforms()`` (resize 232 bilinear antialiased,
-  centre crop 224, scale to [0, 1], ImageNet mean/std); the constants are read from torchvision itself. The
-  resize and crop happen here; the scaling and mean/std are folded into the model's first convolution
-  (``model.Classifier``), so a batch leaves here as float pixel values (:func:`crop_pixels`,
-  :func:`resize_pixels`) and :func:`normalize` is only the reference. Two paths, each bit-exact with
-  ``transforms()`` on its input type up to that last step:
+* Preprocessing is the weights' ``ResNet50_Weights.IMAGENET1K_V2.transforms()`` (resize 232 bilinear
+  antialiased, centre crop 224, scale to [0, 1], ImageNet mean/std); the constants are read from torchvision
+  itself. The resize and crop happen here; the scaling and mean/std are folded into the model's first
+  convolution (``model.Classifier``), so a batch leaves here as float pixel values (:func:`crop_pixels`,
+  :func:`resize_pixels`) and :func:`normalize` is only the reference. Three paths:
 
-  - **CPU** (:func:`decode_crop` + :func:`crop_pixels`): PIL decodes and resizes, exactly as
-    ``transforms()(PIL image)`` does (the input type the weights were evaluated with). It is also the cheapest
-    path on a CPU: cheaper than libjpeg followed by torch's uint8 resize. Above :data:`CROP_FIRST_ASPECT` the
-    crop-first resize uses the same filter taps, at float32 box coordinates: it stays within
-    :data:`THIN_IMAGE_TOLERANCE` of ``transforms()`` rather than bit-exact.
+  - **CPU, default** (:func:`decode_crop` with ``cpu_resize="torch"``, then :func:`crop_pixels`): libjpeg-turbo
+    decodes into a tensor and ``torchvision.transforms.v2`` resizes it with torch's uint8 antialiased kernel.
+    Within one grey level of ``transforms()`` on the PIL image, in a few values per thousand
+    (:data:`TORCH_RESIZE_TOLERANCE` bounds it), at about half the CPU of PIL's decode and resize.
+  - **CPU, exact** (``RESNET_SERVING_CPU_RESIZE=pil``): PIL decodes and resizes, bit-exact with
+    ``transforms()(PIL image)``, the input type the weights were evaluated with.
+  - Above :data:`CROP_FIRST_ASPECT` either CPU path takes PIL's crop-first resize, with the same filter taps at
+    float32 box coordinates: within :data:`THIN_IMAGE_TOLERANCE` of ``transforms()`` rather than bit-exact.
   - **Accelerator** (:func:`decode_image` or :func:`decode_jpeg_batch`, then :func:`resize_pixels` on the device):
     ``transforms()(uint8 tensor)``. It differs from the PIL path by resize rounding only.
 """
@@ -43,6 +45,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from torchvision.io import ImageReadMode, decode_jpeg
 from torchvision.models import ResNet50_Weights
 from torchvision.transforms import functional as F
+from torchvision.transforms.v2 import functional as F2
 
 from resnet_serving.errors import InputError, PayloadTooLarge, UnsupportedMediaType
 from resnet_serving.inference.formats import SUPPORTED_FORMATS, sniff_format
@@ -61,6 +64,9 @@ ANTIALIAS: bool = bool(_REF.antialias)
 #: Longest side ÷ shortest side above which only the region the centre crop keeps is resized. At or below it
 #: the whole image is resized (bit-exact with ``transforms()``): at most 16 × 232 × 232 resized pixels.
 CROP_FIRST_ASPECT = 16
+#: How far the default CPU path (``cpu_resize="torch"``) may differ from ``transforms()`` on the PIL image: at
+#: most one grey level, in at most this share of the crop's values (tests/unit/test_imaging.py, noise images).
+TORCH_RESIZE_TOLERANCE = 0.02
 #: How far a crop-first result may differ from ``transforms()``, in normalised units (mean, max over pixels):
 #: two grey levels at most (one level is about 0.0175); tests/unit/test_imaging.py holds both paths to it.
 THIN_IMAGE_TOLERANCE = (0.01, 0.04)
@@ -141,20 +147,37 @@ def _load_rgb(opened: Image.Image) -> Image.Image:
 
 
 def decode_crop(data: bytes | bytearray | memoryview, settings: Settings | None = None) -> torch.Tensor:
-    """The CPU path: bytes → the weights' resize and centre crop, done by PIL → uint8 tensor (224, 224, 3), HWC.
+    """The CPU path: bytes → the weights' resize and centre crop → uint8 tensor (224, 224, 3), HWC.
 
-    Same checks and errors as :func:`decode_image`. Bit-exact with ``transforms()`` on the decoded PIL image;
-    :func:`crop_pixels` batches the crops for the model.
+    Same checks and errors as :func:`decode_image`; :func:`crop_pixels` batches the crops for the model. By
+    :attr:`~resnet_serving.settings.Settings.cpu_resize`:
+
+    * ``torch`` (the default): libjpeg-turbo decodes a JPEG straight into a tensor (other formats: PIL), and
+      ``torchvision.transforms.v2`` resizes and crops it, with torch's uint8 antialiased kernel on CPUs with
+      AVX2. About half the CPU of the PIL path; within one grey level of ``transforms()`` on the PIL image, in
+      at most :data:`TORCH_RESIZE_TOLERANCE` of the values.
+    * ``pil``: PIL decodes and resizes, bit-exact with ``transforms()`` on the decoded PIL image.
+
+    A thin image (:data:`CROP_FIRST_ASPECT`) always takes PIL's crop-first resize (:func:`center_crop_pil`).
     """
     settings = settings or Settings()
     data = bytes(data)
     fmt = sniff_format(data) or "image"
     with _pil_errors(fmt):
         fmt, opened = _open_checked(data, settings)
-        if settings.jpeg_scaled_decode and fmt == "JPEG":
+        scaled = settings.jpeg_scaled_decode and fmt == "JPEG"
+        if scaled:
             scaled_jpeg_draft(opened)
-        crop = center_crop_pil(_load_rgb(opened))
-    return _hwc_tensor(crop, fmt)
+        if settings.cpu_resize == "pil" or _is_thin(*opened.size):
+            return _hwc_tensor(center_crop_pil(_load_rgb(opened)), fmt)
+        image = None
+        if fmt == "JPEG" and not scaled and opened.mode in ("RGB", "L"):
+            image = _decode_jpeg_torchvision(data, *opened.size)
+        if image is None:
+            image = _hwc_tensor(_load_rgb(opened), fmt).permute(2, 0, 1)
+    return F2.center_crop(
+        F2.resize(image, RESIZE_SIZE, interpolation=INTERPOLATION, antialias=ANTIALIAS), CROP_SIZE
+    ).permute(1, 2, 0)
 
 
 def scaled_jpeg_draft(opened: Image.Image) -> tuple[int, int]:
