@@ -60,6 +60,31 @@ def test_evaluate_on_a_generated_folder(archive_dir: Path, tmp_path: Path, capsy
     assert "could not be decoded" in " ".join(captured.err.split())
 
 
+def run_readme_command(name: str, flag: str, data: Path, archive_dir: Path, tmp_path: Path) -> dict:
+    """The README's `name` block, with this test's folder, archive and output file: returns its JSON result."""
+    out = tmp_path / f"{name}.json"
+    (line,) = block(name)
+    words = shlex.split(line)
+    assert words[:2] == ["resnet-serving", "evaluate"] and flag in words
+    mine = {"--data": str(data), "--model-dir": str(archive_dir), "--out": str(out)}
+    argv = [mine.get(words[i - 1], w) for i, w in enumerate(words)][1:]
+    assert main(argv) == 0
+    return json.loads(out.read_text())
+
+
+def check_rows(result: dict, suffix: str) -> None:
+    """Each supported precision, then each again with ``suffix``, all scored."""
+    import torch
+
+    from resnet_serving.bench.accuracy import supported_precisions
+
+    precisions = supported_precisions(torch.device("cpu"))
+    assert list(result["precisions"]) == precisions + [p + suffix for p in precisions]
+    assert result["scored"] == 2 and result["unreadable"] == {}
+    for r in result["precisions"].values():
+        assert 0 <= r["top1"] <= r["top5"] <= 1 and 0 <= r["top1_agreement_with_fp32"] <= 1 and r["img_s"] > 0
+
+
 def test_evaluate_scores_the_scaled_jpeg_decode_against_the_exact_one(
     archive_dir: Path, tmp_path: Path, capsys
 ) -> None:
@@ -68,7 +93,6 @@ def test_evaluate_scores_the_scaled_jpeg_decode_against_the_exact_one(
     decode them at a reduced scale. Random weights: mechanics only, as the command says."""
     from PIL import Image
 
-    from resnet_serving.bench.accuracy import supported_precisions
     from tests.fixtures import images
 
     photo = Image.open(images.PHOTO).convert("RGB")
@@ -77,23 +101,11 @@ def test_evaluate_scores_the_scaled_jpeg_decode_against_the_exact_one(
         (data / wnid).mkdir(parents=True)
         big = photo.resize((photo.width * (2 + 2 * k), photo.height * (2 + 2 * k)))
         (data / wnid / "0.jpg").write_bytes(images.encode(big, "JPEG", quality=90))
-    out = tmp_path / "evaluate-scaled.json"
-    (line,) = block("evaluate-scaled")
-    words = shlex.split(line)
-    assert words[:2] == ["resnet-serving", "evaluate"] and "--jpeg-decode" in words
-    mine = {"--data": str(data), "--model-dir": str(archive_dir), "--out": str(out)}
-    argv = [mine.get(words[i - 1], w) for i, w in enumerate(words)][1:]
-    assert main(argv) == 0
+    result = run_readme_command("evaluate-scaled", "--jpeg-decode", data, archive_dir, tmp_path)
     captured = capsys.readouterr()
-    result = json.loads(out.read_text())
-    import torch
-
-    precisions = supported_precisions(torch.device("cpu"))
-    assert list(result["precisions"]) == precisions + [p + "+scaled-jpeg" for p in precisions]
-    assert result["scored"] == 2 and result["unreadable"] == {}
+    check_rows(result, "+scaled-jpeg")
     for name, r in result["precisions"].items():
         assert r["jpeg_decode"] == ("scaled" if name.endswith("+scaled-jpeg") else "exact")
-        assert 0 <= r["top1"] <= r["top5"] <= 1 and 0 <= r["top1_agreement_with_fp32"] <= 1 and r["img_s"] > 0
     assert result["precisions"]["fp32"]["top1_agreement_with_fp32"] == 1.0
     assert "fp32+scaled-jpeg: top-1" in captured.out and "scaled" in captured.out
 
@@ -101,31 +113,18 @@ def test_evaluate_scores_the_scaled_jpeg_decode_against_the_exact_one(
 def test_evaluate_scores_the_pil_resize_against_the_served_one(archive_dir: Path, tmp_path: Path, capsys) -> None:
     """The README's third command: each precision again with RESNET_SERVING_CPU_RESIZE=pil (bit-exact with
     transforms() on PIL images), its agreement measured against fp32 as served. Random weights: mechanics only."""
-    from resnet_serving.bench.accuracy import supported_precisions
     from tests.fixtures import images
 
     data = tmp_path / "val"
     for k, wnid in enumerate(("n01440764", "n02099601")):
         (data / wnid).mkdir(parents=True)
         (data / wnid / "0.jpg").write_bytes(images.PHOTO.read_bytes() if k == 0 else images.jpeg(300, 200))
-    out = tmp_path / "evaluate-pil.json"
-    (line,) = block("evaluate-pil")
-    words = shlex.split(line)
-    assert words[:2] == ["resnet-serving", "evaluate"] and "--cpu-resize" in words
-    mine = {"--data": str(data), "--model-dir": str(archive_dir), "--out": str(out)}
-    argv = [mine.get(words[i - 1], w) for i, w in enumerate(words)][1:]
-    assert main(argv) == 0
+    result = run_readme_command("evaluate-pil", "--cpu-resize", data, archive_dir, tmp_path)
     captured = capsys.readouterr()
-    result = json.loads(out.read_text())
-    import torch
-
-    precisions = supported_precisions(torch.device("cpu"))
-    assert list(result["precisions"]) == precisions + [p + "+pil-resize" for p in precisions]
-    assert result["scored"] == 2 and result["unreadable"] == {}
+    check_rows(result, "+pil-resize")
     for name, r in result["precisions"].items():
         assert r["cpu_resize"] == ("pil" if name.endswith("+pil-resize") else "torch")
         assert r["jpeg_decode"] == "exact"
-        assert 0 <= r["top1"] <= r["top5"] <= 1 and 0 <= r["top1_agreement_with_fp32"] <= 1 and r["img_s"] > 0
     assert "fp32+pil-resize: top-1" in captured.out
 
 
