@@ -12,7 +12,7 @@ place the process environment is read from. Torch-free.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -67,25 +67,17 @@ def _flag(key: str, raw: str) -> bool:
     raise ConfigError(f"{key}={raw!r}: expected 1 or 0 (true/false, yes/no, on/off)")
 
 
-def _amp(key: str, raw: str) -> str:
-    value = raw.lower()
-    if value not in AMP_CHOICES:
-        raise ConfigError(f"{key}={raw!r}: expected one of {', '.join(AMP_CHOICES)}")
-    return value
+def _choice(choices: Iterable[str]) -> Callable[[str, str], str]:
+    """A parser for a variable that takes one of ``choices``, case-insensitively."""
+    allowed = tuple(choices)
 
+    def parse(key: str, raw: str) -> str:
+        value = raw.lower()
+        if value not in allowed:
+            raise ConfigError(f"{key}={raw!r}: expected one of {', '.join(allowed)}")
+        return value
 
-def _cpu_resize(key: str, raw: str) -> str:
-    value = raw.lower()
-    if value not in CPU_RESIZE_CHOICES:
-        raise ConfigError(f"{key}={raw!r}: expected one of {', '.join(CPU_RESIZE_CHOICES)}")
-    return value
-
-
-def _sagemaker_mode(key: str, raw: str) -> str:
-    value = raw.lower()
-    if value not in SAGEMAKER_PAYLOAD_LIMITS:
-        raise ConfigError(f"{key}={raw!r}: expected one of {', '.join(SAGEMAKER_PAYLOAD_LIMITS)}")
-    return value
+    return parse
 
 
 def _text(key: str, raw: str) -> str:
@@ -117,7 +109,8 @@ class Settings:
     max_topk: int = field(default=100, metadata=_var(_positive_int, "upper bound of the per-request topk (400 above)"))
     # ---- the model in the worker
     amp: str = field(
-        default="auto", metadata=_var(_amp, "auto (fp16 autocast on CUDA, fp32 on CPU), off, fp16 or bf16")
+        default="auto",
+        metadata=_var(_choice(AMP_CHOICES), "auto (fp16 autocast on CUDA, fp32 on CPU), off, fp16 or bf16"),
     )
     compile: bool = field(default=False, metadata=_var(_flag, "torch.compile the model during the worker's warm-up"))
     gpu_decode: bool = field(
@@ -131,9 +124,9 @@ class Settings:
         ),
     )
     cpu_resize: str = field(
-        default="torch",
+        default=CPU_RESIZE_CHOICES[0],
         metadata=_var(
-            _cpu_resize,
+            _choice(CPU_RESIZE_CHOICES),
             "on a CPU, torch (libjpeg-turbo and torchvision.transforms.v2's uint8 resize, within one grey level of "
             "transforms() on PIL images) or pil (PIL decodes and resizes, bit-exact with it)",
         ),
@@ -143,7 +136,9 @@ class Settings:
     )
     sagemaker_mode: str = field(
         default="",
-        metadata=_var(_sagemaker_mode, "realtime or serverless: answer 413 above that SageMaker payload limit"),
+        metadata=_var(
+            _choice(SAGEMAKER_PAYLOAD_LIMITS), "realtime or serverless: answer 413 above that SageMaker payload limit"
+        ),
     )
     # ---- serve and archive
     java_opts: str = field(default="", metadata=_var(_text, "extra JVM options for TorchServe's front end"))

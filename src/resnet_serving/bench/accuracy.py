@@ -175,7 +175,10 @@ SCALED_SUFFIX = "+scaled-jpeg"
 
 
 def variants(
-    precisions: list[str], jpeg_decodes: list[str], cpu_resizes: list[str] | None = None, default_resize: str = "torch"
+    precisions: list[str],
+    jpeg_decodes: list[str],
+    cpu_resizes: list[str] | None = None,
+    default_resize: str = CPU_RESIZE_CHOICES[0],
 ) -> list[tuple[str, str, str, str]]:
     """(row name, precision, JPEG decode, CPU resize) for each row; fp32 as served by default first (the reference).
     Each precision gets a row per JPEG decode, and one per CPU resize other than the served one."""
@@ -204,8 +207,8 @@ def evaluate(
     cpu_resizes: list[str] | None = None,
 ) -> dict[str, Any]:
     """Top-1/top-5 for each precision (and, asked for, each with the scaled JPEG decode or the other CPU resize),
-    agreement of its top-1
-    with fp32's (exact decode), and the images it could not read."""
+    agreement of its top-1 with fp32's as served (exact decode, the served resize), and the images it could not
+    read."""
     base = dataclasses.replace(Settings.from_env(), default_topk=TOPK, max_topk=max(TOPK, 100))
     labels = imaging.categories()
     meta = {"model": MODEL_NAME, **(meta or {})}

@@ -132,12 +132,17 @@ def decode_image(data: bytes | bytearray | memoryview, settings: Settings | None
     fmt = sniff_format(data) or "image"
     with _pil_errors(fmt):
         fmt, opened = _open_checked(data, settings)
-        if fmt == "JPEG" and opened.mode in ("RGB", "L"):
-            fast = _decode_jpeg_torchvision(data, *opened.size)
-            if fast is not None:
-                return fast
-        rgb = _load_rgb(opened)
-    return _hwc_tensor(rgb, fmt).permute(2, 0, 1)
+        return _decode_tensor(data, fmt, opened)
+
+
+def _decode_tensor(data: bytes, fmt: str, opened: Image.Image, *, libjpeg: bool = True) -> torch.Tensor:
+    """A checked image → uint8 (3, H, W): libjpeg-turbo for a plain RGB or grey JPEG (unless ``libjpeg`` is off),
+    else PIL, whose decode also gives the precise error. Call inside :func:`_pil_errors`."""
+    if libjpeg and fmt == "JPEG" and opened.mode in ("RGB", "L"):
+        fast = _decode_jpeg_torchvision(data, *opened.size)
+        if fast is not None:
+            return fast
+    return _hwc_tensor(_load_rgb(opened), fmt).permute(2, 0, 1)
 
 
 def _load_rgb(opened: Image.Image) -> Image.Image:
@@ -170,11 +175,7 @@ def decode_crop(data: bytes | bytearray | memoryview, settings: Settings | None 
             scaled_jpeg_draft(opened)
         if settings.cpu_resize == "pil" or _is_thin(*opened.size):
             return _hwc_tensor(center_crop_pil(_load_rgb(opened)), fmt)
-        image = None
-        if fmt == "JPEG" and not scaled and opened.mode in ("RGB", "L"):
-            image = _decode_jpeg_torchvision(data, *opened.size)
-        if image is None:
-            image = _hwc_tensor(_load_rgb(opened), fmt).permute(2, 0, 1)
+        image = _decode_tensor(data, fmt, opened, libjpeg=not scaled)  # a scaled decode is PIL's draft mode
     return F2.center_crop(
         F2.resize(image, RESIZE_SIZE, interpolation=INTERPOLATION, antialias=ANTIALIAS), CROP_SIZE
     ).permute(1, 2, 0)
