@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import re
+import signal
 import subprocess
 import sys
 import time
@@ -21,6 +23,10 @@ HANG_SECONDS = 2
 #: the decoder may legitimately allocate; a leak or an unbounded allocation still exceeds it.
 RSS_LIMIT_MB = 4096
 MAX_LEN = 4096
+#: libFuzzer checks RSS_LIMIT_MB against getrusage's peak, which Linux seeds at fork with the parent's resident
+#: size and keeps across exec: started straight from a pytest process that holds gigabytes, the fuzzer would "run
+#: out of memory" on its first input. A shell in between forks it from a small process instead.
+LAUNCHER = ["/bin/sh", "-c", '"$@"; exit $?', "fuzz-launcher"]
 
 
 @dataclass(frozen=True)
@@ -70,11 +76,18 @@ def run_target(
         *([str(corpus)] if corpus.is_dir() else []),
     ]
     start = time.monotonic()
-    proc = subprocess.run(
-        cmd, cwd=REPO, capture_output=True, text=True, errors="replace", timeout=max_time + 120, check=False
-    )
+    with subprocess.Popen(
+        [*LAUNCHER, *cmd], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, errors="replace",
+        start_new_session=True,
+    ) as proc:  # fmt: skip
+        try:
+            stdout, stderr = proc.communicate(timeout=max_time + 120)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)  # the shell and the fuzzer it started
+            proc.communicate()
+            raise
     seconds = time.monotonic() - start
-    output = proc.stdout + proc.stderr
+    output = stdout + stderr
     execs = re.search(r"stat::number_of_executed_units:\s*(\d+)", output)
     saved = sorted(set(out.iterdir()) - before)
     return FuzzResult(target, proc.returncode, int(execs.group(1)) if execs else 0, seconds, saved, output)

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.fuzz.fuzzing import CORPUS, FuzzResult, findings
+from tests.fuzz.fuzzing import CORPUS, RSS_LIMIT_MB, FuzzResult, findings
 from tests.fuzz.targets import TARGETS
 from tests.helpers import REPO
 
@@ -57,6 +57,21 @@ def test_a_crash_or_a_hang_fails_the_run_and_saves_the_input(
     assert result.returncode != 0
     assert [p.name.startswith(kind) for p in result.artifacts] == [True], findings(result)
     assert result.artifacts[0].read_bytes() == seed_input
+
+
+def test_a_parent_holding_more_than_the_rss_cap_does_not_trip_it(fuzz_runner: Callable[..., FuzzResult]) -> None:
+    """Linux seeds a forked child's peak RSS with the parent's resident size and keeps it across exec, and
+    libFuzzer's -rss_limit_mb reads that peak (once a second): a pytest process that has grown past the cap, as it
+    does when the imaging tests run first, must still get a clean run of a few seconds."""
+    held = bytearray((RSS_LIMIT_MB + 256) * 2**20)
+    held[::4096] = b"\x01" * len(range(0, len(held), 4096))  # touch every page: resident, not just reserved
+    try:
+        result = fuzz_runner("protocol", SMOKE_RUNS["protocol"], seed=1, max_time=120)
+    finally:
+        del held
+    assert "out-of-memory" not in result.output, findings(result)
+    assert result.returncode == 0 and not result.artifacts, findings(result)
+    assert result.seconds > 1.5, f"{result.summary()}: too short for libFuzzer's once-a-second RSS check"
 
 
 def test_one_saved_input_replays_from_the_command_line() -> None:
