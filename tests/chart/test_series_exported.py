@@ -2,10 +2,11 @@
 the Prometheus adapter rule and KEDA's saturation query.
 
 A real `resnet-serving serve` (TorchServe, two workers, the session's archive) answers good images, a bad one
-(400), a wrong content type (415) and a form-encoded binary body (the front end's 500), so every error series
-exists. Both of its /metrics ports are scraped (TorchServe's on 8082's stand-in, ours on 8083's). Each query is
-parsed with Prometheus's grammar and every series it selects must be in the scrape, or be one of the few
-kube-state-metrics, cAdvisor and operator series listed below, with the labels the query matches on.
+(400), a wrong content type (415) and a form-encoded binary body (the front end's 500: the guard, which would
+answer it 415, is off), so every error series exists. Both of its /metrics ports are scraped (TorchServe's on
+8082's stand-in, ours on 8083's). Each query is parsed with Prometheus's grammar and every series it selects must
+be in the scrape, or be one of the few kube-state-metrics, cAdvisor and operator series listed below, with the
+labels the query matches on.
 """
 
 from __future__ import annotations
@@ -54,7 +55,8 @@ class Scrape:
 def scrape(archive_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Scrape]:
     tmp = tmp_path_factory.mktemp("serve-series")
     cmd: ServeCommand = serve_command(archive_dir)
-    argv = [*cmd.argv, "--workers", "2", "--threads", "1", "--run-dir", str(tmp / "run")]
+    # no guard (--retry-after 0): the form-encoded body below must reach the front end, the one 5xx a client causes
+    argv = [*cmd.argv, "--workers", "2", "--threads", "1", "--retry-after", "0", "--run-dir", str(tmp / "run")]
     log = tmp / "serve.log"
     with running_serve(argv, log):
         url = f"http://127.0.0.1:{cmd.port}/predictions/resnet50"

@@ -124,3 +124,24 @@ def test_headers_over_torchserves_limit_get_a_400_from_the_guard(guard: Guard) -
     assert f"the limit is {MAX_HEADER_BYTES}" in r.json()["message"]
     r = requests.get(guard.url + "/ping", headers={"X-Pad": "a" * 4000}, timeout=10)
     assert r.status_code == 200 and r.json() == {"status": "Healthy"}, r.text
+
+
+@pytest.mark.parametrize(
+    "content_type", ["application/x-www-form-urlencoded", "APPLICATION/x-www-form-urlencoded; charset=utf-8"]
+)
+def test_a_form_encoded_body_gets_415_from_the_guard(guard: Guard, content_type: str) -> None:
+    """TorchServe's front end decodes a form-encoded body itself and answers an image sent that way with a 500: the
+    guard answers 415 in the handler's words instead, and never forwards it (the upstream would answer 503)."""
+    from resnet_serving.inference.protocol import form_urlencoded_refused
+
+    r = requests.post(
+        f"{guard.url}/predictions/resnet50", data=b"\xff\xd8\xff\xe0binary", headers={"Content-Type": content_type},
+        timeout=10,
+    )  # fmt: skip
+    assert r.status_code == 415, r.text
+    assert r.json() == {**form_urlencoded_refused().to_dict(), "model": "resnet50"}
+    assert "Retry-After" not in r.headers
+    r = requests.post(
+        f"{guard.url}/predictions/resnet50", data=b"x", headers={"Content-Type": "image/jpeg"}, timeout=10
+    )
+    assert r.status_code == 503  # any other type is forwarded

@@ -72,3 +72,31 @@ schema = schemathesis.openapi.from_path(SPEC, config=CONFIG)
 @settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck), derandomize=not LONG)
 def test_every_answer_conforms(case: schemathesis.Case, logged_serve: LoggedServe) -> None:
     case.call_and_validate(base_url=logged_serve.url, timeout=120)
+
+
+@pytest.mark.parametrize(
+    "content_type", ["application/x-www-form-urlencoded", "Application/X-WWW-Form-Urlencoded; charset=utf-8"]
+)
+def test_a_form_encoded_image_gets_the_guards_415_not_the_front_ends_500(
+    logged_serve: LoggedServe, content_type: str
+) -> None:
+    """What `curl --data-binary @cat.jpg URL` sends (no -H Content-Type): TorchServe's front end would decode the
+    image as a form and answer 500 (tests/integration/test_serving.py pins that); serve's guard answers first, with
+    the handler's message, in the description's `Refused` schema."""
+    import jsonschema
+    import requests
+    import yaml
+
+    from resnet_serving.inference.protocol import form_urlencoded_refused
+    from tests.fixtures import images as fx
+
+    r = requests.post(
+        f"{logged_serve.url}/predictions/resnet50", data=fx.PHOTO.read_bytes(), headers={"Content-Type": content_type},
+        timeout=60,
+    )  # fmt: skip
+    assert r.status_code == 415, r.text[:300]
+    assert r.headers["Content-Type"].startswith("application/json")
+    body = r.json()
+    assert body["message"] == form_urlencoded_refused().message
+    spec = yaml.safe_load(SPEC.read_text(encoding="utf-8"))
+    jsonschema.validate(body, {**spec["components"]["schemas"]["Refused"], "components": spec["components"]})

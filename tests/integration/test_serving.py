@@ -168,8 +168,8 @@ def test_bad_topk_header(torchserve: RunningTorchServe, worker_pids_before: list
 
 def test_binary_form_urlencoded_is_a_known_front_end_500(torchserve: RunningTorchServe) -> None:
     """TorchServe's Java front end decodes x-www-form-urlencoded bodies itself and answers 500 on binary bytes,
-    before our handler runs. Pinned here so a change is noticed; on EKS the ALB answers 415 first (see the chart's
-    Ingress rule), and the README tells curl users to set Content-Type."""
+    before our handler runs. Pinned here (TorchServe's own port, no guard) so a change is noticed: it is why
+    serve's guard answers that type 415 first (test_openapi_contract.py), and so does the chart's ALB rule."""
     r = post(torchserve, fx.PHOTO.read_bytes(), "application/x-www-form-urlencoded")
     assert r.status_code == 500
     assert "ErrorDataDecoderException" in r.text

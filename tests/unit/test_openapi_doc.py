@@ -77,3 +77,26 @@ def test_the_guards_503_is_the_overloaded_schema_with_retry_after() -> None:
     unavailable = SPEC["components"]["responses"]["Unavailable"]
     assert unavailable["headers"]["Retry-After"]["schema"] == {"type": "integer", "minimum": 1}
     assert {"$ref": "#/components/schemas/Overloaded"} in unavailable["content"]["application/json"]["schema"]["oneOf"]
+
+
+def test_the_guards_415_is_the_refused_schema_with_the_handlers_message() -> None:
+    """The body serve's guard writes for a form-encoded request validates against `Refused`, carries nothing the
+    schema leaves out, and is one of the 415's documented bodies; its message is the handler's for that type."""
+    import json
+
+    import jsonschema
+
+    from resnet_serving.errors import UnsupportedMediaType
+    from resnet_serving.inference import protocol
+    from resnet_serving.torchserve.guard import refused_body
+
+    body = json.loads(refused_body(protocol.form_urlencoded_refused(), "resnet50"))
+    schema = SCHEMAS["Refused"]
+    jsonschema.validate(body, schema)
+    assert set(body) == set(schema["properties"])
+    assert schema["properties"]["error"]["enum"] == [UnsupportedMediaType.code]
+    with pytest.raises(UnsupportedMediaType) as handler:
+        protocol.parse_request({"body": b"x"}, protocol.FORM_URLENCODED, Settings(), {})
+    assert body["message"] == handler.value.message
+    media = SPEC["components"]["responses"]["UnsupportedMediaType"]["content"]["application/json"]["schema"]
+    assert {"$ref": "#/components/schemas/Refused"} in media["oneOf"]

@@ -2,10 +2,12 @@
 
 TorchServe 0.12 answers a full job queue at once with a 503, but with no ``Retry-After`` and a body in its own
 format whose message ("has no worker ... use scale workers API") misleads a client. The guard forwards every
-request to TorchServe unchanged and rewrites only those 503s: our JSON error body, ``Retry-After: N``. It costs
-one loopback hop per request on one core of its own thread's event loop; ``bench`` measures the served path
-through it and reports its cost against TorchServe's own port (README: Reliability). ``--retry-after 0`` removes
-it."""
+request to TorchServe unchanged and rewrites only those 503s: our JSON error body, ``Retry-After: N``. It answers
+two kinds of request itself, because TorchServe would mishandle them: headers over Netty's limit (400), and a
+body sent as ``application/x-www-form-urlencoded`` (415, in the handler's words), which TorchServe's front end
+decodes as a form and answers with a 500 when the bytes are an image. It costs one loopback hop per request on
+one core of its own thread's event loop; ``bench`` measures the served path through it and reports its cost
+against TorchServe's own port (README: Reliability). ``--retry-after 0`` removes it."""
 
 from __future__ import annotations
 
@@ -16,6 +18,7 @@ import threading
 from typing import Any
 
 from resnet_serving.errors import ConfigError, InputError, ResnetServingError
+from resnet_serving.inference.protocol import FORM_URLENCODED, form_urlencoded_refused, normalise_content_type
 
 #: Retry-After's unit is whole seconds (RFC 9110 §10.2.3), and a full queue drains within a few batches: the
 #: smallest value that does not invite an immediate retry.
@@ -40,7 +43,11 @@ class Overloaded(ResnetServingError):
 
 
 def overloaded_body(retry_after: int, model: str) -> bytes:
-    err = Overloaded(f"the {model} queue is full: retry after {retry_after} s")
+    return refused_body(Overloaded(f"the {model} queue is full: retry after {retry_after} s"), model)
+
+
+def refused_body(err: ResnetServingError, model: str) -> bytes:
+    """An error the guard answers itself: the handler's error fields and the model (no worker saw it)."""
     return json.dumps({**err.to_dict(), "model": model}).encode()
 
 
@@ -149,6 +156,10 @@ class Guard:
             err = InputError(f"the request's headers are {size} bytes; the limit is {MAX_HEADER_BYTES}")
             return web.json_response(err.to_dict(), status=400)
         body = await request.read()
+        if normalise_content_type(request.headers.get("Content-Type")) == FORM_URLENCODED:
+            return web.Response(
+                status=415, body=refused_body(form_urlencoded_refused(), self.model), content_type="application/json"
+            )
         headers = [(k, v) for k, v in request.headers.items() if k.lower() not in HOP_BY_HOP]
         try:
             async with self._session.request(
