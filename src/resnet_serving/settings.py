@@ -11,8 +11,9 @@ place the process environment is read from. Torch-free.
 
 from __future__ import annotations
 
+import contextlib
 import os
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -42,6 +43,22 @@ _FALSE = ("0", "false", "no", "off")
 def environment() -> Mapping[str, str]:
     """The process environment: the one place the package reads it (settings, flag defaults, child processes)."""
     return os.environ
+
+
+@contextlib.contextmanager
+def children_inherit(extra: Mapping[str, str]) -> Iterator[None]:
+    """Processes started inside this block inherit ``extra`` on top of this process's environment (what a spawned
+    multiprocessing child gets); the environment is restored after."""
+    saved = {name: os.environ.get(name) for name in extra}
+    os.environ.update(extra)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                del os.environ[name]
+            else:
+                os.environ[name] = value
 
 
 def env_name(field_name: str) -> str:

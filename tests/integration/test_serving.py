@@ -17,6 +17,7 @@ from PIL import Image
 from resnet_serving.inference.cpu import available_cpus
 from resnet_serving.settings import environment
 from tests.fixtures import images as fx
+from tests.fixtures.serving import LoggedServe
 from tests.fixtures.torchserve import RunningTorchServe
 
 
@@ -106,6 +107,26 @@ def test_the_one_worker_gets_every_cpu_and_the_callers_openmp_wait_policy(
     mine = environment()
     assert env.get("OMP_WAIT_POLICY") == mine.get("OMP_WAIT_POLICY")
     assert env.get("GOMP_SPINCOUNT") == mine.get("GOMP_SPINCOUNT")
+
+
+@pytest.mark.skipif(not Path("/proc/self/environ").exists(), reason="reads a worker's environment from /proc")
+def test_serve_gives_its_worker_a_short_openmp_spin_unless_the_caller_chose_a_wait(
+    logged_serve: LoggedServe,
+) -> None:
+    """`serve`'s worker spins GOMP_SPINCOUNT times at a barrier before it sleeps (cpu.GOMP_SPINCOUNT), unless
+    serve's caller set OMP_WAIT_POLICY or GOMP_SPINCOUNT: then the caller's values reach the worker unchanged."""
+    from resnet_serving.inference.cpu import GOMP_SPINCOUNT, OPENMP_WAIT_VARIABLES, openmp_env
+    from resnet_serving.torchserve.management import ManagementClient
+
+    management = ManagementClient(f"http://127.0.0.1:{logged_serve.cmd.ports['management-port']}")
+    (pid,) = management.worker_pids("resnet50")
+    raw = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+    env = dict(item.decode().split("=", 1) for item in raw if b"=" in item)
+    mine = environment()
+    expected = {name: mine[name] for name in OPENMP_WAIT_VARIABLES if name in mine} | openmp_env(mine)
+    assert {name: env[name] for name in OPENMP_WAIT_VARIABLES if name in env} == expected
+    if not any(name in mine for name in OPENMP_WAIT_VARIABLES):  # CI: nothing chosen, so serve's spin count
+        assert env["GOMP_SPINCOUNT"] == GOMP_SPINCOUNT and "OMP_WAIT_POLICY" not in env
 
 
 def _png_mode(mode: str, size: tuple[int, int] = (40, 40)) -> bytes:

@@ -196,3 +196,35 @@ def test_the_default_queue_is_a_few_batches_per_worker(tmp_path: Path) -> None:
     assert ts_config.ServeConfig(model_store=tmp_path, job_queue_size=5).queue_size == 5
     with pytest.raises(ConfigError, match="--job-queue-size must be ≥ 0"):
         ts_config.ServeConfig(model_store=tmp_path, job_queue_size=-1)
+
+
+@pytest.mark.parametrize(
+    ("env", "added"),
+    [
+        ({}, {"GOMP_SPINCOUNT": cpu.GOMP_SPINCOUNT}),
+        ({"PATH": "/bin"}, {"GOMP_SPINCOUNT": cpu.GOMP_SPINCOUNT}),
+        ({"OMP_WAIT_POLICY": "PASSIVE"}, {}),
+        ({"GOMP_SPINCOUNT": "300000"}, {}),
+    ],
+)
+def test_serve_sets_the_openmp_spin_only_where_the_caller_chose_no_wait(env: dict[str, str], added: dict) -> None:
+    """A caller's OMP_WAIT_POLICY or GOMP_SPINCOUNT wins: serve adds its spin count only where neither is set."""
+    assert cpu.openmp_env(env) == added
+
+
+def test_children_inherit_sets_variables_for_the_block_and_restores_them(monkeypatch: pytest.MonkeyPatch) -> None:
+    """What the bench's raw processes are spawned with: the extra variables inside the block, the caller's after."""
+    import os
+    import subprocess
+    import sys
+
+    from resnet_serving.settings import children_inherit
+
+    monkeypatch.setenv("RESNET_SERVING_TEST_KEPT", "before")
+    monkeypatch.delenv("RESNET_SERVING_TEST_NEW", raising=False)
+    code = "import os; print(*(os.environ.get(f'RESNET_SERVING_TEST_{n}') for n in ('KEPT', 'NEW')))"
+    probe = [sys.executable, "-c", code]
+    with children_inherit({"RESNET_SERVING_TEST_KEPT": "inside", "RESNET_SERVING_TEST_NEW": "new"}):
+        assert subprocess.run(probe, capture_output=True, text=True, check=True).stdout.split() == ["inside", "new"]
+    assert subprocess.run(probe, capture_output=True, text=True, check=True).stdout.split() == ["before", "None"]
+    assert "RESNET_SERVING_TEST_NEW" not in os.environ

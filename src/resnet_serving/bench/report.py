@@ -32,7 +32,8 @@ def markdown(report: dict[str, Any]) -> str:
         f"Serving: {cfg['workers']} worker(s) × {cfg['torch_threads_per_worker']} torch thread(s), "
         f"batch {cfg['batch_size']}, max batch delay {cfg['max_batch_delay_ms']} ms, channels_last, "
         f"{cfg.get('jpeg_decode', 'exact')} JPEG decode"
-        + (f", {cfg['cpu_resize']} resize." if cfg.get("cpu_resize") else "."),
+        + (f", {cfg['cpu_resize']} resize" if cfg.get("cpu_resize") else "")
+        + (f", OpenMP {cfg['openmp_wait']}." if cfg.get("openmp_wait") else "."),
         f"Load generator: {report['load_generator']}. Server warmed up for {report.get('server_warmup_s', 0):.0f} s "
         "at the highest concurrency before measuring, as a long-running server would be.",
         "",

@@ -30,12 +30,12 @@ from resnet_serving.bench import scrape
 from resnet_serving.bench.report import guard_line, write_reports
 from resnet_serving.errors import ConfigError
 from resnet_serving.inference import imaging
-from resnet_serving.inference.cpu import available_cpus, cgroup_cpu_quota
+from resnet_serving.inference.cpu import OPENMP_WAIT_VARIABLES, available_cpus, cgroup_cpu_quota, openmp_env
 from resnet_serving.inference.cpuinfo import cpu_report
 from resnet_serving.inference.formats import content_type_for
 from resnet_serving.inference.model import Classifier, resolve_weights, select_device
 from resnet_serving.inference.service import InferenceService
-from resnet_serving.settings import Settings, source_checkout
+from resnet_serving.settings import Settings, children_inherit, environment, source_checkout
 from resnet_serving.torchserve.config import ServeConfig, free_ports
 from resnet_serving.torchserve.guard import DEFAULT_RETRY_AFTER_S, Guard
 from resnet_serving.torchserve.server import TorchServe
@@ -130,6 +130,12 @@ def _pipeline_step(clf: Classifier, bs: int, payload: bytes) -> Any:
     return step
 
 
+def _openmp_wait() -> str:
+    """How serve's workers (and the raw processes, the same way) wait in OpenMP: the variables they get."""
+    env = {**{k: v for k, v in environment().items() if k in OPENMP_WAIT_VARIABLES}, **openmp_env(environment())}
+    return ", ".join(f"{k}={v}" for k, v in sorted(env.items()))
+
+
 class LayoutPool:
     """``processes`` model copies × ``threads`` torch threads each, kept alive for the whole run: the layout
     TorchServe uses (one process per worker), so raw and served spend the same CPU the same way. Each call
@@ -152,8 +158,10 @@ class LayoutPool:
             )
             for q in self.commands
         ]
-        for proc in self.procs:
-            proc.start()
+        # libgomp reads its spin count when torch loads it, so the copies get serve's before they start
+        with children_inherit(openmp_env(environment())):
+            for proc in self.procs:
+                proc.start()
         #: What runs each copy's forward pass (Classifier.graph), reported once every copy has loaded its model.
         self.graph = {self.results.get(timeout=300) for _ in self.procs}.pop()
 
@@ -303,6 +311,7 @@ def run_bench(opts: BenchOptions) -> dict[str, Any]:
                 "channels_last": True,
                 "jpeg_decode": "scaled" if settings.jpeg_scaled_decode and device.type == "cpu" else "exact",
                 "cpu_resize": settings.cpu_resize if device.type == "cpu" else None,
+                "openmp_wait": _openmp_wait(),
             },
             "server_warmup_s": opts.server_warmup_s,
             "load_generator": "closed-loop threaded HTTP client (http.client, keep-alive) in its own process",
@@ -398,7 +407,9 @@ def _measure_served(
         metrics_dir, host="127.0.0.1", port=metrics_port, management_url=cfg.management_url, model=cfg.model_name
     )
     metrics_url = f"http://127.0.0.1:{metrics_port}/metrics"
-    server = TorchServe(cfg, tmp / "run", env={exporter.ENV_MULTIPROC_DIR: str(metrics_dir)})
+    server = TorchServe(
+        cfg, tmp / "run", env={**openmp_env(environment()), exporter.ENV_MULTIPROC_DIR: str(metrics_dir)}
+    )
     guard = (
         Guard.in_front_of(cfg, host="127.0.0.1", port=free_ports(1)[0], retry_after=opts.retry_after)
         if opts.retry_after

@@ -1,8 +1,9 @@
 """How many CPUs this process may really use: cgroup quota (v2 or v1), affinity, or the host count.
 
 Inside a pod with a CPU limit, ``os.cpu_count()`` reports the node's cores, not the limit; oversubscribing
-threads there is what collapsed a naive TorchServe (docs/architecture.md). Also the worker's one memory call,
-:func:`release_free_heap`. Torch-free.
+threads there is what collapsed a naive TorchServe (docs/architecture.md). Also how long the workers' OpenMP
+threads spin before they sleep (:func:`openmp_env`) and the worker's one memory call, :func:`release_free_heap`.
+Torch-free.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import ctypes
 import math
 import os
+from collections.abc import Mapping
 from pathlib import Path
 
 CGROUP_ROOT = Path("/sys/fs/cgroup")
@@ -54,6 +56,22 @@ def thread_budget(workers: int, cpus: int | None = None) -> int:
         raise ValueError("workers must be ≥ 1")
     cpus = available_cpus() if cpus is None else cpus
     return max(1, cpus // workers)
+
+
+#: libgomp's spins before a waiting OpenMP thread sleeps, in serve's workers and the bench's raw processes. libgomp's
+#: own default keeps the forward pass's idle thread spinning for milliseconds after the pass, on a CPU that the next
+#: batch's decode threads need; this count still spans the gaps between one pass's parallel regions.
+GOMP_SPINCOUNT = "10000"
+#: The variables by which a user chooses the OpenMP wait themselves; either one leaves the spin count to them.
+OPENMP_WAIT_VARIABLES = ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")
+
+
+def openmp_env(env: Mapping[str, str]) -> dict[str, str]:
+    """What to add to a worker's environment ``env``: :data:`GOMP_SPINCOUNT`, unless ``env`` already sets
+    ``OMP_WAIT_POLICY`` or ``GOMP_SPINCOUNT`` (README: OpenMP waits)."""
+    if any(name in env for name in OPENMP_WAIT_VARIABLES):
+        return {}
+    return {"GOMP_SPINCOUNT": GOMP_SPINCOUNT}
 
 
 def release_free_heap() -> bool:

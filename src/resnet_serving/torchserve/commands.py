@@ -263,7 +263,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
                 f"{MODEL_NAME} v{manifest.version} has RANDOM weights ({manifest.weights.get('id')}): "
                 "predictions are meaningless. Build with --weights imagenet or PATH for real ones."
             )
-        worker_env: dict[str, str] = {}
+        from resnet_serving.inference.cpu import openmp_env
+
+        worker_env: dict[str, str] = openmp_env(environment())
         if args.model_metrics_port:
             from resnet_serving.torchserve import exporter
 
