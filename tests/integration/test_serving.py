@@ -94,6 +94,12 @@ def test_concurrent_batch_with_one_bad_image(torchserve: RunningTorchServe) -> N
     assert len(top) == 1  # the same image gets the same answer in every batch position
 
 
+def _process_env(pid: int) -> dict[str, str]:
+    """A process's environment, as the kernel holds it (/proc/PID/environ)."""
+    raw = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+    return dict(item.decode().split("=", 1) for item in raw if b"=" in item)
+
+
 @pytest.mark.skipif(not Path("/proc/self/environ").exists(), reason="reads a worker's environment from /proc")
 def test_the_one_worker_gets_every_cpu_and_the_callers_openmp_wait_policy(
     torchserve: RunningTorchServe,
@@ -101,8 +107,7 @@ def test_the_one_worker_gets_every_cpu_and_the_callers_openmp_wait_policy(
     """serve's layout: the worker's torch threads are all the CPUs; OpenMP's wait policy is the caller's (none set:
     libgomp's default, which spins briefly at a barrier before it sleeps)."""
     (pid,) = torchserve.management.worker_pids("resnet50")
-    raw = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
-    env = dict(item.decode().split("=", 1) for item in raw if b"=" in item)
+    env = _process_env(pid)
     assert env["RESNET_SERVING_TORCH_THREADS"] == env["OMP_NUM_THREADS"] == str(available_cpus())
     mine = environment()
     assert env.get("OMP_WAIT_POLICY") == mine.get("OMP_WAIT_POLICY")
@@ -115,16 +120,14 @@ def test_serve_gives_its_worker_a_short_openmp_spin_unless_the_caller_chose_a_wa
 ) -> None:
     """`serve`'s worker spins GOMP_SPINCOUNT times at a barrier before it sleeps (cpu.GOMP_SPINCOUNT), unless
     serve's caller set OMP_WAIT_POLICY or GOMP_SPINCOUNT: then the caller's values reach the worker unchanged."""
-    from resnet_serving.inference.cpu import GOMP_SPINCOUNT, OPENMP_WAIT_VARIABLES, openmp_env
+    from resnet_serving.inference.cpu import GOMP_SPINCOUNT, OPENMP_WAIT_VARIABLES, openmp_wait
     from resnet_serving.torchserve.management import ManagementClient
 
     management = ManagementClient(f"http://127.0.0.1:{logged_serve.cmd.ports['management-port']}")
     (pid,) = management.worker_pids("resnet50")
-    raw = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
-    env = dict(item.decode().split("=", 1) for item in raw if b"=" in item)
+    env = _process_env(pid)
     mine = environment()
-    expected = {name: mine[name] for name in OPENMP_WAIT_VARIABLES if name in mine} | openmp_env(mine)
-    assert {name: env[name] for name in OPENMP_WAIT_VARIABLES if name in env} == expected
+    assert {name: env[name] for name in OPENMP_WAIT_VARIABLES if name in env} == openmp_wait(mine)
     if not any(name in mine for name in OPENMP_WAIT_VARIABLES):  # CI: nothing chosen, so serve's spin count
         assert env["GOMP_SPINCOUNT"] == GOMP_SPINCOUNT and "OMP_WAIT_POLICY" not in env
 

@@ -30,7 +30,7 @@ from resnet_serving.bench import scrape
 from resnet_serving.bench.report import guard_line, write_reports
 from resnet_serving.errors import ConfigError
 from resnet_serving.inference import imaging
-from resnet_serving.inference.cpu import OPENMP_WAIT_VARIABLES, available_cpus, cgroup_cpu_quota, openmp_env
+from resnet_serving.inference.cpu import available_cpus, cgroup_cpu_quota, openmp_env, openmp_wait
 from resnet_serving.inference.cpuinfo import cpu_report
 from resnet_serving.inference.formats import content_type_for
 from resnet_serving.inference.model import Classifier, resolve_weights, select_device
@@ -128,12 +128,6 @@ def _pipeline_step(clf: Classifier, bs: int, payload: bytes) -> Any:
                 raise RuntimeError(f"pipeline: the payload got {response.status}: {response.body}")
 
     return step
-
-
-def _openmp_wait() -> str:
-    """How serve's workers (and the raw processes, the same way) wait in OpenMP: the variables they get."""
-    env = {**{k: v for k, v in environment().items() if k in OPENMP_WAIT_VARIABLES}, **openmp_env(environment())}
-    return ", ".join(f"{k}={v}" for k, v in sorted(env.items()))
 
 
 class LayoutPool:
@@ -311,7 +305,7 @@ def run_bench(opts: BenchOptions) -> dict[str, Any]:
                 "channels_last": True,
                 "jpeg_decode": "scaled" if settings.jpeg_scaled_decode and device.type == "cpu" else "exact",
                 "cpu_resize": settings.cpu_resize if device.type == "cpu" else None,
-                "openmp_wait": _openmp_wait(),
+                "openmp_wait": ", ".join(f"{k}={v}" for k, v in sorted(openmp_wait(environment()).items())),
             },
             "server_warmup_s": opts.server_warmup_s,
             "load_generator": "closed-loop threaded HTTP client (http.client, keep-alive) in its own process",

@@ -66,12 +66,17 @@ GOMP_SPINCOUNT = "10000"
 OPENMP_WAIT_VARIABLES = ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")
 
 
+def openmp_wait(env: Mapping[str, str]) -> dict[str, str]:
+    """The OpenMP wait variables a worker started from ``env`` runs with: the caller's ``OMP_WAIT_POLICY`` and
+    ``GOMP_SPINCOUNT`` where either is set, else :data:`GOMP_SPINCOUNT` (README: OpenMP waits)."""
+    chosen = {name: env[name] for name in OPENMP_WAIT_VARIABLES if name in env}
+    return chosen or {"GOMP_SPINCOUNT": GOMP_SPINCOUNT}
+
+
 def openmp_env(env: Mapping[str, str]) -> dict[str, str]:
-    """What to add to a worker's environment ``env``: :data:`GOMP_SPINCOUNT`, unless ``env`` already sets
-    ``OMP_WAIT_POLICY`` or ``GOMP_SPINCOUNT`` (README: OpenMP waits)."""
-    if any(name in env for name in OPENMP_WAIT_VARIABLES):
-        return {}
-    return {"GOMP_SPINCOUNT": GOMP_SPINCOUNT}
+    """What to add to a worker's environment ``env`` so that it runs with :func:`openmp_wait`: nothing where the
+    caller chose."""
+    return {} if any(name in env for name in OPENMP_WAIT_VARIABLES) else openmp_wait(env)
 
 
 def release_free_heap() -> bool:
