@@ -149,6 +149,33 @@ def test_compile_is_applied_and_warmed_up(state: dict, monkeypatch: pytest.Monke
     assert not model.Classifier(state).compiled
 
 
+@pytest.mark.parametrize("amp, freeze, expected", [
+    ("bf16", False, torch.bfloat16),  # eager autocast: the forward pass must run inside it
+    ("bf16", True, None),  # the frozen bf16 graph casts inside itself, with no autocast around it
+    ("off", True, None),
+])  # fmt: skip
+def test_bench_raw_step_times_the_served_precision(
+    state: dict, amp: str, freeze: bool, expected: torch.dtype | None
+) -> None:
+    """The bench's raw figure is the denominator of every served ÷ raw ratio: it must run the network in the
+    precision the handler serves (on a GPU, fp16 autocast), not plain fp32. CPU bf16 autocast stands in for it."""
+    from resnet_serving.bench.runner import _raw_step
+
+    clf = model.Classifier(state, amp=amp, freeze=freeze)
+    seen: list[torch.dtype | None] = []
+    inner = clf.model
+
+    def spy(x: torch.Tensor) -> torch.Tensor:
+        seen.append(torch.get_autocast_dtype("cpu") if torch.is_autocast_enabled("cpu") else None)
+        return inner(x)
+
+    clf.model = spy
+    _raw_step(clf, 1)()
+    served = clf.logits([imaging.decode_image(fx.jpeg())])
+    assert served.shape == (1, 1000)
+    assert seen == [expected, expected]  # the raw step's pass, then the served one
+
+
 def test_batched_jpeg_decode_matches_single_decode() -> None:
     datas = [fx.jpeg(96, 64), fx.PHOTO.read_bytes(), fx.jpeg_with_orientation(6)]
     batch = imaging.decode_jpeg_batch(datas, "cpu")

@@ -108,8 +108,7 @@ def _raw_step(clf: Classifier, bs: int) -> Any:
     x = x.to(clf.device)
 
     def step() -> None:
-        with torch.inference_mode():
-            clf.model(x)
+        clf.forward(x)  # the served precision: fp16 autocast on a GPU, as the handler runs it
         if clf.device.type == "cuda":
             torch.cuda.synchronize()
 
