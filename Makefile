@@ -19,7 +19,7 @@ WEIGHTS ?= auto
 VERSION ?= 1
 STORE ?= model-store
 
-.PHONY: help venv java tools checkov promql serve archive test test-unit lint typecheck bench bench-final bench-jpeg faults fuzz contract k8s infra clean audit sbom dist
+.PHONY: help venv java tools checkov promql serve archive test test-unit lint typecheck bench bench-final bench-jpeg gpu-bundle faults fuzz contract k8s infra clean audit sbom dist
 
 help:  ## list the targets, one line each
 	@awk -F ':.*## ' '/^[a-z][a-z0-9-]*:.*## / {printf "  make %-10s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -63,8 +63,8 @@ serve: archive  ## build the archive (first run) and serve it locally with Torch
 	  --model-metrics-port $(MODEL_METRICS_PORT) --grpc-inference-port $(GRPC_PORT) --grpc-management-port $(GRPC_MANAGEMENT_PORT)
 
 lint: $(STAMP)  ## ruff check and ruff format --check
-	$(BIN)/ruff check src handlers tests
-	$(BIN)/ruff format --check src handlers tests
+	$(BIN)/ruff check src handlers tests dev
+	$(BIN)/ruff format --check src handlers tests dev
 
 typecheck: $(STAMP)  ## mypy on src/
 	$(BIN)/mypy src
@@ -110,6 +110,10 @@ bench-jpeg: java  ## the scaled JPEG decode against the exact one, on a camera-s
 	RESNET_SERVING_JPEG_SCALED_DECODE=1 $(BIN)/resnet-serving bench --out bench-results/jpeg-example-scaled \
 	  --concurrency 1,4,16,64 --duration 12 --warmup 3
 	@for d in jpeg-photo-exact jpeg-photo-scaled jpeg-example-scaled; do echo; cat bench-results/$$d/bench.md; done
+
+# A GPU host without Java or network (dev/gpu-bench/README.md): a jlink'd Java 17 and TorchServe's wheels in .gpu/.
+gpu-bundle: $(STAMP)  ## build .gpu/ for dev/gpu-bench/run.sh: a Java runtime and TorchServe, for an offline GPU host
+	sh dev/gpu-bench/bundle.sh .gpu
 
 # The same cases as tests/faults in `make test`, with more requests, repeated faults, 60 s of overload and the
 # 10,000-request memory check (about 40 minutes on 2 shared vCPUs, most of it the memory check).
