@@ -220,6 +220,10 @@ def test_serve_command_follows_the_serving_core_contract(
         "--workers": str(values["torchserve"]["workers"]),
         "--batch-size": str(values["torchserve"]["batchSize"]),
         "--max-batch-delay-ms": str(values["torchserve"]["maxBatchDelayMs"]),
+        # the start-up budget is the startup probe's: serve, and TorchServe's load timeout, wait as long as it
+        "--ready-timeout": str(
+            values["probes"]["startup"]["periodSeconds"] * values["probes"]["startup"]["failureThreshold"]
+        ),
     }
     for name, value in expected.items():
         assert flag(args, name) == value, name

@@ -21,3 +21,15 @@ def test_drain_timeout_default_fits_sagemakers_stop() -> None:
     from resnet_serving.torchserve.commands import DRAIN_TIMEOUT_S, STOP_TIMEOUT_S
 
     assert DRAIN_TIMEOUT_S + STOP_TIMEOUT_S < 30, "SageMaker SIGKILLs 30 s after its SIGTERM"
+
+
+@pytest.mark.parametrize("value", ["0", "-5", "nan"])
+def test_a_ready_timeout_below_one_second_is_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], value: str
+) -> None:
+    """`--ready-timeout` is also how long TorchServe lets a worker load the model: it must be a real duration."""
+    run_dir = tmp_path / "run"
+    rc = main(["serve", "--model-dir", str(tmp_path), "--run-dir", str(run_dir), "--ready-timeout", value])
+    assert rc == 2
+    assert f"--ready-timeout {value}: must be ≥ 1 second" in capsys.readouterr().err
+    assert not run_dir.exists(), "refused before creating anything"

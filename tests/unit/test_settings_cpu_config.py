@@ -121,6 +121,17 @@ def test_rendered_config_is_locked_down(tmp_path: Path) -> None:
     assert '"batchSize":4' in props["models"] and '"3":' in props["models"] and '"minWorkers":2' in props["models"]
 
 
+def test_a_worker_may_load_as_long_as_serve_waits(tmp_path: Path) -> None:
+    """TorchServe kills and restarts a worker whose load outlasts its startupTimeout (120 s by default), which a
+    torch.compile warm-up can: the limit is serve's own wait, for the first version and for registered ones."""
+    props = _props(ts_config.render(ts_config.ServeConfig(model_store=tmp_path, model_version="3")))
+    assert props["default_startup_timeout"] == "300" and '"startupTimeout":300' in props["models"]
+    props = _props(ts_config.render(ts_config.ServeConfig(model_store=tmp_path, startup_timeout_s=600)))
+    assert props["default_startup_timeout"] == "600" and '"startupTimeout":600' in props["models"]
+    with pytest.raises(ConfigError, match="startup-timeout"):
+        ts_config.ServeConfig(model_store=tmp_path, startup_timeout_s=0)
+
+
 def test_management_api_never_public(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="loopback"):
         ts_config.ServeConfig(model_store=tmp_path, management_host="0.0.0.0")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import math
 import shutil
 import sys
 import tempfile
@@ -115,7 +116,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         "0: no guard, TorchServe answers on --port itself, its 503s without Retry-After",
     )
     p.add_argument("--run-dir", type=Path, help="working dir for config, logs, unpacked model (default: temp)")
-    p.add_argument("--ready-timeout", type=float, default=300.0, help="seconds to wait for the model to answer")
+    p.add_argument(
+        "--ready-timeout",
+        type=float,
+        default=300.0,
+        help="seconds to wait for the model to answer; also how long a worker may take to load it",
+    )
     p.add_argument(
         "--drain-timeout",
         type=float,
@@ -204,6 +210,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         ui.warn(bf16_note)
     if args.drain_timeout < 0:
         raise InputError(f"--drain-timeout {args.drain_timeout:g}: must be ≥ 0 seconds")
+    if not args.ready_timeout >= 1:  # also refuses nan
+        raise InputError(f"--ready-timeout {args.ready_timeout:g}: must be ≥ 1 second")
     if args.job_queue_size < 0:
         raise InputError(
             f"--job-queue-size {args.job_queue_size}: must be ≥ 0 (0: {_queued_batches()} batches per worker)"
@@ -253,6 +261,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
             batch_size=args.batch_size,
             max_batch_delay_ms=args.max_batch_delay_ms,
             response_timeout_s=args.response_timeout,
+            startup_timeout_s=math.ceil(args.ready_timeout),
             job_queue_size=args.job_queue_size,
             java_heap_mb=args.java_heap_mb,
             enable_model_api=follow,

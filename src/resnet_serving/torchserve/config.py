@@ -96,6 +96,10 @@ class ServeConfig:
     batch_size: int = 8
     max_batch_delay_ms: int = 2
     response_timeout_s: int = 60
+    #: Longest a worker may take to load the model (TorchServe's startupTimeout, whose own default is 120 s).
+    #: serve sets it to --ready-timeout: a slow load (torch.compile's warm-up) is then never killed and
+    #: restarted by TorchServe while serve is still waiting for it.
+    startup_timeout_s: int = 300
     #: Request body cap in the Java front end (bytes); per-image limits are checked by the handler.
     max_request_size: int = 64 * 1024 * 1024
     #: Requests queued per model beyond those in batches; 0 = QUEUED_BATCHES batches per worker (see queue_size).
@@ -123,6 +127,7 @@ class ServeConfig:
             ("batch_size", 1),
             ("threads", 0),
             ("response_timeout_s", 1),
+            ("startup_timeout_s", 1),
             ("job_queue_size", 0),
             ("java_heap_mb", 128),
         ):
@@ -180,6 +185,7 @@ def render(cfg: ServeConfig) -> str:
                 "batchSize": cfg.batch_size,
                 "maxBatchDelay": cfg.max_batch_delay_ms,
                 "responseTimeout": cfg.response_timeout_s,
+                "startupTimeout": cfg.startup_timeout_s,
                 "defaultVersion": True,
             }
         }
@@ -210,6 +216,7 @@ def render(cfg: ServeConfig) -> str:
         "max_response_size": str(4 * 1024 * 1024),
         "job_queue_size": str(cfg.queue_size),
         "default_response_timeout": str(cfg.response_timeout_s),
+        "default_startup_timeout": str(cfg.startup_timeout_s),
         "unregister_model_timeout": str(cfg.response_timeout_s),
         "async_logging": "true",
         # C1 only: the front end's per-request work is small and C2 kept recompiling it (README: `serve`). A later
