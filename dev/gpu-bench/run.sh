@@ -11,14 +11,14 @@ bundle=${BUNDLE:-.gpu}
 [ -f "$bundle/jre.tgz" ] || { echo "run.sh: no $bundle/jre.tgz: build it with dev/gpu-bench/bundle.sh" >&2; exit 2; }
 [ -f pyproject.toml ] && [ -d handlers ] || { echo "run.sh: run it from the repository root" >&2; exit 2; }
 mkdir -p "$out"
-jre_dir=$(mktemp -d)
-trap 'rm -rf "$jre_dir"' EXIT
-tar xzf "$bundle/jre.tgz" -C "$jre_dir"
-export JAVA_HOME="$jre_dir/jre"
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+tar xzf "$bundle/jre.tgz" -C "$work"
+export JAVA_HOME="$work/jre"
 # A venv of our own that also sees the host interpreter's packages (PyTorch): the host's stays untouched, and
 # serve finds torchserve next to the interpreter. Without ensurepip there (or GPU_BENCH_INSTALL=host), install
 # into the host's environment instead.
-venv="$jre_dir/venv"
+venv="$work/venv"
 if [ "${GPU_BENCH_INSTALL:-venv}" = venv ] && "$py" -m venv "$venv" >/dev/null 2>&1; then
     "$py" -c 'import site; print("\n".join(site.getsitepackages()))' \
         >"$("$venv/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')/_host_packages.pth"

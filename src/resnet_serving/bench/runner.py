@@ -413,7 +413,7 @@ def _measure_served(
             guard.start()
         server.start()  # inside the try: a failed start still closes the exporter (stop() is idempotent)
         with ui.status("starting TorchServe (cold start: process start → first prediction)"):
-            cold = server.wait_ready(timeout=300)
+            cold = server.wait_ready(timeout=cfg.startup_timeout_s)  # as long as the worker may take to load
         direct = f"{cfg.inference_url}/predictions/{MODEL_NAME}"
         url = f"{guard.url}/predictions/{MODEL_NAME}" if guard is not None else direct
         if opts.server_warmup_s > 0:

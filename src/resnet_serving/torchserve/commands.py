@@ -119,7 +119,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--ready-timeout",
         type=float,
-        default=300.0,
+        default=_serve_default("startup_timeout_s"),
         help="seconds to wait for the model to answer; also how long a worker may take to load it",
     )
     p.add_argument(
@@ -200,6 +200,7 @@ def _threads(value: str) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
+    from resnet_serving.inference.cpu import openmp_env
     from resnet_serving.inference.cpuinfo import bf16_warning
     from resnet_serving.settings import Settings
     from resnet_serving.torchserve.config import ServeConfig, checked_max_batch_delay, free_ports
@@ -272,8 +273,6 @@ def cmd_serve(args: argparse.Namespace) -> int:
                 f"{MODEL_NAME} v{manifest.version} has RANDOM weights ({manifest.weights.get('id')}): "
                 "predictions are meaningless. Build with --weights imagenet or PATH for real ones."
             )
-        from resnet_serving.inference.cpu import openmp_env
-
         worker_env: dict[str, str] = openmp_env(environment())
         if args.model_metrics_port:
             from resnet_serving.torchserve import exporter
