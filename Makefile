@@ -62,9 +62,10 @@ serve: archive  ## build the archive (first run) and serve it locally with Torch
 	  --port $(PORT) --management-port $(MANAGEMENT_PORT) --metrics-port $(METRICS_PORT) \
 	  --model-metrics-port $(MODEL_METRICS_PORT) --grpc-inference-port $(GRPC_PORT) --grpc-management-port $(GRPC_MANAGEMENT_PORT)
 
-lint: $(STAMP)  ## ruff check and ruff format --check
+lint: $(STAMP)  ## ruff check, ruff format --check and the import-layers contract (import-linter, pyproject.toml)
 	$(BIN)/ruff check src handlers tests dev
 	$(BIN)/ruff format --check src handlers tests dev
+	$(BIN)/lint-imports
 
 typecheck: $(STAMP)  ## mypy on src/
 	$(BIN)/mypy src

@@ -29,8 +29,8 @@ def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def archive_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    """A real ``model.mar`` + ``manifest.json`` built by ``resnet_serving.artifact.build`` (random weights, v1)."""
-    from resnet_serving.artifact.build import build_archive
+    """A real ``model.mar`` + ``manifest.json`` built by ``resnet_serving.archiver`` (random weights, v1)."""
+    from resnet_serving.archiver import build_archive
 
     out = tmp_path_factory.mktemp("archive") / "resnet50" / "1"
     build_archive(weights="random", version="1", out_dir=out)

@@ -34,7 +34,7 @@ from dataclasses import dataclass, replace
 from typing import Protocol
 
 from resnet_serving.artifact.manifest import VERSION_RE, version_key
-from resnet_serving.errors import InputError, IntegrityError, StoreError
+from resnet_serving.errors import ConfigError, InputError, IntegrityError, StoreError
 
 
 class Action(str, enum.Enum):
@@ -101,6 +101,22 @@ def read_store(store: StoreReader, model: str, channel: str | None) -> StoreView
 def target_version(channel_version: str | None, pinned: str | None) -> str | None:
     """A pinned version wins over the channel; empty strings count as unset (Helm values, env vars)."""
     return pinned or channel_version or None
+
+
+def version_to_start(store: StoreReader, model: str, *, pinned: str | None = None, channel: str | None = None) -> str:
+    """The version a server starts on (``serve``): the pinned one, else the channel's, else the newest complete
+    version. Reads only what it needs. Raises ConfigError when there is none (a channel not set, an empty store)."""
+    if pinned:
+        return pinned
+    if channel:
+        version = store.resolve_channel(model, channel)
+        if version is None:
+            raise ConfigError(f"channel {channel!r} is not set; `resnet-serving promote` first")
+        return version
+    versions = store.list_versions(model)
+    if not versions:
+        raise ConfigError(f"no {model} versions: build one with `resnet-serving archive` (or `make serve`)")
+    return max(versions, key=version_key)
 
 
 def failures_after(failed: Set[str], previous_target: str | None, target: str | None) -> frozenset[str]:

@@ -51,7 +51,7 @@ def cli(*args: str) -> str:
 def archives(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """Real model archives (random weights) for versions 1, 2 and 3."""
     pytest.importorskip("torch", reason="building model archives needs the serve extra (torch)")
-    from resnet_serving.artifact.build import build_archive
+    from resnet_serving.archiver import build_archive
 
     out = {}
     for version in ("1", "2", "3"):

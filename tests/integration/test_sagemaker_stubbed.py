@@ -16,7 +16,7 @@ from botocore.response import StreamingBody
 from botocore.stub import ANY, Stubber
 
 from resnet_serving.cli import build_parser, main
-from resnet_serving.sagemaker import commands
+from resnet_serving.cli import sagemaker as commands
 from resnet_serving.sagemaker.aws import Clients, make_clients
 from resnet_serving.sagemaker.deploy import Waiting
 from resnet_serving.sagemaker.spec import (

@@ -25,7 +25,7 @@ from typing import Any
 import pytest
 import requests
 
-from resnet_serving.artifact.build import build_archive
+from resnet_serving.archiver import build_archive
 from resnet_serving.artifact.layout import ARCHIVE_NAME, MANIFEST_NAME
 from resnet_serving.artifact.manifest import Manifest
 from resnet_serving.cli import main

@@ -24,11 +24,11 @@ import pytest
 
 from resnet_serving.cli import build_parser
 from resnet_serving.controller import handlers
-from resnet_serving.controller.commands import build_settings
 from resnet_serving.controller.config import load_config
 from resnet_serving.controller.handlers import SAGEMAKER_TASK, Runtime, reconcile_object
 from resnet_serving.controller.observe import read_store
 from resnet_serving.controller.reconcile import Phase, Plan, Retry, RetryKind, Step
+from resnet_serving.controller.run import build_settings
 from resnet_serving.controller.spec import GROUP, PLURAL, VERSION, parse_spec
 from resnet_serving.errors import ConfigError, InvalidModelDeployment, KubernetesUnavailable
 from resnet_serving.policy import StoreView

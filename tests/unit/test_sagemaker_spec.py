@@ -11,6 +11,7 @@ import pytest
 from botocore.exceptions import ClientError, EndpointConnectionError, NoCredentialsError
 
 from resnet_serving.cli import main
+from resnet_serving.cli import sagemaker as commands
 from resnet_serving.errors import (
     InputError,
     SageMakerAccessDenied,
@@ -19,7 +20,6 @@ from resnet_serving.errors import (
     SageMakerNotFound,
     SageMakerUnavailable,
 )
-from resnet_serving.sagemaker import commands
 from resnet_serving.sagemaker.errors import convert
 from resnet_serving.sagemaker.package import pack
 from resnet_serving.sagemaker.spec import (

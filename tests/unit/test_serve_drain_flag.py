@@ -18,7 +18,7 @@ def test_negative_drain_timeout_is_refused(tmp_path: Path, capsys: pytest.Captur
 
 
 def test_drain_timeout_default_fits_sagemakers_stop() -> None:
-    from resnet_serving.torchserve.commands import DRAIN_TIMEOUT_S, STOP_TIMEOUT_S
+    from resnet_serving.cli.serve import DRAIN_TIMEOUT_S, STOP_TIMEOUT_S
 
     assert DRAIN_TIMEOUT_S + STOP_TIMEOUT_S < 30, "SageMaker SIGKILLs 30 s after its SIGTERM"
 

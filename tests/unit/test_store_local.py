@@ -9,9 +9,9 @@ import pytest
 
 from resnet_serving.artifact.manifest import Manifest
 from resnet_serving.cli import main
+from resnet_serving.cli.store import fetch_target
 from resnet_serving.errors import InputError, IntegrityError, NoSuchBucket, StoreError
 from resnet_serving.store import channel_key, manifest_key, no_progress, open_store, terminal_progress
-from resnet_serving.store.commands import fetch_target
 from resnet_serving.store.local import FileBackend
 from resnet_serving.store.s3 import S3Backend
 from tests.fixtures.archives import fake_archive

@@ -108,3 +108,17 @@ class Manifest:
             raise IntegrityError(
                 f"{where} has sha256 {digest[:16]}… but its manifest says {self.sha256[:16]}…: {refusal}"
             )
+
+
+def open_model_dir(model_dir: str | os.PathLike[str], *, flag: str = "--model-dir") -> Manifest:
+    """The one way to open a directory holding ``model.mar`` + ``manifest.json`` (a pod's mount, SageMaker's
+    /opt/ml/model, a store version fetched locally): its manifest, after checking the archive against it."""
+    from resnet_serving.artifact.layout import ARCHIVE_NAME, MANIFEST_NAME
+    from resnet_serving.errors import ConfigError
+
+    path = Path(model_dir)
+    if not (path / MANIFEST_NAME).is_file() or not (path / ARCHIVE_NAME).is_file():
+        raise ConfigError(f"{flag} {path}: expected {ARCHIVE_NAME} and {MANIFEST_NAME} in it")
+    manifest = Manifest.load(path / MANIFEST_NAME)
+    manifest.verify_file(path / ARCHIVE_NAME)
+    return manifest

@@ -22,6 +22,7 @@ from typing import Any
 import torch
 
 from resnet_serving import MODEL_NAME, ui
+from resnet_serving.artifact.manifest import open_model_dir
 from resnet_serving.errors import ConfigError, InputError
 from resnet_serving.inference import imaging
 from resnet_serving.inference.cpuinfo import bf16_native as cpu_bf16_native
@@ -277,3 +278,64 @@ def subsample(samples: list[Sample], limit: int | None) -> list[Sample]:
     if limit is None or limit >= len(samples):
         return samples
     return sorted(random.Random(0).sample(samples, limit), key=lambda s: str(s.path))
+
+
+def evaluate_model(
+    data: Path,
+    labels: Path | None,
+    *,
+    limit: int | None,
+    gpu: bool,
+    precisions: list[str] | None,
+    model_dir: Path | None,
+    weights: str | None,
+    batch_size: int,
+    jpeg_decodes: list[str] | None,
+    cpu_resizes: list[str] | None,
+) -> dict[str, Any]:
+    """``resnet-serving evaluate``: score the weights of ``model_dir`` (sha256-checked) or ``weights`` on a
+    labelled folder, for each precision; the result as :func:`evaluate` gives it, with what was scored."""
+    from resnet_serving.bench.mar import archive_state_dict
+    from resnet_serving.inference.model import resolve_weights, select_device
+
+    samples = subsample(load_samples(data, labels), limit)
+    if gpu and not torch.cuda.is_available():
+        raise InputError("--gpu: no CUDA device is available here")
+    device = select_device(0 if gpu else None)
+    supported = supported_precisions(device)
+    chosen = check_precisions(precisions or supported, device)
+    for p in chosen:
+        if p not in supported:
+            ui.warn(f"{p} is not native on this {device.type}: it is emulated (same numerics, far slower)")
+    if model_dir:
+        with ui.status(f"verifying {model_dir}"):
+            manifest = open_model_dir(model_dir)
+        state, weights_info = archive_state_dict(model_dir), dict(manifest.weights)
+        meta = {"version": manifest.version, "weights": weights_info.get("id")}
+    else:
+        with ui.status(f"resolving weights ({weights or 'auto'})"):
+            state, weights_info = resolve_weights(weights or "auto")
+        meta = {"version": "", "weights": weights_info.get("id")}
+    result = evaluate(
+        samples,
+        state,
+        precisions=chosen,
+        device=device,
+        batch_size=batch_size,
+        meta=meta,
+        jpeg_decodes=jpeg_decodes,
+        cpu_resizes=cpu_resizes,
+    )
+    result.update(
+        data=str(data),
+        device=str(device) if device.type == "cpu" else torch.cuda.get_device_name(device),
+        weights=weights_info.get("id"),
+        pretrained=bool(weights_info.get("pretrained", False)),
+        supported_precisions=supported,
+    )
+    if not result["pretrained"]:
+        result["note"] = (
+            "random weights: only the mechanics were checked (labels mapped, every precision run, agreement "
+            "computed); the accuracy figures mean nothing. Evaluate the weights you serve."
+        )
+    return result

@@ -19,7 +19,7 @@ import torch
 from torchvision.models import resnet50
 
 from resnet_serving import MODEL_NAME
-from resnet_serving.artifact.build import pack_mar
+from resnet_serving.archiver import pack_mar
 from resnet_serving.artifact.layout import ARCHIVE_NAME, LABELS_FILE
 from resnet_serving.bench.mar import archive_member, archive_state_dict
 from resnet_serving.errors import ConfigError, TorchServeError

@@ -8,9 +8,8 @@ from pathlib import Path
 
 import torch
 
-from resnet_serving.artifact.layout import ARCHIVE_NAME, MANIFEST_NAME, STATE_DICT_FILE
-from resnet_serving.artifact.manifest import Manifest
-from resnet_serving.errors import ArchiveError, ConfigError
+from resnet_serving.artifact.layout import ARCHIVE_NAME, STATE_DICT_FILE
+from resnet_serving.errors import ArchiveError
 
 
 def archive_member(model_dir: Path, name: str) -> bytes:
@@ -28,12 +27,3 @@ def archive_state_dict(model_dir: Path) -> dict[str, torch.Tensor]:
     if not isinstance(state, dict):
         raise ArchiveError(f"{model_dir / ARCHIVE_NAME}: {STATE_DICT_FILE} is not a state_dict")
     return state
-
-
-def verified_manifest(model_dir: Path) -> Manifest:
-    """``model_dir``'s manifest, after checking the archive's sha256 against it (as ``serve --model-dir`` does)."""
-    if not (model_dir / MANIFEST_NAME).is_file() or not (model_dir / ARCHIVE_NAME).is_file():
-        raise ConfigError(f"--model-dir {model_dir}: expected {ARCHIVE_NAME} and {MANIFEST_NAME} in it")
-    manifest = Manifest.load(model_dir / MANIFEST_NAME)
-    manifest.verify_file(model_dir / ARCHIVE_NAME)
-    return manifest

@@ -24,8 +24,8 @@ import psutil
 import torch
 
 from resnet_serving import MODEL_NAME, ui
-from resnet_serving.artifact.layout import ARCHIVE_NAME, MANIFEST_NAME
-from resnet_serving.artifact.manifest import Manifest
+from resnet_serving.artifact.layout import ARCHIVE_NAME
+from resnet_serving.artifact.manifest import open_model_dir
 from resnet_serving.bench import scrape
 from resnet_serving.bench.report import guard_line, write_reports
 from resnet_serving.errors import ConfigError
@@ -245,7 +245,7 @@ def run_loadgen(
 def _prepare_model_dir(opts: BenchOptions, tmp: Path) -> Path:
     if opts.model_dir:
         return opts.model_dir
-    from resnet_serving.artifact.build import build_archive
+    from resnet_serving.archiver import build_archive
 
     out = tmp / "archive"
     with ui.status("building a model archive (random weights) for the bench"):
@@ -277,8 +277,7 @@ def run_bench(opts: BenchOptions) -> dict[str, Any]:
     tmp = Path(tempfile.mkdtemp(prefix="resnet-serving-bench-"))
     try:
         model_dir = _prepare_model_dir(opts, tmp)
-        manifest = Manifest.load(model_dir / MANIFEST_NAME)
-        manifest.verify_file(model_dir / ARCHIVE_NAME)
+        manifest = open_model_dir(model_dir)
         cfg = _serve_config(opts, model_dir, manifest.version)
         budget = cfg.workers * cfg.torch_threads
         device = select_device(0 if torch.cuda.is_available() else None)

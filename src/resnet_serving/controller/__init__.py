@@ -9,7 +9,7 @@ The only package that talks to the Kubernetes API (through :mod:`.k8s`). Handler
 * :mod:`.patches`   the pod-template patch (annotation + init-container env), nothing else
 * :mod:`.status`    the custom resource's status and conditions
 * :mod:`.metrics`   Prometheus metrics and health endpoints
-* :mod:`.config`, :mod:`.commands`  ``resnet-serving operator``
+* :mod:`.config`, :mod:`.run`  ``resnet-serving operator`` (its flags: :mod:`resnet_serving.cli.operator`)
 
 See ``operator/README.md`` for how it behaves on a cluster, drift included.
 """

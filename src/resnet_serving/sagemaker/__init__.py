@@ -5,7 +5,7 @@ Scaling and CloudWatch.
 
     update_endpoint_version("resnet50-prod", store="s3://models/prod", version="4")  # what the operator calls
 
-CLI: ``resnet-serving sagemaker deploy|status|rollback|delete|invoke`` (:mod:`.commands`). Errors:
+CLI: ``resnet-serving sagemaker deploy|status|rollback|delete|invoke`` (:mod:`resnet_serving.cli.sagemaker`). Errors:
 :class:`~resnet_serving.errors.SageMakerError` and its subclasses, converted in one place (:mod:`.errors`).
 """
 

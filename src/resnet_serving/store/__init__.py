@@ -30,6 +30,7 @@ from resnet_serving.store.model_store import (
     channel_key,
     manifest_key,
     open_store,
+    parse_store_uri,
     validate_channel,
     validate_model_name,
 )
@@ -54,6 +55,7 @@ __all__ = [
     "manifest_key",
     "no_progress",
     "open_store",
+    "parse_store_uri",
     "terminal_progress",
     "validate_channel",
     "validate_model_name",

@@ -304,26 +304,42 @@ def open_store(
     ``endpoint_url`` selects an S3-compatible endpoint (moto, MinIO); ``None`` lets boto3 decide (it honours
     ``AWS_ENDPOINT_URL``). ``retry`` bounds the retries on throttling and transient S3 errors.
     """
+    where = parse_store_uri(uri)
+    if where.bucket is not None:
+        from resnet_serving.store.s3 import S3Backend
+
+        return Store(S3Backend(where.bucket, where.prefix, endpoint_url=endpoint_url, retry=retry))
+    from resnet_serving.store.local import FileBackend
+
+    return Store(FileBackend(where.path or ""))
+
+
+@dataclass(frozen=True)
+class StoreURI:
+    """A parsed store URI: ``s3://BUCKET/PREFIX`` (``bucket`` and ``prefix``) or a local ``path``."""
+
+    bucket: str | None = None
+    prefix: str = ""
+    path: str | None = None
+
+
+def parse_store_uri(uri: str | os.PathLike[str] | None) -> StoreURI:
+    """The one store-URI grammar: ``s3://bucket[/prefix]``, ``file:///abs/dir`` (or ``file://rel/dir``) or a
+    plain directory path. Raises InputError naming the accepted forms."""
     uri = os.fspath(uri) if uri is not None else ""
     if not isinstance(uri, str) or not uri.strip():
         raise InputError("no store given: pass --store s3://BUCKET/PREFIX or file:///DIR (or set RESNET_SERVING_STORE)")
     parts = urlsplit(uri.strip())
     if parts.scheme == "s3":
-        from resnet_serving.store.s3 import S3Backend
-
         if not parts.netloc:
             raise InputError(f"invalid store URI {uri!r}: expected s3://BUCKET[/PREFIX]")
-        return Store(S3Backend(parts.netloc, parts.path, endpoint_url=endpoint_url, retry=retry))
+        return StoreURI(bucket=parts.netloc, prefix=parts.path)
     if parts.scheme == "file":
-        from resnet_serving.store.local import FileBackend
-
         netloc = "" if parts.netloc in ("", "localhost") else parts.netloc
         path = unquote(netloc + parts.path)
         if not path:
             raise InputError(f"invalid store URI {uri!r}: expected file:///DIR")
-        return Store(FileBackend(path))
+        return StoreURI(path=path)
     if parts.scheme == "" or len(parts.scheme) == 1:  # a plain path (or a Windows drive letter)
-        from resnet_serving.store.local import FileBackend
-
-        return Store(FileBackend(uri.strip()))
+        return StoreURI(path=uri.strip())
     raise InputError(f"unsupported store URI {uri!r}: use s3://BUCKET[/PREFIX], file:///DIR or a directory path")

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import shutil
-import tempfile
 from pathlib import Path
 
 from resnet_serving import MODEL_NAME, ui
@@ -12,6 +10,7 @@ from resnet_serving.artifact.layout import MANIFEST_NAME
 from resnet_serving.artifact.manifest import validate_version
 from resnet_serving.errors import ConfigError, InputError
 from resnet_serving.settings import DEFAULT_STORE
+from resnet_serving.store import parse_store_uri
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -26,33 +25,23 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 # ---- archive ------------------------------------------------------------------------------------------
 def local_store_dir(uri: str) -> Path:
-    if uri.startswith("file://"):
-        return Path(uri[len("file://") :])
-    if "://" in uri:
+    where = parse_store_uri(uri)
+    if where.path is None:
         raise ConfigError(f"--store {uri}: archive writes to a local store; build here, then `resnet-serving push`")
-    return Path(uri)
+    return Path(where.path)
 
 
 def cmd_archive(args: argparse.Namespace) -> int:
-    from resnet_serving.artifact.build import build_archive
+    from resnet_serving.archiver import build_into_store
 
     version = validate_version(args.version)
     store_dir = local_store_dir(args.store)
     final = store_dir / args.model / version
     if (final / MANIFEST_NAME).exists() and not args.force:
         raise InputError(f"{final} already exists; pass --force to replace it or choose another --version")
-    store_dir.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".staging-{version}-", dir=store_dir))
-    try:
-        mar, manifest = build_archive(weights=args.weights, version=version, out_dir=staging, model_name=args.model)
-        from resnet_serving.store import open_store
-
-        with ui.status(f"publishing {args.model} v{version} to {store_dir}"):
-            open_store(f"file://{store_dir.resolve()}").push(
-                mar, manifest, model=args.model, version=version, force=args.force
-            )
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+    manifest = build_into_store(
+        store_dir, weights=args.weights, version=version, model_name=args.model, force=args.force
+    )
     ui.info(
         f"built {args.model} v{version}: {manifest.size / 1e6:.1f} MB, sha256 {manifest.sha256[:12]}…, "
         f"weights {manifest.weights.get('id')} → {final}"

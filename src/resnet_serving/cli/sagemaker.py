@@ -16,7 +16,7 @@ from rich.console import Console
 from rich.table import Table
 
 from resnet_serving import MODEL_NAME, ui
-from resnet_serving.cli import add_endpoint_url
+from resnet_serving.cli.flags import add_endpoint_url
 from resnet_serving.errors import InputError, NotFound, SageMakerError
 from resnet_serving.plan.capacity import load_bench, sagemaker_invocations_target
 from resnet_serving.sagemaker.aws import Clients, make_clients

@@ -1,7 +1,7 @@
 """``resnet-serving evaluate``: top-1/top-5 per precision (and JPEG decode, and CPU resize) on a labelled folder,
 before reduced precision, the scaled JPEG decode or another resize is served.
 
-A thin adapter over :mod:`resnet_serving.bench.accuracy` (torch is imported inside the command only).
+A thin adapter over :func:`resnet_serving.bench.accuracy.evaluate_model` (torch is imported inside it only).
 """
 
 from __future__ import annotations
@@ -13,6 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from resnet_serving import ui
+from resnet_serving.errors import InputError
+from resnet_serving.files import atomic_write_bytes
 from resnet_serving.settings import CPU_RESIZE_CHOICES
 
 
@@ -58,12 +60,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    import torch
-
-    from resnet_serving.bench import accuracy
-    from resnet_serving.errors import InputError
-    from resnet_serving.files import atomic_write_bytes
-    from resnet_serving.inference.model import resolve_weights, select_device
+    from resnet_serving.bench.accuracy import evaluate_model
 
     if args.limit is not None and args.limit < 1:
         raise InputError(f"--limit {args.limit}: must be ≥ 1")
@@ -73,48 +70,18 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         raise InputError("--jpeg-decode scaled with --gpu: a GPU worker decodes on the GPU, where it does not apply")
     if args.gpu and args.cpu_resize:
         raise InputError("--cpu-resize with --gpu: a GPU worker resizes on the GPU, where it does not apply")
-    samples = accuracy.subsample(accuracy.load_samples(args.data, args.labels), args.limit)
-    if args.gpu and not torch.cuda.is_available():
-        raise InputError("--gpu: no CUDA device is available here")
-    device = select_device(0 if args.gpu else None)
-    supported = accuracy.supported_precisions(device)
-    precisions = accuracy.check_precisions(args.precision or supported, device)
-    for p in precisions:
-        if p not in supported:
-            ui.warn(f"{p} is not native on this {device.type}: it is emulated (same numerics, far slower)")
-    if args.model_dir:
-        from resnet_serving.bench.mar import archive_state_dict, verified_manifest
-
-        with ui.status(f"verifying {args.model_dir}"):
-            manifest = verified_manifest(args.model_dir)
-        state, weights = archive_state_dict(args.model_dir), dict(manifest.weights)
-        meta = {"version": manifest.version, "weights": weights.get("id")}
-    else:
-        with ui.status(f"resolving weights ({args.weights or 'auto'})"):
-            state, weights = resolve_weights(args.weights or "auto")
-        meta = {"version": "", "weights": weights.get("id")}
-    result = accuracy.evaluate(
-        samples,
-        state,
-        precisions=precisions,
-        device=device,
+    result = evaluate_model(
+        args.data,
+        args.labels,
+        limit=args.limit,
+        gpu=args.gpu,
+        precisions=args.precision,
+        model_dir=args.model_dir,
+        weights=args.weights,
         batch_size=args.batch_size,
-        meta=meta,
         jpeg_decodes=args.jpeg_decode,
         cpu_resizes=args.cpu_resize,
     )
-    result.update(
-        data=str(args.data),
-        device=str(device) if device.type == "cpu" else torch.cuda.get_device_name(device),
-        weights=weights.get("id"),
-        pretrained=bool(weights.get("pretrained", False)),
-        supported_precisions=supported,
-    )
-    if not result["pretrained"]:
-        result["note"] = (
-            "random weights: only the mechanics were checked (labels mapped, every precision run, agreement "
-            "computed); the accuracy figures mean nothing. Evaluate the weights you serve."
-        )
     _print(result)
     if args.out:
         atomic_write_bytes(args.out, (json.dumps(result, indent=2) + "\n").encode("utf-8"))

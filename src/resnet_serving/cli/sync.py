@@ -1,31 +1,26 @@
 """`resnet-serving sync`: follow a store channel and switch a local TorchServe to it. A thin adapter over
-:mod:`resnet_serving.sync.loop`; ``serve --store URI --channel C`` runs the same loop in a background thread."""
+:mod:`resnet_serving.sync.follow`; ``serve --store URI --channel C`` runs the same loop in a background thread."""
 
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from resnet_serving import MODEL_NAME, ui
-from resnet_serving.errors import ConfigError
+from resnet_serving.cli.flags import add_endpoint_url
 from resnet_serving.settings import ENV_CHANNEL, ENV_STORE, environment
 from resnet_serving.signals import stop_event_on_signals
+from resnet_serving.sync.follow import DEFAULT_INTERVAL, build_syncer, sync_log
 
 if TYPE_CHECKING:
     from resnet_serving.sync.loop import Syncer, SyncStatus
 
-DEFAULT_INTERVAL = 10.0
-
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from resnet_serving.cli import add_endpoint_url
-
     p = sub.add_parser(
         "sync",
         help="follow a store channel: switch a running TorchServe to each promoted version, zero failed requests",
@@ -66,59 +61,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--model", default=MODEL_NAME, help=argparse.SUPPRESS)
     add_endpoint_url(p)
     p.set_defaults(func=cmd_sync)
-
-
-def build_syncer(
-    *,
-    store: str | None,
-    endpoint_url: str | None,
-    channel: str,
-    management_url: str,
-    inference_url: str,
-    model_store: Path,
-    interval: float = DEFAULT_INTERVAL,
-    max_backoff: float = 120.0,
-    ready_timeout: float = 180.0,
-    model: str = MODEL_NAME,
-) -> Syncer:
-    """A :class:`resnet_serving.sync.Syncer` on the real store and management API; flags checked first."""
-    from resnet_serving.store import POLL_RETRY, open_store, validate_channel
-    from resnet_serving.sync.loop import Syncer
-    from resnet_serving.torchserve.management import ManagementClient
-
-    validate_channel(channel)
-    if interval <= 0 or max_backoff < interval:
-        raise ConfigError(f"--interval {interval} must be > 0 and --max-backoff {max_backoff} at least as long")
-    if not model_store.is_dir():
-        raise ConfigError(f"--model-store {model_store}: not a directory (TorchServe's model store on this machine)")
-    return Syncer(
-        open_store(store, endpoint_url=endpoint_url, retry=POLL_RETRY),
-        ManagementClient(management_url),
-        channel=channel,
-        model_store=model_store.resolve(),
-        inference_url=inference_url,
-        model=model,
-        interval=interval,
-        max_backoff=max_backoff,
-        ready_timeout=ready_timeout,
-    )
-
-
-@contextmanager
-def sync_log(handler: logging.Handler | None = None) -> Iterator[None]:
-    """Show the sync loop's transition lines (plain timestamped lines on stderr by default) while inside."""
-    if handler is None:
-        handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(logging.Formatter("%(asctime)s resnet-serving sync: %(message)s", "%Y-%m-%dT%H:%M:%S"))
-    logger = logging.getLogger("resnet_serving.sync")
-    level = logger.level
-    logger.addHandler(handler)
-    logger.setLevel(logging.INFO)
-    try:
-        yield
-    finally:
-        logger.removeHandler(handler)
-        logger.setLevel(level)
 
 
 @contextmanager
@@ -187,15 +129,3 @@ def cmd_sync(args: argparse.Namespace) -> int:
     with stop_event_on_signals() as stop, _display(syncer):
         syncer.run(stop)
     return 0
-
-
-def start_in_background(syncer: Syncer, stop: threading.Event) -> threading.Thread:
-    """Run the sync loop in a daemon thread until ``stop`` is set (used by `serve --channel`)."""
-
-    def _run() -> None:
-        with sync_log():
-            syncer.run(stop)
-
-    thread = threading.Thread(target=_run, name="resnet-serving-sync", daemon=True)
-    thread.start()
-    return thread

@@ -15,11 +15,15 @@ from typing import Any
 
 from resnet_serving import MODEL_NAME, ui
 from resnet_serving.artifact.layout import ARCHIVE_NAME, MANIFEST_NAME
-from resnet_serving.artifact.manifest import Manifest
+from resnet_serving.artifact.manifest import Manifest, open_model_dir
+from resnet_serving.cli.flags import add_endpoint_url, auto_or_positive
 from resnet_serving.errors import ConfigError, InputError, TorchServeError
+from resnet_serving.policy import version_to_start
 from resnet_serving.settings import DEFAULT_STORE, ENV_CHANNEL, ENV_STORE, ENV_URL, ENV_VERSION, environment
 from resnet_serving.signals import on_stop_signals
+from resnet_serving.store import open_store
 from resnet_serving.torchserve import requestlog
+from resnet_serving.torchserve.drain import drain_accepted
 from resnet_serving.torchserve.guard import DEFAULT_RETRY_AFTER_S, Guard, checked_retry_after
 
 EXAMPLE_IMAGE = "examples/grace_hopper.jpg"
@@ -43,8 +47,6 @@ def _queued_batches() -> int:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from resnet_serving.cli import add_endpoint_url
-
     p = sub.add_parser("serve", help="serve the model with TorchServe in the foreground")
     src = p.add_argument_group("model source (default: latest version in ./model-store)")
     src.add_argument("--model-dir", type=Path, help="a directory holding model.mar + manifest.json")
@@ -150,53 +152,26 @@ def _prepare_model(args: argparse.Namespace, dest: Path) -> tuple[Path, Manifest
     """The directory holding a verified model.mar + manifest.json, and the manifest. ``--model-dir`` is served
     in place (read only: a pod's mount, SageMaker's /opt/ml/model); a store version is fetched into ``dest``."""
     if args.model_dir:
-        src = Path(args.model_dir)
-        if not (src / MANIFEST_NAME).is_file() or not (src / ARCHIVE_NAME).is_file():
-            raise ConfigError(f"--model-dir {src}: expected {ARCHIVE_NAME} and {MANIFEST_NAME} in it")
-        manifest = Manifest.load(src / MANIFEST_NAME)
-        with ui.status(f"verifying {src / ARCHIVE_NAME}"):
-            manifest.verify_file(src / ARCHIVE_NAME)
-        return src, manifest
-    from resnet_serving.store import open_store
-
+        with ui.status(f"verifying {Path(args.model_dir) / ARCHIVE_NAME}"):
+            return Path(args.model_dir), open_model_dir(args.model_dir)
     store = open_store(args.store, endpoint_url=getattr(args, "endpoint_url", None))
-    version = args.version
-    if not version and args.channel:
-        version = store.resolve_channel(MODEL_NAME, args.channel)
-        if version is None:
-            raise ConfigError(f"channel {args.channel!r} is not set in {args.store}; `resnet-serving promote` first")
-    if not version:
-        versions = store.list_versions(MODEL_NAME)
-        if not versions:
-            raise ConfigError(
-                f"no {MODEL_NAME} versions in {args.store}: build one with `resnet-serving archive` (or `make serve`)"
-            )
-        version = versions[-1]
+    try:
+        version = version_to_start(store, MODEL_NAME, pinned=args.version, channel=args.channel)
+    except ConfigError as e:
+        raise ConfigError(f"{args.store}: {e.message}") from e
     with ui.status(f"fetching and verifying {MODEL_NAME} v{version} from {args.store}"):
         store.fetch(MODEL_NAME, version, dest)
     return dest, Manifest.load(dest / MANIFEST_NAME)
 
 
-def _auto_or_positive(flag: str, value: str, auto: int) -> int:
-    if value == "auto":
-        return auto
-    try:
-        n = int(value)
-    except ValueError as e:
-        raise ConfigError(f"{flag} {value!r}: expected 'auto' or a positive integer") from e
-    if n < 1:
-        raise ConfigError(f"{flag} {value!r}: expected 'auto' or a positive integer")
-    return n
-
-
 def _workers(value: str) -> int:
     from resnet_serving.torchserve.config import default_workers
 
-    return _auto_or_positive("--workers", value, default_workers())
+    return auto_or_positive("--workers", value, default_workers())
 
 
 def _threads(value: str) -> int:
-    return _auto_or_positive("--threads", value, 0)  # 0: ServeConfig derives CPUs ÷ workers
+    return auto_or_positive("--threads", value, 0)  # 0: ServeConfig derives CPUs ÷ workers
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -329,7 +304,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
             sync_thread.join(timeout=5)  # mid-switch it may still wait on TorchServe; stopping it ends that
         if server is not None:
             if drain and server.alive() and args.drain_timeout > 0:
-                _drain(server.cfg, args.drain_timeout, hurry)
+                drain_accepted(server.cfg, args.drain_timeout, hurry)
             print("resnet-serving: stopping TorchServe…", file=sys.stderr, flush=True)
             server.stop(timeout=STOP_TIMEOUT_S)
         if sync_thread is not None:
@@ -355,42 +330,8 @@ def _request_sink(log_format: str | None) -> Any:
     return sink
 
 
-def _drain(cfg: Any, timeout: float, hurry: threading.Event) -> None:
-    """Answer every request TorchServe has accepted before stopping it: TorchServe 0.12 resets them on SIGTERM.
-
-    Readiness needs no change here: Kubernetes takes a terminating pod out of the Service's endpoints whatever
-    its probe answers, and the chart's preStop sleep lets the ALB deregister it before the SIGTERM."""
-    import time
-
-    from resnet_serving.torchserve.management import ManagementClient, ManagementError
-    from resnet_serving.torchserve.versions import Stopped, Versions
-
-    started = time.monotonic()
-    versions = Versions(
-        ManagementClient(cfg.management_url, timeout=min(5.0, timeout)),
-        model=cfg.model_name,
-        inference_url=cfg.inference_url,
-    )
-    versions.stop = hurry
-    try:
-        with ui.status(f"draining: answering the requests already accepted (at most {timeout:g}s)"):
-            _current, registered = versions.served()
-            for version in registered:
-                left = timeout - (time.monotonic() - started)
-                if left <= 0:
-                    break
-                versions.drain(version, versions.settings(version).workers, timeout=left)
-    except Stopped:
-        ui.warn("second signal: stopping without draining")
-        return
-    except ManagementError as e:
-        ui.warn(f"could not drain ({e.message}); stopping")
-        return
-    print(f"resnet-serving: drained in {time.monotonic() - started:.1f}s", file=sys.stderr, flush=True)
-
-
 def _start_sync(args: argparse.Namespace, cfg: Any, store_dir: Path, stop: threading.Event) -> threading.Thread:
-    from resnet_serving.sync.commands import build_syncer, start_in_background
+    from resnet_serving.sync.follow import build_syncer, start_in_background
 
     syncer = build_syncer(
         store=args.store,

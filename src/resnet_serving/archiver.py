@@ -1,4 +1,5 @@
-"""Build the model archive: ``model.mar`` (TorchServe) plus its ``manifest.json`` (sha256, weights, labels).
+"""Build the model archive (above ``inference/``, whose weights and labels it packs, and ``artifact/``, whose
+format it writes): ``model.mar`` (TorchServe) plus its ``manifest.json`` (sha256, weights, labels).
 
 The .mar holds the state_dict (``model.pt``), the handler, ``index_to_name.json`` and ``model_info.json``
 (name, version, weights source) so that every response can say which weights produced it.
@@ -10,6 +11,7 @@ import datetime as dt
 import hashlib
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -119,6 +121,26 @@ def build_archive(
         os.replace(built, final)  # a rename within out_dir: complete or absent
         atomic_write_bytes(out_dir / MANIFEST_NAME, manifest.to_json().encode("utf-8"))
     return final, manifest
+
+
+def build_into_store(
+    store_dir: Path, *, weights: str, version: str, model_name: str = MODEL_NAME, force: bool = False
+) -> Manifest:
+    """Build in a staging folder inside ``store_dir``, then publish into the local store (``Store.push``: archive
+    first, manifest last), so a half-built version is never visible. Returns the manifest."""
+    from resnet_serving.store import open_store
+
+    store_dir.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".staging-{version}-", dir=store_dir))
+    try:
+        mar, manifest = build_archive(weights=weights, version=version, out_dir=staging, model_name=model_name)
+        with ui.status(f"publishing {model_name} v{version} to {store_dir}"):
+            open_store(f"file://{store_dir.resolve()}").push(
+                mar, manifest, model=model_name, version=version, force=force
+            )
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return manifest
 
 
 def pack_mar(

@@ -20,7 +20,7 @@ from rich.table import Table
 from resnet_serving import MODEL_NAME
 from resnet_serving.artifact.layout import ARCHIVE_NAME, MANIFEST_NAME
 from resnet_serving.artifact.manifest import Manifest
-from resnet_serving.cli import add_endpoint_url
+from resnet_serving.cli.flags import add_endpoint_url
 from resnet_serving.errors import InputError, NotFound
 from resnet_serving.settings import ENV_CHANNEL, ENV_STORE, ENV_VERSION, environment
 from resnet_serving.store.model_store import Store, open_store

@@ -1,0 +1,62 @@
+"""Run the kopf operator with its settings: what ``resnet-serving operator`` starts (the operator image's command)."""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING
+
+from resnet_serving.controller.config import OperatorConfig
+from resnet_serving.errors import ResnetServingError
+
+if TYPE_CHECKING:
+    import kopf
+
+ANNOTATION_PREFIX = "resnet-serving.io"
+
+
+def build_settings(config: OperatorConfig) -> kopf.OperatorSettings:
+    """kopf's settings for this operator: namespaced, its own annotation prefix, quiet Events."""
+    import kopf
+
+    settings = kopf.OperatorSettings()
+    # The chart grants namespaced RBAC only: no cluster-wide watch of CRDs or namespaces.
+    settings.scanning.disabled = True
+    settings.peering.mandatory = config.peering is not None
+    settings.peering.standalone = config.peering is None
+    settings.peering.name = config.peering or "default"
+    settings.peering.priority = config.priority
+    settings.peering.clusterwide = config.all_namespaces
+    settings.peering.stealth = True
+    # kopf's bookkeeping lives in annotations under our prefix; .status belongs to the ModelDeployment schema.
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=ANNOTATION_PREFIX)
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+        prefix=ANNOTATION_PREFIX, key="last-handled-configuration"
+    )
+    settings.persistence.finalizer = f"{ANNOTATION_PREFIX}/operator"
+    # Events are posted explicitly (rollout started/failed, rollback, drift); kopf's own log lines are not.
+    settings.posting.level = logging.WARNING
+    return settings
+
+
+def run(config: OperatorConfig) -> None:
+    """Register the handlers and run kopf until it stops (blocking)."""
+    try:
+        import kopf
+    except ImportError as e:
+        raise ResnetServingError("the operator needs kopf: pip install 'resnet-serving[operator]'") from e
+
+    from resnet_serving.controller import handlers  # registers the handlers with kopf
+
+    kopf.configure(verbose=config.verbose, log_prefix=True)
+    if not config.verbose:  # kopf logs every timer run at INFO; our own log lines say what happened
+        logging.getLogger("kopf.objects").setLevel(logging.WARNING)
+    memo = kopf.Memo(runtime=handlers.Runtime(config=config))
+    kopf.run(
+        settings=build_settings(config),
+        clusterwide=config.all_namespaces,
+        namespaces=list(config.namespaces),
+        standalone=config.peering is None,
+        peering_name=config.peering,
+        priority=config.priority,
+        memo=memo,
+    )
