@@ -24,7 +24,13 @@ from resnet_serving.signals import on_stop_signals
 from resnet_serving.store import open_store
 from resnet_serving.torchserve import requestlog
 from resnet_serving.torchserve.drain import drain_accepted
-from resnet_serving.torchserve.guard import DEFAULT_RETRY_AFTER_S, Guard, checked_retry_after
+from resnet_serving.torchserve.guard import (
+    DEFAULT_ADMISSION_WAIT_S,
+    DEFAULT_RETRY_AFTER_S,
+    Guard,
+    checked_admission_wait,
+    checked_retry_after,
+)
 
 EXAMPLE_IMAGE = "examples/grace_hopper.jpg"
 #: SIGTERM to SIGKILL is 30 s on SageMaker (and the default grace period on Kubernetes): the drain and the stop
@@ -117,6 +123,14 @@ def register(sub: argparse._SubParsersAction) -> None:
         f"Retry-After: N (default {DEFAULT_RETRY_AFTER_S}; one loopback hop per request, README: Reliability); "
         "0: no guard, TorchServe answers on --port itself, its 503s without Retry-After",
     )
+    perf.add_argument(
+        "--admission-wait",
+        type=float,
+        default=DEFAULT_ADMISSION_WAIT_S,
+        metavar="SECONDS",
+        help="with the guard: TorchServe gets at most what its queue and workers hold, and a request beyond that "
+        f"waits its turn up to this long before a 503 (default {DEFAULT_ADMISSION_WAIT_S:g}; 0: a 503 at once)",
+    )
     p.add_argument("--run-dir", type=Path, help="working dir for config, logs, unpacked model (default: temp)")
     p.add_argument(
         "--ready-timeout",
@@ -193,6 +207,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
             f"--job-queue-size {args.job_queue_size}: must be ≥ 0 (0: {_queued_batches()} batches per worker)"
         )
     checked_retry_after(args.retry_after)
+    checked_admission_wait(args.admission_wait)
     checked_max_batch_delay(args.max_batch_delay_ms)
     own_run_dir = args.run_dir is None
     run_dir = Path(tempfile.mkdtemp(prefix="resnet-serving-")) if own_run_dir else Path(args.run_dir)
@@ -266,7 +281,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
                 raise ConfigError(f"--model-metrics-port {args.model_metrics_port}: {e.strerror or e}") from e
         public_url = cfg.inference_url
         if args.retry_after:
-            guard = Guard.in_front_of(cfg, host=args.host, port=args.port, retry_after=args.retry_after)
+            guard = Guard.in_front_of(
+                cfg, host=args.host, port=args.port, retry_after=args.retry_after, admission_wait=args.admission_wait
+            )
             guard.start()
             public_url = guard.url
         server = TorchServe(cfg, run_dir, env=worker_env, request_sink=_request_sink(args.log_format))
