@@ -1,7 +1,8 @@
 """Files on disk are never half-written: every write goes to a temp file beside the target, then is renamed.
 
-The one copy of write-temp-fsync-rename in the package (the local store, fetched archives, manifests and
-the archives that sync places for TorchServe all use it).
+The one copy of write-temp-fsync-rename in the package: the local store, fetched archives, manifests, the
+archives that sync places for TorchServe, and the reports the CLI writes (``bench.json``/``.md``/``.png``,
+``plan --json``/``--plot``, ``evaluate --out``) all use it.
 """
 
 from __future__ import annotations
@@ -47,6 +48,11 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
         f.write(data)
 
     atomic_write(path, write)
+
+
+def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
+    """``text`` as UTF-8, written as :func:`atomic_write` does."""
+    atomic_write_bytes(path, text.encode("utf-8"))
 
 
 def place_file(source: str | os.PathLike[str], path: str | os.PathLike[str]) -> None:

@@ -7,6 +7,8 @@ import math
 from pathlib import Path
 from typing import Any
 
+from resnet_serving.files import atomic_write, atomic_write_text
+
 
 def _fmt(x: float, digits: int = 1) -> str:
     return "n/a" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.{digits}f}"
@@ -202,14 +204,16 @@ def plot(report: dict[str, Any], path: Path) -> None:
     ax2.set_title("latency")
     ax2.legend()
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    try:
+        atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=100))
+    finally:
+        plt.close(fig)
 
 
 def write_reports(report: dict[str, Any], out: Path) -> None:
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "bench.json").write_text(json.dumps(report, indent=2, default=str) + "\n", encoding="utf-8")
-    (out / "bench.md").write_text(markdown(report), encoding="utf-8")
+    """bench.json, bench.md and bench.png in ``out``, each complete or absent (:mod:`resnet_serving.files`)."""
+    atomic_write_text(out / "bench.json", json.dumps(report, indent=2, default=str) + "\n")
+    atomic_write_text(out / "bench.md", markdown(report))
     plot(report, out / "bench.png")
 
 

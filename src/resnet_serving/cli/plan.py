@@ -5,11 +5,11 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any
+
+from resnet_serving.files import atomic_write, atomic_write_text
 
 DEFAULT_BENCH = Path("bench-results") / "bench.json"
 
@@ -74,7 +74,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
     else:
         print_plan(plan)
     if args.json_out:
-        _write_atomic(args.json_out, json.dumps(plan.to_dict(), indent=2, allow_nan=False) + "\n")
+        atomic_write_text(args.json_out, json.dumps(plan.to_dict(), indent=2, allow_nan=False) + "\n")
     if args.plot:
         from resnet_serving.plan.planner import Load
 
@@ -82,18 +82,6 @@ def cmd_plan(args: argparse.Namespace) -> int:
         series = [(lo, plan_for(Load(lo, ""))) for lo in loads]
         plot(series, load.rps, args.plot)
     return 0
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _ms(x: float | None) -> str:
@@ -183,13 +171,8 @@ def plot(series: list[tuple[float, Any]], rps: float, path: Path) -> None:
     ax.set_title("resnet-serving plan: compute $/month against load")
     ax.legend(fontsize=7)
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".png")
-    os.close(fd)
     try:
-        fig.savefig(tmp, dpi=100)
-        os.replace(tmp, path)
+        atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=100))
     finally:
         plt.close(fig)
-        Path(tmp).unlink(missing_ok=True)
     print(f"wrote {path}", file=sys.stderr)
