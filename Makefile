@@ -19,7 +19,7 @@ WEIGHTS ?= auto
 VERSION ?= 1
 STORE ?= model-store
 
-.PHONY: help venv java tools checkov promql serve archive test test-unit lint typecheck bench bench-final bench-jpeg gpu-bundle faults fuzz contract k8s infra clean audit sbom dist
+.PHONY: help venv java tools checkov promql serve archive test test-unit lint typecheck docs bench bench-final bench-jpeg gpu-bundle faults fuzz contract k8s infra clean audit sbom dist
 
 help:  ## list the targets, one line each
 	@awk -F ':.*## ' '/^[a-z][a-z0-9-]*:.*## / {printf "  make %-10s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -69,6 +69,11 @@ lint: $(STAMP)  ## ruff check, ruff format --check and the import-layers contrac
 
 typecheck: $(STAMP)  ## mypy on src/
 	$(BIN)/mypy src
+
+# The docs site (mkdocs.yml, sources in docs/): broken links, missing anchors and pages left out of the nav fail it.
+# `make test` builds it too (tests/unit/test_docs_site.py).
+docs: $(STAMP)  ## build the docs site into build/site with mkdocs --strict (reference pages generated from the code)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --site-dir build/site
 
 test-unit: $(STAMP)  ## the unit tests only (no Java, helm or servers)
 	$(BIN)/pytest -q tests/unit
