@@ -1,11 +1,14 @@
-"""Status output with rich: live on a TTY, plain quiet lines otherwise (CI, logs, pods)."""
+"""Status output with rich: live on a TTY, plain quiet lines otherwise (CI, logs, pods).
+
+Progress bars have one owner here (:func:`terminal_progress`): a bar on stderr on a TTY, nothing elsewhere.
+"""
 
 from __future__ import annotations
 
 import sys
 from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
-from typing import Any
+from contextlib import AbstractContextManager, contextmanager
+from typing import Any, Protocol
 
 from rich.console import Console
 from rich.table import Table
@@ -28,29 +31,68 @@ def status(message: str) -> Iterator[None]:
         yield
 
 
+class ProgressFactory(Protocol):
+    """``with factory(description, total) as advance: advance(n)`` for every ``n`` units of work done."""
+
+    def __call__(self, description: str, total: int) -> AbstractContextManager[Callable[[int], None]]: ...
+
+
+@contextmanager
+def no_progress(description: str, total: int) -> Iterator[Callable[[int], None]]:
+    yield lambda n: None
+
+
+@contextmanager
+def _bar(description: str, total: int, *, unit: str) -> Iterator[Callable[[int], None]]:
+    from rich.progress import (
+        BarColumn,
+        DownloadColumn,
+        MofNCompleteColumn,
+        Progress,
+        ProgressColumn,
+        TextColumn,
+        TimeRemainingColumn,
+        TransferSpeedColumn,
+    )
+
+    counts: tuple[ProgressColumn, ...] = (
+        (DownloadColumn(binary_units=True), TransferSpeedColumn()) if unit == "bytes" else (MofNCompleteColumn(),)
+    )
+    columns = (TextColumn("[bold]{task.description}"), BarColumn(), *counts, TimeRemainingColumn())
+    with Progress(*columns, console=console) as bar:
+        task = bar.add_task(description, total=total)
+        yield lambda n: bar.update(task, advance=n)
+
+
+@contextmanager
+def _byte_bar(description: str, total: int) -> Iterator[Callable[[int], None]]:
+    with _bar(description, total, unit="bytes") as advance:
+        yield advance
+
+
+@contextmanager
+def _item_bar(description: str, total: int) -> Iterator[Callable[[int], None]]:
+    with _bar(description, total, unit="items") as advance:
+        yield advance
+
+
+def terminal_progress(enabled: bool | None = None, *, unit: str = "bytes") -> ProgressFactory:
+    """The one progress behaviour of the package: a rich bar on stderr while stderr is a terminal (or
+    ``enabled=True``), left on screen when done; :func:`no_progress` otherwise (CI, logs, pipes, pods), so
+    stdout stays the command's result. ``unit``: "bytes" (store transfers) or "items" (counted work)."""
+    if enabled is None:
+        enabled = interactive()
+    if not enabled:
+        return no_progress
+    return _byte_bar if unit == "bytes" else _item_bar
+
+
 @contextmanager
 def progress(description: str, total: int) -> Iterator[Callable[[int], None]]:
-    """``with progress("images", n) as advance: advance(k)``: a rich bar on a TTY; otherwise one plain line per
-    tenth of the work, so a log shows that it moves."""
-    if interactive():
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-        columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
-        with Progress(*columns, console=console, transient=True) as bar:
-            task = bar.add_task(description, total=total)
-            yield lambda n: bar.update(task, advance=n)
-        return
-    done, step = 0, max(1, total // 10)
-    next_line = step
-
-    def advance(n: int) -> None:
-        nonlocal done, next_line
-        done += n
-        if done >= next_line or done >= total:
-            print(f"… {description}: {done}/{total}", file=sys.stderr, flush=True)
-            next_line = done + step
-
-    yield advance
+    """``with progress("images", n) as advance: advance(k)``: counted work, shown as :func:`terminal_progress`
+    shows it."""
+    with terminal_progress(unit="items")(description, total) as advance:
+        yield advance
 
 
 def info(message: str) -> None:

@@ -11,9 +11,10 @@ from resnet_serving.artifact.manifest import Manifest
 from resnet_serving.cli import main
 from resnet_serving.cli.store import fetch_target
 from resnet_serving.errors import InputError, IntegrityError, NoSuchBucket, StoreError
-from resnet_serving.store import channel_key, manifest_key, no_progress, open_store, terminal_progress
+from resnet_serving.store import channel_key, manifest_key, open_store
 from resnet_serving.store.local import FileBackend
 from resnet_serving.store.s3 import S3Backend
+from resnet_serving.ui import no_progress, terminal_progress
 from tests.fixtures.archives import fake_archive
 
 
@@ -160,7 +161,7 @@ def test_store_flag_falls_back_to_the_environment(store, tmp_path, monkeypatch, 
 
 
 def test_progress_is_quiet_off_a_terminal(capsys):
-    assert terminal_progress() is no_progress  # pytest's stdout is not a TTY
+    assert terminal_progress() is no_progress  # pytest's stderr is not a TTY
     with terminal_progress(enabled=True)("push resnet50 v1", 10) as advance:
         advance(10)
-    assert "push resnet50 v1" in capsys.readouterr().out
+    assert "push resnet50 v1" in capsys.readouterr().err

@@ -24,7 +24,7 @@ from resnet_serving.cli.flags import add_endpoint_url
 from resnet_serving.errors import InputError, NotFound
 from resnet_serving.settings import ENV_CHANNEL, ENV_STORE, ENV_VERSION, environment
 from resnet_serving.store.model_store import Store, open_store
-from resnet_serving.store.progress import terminal_progress
+from resnet_serving.ui import terminal_progress
 
 DEFAULT_CHANNEL = "stable"
 

@@ -16,7 +16,8 @@ from pathlib import Path
 from resnet_serving.artifact.layout import ARCHIVE_NAME, MANIFEST_NAME, SAGEMAKER_TARBALL
 from resnet_serving.artifact.manifest import sha256_file
 from resnet_serving.errors import IntegrityError
-from resnet_serving.store import Store, blobs, terminal_progress
+from resnet_serving.store import Store, blobs
+from resnet_serving.ui import terminal_progress
 
 TARBALL = SAGEMAKER_TARBALL
 MEMBERS = (ARCHIVE_NAME, MANIFEST_NAME)

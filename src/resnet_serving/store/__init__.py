@@ -34,7 +34,6 @@ from resnet_serving.store.model_store import (
     validate_channel,
     validate_model_name,
 )
-from resnet_serving.store.progress import ProgressFactory, no_progress, terminal_progress
 from resnet_serving.store.retry import POLL_RETRY, RetryPolicy
 
 __all__ = [
@@ -42,7 +41,6 @@ __all__ = [
     "AccessDenied",
     "NoSuchBucket",
     "NotFound",
-    "ProgressFactory",
     "RetryPolicy",
     "Store",
     "StoreError",
@@ -53,10 +51,8 @@ __all__ = [
     "archive_key",
     "channel_key",
     "manifest_key",
-    "no_progress",
     "open_store",
     "parse_store_uri",
-    "terminal_progress",
     "validate_channel",
     "validate_model_name",
 ]

@@ -35,8 +35,8 @@ from resnet_serving.errors import (
 )
 from resnet_serving.files import atomic_write, atomic_write_bytes
 from resnet_serving.store.backend import Backend
-from resnet_serving.store.progress import ProgressFactory, no_progress
 from resnet_serving.store.retry import RetryPolicy
+from resnet_serving.ui import ProgressFactory, no_progress
 
 #: What a fetch says when an archive no longer matches the manifest beside it.
 CHANGED_AFTER_MANIFEST = "The archive changed after its manifest was written; push the version again (--force)"
