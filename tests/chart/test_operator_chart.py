@@ -24,6 +24,7 @@ from tests.chart.chart_helpers import (
     one,
     run,
 )
+from tests.docs_pages import OPERATOR_PAGE
 
 Docs = list[dict[str, Any]]
 OPERATOR = f"{RELEASE}-operator"
@@ -223,7 +224,7 @@ def test_helm_upgrade_keeps_the_operators_version(helm: Helm) -> None:
 
 def test_docs_explain_the_operator_and_drift() -> None:
     chart_readme = (CHART / "README.md").read_text()
-    operator_readme = (ROOT / "operator" / "README.md").read_text()
+    operator_readme = OPERATOR_PAGE.read_text()
     for text in (chart_readme, operator_readme):
         assert "kubectl rollout undo" in text
         assert "drift" in text.lower()

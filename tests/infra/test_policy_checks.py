@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from tests.docs_pages import INSTALL_AWS_PAGE
 from tests.infra.conftest import (
     INFRA,
     TEMPLATES,
@@ -27,7 +28,6 @@ from tests.infra.conftest import (
 
 pytestmark = pytest.mark.cdk
 
-ROOT = INFRA.parent
 README = INFRA / "README.md"
 
 
@@ -116,7 +116,7 @@ def test_readme_lists_every_suppression(synth: Synth, checkov_report: dict[str, 
 
 
 def _install_steps() -> list[str]:
-    text = (ROOT / "README.md").read_text()
+    text = INSTALL_AWS_PAGE.read_text()
     block = text.split("<!-- install-aws:begin -->", 1)[1].split("<!-- install-aws:end -->", 1)[0]
     return [line for line in block.splitlines() if line and not line.startswith("```")]
 

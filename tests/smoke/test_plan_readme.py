@@ -1,25 +1,22 @@
-"""The README's "Capacity and cost" command, run as written from the repository root against the checked-in
-smoke bench: what it prints must be exactly the output the README shows, so the section's numbers cannot rot."""
+"""The capacity study's `resnet-serving plan` command (docs/measurements/2026-12-06-capacity-10000-users.md), run
+as written from the repository root against the checked-in bench: what it prints must be exactly the output the
+page shows, so the page's numbers cannot rot."""
 
 from __future__ import annotations
 
-import re
 import shlex
 
 import pytest
 
 from resnet_serving.cli import main
+from tests.docs_pages import marked
 from tests.helpers import REPO
 
 pytestmark = pytest.mark.smoke
-README = REPO / "README.md"
 
 
 def _section(name: str, lang: str) -> str:
-    text = README.read_text(encoding="utf-8")
-    m = re.search(rf"<!-- {name}:begin -->\s*```{lang}\n(.*?)```\s*<!-- {name}:end -->", text, re.S)
-    assert m, f"README has no {name} block"
-    return m.group(1)
+    return marked(name, lang)
 
 
 def test_readme_plan_command_prints_the_readme_output(capsys, monkeypatch) -> None:

@@ -1,4 +1,5 @@
-"""The README's quickstart and example commands, run as a new user would (so the docs cannot rot).
+"""The quickstart and example commands of the README and the docs pages, run as a new user would (so the docs
+cannot rot).
 
 `make serve` is started exactly as written (ports moved off 8080 through the Makefile's PORT variables, which
 make reads from the environment), the example block is run with the port substituted, and the server is
@@ -18,17 +19,15 @@ from pathlib import Path
 import psutil
 import pytest
 
+from tests.docs_pages import marked
 from tests.helpers import REPO, free_ports
 
 pytestmark = [pytest.mark.smoke, pytest.mark.torchserve]
-README = REPO / "README.md"
 
 
 def block(name: str) -> list[str]:
-    text = README.read_text(encoding="utf-8")
-    m = re.search(rf"<!-- {name}:begin -->\s*```bash\n(.*?)```\s*<!-- {name}:end -->", text, re.S)
-    assert m, f"README has no {name} block"
-    joined = m.group(1).replace("\\\n", " ")
+    """The commands of the bash block marked ``name`` on a page (README.md or docs/), one per line."""
+    joined = marked(name).replace("\\\n", " ")
     return [" ".join(line.split()) for line in joined.splitlines() if line.strip()]
 
 
@@ -77,6 +76,12 @@ def test_readme_quickstart_serves_and_examples_work(tmp_path: Path) -> None:
             )
             == 2
         )  # X-TopK: 2
+        # the README's one curl: the answer it shows has two predictions (X-TopK: 2)
+        (curl,) = [c.replace("127.0.0.1:8080", f"127.0.0.1:{port}") for c in block("curl")]
+        r = subprocess.run(curl, shell=True, cwd=REPO, capture_output=True, text=True, timeout=60, check=False)
+        assert r.returncode == 0, r.stderr
+        body = json.loads(r.stdout)
+        assert body["model"] == "resnet50" and len(body["predictions"]) == 2, body
         r = subprocess.run(commands[2], shell=True, cwd=REPO, capture_output=True, text=True, timeout=120, check=False)
         assert r.returncode == 0, r.stderr
         assert "grace_hopper.jpg" in r.stdout

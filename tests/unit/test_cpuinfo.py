@@ -1,4 +1,4 @@
-"""CPU flags for reduced precision: the bench's record, serve's bf16 warning, and its figure in the README."""
+"""CPU flags for reduced precision: the bench's record, serve's bf16 warning, and its figure on the bf16 page."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 
 from resnet_serving.cli import main
 from resnet_serving.inference import cpuinfo
-from tests.helpers import REPO
+from tests.docs_pages import BF16_PAGE, section
 
 ICE_LAKE = """processor\t: 0
 vendor_id\t: GenuineIntel
@@ -59,8 +59,7 @@ def test_serve_warns_at_start_up(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 
 
 def test_the_readme_states_the_figure_the_warning_quotes() -> None:
-    """The figure lives in the README's reduced-precision table; the warning quotes it (one value, checked here)."""
-    readme = (REPO / "README.md").read_text(encoding="utf-8")
-    section = readme.split("### Reduced precision", 1)[1].split("\n#", 1)[0]
-    row = next(line for line in section.splitlines() if line.startswith("|") and cpuinfo.BF16_EMULATED_CPU in line)
+    """The figure lives in the bf16 measurement page's table; the warning quotes it (one value, checked here)."""
+    table = section(BF16_PAGE, "Reduced precision: where bf16 pays")
+    row = next(line for line in table.splitlines() if line.startswith("|") and cpuinfo.BF16_EMULATED_CPU in line)
     assert re.search(rf"\b{cpuinfo.BF16_EMULATED_SPEED:.2f}×", row), row

@@ -1,6 +1,7 @@
-"""The README's "Results on 2 vCPUs" figures are those of ``tests/fixtures/bench-2vcpu.json``, the ``bench.json`` of
-the run the README presents as its default row (tests/fixtures/README.md). A refreshed fixture with an unrefreshed
-README, or the other way round, fails here: the figures live in the bench's output, and the README quotes them."""
+"""The "Results on 2 vCPUs" figures of the 2-vCPU benchmark page (docs/measurements/2026-12-06-bench-2vcpu.md) are
+those of ``tests/fixtures/bench-2vcpu.json``, the ``bench.json`` of the run the page presents as its default row
+(tests/fixtures/README.md). A refreshed fixture with an unrefreshed page, or the other way round, fails here: the
+figures live in the bench's output, and the page quotes them."""
 
 from __future__ import annotations
 
@@ -9,18 +10,15 @@ import re
 
 import pytest
 
+from tests.docs_pages import BENCH_PAGE, section
 from tests.helpers import REPO
 
-README = (REPO / "README.md").read_text(encoding="utf-8")
 BENCH = json.loads((REPO / "tests" / "fixtures" / "bench-2vcpu.json").read_text(encoding="utf-8"))
 LEVELS = {r["concurrency"]: r for r in BENCH["served"]}
 
 
 def _section(title: str) -> str:
-    start = README.index(f"### {title}")
-    end = README.find("\n## ", start)
-    following = README.find("\n### ", start + 4)
-    return README[start : min(x for x in (end, following) if x != -1)]
+    return section(BENCH_PAGE, title)
 
 
 def _table_rows(section: str, header_start: str) -> list[list[str]]:
