@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from resnet_serving.controller.config import load_config
+from resnet_serving.controller.config import DEFAULT_METRICS_PORT, load_config
 
 
 def register(subparsers: argparse._SubParsersAction[Any]) -> None:
@@ -44,7 +44,9 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
     peering.add_argument("--standalone", action="store_true", help="run without peering (one replica only)")
     p.add_argument("--priority", type=int, help="peering priority (default: random, so replicas differ)")
     p.add_argument("--metrics-host", help="address of /metrics, /healthz, /readyz (default 0.0.0.0)")
-    p.add_argument("--metrics-port", type=int, help="port of /metrics, /healthz, /readyz (default 8080; 0: off)")
+    p.add_argument(
+        "--metrics-port", type=int, help=f"port of /metrics, /healthz, /readyz (default {DEFAULT_METRICS_PORT}; 0: off)"
+    )
     p.add_argument("--verbose", "-v", action="store_true", help="debug logging")
     p.set_defaults(func=cmd_operator)
 

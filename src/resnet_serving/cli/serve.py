@@ -19,6 +19,15 @@ from resnet_serving.artifact.manifest import Manifest, open_model_dir
 from resnet_serving.cli.flags import add_endpoint_url, auto_or_positive
 from resnet_serving.errors import ConfigError, InputError, TorchServeError
 from resnet_serving.policy import version_to_start
+from resnet_serving.ports import (
+    GRPC_INFERENCE_PORT,
+    GRPC_MANAGEMENT_PORT,
+    INFERENCE_PORT,
+    MANAGEMENT_PORT,
+    METRICS_PORT,
+    MODEL_METRICS_PORT,
+    loopback_url,
+)
 from resnet_serving.settings import DEFAULT_STORE, ENV_CHANNEL, ENV_STORE, ENV_URL, ENV_VERSION, environment
 from resnet_serving.signals import on_stop_signals
 from resnet_serving.store import open_store
@@ -69,19 +78,21 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_endpoint_url(p)
     net = p.add_argument_group("network")
     net.add_argument("--host", default="127.0.0.1", help="inference bind address (default loopback)")
-    net.add_argument("--port", type=int, default=8080)
+    net.add_argument("--port", type=int, default=INFERENCE_PORT)
     net.add_argument("--management-host", default="127.0.0.1", help="loopback only")
-    net.add_argument("--management-port", type=int, default=8081)
+    net.add_argument("--management-port", type=int, default=MANAGEMENT_PORT)
     net.add_argument("--metrics-host", default="127.0.0.1")
-    net.add_argument("--metrics-port", type=int, default=8082)
+    net.add_argument("--metrics-port", type=int, default=METRICS_PORT)
     net.add_argument(
         "--model-metrics-port",
         type=int,
-        default=8083,
+        default=MODEL_METRICS_PORT,
         help="our own /metrics (latency histograms by version, in flight, queued; on --metrics-host; 0: off)",
     )
-    net.add_argument("--grpc-inference-port", type=int, default=7070, help="loopback only (always started)")
-    net.add_argument("--grpc-management-port", type=int, default=7071, help="loopback only")
+    net.add_argument(
+        "--grpc-inference-port", type=int, default=GRPC_INFERENCE_PORT, help="loopback only (always started)"
+    )
+    net.add_argument("--grpc-management-port", type=int, default=GRPC_MANAGEMENT_PORT, help="loopback only")
     perf = p.add_argument_group("performance")
     perf.add_argument(
         "--workers",
@@ -149,14 +160,14 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser("predict", help="classify image files against a running server")
     p.add_argument("images", nargs="+", type=Path, metavar="IMAGE")
-    p.add_argument("--url", default=environment().get(ENV_URL, "http://127.0.0.1:8080"))
+    p.add_argument("--url", default=environment().get(ENV_URL, loopback_url(INFERENCE_PORT)))
     p.add_argument("--topk", type=int, default=5)
     p.add_argument("--json", action="store_true", help="print the raw JSON responses")
     p.add_argument("--timeout", type=float, default=60.0)
     p.set_defaults(func=cmd_predict)
 
     p = sub.add_parser("probe", help="exit 0 iff the model answers a real prediction (readiness probe)")
-    p.add_argument("--url", default="http://127.0.0.1:8080")
+    p.add_argument("--url", default=loopback_url(INFERENCE_PORT))
     p.add_argument("--timeout", type=float, default=3.0)
     p.set_defaults(func=cmd_probe)
 

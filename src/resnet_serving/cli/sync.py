@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from resnet_serving import MODEL_NAME, ui
 from resnet_serving.cli.flags import add_endpoint_url
+from resnet_serving.ports import INFERENCE_PORT, MANAGEMENT_PORT, loopback_url
 from resnet_serving.settings import ENV_CHANNEL, ENV_STORE, environment
 from resnet_serving.signals import stop_event_on_signals
 from resnet_serving.sync.follow import DEFAULT_INTERVAL, build_syncer, sync_log
@@ -39,13 +40,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--torchserve",
         metavar="MGMT_URL",
-        default="http://127.0.0.1:8081",
-        help="TorchServe management API, loopback (default http://127.0.0.1:8081); needs enable_model_api=true",
+        default=loopback_url(MANAGEMENT_PORT),
+        help=f"TorchServe management API, loopback (default {loopback_url(MANAGEMENT_PORT)}); "
+        "needs enable_model_api=true",
     )
     p.add_argument(
         "--inference-url",
-        default="http://127.0.0.1:8080",
-        help="TorchServe inference API, to check that a new version answers (default http://127.0.0.1:8080)",
+        default=loopback_url(INFERENCE_PORT),
+        help=f"TorchServe inference API, to check that a new version answers (default {loopback_url(INFERENCE_PORT)})",
     )
     p.add_argument(
         "--model-store",

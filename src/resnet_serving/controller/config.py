@@ -28,6 +28,7 @@ from typing import TypeVar
 
 from resnet_serving.controller.spec import DNS_LABEL_RE, DNS_SUBDOMAIN_RE
 from resnet_serving.errors import ConfigError
+from resnet_serving.ports import OPERATOR_METRICS_PORT
 from resnet_serving.settings import environment
 
 T = TypeVar("T", int, float)
@@ -40,7 +41,7 @@ ENV_METRICS_HOST = "RESNET_SERVING_OPERATOR_METRICS_HOST"
 ENV_METRICS_PORT = "RESNET_SERVING_OPERATOR_METRICS_PORT"
 ENV_POD_NAMESPACE = "POD_NAMESPACE"
 ENV_TICK = "RESNET_SERVING_OPERATOR_TICK_SECONDS"
-DEFAULT_METRICS_PORT = 8080
+DEFAULT_METRICS_PORT = OPERATOR_METRICS_PORT
 DEFAULT_TICK_S = 10.0
 
 

@@ -14,6 +14,13 @@ from pathlib import Path
 from resnet_serving import MODEL_NAME
 from resnet_serving.errors import ConfigError
 from resnet_serving.inference.cpu import available_cpus, thread_budget
+from resnet_serving.ports import (
+    GRPC_INFERENCE_PORT,
+    GRPC_MANAGEMENT_PORT,
+    INFERENCE_PORT,
+    MANAGEMENT_PORT,
+    METRICS_PORT,
+)
 from resnet_serving.settings import environment
 
 LOOPBACK = {"127.0.0.1", "localhost", "::1"}
@@ -74,14 +81,14 @@ class ServeConfig:
     model_name: str = MODEL_NAME
     model_version: str = "1"
     host: str = "127.0.0.1"
-    port: int = 8080
+    port: int = INFERENCE_PORT
     management_host: str = "127.0.0.1"
-    management_port: int = 8081
+    management_port: int = MANAGEMENT_PORT
     metrics_host: str = "127.0.0.1"
-    metrics_port: int = 8082
+    metrics_port: int = METRICS_PORT
     #: TorchServe 0.12 always starts its gRPC servers; we bind them to loopback on these ports.
-    grpc_inference_port: int = 7070
-    grpc_management_port: int = 7071
+    grpc_inference_port: int = GRPC_INFERENCE_PORT
+    grpc_management_port: int = GRPC_MANAGEMENT_PORT
     #: TorchServe backend workers (Python processes). On a CPU one, with every CPU of the quota: TorchServe 0.12's
     #: batch aggregator splits a queue among workers, so N workers each got small batches and a lone request ran
     #: on one core while the others idled. One worker takes the queue up to batch_size, runs the forward pass on

@@ -1,0 +1,123 @@
+"""One owner per shared name (issue 25): the copies that cannot import their Python owner are held equal to it.
+
+Python imports each name from its owner; what is written in YAML, a Makefile, a Dockerfile, shell or a
+synthesized template is read here and compared with that owner. The chart's templates are checked through
+``k8s/rendered/`` (the chart rendered with its defaults and each example values file, which
+tests/chart/test_k8s_manifests.py keeps equal to the chart) and, for the lines no values file renders, in
+their source.
+"""
+
+from __future__ import annotations
+
+import itertools
+import re
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from resnet_serving import ports
+from tests.helpers import REPO
+
+CHART = REPO / "charts" / "resnet50-serving"
+RENDERED = REPO / "k8s" / "rendered"
+DOCKER = REPO / "docker"
+
+
+def yaml_docs(path: Path) -> list[dict[str, Any]]:
+    return [d for d in yaml.safe_load_all(path.read_text(encoding="utf-8")) if d]
+
+
+def chart_values() -> dict[str, Any]:
+    values: dict[str, Any] = yaml.safe_load((CHART / "values.yaml").read_text(encoding="utf-8"))
+    return values
+
+
+def rendered() -> dict[str, list[dict[str, Any]]]:
+    found = {p.stem: yaml_docs(p) for p in sorted(RENDERED.glob("*.yaml"))}
+    assert {"default", "prod"} <= set(found)
+    return found
+
+
+def one(docs: list[dict[str, Any]], kind: str, name: str) -> dict[str, Any]:
+    (doc,) = [d for d in docs if d["kind"] == kind and d["metadata"]["name"] == name]
+    return doc
+
+
+def serving_container(docs: list[dict[str, Any]]) -> dict[str, Any]:
+    (deployment,) = [d for d in docs if d["kind"] == "Deployment"]
+    (container,) = [c for c in deployment["spec"]["template"]["spec"]["containers"] if c["name"] == "torchserve"]
+    return container
+
+
+def flag_values(args: list[str]) -> dict[str, str]:
+    return {flag: value for flag, value in itertools.pairwise(args) if flag.startswith("--")}
+
+
+# ---- TCP ports: resnet_serving.ports ---------------------------------------------------------------------
+SERVE_PORTS = {
+    "--port": ports.INFERENCE_PORT,
+    "--management-port": ports.MANAGEMENT_PORT,
+    "--metrics-port": ports.METRICS_PORT,
+    "--model-metrics-port": ports.MODEL_METRICS_PORT,
+}
+
+
+def test_the_chart_serves_on_the_owned_ports() -> None:
+    for name, docs in rendered().items():
+        container = serving_container(docs)
+        flags = flag_values(container["args"])
+        assert {flag: int(flags[flag]) for flag in SERVE_PORTS} == SERVE_PORTS, name
+        assert {p["name"]: p["containerPort"] for p in container["ports"]} == {
+            "http": ports.INFERENCE_PORT,
+            "metrics": ports.METRICS_PORT,
+            "model-metrics": ports.MODEL_METRICS_PORT,
+        }, name
+        for probe in ("startupProbe", "readinessProbe"):
+            command = container[probe]["exec"]["command"]
+            assert flag_values(command)["--url"] == ports.loopback_url(ports.INFERENCE_PORT), (name, probe)
+        for policy in (d for d in docs if d["kind"] == "NetworkPolicy"):
+            opened = {p["port"] for rule in policy["spec"]["ingress"] for p in rule["ports"]}
+            assert opened <= {ports.INFERENCE_PORT, ports.METRICS_PORT, ports.MODEL_METRICS_PORT}, name
+    metrics = one(rendered()["prod"], "Service", "resnet50-serving-metrics")
+    assert sorted(p["port"] for p in metrics["spec"]["ports"]) == [ports.METRICS_PORT, ports.MODEL_METRICS_PORT]
+
+
+def test_every_port_the_chart_templates_spell_out_is_an_owned_one() -> None:
+    """The templates' literal ports, including those of templates no values file renders."""
+    owned = {ports.INFERENCE_PORT, ports.MANAGEMENT_PORT, ports.METRICS_PORT, ports.MODEL_METRICS_PORT}
+    literal = re.compile(r"(?:\bport:|containerPort:|127\.0\.0\.1:)\s*(\d+)\b|--[a-z-]*port\n\s*- \"(\d+)\"")
+    found: set[int] = set()
+    for path in sorted(p for p in (CHART / "templates").rglob("*") if p.is_file()):
+        for match in literal.finditer(path.read_text(encoding="utf-8")):
+            found.add(int(match.group(1) or match.group(2)))
+    assert found == owned
+
+
+def test_the_operator_listens_on_the_owned_port() -> None:
+    from resnet_serving.controller.config import DEFAULT_METRICS_PORT
+
+    assert chart_values()["operator"]["metricsPort"] == ports.OPERATOR_METRICS_PORT == DEFAULT_METRICS_PORT
+
+
+def test_make_serve_uses_the_owned_ports() -> None:
+    makefile = (REPO / "Makefile").read_text(encoding="utf-8")
+    defaults = {m[1]: int(m[2]) for m in re.finditer(r"^([A-Z_]*PORT) \?= (\d+)$", makefile, re.M)}
+    assert defaults == {
+        "PORT": ports.INFERENCE_PORT,
+        "MANAGEMENT_PORT": ports.MANAGEMENT_PORT,
+        "METRICS_PORT": ports.METRICS_PORT,
+        "MODEL_METRICS_PORT": ports.MODEL_METRICS_PORT,
+        "GRPC_PORT": ports.GRPC_INFERENCE_PORT,
+        "GRPC_MANAGEMENT_PORT": ports.GRPC_MANAGEMENT_PORT,
+    }
+
+
+def test_the_serving_image_exposes_and_binds_the_owned_ports() -> None:
+    dockerfile = (DOCKER / "Dockerfile.serving").read_text(encoding="utf-8")
+    (exposed,) = re.findall(r"^EXPOSE (.+)$", dockerfile, re.M)
+    owned = [ports.INFERENCE_PORT, ports.METRICS_PORT, ports.MODEL_METRICS_PORT]
+    assert sorted(int(p) for p in exposed.split()) == owned
+    entrypoint = (DOCKER / "entrypoint.sh").read_text(encoding="utf-8")
+    assert re.findall(r"--port \"\$\{SAGEMAKER_BIND_TO_PORT:-(\d+)\}\"", entrypoint) == [str(ports.INFERENCE_PORT)]
+    assert "EXPOSE" not in (DOCKER / "Dockerfile.operator").read_text(encoding="utf-8")
