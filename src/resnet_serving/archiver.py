@@ -24,6 +24,7 @@ import torchvision
 from resnet_serving import MODEL_NAME, ui
 from resnet_serving.artifact.layout import (
     ARCHIVE_NAME,
+    ARCHIVE_SUFFIX,
     HANDLER_FILE,
     LABELS_FILE,
     MANIFEST_NAME,
@@ -167,7 +168,7 @@ def pack_mar(
     staging.mkdir()
     env = {**environment(), "TMPDIR": str(staging)}
     proc = subprocess.run(cmd, capture_output=True, text=True, check=False, env=env)
-    built = export / f"{model_name}.mar"
+    built = export / f"{model_name}{ARCHIVE_SUFFIX}"
     if proc.returncode != 0 or not built.is_file():
         raise ArchiveError(f"torch-model-archiver failed ({proc.returncode}): {proc.stderr.strip()[-800:]}")
     return built

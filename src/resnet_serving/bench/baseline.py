@@ -107,7 +107,6 @@ def baseline_config(store: Path, version: str, ports: list[int]) -> ServeConfig:
     """TorchServe's defaults: a worker per CPU the JVM sees, batch 1, its queue size, the JVM's JIT tiers."""
     return ServeConfig(
         model_store=store,
-        mar_name=ARCHIVE_NAME,
         model_version=version,
         port=ports[0],
         management_port=ports[1],

@@ -24,7 +24,6 @@ import psutil
 import torch
 
 from resnet_serving import MODEL_NAME, ui
-from resnet_serving.artifact.layout import ARCHIVE_NAME
 from resnet_serving.artifact.manifest import open_model_dir
 from resnet_serving.bench import scrape
 from resnet_serving.bench.report import guard_line, write_reports
@@ -85,7 +84,7 @@ def _serve_config(opts: BenchOptions, store: Path, version: str) -> ServeConfig:
         grpc_inference_port=ports[3], grpc_management_port=ports[4],
     )  # fmt: skip
     # TorchServe serves the verified directory in place, as `serve --model-dir` does
-    return ServeConfig(model_store=store, mar_name=ARCHIVE_NAME, model_version=version, **overrides)
+    return ServeConfig(model_store=store, model_version=version, **overrides)
 
 
 def _time_loop(seconds: float, fn: Any, per_call: int, *, warm: bool = True) -> float:

@@ -247,7 +247,6 @@ def cmd_serve(args: argparse.Namespace) -> int:
         store_dir, manifest = _prepare_model(args, run_dir / "model")
         cfg = ServeConfig(
             model_store=store_dir,
-            mar_name=ARCHIVE_NAME,
             model_version=manifest.version,
             # behind the guard TorchServe listens on a loopback port of its own
             host="127.0.0.1" if args.retry_after else args.host,

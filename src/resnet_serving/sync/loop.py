@@ -44,6 +44,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from resnet_serving import MODEL_NAME
+from resnet_serving.artifact.layout import synced_archive_name
 from resnet_serving.errors import IntegrityError, ResnetServingError, StoreError, TorchServeError
 from resnet_serving.files import place_file
 from resnet_serving.policy import Action, Decision, Reason, StoreView, decide, read_store
@@ -86,7 +87,7 @@ class ArchiveDir:
         self.model = model
 
     def mar_name(self, version: str) -> str:
-        return f"{self.model}-v{version}.mar"
+        return synced_archive_name(self.model, version)
 
     def version_dir(self, version: str) -> Path:
         return self.root / SYNC_DIR / self.model / version

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from resnet_serving import MODEL_NAME
+from resnet_serving.artifact.layout import ARCHIVE_NAME
 from resnet_serving.errors import ConfigError
 from resnet_serving.inference.cpu import available_cpus, thread_budget
 from resnet_serving.ports import (
@@ -77,7 +78,8 @@ def checked_max_batch_delay(value: int) -> int:
 @dataclass(frozen=True)
 class ServeConfig:
     model_store: Path
-    mar_name: str = f"{MODEL_NAME}.mar"
+    #: The archive in ``model_store`` that TorchServe loads at start (a verified model directory's).
+    mar_name: str = ARCHIVE_NAME
     model_name: str = MODEL_NAME
     model_version: str = "1"
     host: str = "127.0.0.1"
