@@ -258,7 +258,8 @@ def http_api_page() -> str:
             for status, response in op.get("responses", {}).items():
                 r = resolve(response)
                 bodies = "; ".join(
-                    f"`{ctype}`: {_schema_type(media.get('schema', {}))}" for ctype, media in r.get("content", {}).items()
+                    f"`{ctype}`: {_schema_type(media.get('schema', {}))}"
+                    for ctype, media in r.get("content", {}).items()
                 )
                 headers = ", ".join(f"`{h}`" for h in r.get("headers", {}))
                 out.append(f"| {status} | {_cell(r.get('description', ''))} | {_cell(bodies)} | {headers} |")
@@ -296,10 +297,7 @@ def _prometheus_rows(collectors: list[Any]) -> list[str]:
     for c in collectors:
         for family in c.describe() or c.collect():
             name = family.name + ("_total" if family.type == "counter" else "")
-            labels = getattr(c, "_labelnames", None)
-            if labels is None:
-                samples = list(c.collect())[0].samples
-                labels = tuple(samples[0].labels) if samples else ()
+            labels = c._labelnames
             kind = family.type
             buckets = getattr(c, "_upper_bounds", None)
             if buckets:
