@@ -2,10 +2,53 @@
 
 Every error raised on purpose by this package derives from :class:`ResnetServingError`. Each carries the
 HTTP status it maps to at the serving edge, so the handler never has to guess, and a message written for the
-person who sent the input.
+person who sent the input. Every error class of the package lives in this module::
+
+    ResnetServingError (500)
+    ├── InputError (400)                    the request or the command line is wrong
+    │   ├── PayloadTooLarge (413)
+    │   └── UnsupportedMediaType (415)
+    ├── ConfigError (400)                   settings, flags or environment; exit 2
+    ├── ArchiveError
+    │   └── WeightsUnavailable
+    ├── IntegrityError                      bytes that do not match their manifest
+    ├── TorchServeError
+    │   └── ManagementError                 a management API call failed (status, unreachable)
+    ├── Overloaded (503)                    serve's guard: TorchServe's queue is full
+    ├── StoreError (502)                    ``transient`` says whether retrying can help
+    │   ├── NotFound (404)
+    │   ├── NoSuchBucket (404)
+    │   ├── AccessDenied (403)              names the IAM action and the key
+    │   ├── VersionExists (409)
+    │   ├── Throttled (503, transient)
+    │   └── StoreUnavailable (503, transient)
+    ├── OperatorError                       kopf.TemporaryError when transient, else PermanentError
+    │   ├── InvalidModelDeployment (422)
+    │   ├── InvalidTarget (422)
+    │   └── KubernetesUnavailable (503, transient)
+    └── SageMakerError (502)
+        ├── SageMakerInvalid (400)
+        ├── SageMakerAccessDenied (403)
+        ├── SageMakerNotFound (404)
+        ├── SageMakerQuota (503)
+        ├── SageMakerUnavailable (503, transient)
+        └── DeploymentFailed
+
+    Exception (not errors of the package's edges: they never leave `sync` or `serve`)
+    ├── VersionFailed                       a version did not register, load or answer; sync rolls back
+    └── Stopped                             a wait ended because its stop event was set (a signal)
+
+AWS answers (S3 and SageMaker alike) are read once, by :class:`AwsReply`: ``store/s3_errors.py`` and
+``sagemaker/errors.py`` hand it the ``ClientError``'s response and turn its :class:`AwsFault` into their own
+typed errors; only those two modules see botocore's exception types.
 """
 
 from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
 
 
 class ResnetServingError(Exception):
@@ -74,6 +117,36 @@ class TorchServeError(ResnetServingError):
     """TorchServe could not be started, did not become ready, or its management API refused a call."""
 
     code = "torchserve_error"
+
+
+class ManagementError(TorchServeError):
+    """A management call failed. ``status`` is the HTTP status TorchServe answered (``None`` if it did not
+    answer); ``unreachable`` says the connection itself failed (TorchServe down), as opposed to a timeout."""
+
+    def __init__(self, message: str, *, status: int | None = None, unreachable: bool = False) -> None:
+        super().__init__(message)
+        self.status = status
+        self.unreachable = unreachable
+
+
+class Overloaded(ResnetServingError):
+    """TorchServe's queue for the model is full (or TorchServe does not answer): retry later."""
+
+    http_status = 503
+    code = "overloaded"
+
+
+class VersionFailed(Exception):
+    """The version itself is bad: it did not register, load or answer."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class Stopped(Exception):
+    """A wait gave up because its stop event was set (a signal, not a failure): ``TorchServe.wait_ready``, and
+    every wait of ``Versions``."""
 
 
 # ---- model store ---------------------------------------------------------------------------------------
@@ -228,3 +301,121 @@ class DeploymentFailed(SageMakerError):
     """An endpoint create or update did not end with the new config in service (rolled back, failed, timed out)."""
 
     code = "deployment_failed"
+
+
+# ---- AWS answers (S3, SageMaker, Application Auto Scaling, CloudWatch) -----------------------------------
+class AwsFault(enum.Enum):
+    """What an AWS error answer means, whichever service gave it."""
+
+    ACCESS_DENIED = "access_denied"  # a policy refuses the action
+    CREDENTIALS = "credentials"  # the caller's keys or token were rejected
+    NOT_FOUND = "not_found"
+    QUOTA = "quota"  # an account limit; a quota increase helps
+    INVALID = "invalid"  # the request's parameters (a validation error)
+    THROTTLED = "throttled"  # slow down: trying again later helps
+    UNAVAILABLE = "unavailable"  # the service failed (5xx): trying again later helps
+    OTHER = "other"
+
+
+ACCESS_CODES = frozenset(
+    {
+        "AccessDenied",
+        "AllAccessDisabled",
+        "Forbidden",
+        "AccessDeniedException",
+        "UnauthorizedOperation",
+        "UnrecognizedClientException",
+    }
+)
+CREDENTIAL_CODES = frozenset(
+    {
+        "InvalidAccessKeyId",
+        "SignatureDoesNotMatch",
+        "ExpiredToken",
+        "ExpiredTokenException",
+        "InvalidToken",
+        "TokenRefreshRequired",
+        "InvalidClientTokenId",
+        "InvalidSignatureException",
+    }
+)
+NOT_FOUND_CODES = frozenset(
+    {"NoSuchKey", "404", "NotFound", "ResourceNotFound", "ResourceNotFoundException", "ObjectNotFoundException"}
+)
+QUOTA_CODES = frozenset({"ResourceLimitExceeded", "LimitExceededException", "LimitExceeded"})
+VALIDATION_CODES = frozenset(
+    {
+        "ValidationException",
+        "ValidationError",
+        "InvalidParameterValue",
+        "InvalidParameterCombination",
+        "InvalidParameterValueException",
+        "MissingParameter",
+        "InvalidFormat",
+    }
+)
+THROTTLE_CODES = frozenset(
+    {
+        "SlowDown",
+        "Throttling",
+        "ThrottlingException",
+        "ThrottledException",
+        "RequestThrottled",
+        "RequestThrottledException",
+        "RequestLimitExceeded",
+        "TooManyRequestsException",
+        "ConcurrentUpdateException",
+    }
+)
+UNAVAILABLE_CODES = frozenset(
+    {
+        "InternalError",
+        "InternalFailure",
+        "InternalServerError",
+        "ServiceUnavailable",
+        "RequestTimeout",
+        "RequestTimeoutException",
+    }
+)
+#: 501 Not Implemented is not among them: asking again gets the same answer.
+UNAVAILABLE_STATUSES = frozenset({500, 502, 503, 504})
+
+
+@dataclass(frozen=True)
+class AwsReply:
+    """An AWS error answer (botocore's ``ClientError.response``), read once: its code, message, HTTP status and
+    what it means (:attr:`fault`). The one classifier of AWS answers; the S3 and SageMaker edges word the
+    typed errors."""
+
+    code: str
+    message: str
+    status: int
+    response: Mapping[str, Any]
+
+    @classmethod
+    def of(cls, response: Mapping[str, Any]) -> AwsReply:
+        error = response.get("Error", {}) or {}
+        code = str(error.get("Code", ""))
+        status = int(response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
+        return cls(code=code, message=str(error.get("Message", "") or code), status=status, response=response)
+
+    @property
+    def fault(self) -> AwsFault:
+        code, status = self.code, self.status
+        if code in ACCESS_CODES:
+            return AwsFault.ACCESS_DENIED
+        if code in CREDENTIAL_CODES:
+            return AwsFault.CREDENTIALS
+        if status == 403 and code not in THROTTLE_CODES:
+            return AwsFault.ACCESS_DENIED
+        if code in QUOTA_CODES:
+            return AwsFault.QUOTA
+        if code in NOT_FOUND_CODES or status == 404:
+            return AwsFault.NOT_FOUND
+        if code in VALIDATION_CODES:
+            return AwsFault.INVALID
+        if code in THROTTLE_CODES or status == 429:
+            return AwsFault.THROTTLED
+        if code in UNAVAILABLE_CODES or status in UNAVAILABLE_STATUSES:
+            return AwsFault.UNAVAILABLE
+        return AwsFault.OTHER

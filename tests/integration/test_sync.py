@@ -29,9 +29,9 @@ from resnet_serving.archiver import build_archive
 from resnet_serving.artifact.layout import ARCHIVE_NAME, MANIFEST_NAME
 from resnet_serving.artifact.manifest import Manifest
 from resnet_serving.cli import main
+from resnet_serving.errors import ManagementError
 from resnet_serving.store import POLL_RETRY, Store, archive_key, open_store
 from resnet_serving.sync.loop import SYNC_DIR, Syncer, SyncState, SyncStatus
-from resnet_serving.torchserve.management import ManagementError
 from tests.fixtures import images
 from tests.fixtures.mar import rewrite_archive
 from tests.fixtures.moto_server import MotoS3

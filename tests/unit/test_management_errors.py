@@ -12,7 +12,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from resnet_serving.torchserve.management import ManagementClient, ManagementError
+from resnet_serving.errors import ManagementError
+from resnet_serving.torchserve.management import ManagementClient
 from tests.fixtures.http_server import CannedHandler, canned_server
 
 BODIES: dict[str, tuple[int, bytes]] = {

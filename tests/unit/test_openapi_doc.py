@@ -68,7 +68,8 @@ def test_the_guards_503_is_the_overloaded_schema_with_retry_after() -> None:
 
     import jsonschema
 
-    from resnet_serving.torchserve.guard import DEFAULT_RETRY_AFTER_S, Overloaded, overloaded_body
+    from resnet_serving.errors import Overloaded
+    from resnet_serving.torchserve.guard import DEFAULT_RETRY_AFTER_S, overloaded_body
 
     schema = SCHEMAS["Overloaded"]
     body = json.loads(overloaded_body(DEFAULT_RETRY_AFTER_S, "resnet50"))

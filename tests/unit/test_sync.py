@@ -16,9 +16,9 @@ from pathlib import Path
 import pytest
 
 from resnet_serving.artifact.layout import ARCHIVE_NAME
-from resnet_serving.errors import AccessDenied, IntegrityError, NotFound, StoreUnavailable
+from resnet_serving.errors import AccessDenied, IntegrityError, ManagementError, NotFound, StoreUnavailable
 from resnet_serving.sync.loop import SYNC_DIR, Syncer, SyncState
-from resnet_serving.torchserve.management import ManagementError, VersionSettings
+from resnet_serving.torchserve.management import VersionSettings
 from resnet_serving.torchserve.probe import ProbeResult
 
 MODEL = "resnet50"

@@ -200,11 +200,12 @@ def _threads(value: str) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
+    from resnet_serving.errors import Stopped
     from resnet_serving.inference.cpu import openmp_env
     from resnet_serving.inference.cpuinfo import bf16_warning
     from resnet_serving.settings import Settings
     from resnet_serving.torchserve.config import ServeConfig, checked_max_batch_delay, free_ports
-    from resnet_serving.torchserve.server import Stopped, TorchServe
+    from resnet_serving.torchserve.server import TorchServe
 
     settings = Settings.from_env()  # fail fast on a bad RESNET_SERVING_* value, before Java starts
     if bf16_note := bf16_warning(settings.amp):

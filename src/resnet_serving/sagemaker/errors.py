@@ -1,7 +1,9 @@
 """The one place where botocore exceptions from SageMaker, sagemaker-runtime, Application Auto Scaling and
 CloudWatch become typed errors that name the call and the resource.
 
-Every AWS call in this package goes through :func:`call`; nothing else here catches botocore exceptions.
+Every AWS call in this package goes through :func:`call`; nothing else here catches botocore exceptions. What an
+error answer means is read by :class:`~resnet_serving.errors.AwsReply`, the classifier the S3 store's answers go
+through too; this module words it for SageMaker (the call, the resource, the permission to grant).
 """
 
 from __future__ import annotations
@@ -21,6 +23,8 @@ from botocore.exceptions import (
 )
 
 from resnet_serving.errors import (
+    AwsFault,
+    AwsReply,
     ResnetServingError,
     SageMakerAccessDenied,
     SageMakerError,
@@ -30,33 +34,6 @@ from resnet_serving.errors import (
     SageMakerUnavailable,
 )
 
-ACCESS_CODES = frozenset(
-    {"AccessDenied", "AccessDeniedException", "UnauthorizedOperation", "UnrecognizedClientException"}
-)
-CREDENTIAL_CODES = frozenset(
-    {"InvalidClientTokenId", "ExpiredToken", "ExpiredTokenException", "InvalidSignatureException"}
-)
-VALIDATION_CODES = frozenset(
-    {
-        "ValidationException",
-        "ValidationError",
-        "InvalidParameterValue",
-        "InvalidParameterCombination",
-        "InvalidParameterValueException",
-        "MissingParameter",
-        "InvalidFormat",
-    }
-)
-THROTTLE_CODES = frozenset(
-    {
-        "ThrottlingException",
-        "Throttling",
-        "TooManyRequestsException",
-        "RequestLimitExceeded",
-        "ConcurrentUpdateException",
-    }
-)
-NOT_FOUND_CODES = frozenset({"ResourceNotFound", "ResourceNotFoundException", "ObjectNotFoundException"})
 # SageMaker says "Could not find endpoint ..." with a ValidationException for a missing resource.
 NOT_FOUND_PHRASES = ("could not find", "does not exist", "not found")
 ROLE_PHRASES = ("assume", "execution role", "could not access model data", "not authorized")
@@ -93,36 +70,34 @@ def convert(exc: BaseException, *, service: str, operation: str, resource: str) 
     action = f"{ACTION_PREFIX.get(service, service)}:{op}"
     what = f"{op} on {resource}"
     if isinstance(exc, ClientError):
-        error = exc.response.get("Error", {})
-        code = str(error.get("Code", ""))
-        message = str(error.get("Message", "") or code)
-        status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
+        reply = AwsReply.of(exc.response)
+        code, message, status, fault = reply.code, reply.message, reply.status, reply.fault
         low = message.lower()
-        if code in ACCESS_CODES or (status == 403 and code not in THROTTLE_CODES):
+        if fault is AwsFault.ACCESS_DENIED:
             return SageMakerAccessDenied(
                 f"access denied: {action} ({what}): {message}. Allow {action} for the caller (profile or role)"
             )
-        if code in CREDENTIAL_CODES:
+        if fault is AwsFault.CREDENTIALS:
             return SageMakerAccessDenied(f"credentials rejected for {what}: {code}: {message}. Check AWS_PROFILE")
-        if code in ("ResourceLimitExceeded", "LimitExceededException", "LimitExceeded"):
+        if fault is AwsFault.QUOTA:
             return SageMakerQuota(
                 f"quota reached: {what}: {message}. Ask for a higher limit in Service Quotas (SageMaker, the "
                 f"instance type's 'for endpoint usage'), or use fewer or smaller instances"
             )
         if code == "ResourceInUse":
             return SageMakerInvalid(f"{what}: in use: {message}")
-        if code in VALIDATION_CODES and ("role" in low or any(p in low for p in ROLE_PHRASES)):
+        if fault is AwsFault.INVALID and ("role" in low or any(p in low for p in ROLE_PHRASES)):
             return SageMakerAccessDenied(
                 f"{what}: {message}. Check that the --role exists, trusts sagemaker.amazonaws.com, and may "
                 f"read the model data (s3:GetObject, kms:Decrypt) and pull the image (ecr:BatchGetImage)"
             )
-        if code in NOT_FOUND_CODES or (code in VALIDATION_CODES and any(p in low for p in NOT_FOUND_PHRASES)):
+        if fault is AwsFault.NOT_FOUND or (fault is AwsFault.INVALID and any(p in low for p in NOT_FOUND_PHRASES)):
             return SageMakerNotFound(f"{resource} not found ({op}): {message}")
-        if code in VALIDATION_CODES:
+        if fault is AwsFault.INVALID:
             return SageMakerInvalid(f"{what} refused: {message}")
-        if code in THROTTLE_CODES or status == 429:
+        if fault is AwsFault.THROTTLED:
             return SageMakerUnavailable(f"{service} throttled {what}: {code}: {message}; try again later")
-        if status >= 500 or code in ("InternalFailure", "ServiceUnavailable", "InternalServerError"):
+        if fault is AwsFault.UNAVAILABLE:
             return SageMakerUnavailable(f"{service} failed {what}: {status} {code}: {message}; try again later")
         if code == "ModelError":
             original = int(exc.response.get("OriginalStatusCode", 0) or 0)

@@ -1,7 +1,8 @@
 """The one place where botocore / s3transfer exceptions become typed store errors with actionable messages.
 
 Everything the S3 backend calls goes through :func:`convert` (via ``S3Backend.call``); nothing else in the
-package catches botocore exceptions.
+store catches botocore exceptions. What an S3 error answer means is read by :class:`~resnet_serving.errors.AwsReply`,
+the classifier SageMaker's answers go through too; this module words it for the store (IAM action, ARN, URI).
 """
 
 from __future__ import annotations
@@ -21,7 +22,10 @@ from botocore.exceptions import (
 from s3transfer.exceptions import RetriesExceededError
 
 from resnet_serving.errors import (
+    ACCESS_CODES,
     AccessDenied,
+    AwsFault,
+    AwsReply,
     NoSuchBucket,
     NotFound,
     StoreError,
@@ -44,24 +48,6 @@ IAM_ACTIONS = {
     "ListObjects": "s3:ListBucket",
     "HeadBucket": "s3:ListBucket",
 }
-THROTTLE_CODES = frozenset(
-    {
-        "SlowDown",
-        "Throttling",
-        "ThrottlingException",
-        "ThrottledException",
-        "RequestThrottled",
-        "RequestLimitExceeded",
-        "TooManyRequestsException",
-        "RequestThrottledException",
-    }
-)
-TRANSIENT_CODES = frozenset({"InternalError", "ServiceUnavailable", "RequestTimeout", "RequestTimeoutException"})
-TRANSIENT_STATUSES = frozenset({500, 502, 503, 504})
-CREDENTIAL_CODES = frozenset(
-    {"InvalidAccessKeyId", "SignatureDoesNotMatch", "ExpiredToken", "InvalidToken", "TokenRefreshRequired"}
-)
-NOT_FOUND_CODES = frozenset({"NoSuchKey", "404", "NotFound"})
 
 
 def _resource_arn(bucket: str, key: str, action: str) -> str:
@@ -98,33 +84,32 @@ def convert(
         )
 
     if isinstance(exc, ClientError):
-        error = exc.response.get("Error", {})
-        code = str(error.get("Code", ""))
-        message = str(error.get("Message", "") or code)
-        status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
+        reply = AwsReply.of(exc.response)
+        code, message, status, fault = reply.code, reply.message, reply.status, reply.fault
         op = exc.operation_name or operation
         action = IAM_ACTIONS.get(op, f"s3:{op}")
         if code == "NoSuchBucket":
             return NoSuchBucket(
                 f"bucket {bucket!r} does not exist{at}: check the --store URI (or create it: aws s3 mb s3://{bucket})"
             )
-        if code in ("AccessDenied", "AllAccessDisabled", "Forbidden") or (status == 403 and code == "403"):
+        if fault is AwsFault.ACCESS_DENIED:
             hint = f"allow {action} on {_resource_arn(bucket, key, action)} for the caller (IRSA role or profile)"
             if "kms" in message.lower():
                 hint += ", and kms:GenerateDataKey / kms:Decrypt on the KMS key"
-            return AccessDenied(f"access denied: {action} on {where} ({op}): {hint}", action=action, key=where)
-        if code in CREDENTIAL_CODES:
+            said = "" if code in ACCESS_CODES or code in ("", "403") else f" [{code}: {message}]"
+            return AccessDenied(f"access denied: {action} on {where} ({op}){said}: {hint}", action=action, key=where)
+        if fault is AwsFault.CREDENTIALS:
             return AccessDenied(
                 f"credentials rejected for {action} on {where}: {code}: {message}. Check AWS_PROFILE / "
                 f"AWS_ACCESS_KEY_ID, or the IRSA role of the service account",
                 action=action,
                 key=where,
             )
-        if code in NOT_FOUND_CODES or status == 404:
+        if fault is AwsFault.NOT_FOUND:
             return NotFound(f"{where} does not exist")
-        if code in THROTTLE_CODES or status == 429:
+        if fault is AwsFault.THROTTLED:
             return Throttled(f"S3 throttled {op} on {where}{at}: {code}{tries}; try again later")
-        if code in TRANSIENT_CODES or status in TRANSIENT_STATUSES:
+        if fault is AwsFault.UNAVAILABLE:
             return StoreUnavailable(f"S3 failed {op} on {where}{at}: {status} {code}: {message}{tries}")
         return StoreError(f"S3 refused {op} on {where}: {code or status}: {message}")
 

@@ -45,7 +45,14 @@ from typing import Any, Protocol
 
 from resnet_serving import MODEL_NAME
 from resnet_serving.artifact.layout import synced_archive_name
-from resnet_serving.errors import IntegrityError, ResnetServingError, StoreError, TorchServeError
+from resnet_serving.errors import (
+    IntegrityError,
+    ResnetServingError,
+    Stopped,
+    StoreError,
+    TorchServeError,
+    VersionFailed,
+)
 from resnet_serving.files import place_file
 from resnet_serving.policy import Action, Decision, Reason, StoreView, decide, read_store
 from resnet_serving.store.retry import backoff
@@ -55,8 +62,6 @@ from resnet_serving.torchserve.probe import probe_model
 from resnet_serving.torchserve.versions import (
     ManagementLike,
     Prober,
-    Stopped,
-    VersionFailed,
     Versions,
     version_label,
 )

@@ -7,9 +7,10 @@ import threading
 import time
 
 from resnet_serving import ui
+from resnet_serving.errors import ManagementError, Stopped
 from resnet_serving.torchserve.config import ServeConfig
-from resnet_serving.torchserve.management import ManagementClient, ManagementError
-from resnet_serving.torchserve.versions import Stopped, Versions
+from resnet_serving.torchserve.management import ManagementClient
+from resnet_serving.torchserve.versions import Versions
 
 
 def drain_accepted(cfg: ServeConfig, timeout: float, hurry: threading.Event) -> None:

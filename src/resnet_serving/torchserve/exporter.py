@@ -19,7 +19,8 @@ from prometheus_client import CollectorRegistry, start_http_server
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
 
-from resnet_serving.torchserve.management import ManagementClient, ManagementError
+from resnet_serving.errors import ManagementError
+from resnet_serving.torchserve.management import ManagementClient
 
 ENV_MULTIPROC_DIR = "PROMETHEUS_MULTIPROC_DIR"
 _LIVE_FILE = re.compile(r"^gauge_live\w+?_(\d+)\.db$")

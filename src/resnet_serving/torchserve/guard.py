@@ -24,7 +24,7 @@ import resource
 import threading
 from typing import Any
 
-from resnet_serving.errors import ConfigError, InputError, ResnetServingError
+from resnet_serving.errors import ConfigError, InputError, Overloaded, ResnetServingError
 from resnet_serving.inference.protocol import FORM_URLENCODED, form_urlencoded_refused, normalise_content_type
 
 #: Retry-After's unit is whole seconds (RFC 9110 §10.2.3), and a full queue drains within a few batches: the
@@ -46,13 +46,6 @@ HOP_BY_HOP = frozenset(
     {"connection", "keep-alive", "proxy-connection", "te", "trailer", "transfer-encoding", "upgrade"}
     | {"host", "content-length", "expect"}
 )
-
-
-class Overloaded(ResnetServingError):
-    """TorchServe's queue for the model is full (or TorchServe does not answer): retry later."""
-
-    http_status = 503
-    code = "overloaded"
 
 
 def overloaded_body(retry_after: int, model: str) -> bytes:

@@ -8,17 +8,7 @@ from urllib.parse import quote
 
 import requests
 
-from resnet_serving.errors import TorchServeError
-
-
-class ManagementError(TorchServeError):
-    """A management call failed. ``status`` is the HTTP status TorchServe answered (``None`` if it did not
-    answer); ``unreachable`` says the connection itself failed (TorchServe down), as opposed to a timeout."""
-
-    def __init__(self, message: str, *, status: int | None = None, unreachable: bool = False) -> None:
-        super().__init__(message)
-        self.status = status
-        self.unreachable = unreachable
+from resnet_serving.errors import ManagementError
 
 
 @dataclass(frozen=True)

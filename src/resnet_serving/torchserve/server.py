@@ -23,7 +23,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import IO
 
-from resnet_serving.errors import TorchServeError
+from resnet_serving.errors import Stopped, TorchServeError
 from resnet_serving.settings import ENV_TORCH_THREADS, environment
 from resnet_serving.torchserve import config as ts_config
 from resnet_serving.torchserve.java import find_java_home
@@ -34,10 +34,6 @@ from resnet_serving.torchserve.watchdog import signal_group as _signal_group
 
 #: The front end's log4j2 configuration (see the comment in the file for how it differs from TorchServe's).
 LOG_CONFIG = Path(__file__).with_name("log4j2.xml")
-
-
-class Stopped(Exception):
-    """``wait_ready`` gave up because its stop event was set (a signal, not a failure)."""
 
 
 def _torchserve_bin() -> str:

@@ -24,7 +24,8 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Protocol
 
-from resnet_serving.torchserve.management import ManagementError, VersionSettings
+from resnet_serving.errors import ManagementError, Stopped, VersionFailed
+from resnet_serving.torchserve.management import VersionSettings
 from resnet_serving.torchserve.probe import ProbeResult, probe_model
 
 log = logging.getLogger(__name__)
@@ -60,18 +61,6 @@ Prober = Callable[..., ProbeResult]
 def version_label(version: str | None) -> str:
     """``v3`` for a version, ``nothing`` when no version is served."""
     return f"v{version}" if version else "nothing"
-
-
-class VersionFailed(Exception):
-    """The version itself is bad: it did not register, load or answer."""
-
-    def __init__(self, message: str) -> None:
-        super().__init__(message)
-        self.message = message
-
-
-class Stopped(Exception):
-    """The stop event was set while waiting."""
 
 
 class Versions:
