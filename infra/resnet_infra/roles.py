@@ -98,6 +98,8 @@ class RolesStack(Stack):
                 actions=["s3:PutObject", "s3:AbortMultipartUpload", "s3:ListMultipartUploadParts"],
                 resources=[objects],
             ),
+            # The two delete patterns are resnet_serving.store.DELETABLE_KEY_PATTERNS, the store's key shapes
+            # (tests/unit/test_shared_names.py holds the synthesized policy equal to them).
             # push --force hides a version by deleting its manifest first; archives are never deleted, and
             # versioning keeps the old manifest as a noncurrent version.
             iam.PolicyStatement(

@@ -9,7 +9,9 @@ their source.
 
 from __future__ import annotations
 
+import fnmatch
 import itertools
+import json
 import re
 from pathlib import Path
 from typing import Any
@@ -121,3 +123,40 @@ def test_the_serving_image_exposes_and_binds_the_owned_ports() -> None:
     entrypoint = (DOCKER / "entrypoint.sh").read_text(encoding="utf-8")
     assert re.findall(r"--port \"\$\{SAGEMAKER_BIND_TO_PORT:-(\d+)\}\"", entrypoint) == [str(ports.INFERENCE_PORT)]
     assert "EXPOSE" not in (DOCKER / "Dockerfile.operator").read_text(encoding="utf-8")
+
+
+# ---- store keys: resnet_serving.store ---------------------------------------------------------------------
+def publisher_deletes() -> set[str]:
+    """The key patterns, relative to the store prefix, that infra/'s publisher role may delete."""
+    infra = REPO / "infra"
+    prefix = json.loads((infra / "config.json").read_text(encoding="utf-8"))["store"]["prefix"]
+    template = json.loads((infra / "templates" / "resnet-serving-roles.json").read_text(encoding="utf-8"))
+    (policy,) = [r for n, r in template["Resources"].items() if n.startswith("PublisherDefaultPolicy")]
+    found = set()
+    for statement in policy["Properties"]["PolicyDocument"]["Statement"]:
+        if "s3:DeleteObject" in statement["Action"]:
+            tail = statement["Resource"]["Fn::Join"][1][-1]
+            assert tail.startswith(f"/{prefix}/"), tail
+            found.add(tail.removeprefix(f"/{prefix}/"))
+    return found
+
+
+def test_the_publisher_may_delete_exactly_the_keys_the_store_deletes() -> None:
+    from resnet_serving.store import (
+        DELETABLE_KEY_PATTERNS,
+        archive_key,
+        channel_key,
+        manifest_key,
+        tarball_key,
+    )
+    from resnet_serving.store.s3 import temp_key
+
+    assert publisher_deletes() == set(DELETABLE_KEY_PATTERNS)
+
+    def deletable(key: str) -> bool:  # IAM's `*` spans `/`, as fnmatch's does
+        return any(fnmatch.fnmatchcase(key, pattern) for pattern in DELETABLE_KEY_PATTERNS)
+
+    kept = [archive_key("resnet50", "3"), channel_key("resnet50", "stable"), tarball_key("resnet50", "3")]
+    assert not any(deletable(key) for key in kept)
+    assert deletable(manifest_key("resnet50", "3"))  # push --force hides the version first
+    assert all(deletable(temp_key(key)) for key in [*kept, manifest_key("resnet50", "3")])

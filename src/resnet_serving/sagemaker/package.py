@@ -16,18 +16,13 @@ from pathlib import Path
 from resnet_serving.artifact.layout import ARCHIVE_NAME, MANIFEST_NAME, SAGEMAKER_TARBALL
 from resnet_serving.artifact.manifest import sha256_file
 from resnet_serving.errors import IntegrityError
-from resnet_serving.store import Store, blobs
+from resnet_serving.store import Store, tarball_key
 from resnet_serving.ui import terminal_progress
 
 TARBALL = SAGEMAKER_TARBALL
 MEMBERS = (ARCHIVE_NAME, MANIFEST_NAME)
 META_SOURCE_SHA = "resnet-serving-mar-sha256"
 META_TARBALL_SHA = "resnet-serving-tarball-sha256"
-
-
-def tarball_key(model: str, version: str) -> str:
-    """Relative to the store root: ``<model>/<version>/sagemaker/model.tar.gz`` (not a listed version file)."""
-    return f"{model}/{version}/sagemaker/{TARBALL}"
 
 
 def pack(src_dir: Path, out: Path) -> str:
@@ -51,25 +46,25 @@ def ensure_tarball(store: Store, model: str, version: str, sha256: str, *, kms_k
     Returns ``(url, uploaded)``. The version is fetched verified (sha256 against its manifest) before packing.
     """
     key = tarball_key(model, version)
-    blobs.s3_backend(store, "sagemaker deploy")
-    meta = blobs.metadata(store, key)
+    store.require_derived("sagemaker deploy")
+    meta = store.derived_metadata(key)
     if meta is not None and meta.get(META_SOURCE_SHA) == sha256:
-        return blobs.object_url(store, key), False
+        return store.derived_url(key), False
     with tempfile.TemporaryDirectory(prefix="resnet-serving-sagemaker-") as tmp:
         src = Path(tmp) / "src"
         store.fetch(model, version, src, progress=terminal_progress())
-        fetched = json.loads((src / "manifest.json").read_text(encoding="utf-8"))
+        fetched = json.loads((src / MANIFEST_NAME).read_text(encoding="utf-8"))
         if fetched.get("sha256") != sha256:  # the manifest changed between reading and fetching it
             raise IntegrityError(f"{model} v{version} changed in {store.uri} while deploying; run deploy again")
         out = Path(tmp) / TARBALL
         digest = pack(src, out)
         size = out.stat().st_size
         with terminal_progress()(f"upload {TARBALL} {model} v{version}", size) as advance:
-            url = blobs.put_file_atomic(
-                store,
+            url = store.put_derived(
                 key,
                 out,
-                meta={META_SOURCE_SHA: sha256, META_TARBALL_SHA: digest},
+                metadata={META_SOURCE_SHA: sha256, META_TARBALL_SHA: digest},
+                content_type="application/gzip",
                 kms_key_id=kms_key,
                 on_bytes=advance,
             )

@@ -24,19 +24,23 @@ from resnet_serving.errors import (
     VersionExists,
 )
 from resnet_serving.store.model_store import (
+    DELETABLE_KEY_PATTERNS,
     Store,
     VersionInfo,
     archive_key,
     channel_key,
+    derived_key,
     manifest_key,
     open_store,
     parse_store_uri,
+    tarball_key,
     validate_channel,
     validate_model_name,
 )
 from resnet_serving.store.retry import POLL_RETRY, RetryPolicy
 
 __all__ = [
+    "DELETABLE_KEY_PATTERNS",
     "POLL_RETRY",
     "AccessDenied",
     "NoSuchBucket",
@@ -50,9 +54,11 @@ __all__ = [
     "VersionInfo",
     "archive_key",
     "channel_key",
+    "derived_key",
     "manifest_key",
     "open_store",
     "parse_store_uri",
+    "tarball_key",
     "validate_channel",
     "validate_model_name",
 ]

@@ -17,6 +17,11 @@ from typing import BinaryIO
 OnBytes = Callable[[int], None]
 """Called with the number of bytes moved since the last call (progress reporting)."""
 
+#: How a temp key ends (``a/b/.c.json.<hex>.tmp``): a write goes there first, then into place. Listings of
+#: versions and channels skip such keys, and the publisher's IAM policy (infra/) may delete only them and
+#: manifests (:data:`~resnet_serving.store.model_store.DELETABLE_KEY_PATTERNS`).
+TEMP_SUFFIX = ".tmp"
+
 
 def _ignore(_: int) -> None:
     return None
@@ -27,6 +32,9 @@ class Backend(ABC):
     """The store root as a URI, used in messages: ``s3://bucket/prefix`` or ``file:///abs/dir``."""
 
     supports_kms: bool = False
+    #: Derived objects (:meth:`metadata`, :meth:`upload_file_with_metadata`): objects that carry user metadata,
+    #: which another system reads by URL. ``s3://`` only.
+    supports_derived: bool = False
 
     def key_uri(self, key: str) -> str:
         return f"{self.uri.rstrip('/')}/{key}"
@@ -63,3 +71,20 @@ class Backend(ABC):
     @abstractmethod
     def delete(self, key: str) -> None:
         """Remove the object; no error if it is already gone."""
+
+    def metadata(self, key: str) -> dict[str, str] | None:
+        """The object's user metadata (lowercase names), or ``None`` when there is no object at ``key``."""
+        raise NotImplementedError(f"{type(self).__name__} keeps no object metadata")
+
+    def upload_file_with_metadata(
+        self,
+        key: str,
+        path: Path,
+        *,
+        metadata: dict[str, str],
+        content_type: str,
+        kms_key_id: str | None = None,
+        on_bytes: OnBytes = _ignore,
+    ) -> None:
+        """Upload a (large) file with user metadata, atomically: a failed upload leaves no object at ``key``."""
+        raise NotImplementedError(f"{type(self).__name__} keeps no object metadata")

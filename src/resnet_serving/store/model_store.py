@@ -5,6 +5,7 @@ Layout (model-store/README.md)::
     <store>/<model>/<version>/model.mar
     <store>/<model>/<version>/manifest.json      written last: its presence makes the version visible
     <store>/<model>/channels/<channel>.json      {"version": "3"}
+    <store>/<model>/<version>/sagemaker/model.tar.gz   derived: built from the version for SageMaker
 
 Visibility rule: ``push`` uploads ``model.mar`` first and writes ``manifest.json`` last, so a version is listed
 only once both are complete. A crash at any point before that leaves at most an unlisted archive (S3: an
@@ -25,7 +26,7 @@ from typing import BinaryIO
 from urllib.parse import unquote, urlsplit
 
 from resnet_serving import MODEL_NAME
-from resnet_serving.artifact.layout import ARCHIVE_NAME, MANIFEST_NAME
+from resnet_serving.artifact.layout import ARCHIVE_NAME, MANIFEST_NAME, SAGEMAKER_TARBALL
 from resnet_serving.artifact.manifest import VERSION_RE, Manifest, validate_version, version_key
 from resnet_serving.errors import (
     InputError,
@@ -34,7 +35,7 @@ from resnet_serving.errors import (
     VersionExists,
 )
 from resnet_serving.files import atomic_write, atomic_write_bytes
-from resnet_serving.store.backend import Backend
+from resnet_serving.store.backend import TEMP_SUFFIX, Backend, OnBytes, _ignore
 from resnet_serving.store.retry import RetryPolicy
 from resnet_serving.ui import ProgressFactory, no_progress
 
@@ -71,6 +72,27 @@ def manifest_key(model: str, version: str) -> str:
 
 def channel_key(model: str, channel: str) -> str:
     return f"{model}/{CHANNELS_DIR}/{channel}.json"
+
+
+#: Objects built from a version for another system sit in a folder of the version named for that system. They
+#: are not version files (only the manifest makes a version visible) and the publisher never deletes them.
+SAGEMAKER_DIR = "sagemaker"
+
+
+def derived_key(model: str, version: str, system: str, name: str) -> str:
+    """``<model>/<version>/<system>/<name>``: an object derived from a version (:meth:`Store.put_derived`)."""
+    return f"{model}/{version}/{system}/{name}"
+
+
+def tarball_key(model: str, version: str) -> str:
+    """The SageMaker ``model.tar.gz`` built from a version: ``<model>/<version>/sagemaker/model.tar.gz``."""
+    return derived_key(model, version, SAGEMAKER_DIR, SAGEMAKER_TARBALL)
+
+
+#: IAM resource patterns (``*`` spans ``/``), relative to the store root, of the only keys a publisher deletes:
+#: a manifest (``push --force`` hides the version first) and the temp keys of its own writes. infra/'s publisher
+#: policy grants exactly these (tests/unit/test_shared_names.py).
+DELETABLE_KEY_PATTERNS = (f"*/{MANIFEST_NAME}", f"*{TEMP_SUFFIX}")
 
 
 @dataclass(frozen=True)
@@ -276,6 +298,40 @@ class Store:
         atomic_write(archive, download, before_replace=verified)
         atomic_write_bytes(manifest_path, manifest_bytes)
         return archive
+
+    # ---- derived objects (s3:// only) -----------------------------------------------------------------
+    def require_derived(self, why: str) -> None:
+        """:class:`InputError` unless this store keeps derived objects; ``why`` names what needs them."""
+        if not self.backend.supports_derived:
+            raise InputError(f"{why} needs an s3:// store, not {self.uri}")
+
+    def derived_url(self, key: str) -> str:
+        """The URL another system reads a derived object by: ``s3://bucket/prefix/key``."""
+        self.require_derived("an S3 URL")
+        return self.backend.key_uri(key)
+
+    def derived_metadata(self, key: str) -> dict[str, str] | None:
+        """The derived object's user metadata (lowercase names), or ``None`` when it is not there."""
+        self.require_derived("reading object metadata")
+        return self.backend.metadata(key)
+
+    def put_derived(
+        self,
+        key: str,
+        path: str | os.PathLike[str],
+        *,
+        metadata: dict[str, str],
+        content_type: str,
+        kms_key_id: str | None = None,
+        on_bytes: OnBytes = _ignore,
+    ) -> str:
+        """Upload ``path`` to ``key`` with ``metadata``, atomically (a temp key, then a server-side copy: a failed
+        upload leaves no object at ``key``); return the object's URL."""
+        self.require_derived(f"uploading {key.rsplit('/', 1)[-1]}")
+        self.backend.upload_file_with_metadata(
+            key, Path(path), metadata=metadata, content_type=content_type, kms_key_id=kms_key_id, on_bytes=on_bytes
+        )
+        return self.derived_url(key)
 
     @staticmethod
     def _already_fetched(manifest: Manifest, archive: Path, manifest_path: Path) -> bool:

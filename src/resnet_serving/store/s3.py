@@ -22,7 +22,7 @@ from s3transfer.subscribers import BaseSubscriber
 
 from resnet_serving.errors import NotFound, StoreError
 from resnet_serving.store import s3_errors
-from resnet_serving.store.backend import Backend, OnBytes, _ignore
+from resnet_serving.store.backend import TEMP_SUFFIX, Backend, OnBytes, _ignore
 from resnet_serving.store.retry import RetryPolicy, call_with_retries
 
 T = TypeVar("T")
@@ -55,7 +55,7 @@ def make_client(endpoint_url: str | None = None) -> Any:
 def temp_key(key: str) -> str:
     """A unique hidden sibling of ``key``: ``a/b/.c.json.<hex>.tmp``. Listings of versions and channels skip it."""
     parent, _, name = key.rpartition("/")
-    hidden = f".{name}.{uuid.uuid4().hex[:12]}.tmp"
+    hidden = f".{name}.{uuid.uuid4().hex[:12]}{TEMP_SUFFIX}"
     return f"{parent}/{hidden}" if parent else hidden
 
 
@@ -69,6 +69,7 @@ class ProgressSubscriber(BaseSubscriber):
 
 class S3Backend(Backend):
     supports_kms = True
+    supports_derived = True
 
     def __init__(
         self,
@@ -220,3 +221,33 @@ class S3Backend(Backend):
 
     def delete(self, key: str) -> None:
         self.call("DeleteObject", key, lambda: self.client.delete_object(Bucket=self.bucket, Key=self.object_key(key)))
+
+    def metadata(self, key: str) -> dict[str, str] | None:
+        try:
+            head = self.call(
+                "HeadObject", key, lambda: self.client.head_object(Bucket=self.bucket, Key=self.object_key(key))
+            )
+        except NotFound:
+            return None
+        return {str(k).lower(): str(v) for k, v in (head.get("Metadata") or {}).items()}
+
+    def upload_file_with_metadata(
+        self,
+        key: str,
+        path: Path,
+        *,
+        metadata: dict[str, str],
+        content_type: str,
+        kms_key_id: str | None = None,
+        on_bytes: OnBytes = _ignore,
+    ) -> None:
+        """A multipart upload to a temp key, then a server-side copy into place (:meth:`put_via_temp`)."""
+        extra = {"Metadata": metadata, "ContentType": content_type, **self.sse(kms_key_id)}
+
+        def upload(tmp: str) -> None:
+            with open(path, "rb") as f, create_transfer_manager(self.client, self.transfer_config) as manager:
+                manager.upload(
+                    f, self.bucket, self.object_key(tmp), extra_args=extra, subscribers=[ProgressSubscriber(on_bytes)]
+                ).result()
+
+        self.put_via_temp(key, upload, kms_key_id=kms_key_id)
