@@ -160,3 +160,25 @@ def test_the_publisher_may_delete_exactly_the_keys_the_store_deletes() -> None:
     assert not any(deletable(key) for key in kept)
     assert deletable(manifest_key("resnet50", "3"))  # push --force hides the version first
     assert all(deletable(temp_key(key)) for key in [*kept, manifest_key("resnet50", "3")])
+
+
+# ---- batching defaults: resnet_serving.torchserve.config ------------------------------------------------
+def test_one_set_of_batching_defaults_for_serve_sync_and_the_chart(tmp_path: Path) -> None:
+    from resnet_serving.sync.loop import Syncer
+    from resnet_serving.torchserve.config import BATCH_SIZE, MAX_BATCH_DELAY_MS, RESPONSE_TIMEOUT_S, ServeConfig
+
+    cfg = ServeConfig(model_store=tmp_path, workers=1)
+    assert (cfg.batch_size, cfg.max_batch_delay_ms, cfg.response_timeout_s) == (
+        BATCH_SIZE,
+        MAX_BATCH_DELAY_MS,
+        RESPONSE_TIMEOUT_S,
+    )
+    syncer = Syncer(None, None, channel="stable", model_store=tmp_path, inference_url="http://127.0.0.1:1")
+    first = syncer.defaults  # what sync registers when nothing is registered yet
+    assert (first.batch_size, first.max_batch_delay_ms, first.response_timeout_s) == (
+        BATCH_SIZE,
+        MAX_BATCH_DELAY_MS,
+        RESPONSE_TIMEOUT_S,
+    )
+    torchserve = chart_values()["torchserve"]
+    assert (torchserve["batchSize"], torchserve["maxBatchDelayMs"]) == (BATCH_SIZE, MAX_BATCH_DELAY_MS)

@@ -109,7 +109,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         default=_serve_default("max_batch_delay_ms"),
         help="dynamic batching: max wait to fill a batch",
     )
-    perf.add_argument("--response-timeout", type=int, default=60, help="seconds before a request times out")
+    perf.add_argument(
+        "--response-timeout",
+        type=int,
+        default=_serve_default("response_timeout_s"),
+        help="seconds before a request times out",
+    )
     perf.add_argument(
         "--job-queue-size",
         type=int,

@@ -57,6 +57,7 @@ from resnet_serving.files import place_file
 from resnet_serving.policy import Action, Decision, Reason, StoreView, decide, read_store
 from resnet_serving.store.retry import backoff
 from resnet_serving.sync.status import SwitchTiming, SyncState, SyncStatus
+from resnet_serving.torchserve.config import BATCH_SIZE, MAX_BATCH_DELAY_MS, RESPONSE_TIMEOUT_S
 from resnet_serving.torchserve.management import VersionSettings
 from resnet_serving.torchserve.probe import probe_model
 from resnet_serving.torchserve.versions import (
@@ -145,7 +146,10 @@ class Syncer:
         self.interval = interval
         self.max_backoff = max_backoff
         self.defaults = defaults or VersionSettings(
-            workers=1, batch_size=8, max_batch_delay_ms=5, response_timeout_s=60
+            workers=1,
+            batch_size=BATCH_SIZE,
+            max_batch_delay_ms=MAX_BATCH_DELAY_MS,
+            response_timeout_s=RESPONSE_TIMEOUT_S,
         )
         self.load_timeout = load_timeout
         self.ready_timeout = ready_timeout

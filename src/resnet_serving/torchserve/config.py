@@ -28,6 +28,11 @@ LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 #: The default queue, in batches per worker: a full queue answers 503 at once, so an accepted request waits about
 #: this many batch times whatever the hardware, and an overload's backlog drains as fast (README: Reliability).
 QUEUED_BATCHES = 4
+#: Dynamic batching defaults, one owner: ServeConfig's (and so serve's flags and bench's) and those of a version
+#: `sync` registers when nothing is registered yet. tests/unit/test_shared_names.py holds the chart's equal.
+BATCH_SIZE = 8
+MAX_BATCH_DELAY_MS = 2
+RESPONSE_TIMEOUT_S = 60
 
 
 def free_ports(n: int) -> list[int]:
@@ -102,9 +107,9 @@ class ServeConfig:
     #: Dynamic batching: most requests per batch, and how long the front end waits to fill one. The one worker
     #: takes what is queued, up to batch_size, so the batch follows the load; the delay is paid by a lone
     #: request in full, so it stays short (README: `serve`).
-    batch_size: int = 8
-    max_batch_delay_ms: int = 2
-    response_timeout_s: int = 60
+    batch_size: int = BATCH_SIZE
+    max_batch_delay_ms: int = MAX_BATCH_DELAY_MS
+    response_timeout_s: int = RESPONSE_TIMEOUT_S
     #: Longest a worker may take to load the model (TorchServe's startupTimeout, whose own default is 120 s).
     #: serve sets it to --ready-timeout: a slow load (torch.compile's warm-up) is then never killed and
     #: restarted by TorchServe while serve is still waiting for it.
