@@ -182,3 +182,19 @@ def test_one_set_of_batching_defaults_for_serve_sync_and_the_chart(tmp_path: Pat
     )
     torchserve = chart_values()["torchserve"]
     assert (torchserve["batchSize"], torchserve["maxBatchDelayMs"]) == (BATCH_SIZE, MAX_BATCH_DELAY_MS)
+
+
+# ---- the default channel: resnet_serving.store.DEFAULT_CHANNEL ------------------------------------------
+def test_the_chart_and_the_channel_example_follow_the_channel_promote_moves() -> None:
+    from resnet_serving.settings import ENV_CHANNEL
+    from resnet_serving.store import DEFAULT_CHANNEL
+
+    assert chart_values()["model"]["channel"] == DEFAULT_CHANNEL
+    (example,) = yaml_docs(REPO / "k8s" / "examples" / "modeldeployment-channel.yaml")
+    assert example["spec"]["channel"] == DEFAULT_CHANNEL  # its comment: `promote --version N` rolls it out
+    for name, docs in rendered().items():
+        (deployment,) = [d for d in docs if d["kind"] == "Deployment"]
+        (fetch,) = deployment["spec"]["template"]["spec"]["initContainers"]
+        env = {e["name"]: e.get("value") for e in fetch["env"]}
+        values = {} if name == "default" else yaml.safe_load((REPO / "k8s" / "values" / f"{name}.yaml").read_text())
+        assert env[ENV_CHANNEL] == values.get("model", {}).get("channel", DEFAULT_CHANNEL), name

@@ -23,10 +23,8 @@ from resnet_serving.artifact.manifest import Manifest
 from resnet_serving.cli.flags import add_endpoint_url
 from resnet_serving.errors import InputError, NotFound
 from resnet_serving.settings import ENV_CHANNEL, ENV_STORE, ENV_VERSION, environment
-from resnet_serving.store.model_store import Store, open_store
+from resnet_serving.store.model_store import DEFAULT_CHANNEL, Store, open_store
 from resnet_serving.ui import terminal_progress
-
-DEFAULT_CHANNEL = "stable"
 
 
 def register(subparsers: argparse._SubParsersAction[Any]) -> None:
@@ -60,7 +58,7 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
     p = subparsers.add_parser(
         "promote",
         help="point a channel at a version",
-        description="Point a channel (default: stable) at an existing, complete version. Servers and the "
+        description=f"Point a channel (default: {DEFAULT_CHANNEL}) at an existing, complete version. Servers and the "
         "operator following the channel roll it out.",
     )
     _add_store_flags(p)

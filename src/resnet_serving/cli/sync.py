@@ -15,6 +15,7 @@ from resnet_serving.cli.flags import add_endpoint_url
 from resnet_serving.ports import INFERENCE_PORT, MANAGEMENT_PORT, loopback_url
 from resnet_serving.settings import ENV_CHANNEL, ENV_STORE, environment
 from resnet_serving.signals import stop_event_on_signals
+from resnet_serving.store import DEFAULT_CHANNEL
 from resnet_serving.sync.follow import DEFAULT_INTERVAL, build_syncer, sync_log
 
 if TYPE_CHECKING:
@@ -31,11 +32,11 @@ def register(sub: argparse._SubParsersAction) -> None:
             "fails to verify or load is not retried until the channel moves again; the old one keeps serving."
         ),
     )
-    p.add_argument("--store", default=environment().get(ENV_STORE), help="store URI (default $RESNET_SERVING_STORE)")
+    p.add_argument("--store", default=environment().get(ENV_STORE), help=f"store URI (default ${ENV_STORE})")
     p.add_argument(
         "--channel",
-        default=environment().get(ENV_CHANNEL) or "stable",
-        help="channel to follow (default $RESNET_SERVING_MODEL_CHANNEL, else stable)",
+        default=environment().get(ENV_CHANNEL) or DEFAULT_CHANNEL,
+        help=f"channel to follow (default ${ENV_CHANNEL}, else {DEFAULT_CHANNEL})",
     )
     p.add_argument(
         "--torchserve",

@@ -24,6 +24,7 @@ from resnet_serving.errors import (
     VersionExists,
 )
 from resnet_serving.store.model_store import (
+    DEFAULT_CHANNEL,
     DELETABLE_KEY_PATTERNS,
     Store,
     VersionInfo,
@@ -40,6 +41,7 @@ from resnet_serving.store.model_store import (
 from resnet_serving.store.retry import POLL_RETRY, RetryPolicy
 
 __all__ = [
+    "DEFAULT_CHANNEL",
     "DELETABLE_KEY_PATTERNS",
     "POLL_RETRY",
     "AccessDenied",

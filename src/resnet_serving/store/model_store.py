@@ -47,6 +47,9 @@ log = logging.getLogger(__name__)
 MODEL_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 CHANNEL_RE = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
 CHANNELS_DIR = "channels"
+#: The channel `promote` moves and `sync` follows when none is named; the chart's `model.channel` and k8s/'s
+#: examples are held equal to it by tests/unit/test_shared_names.py.
+DEFAULT_CHANNEL = "stable"
 
 
 def validate_model_name(model: str) -> str:
@@ -58,7 +61,7 @@ def validate_model_name(model: str) -> str:
 def validate_channel(channel: str) -> str:
     """Channels are lowercase DNS labels (``stable``, ``canary``), so they also fit Kubernetes names."""
     if not isinstance(channel, str) or not CHANNEL_RE.match(channel):
-        raise InputError(f"invalid channel {channel!r}: use lowercase letters, digits and '-', e.g. stable")
+        raise InputError(f"invalid channel {channel!r}: use lowercase letters, digits and '-', e.g. {DEFAULT_CHANNEL}")
     return channel
 
 
