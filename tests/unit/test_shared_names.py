@@ -198,3 +198,26 @@ def test_the_chart_and_the_channel_example_follow_the_channel_promote_moves() ->
         env = {e["name"]: e.get("value") for e in fetch["env"]}
         values = {} if name == "default" else yaml.safe_load((REPO / "k8s" / "values" / f"{name}.yaml").read_text())
         assert env[ENV_CHANNEL] == values.get("model", {}).get("channel", DEFAULT_CHANNEL), name
+
+
+# ---- the operator's API group: resnet_serving.controller.spec.GROUP --------------------------------------
+def test_the_chart_and_k8s_name_the_operators_api_group() -> None:
+    from resnet_serving.controller.spec import API_VERSION, GROUP, KIND, PLURAL, VERSION, VERSION_ANNOTATION
+
+    for crds in (CHART / "crds", RENDERED / "crds"):
+        (crd,) = yaml_docs(crds / f"{PLURAL}.{GROUP}.yaml")
+        assert (crd["metadata"]["name"], crd["spec"]["group"]) == (f"{PLURAL}.{GROUP}", GROUP)
+        assert crd["spec"]["names"]["kind"] == KIND and VERSION in [v["name"] for v in crd["spec"]["versions"]]
+    rbac = (CHART / "templates" / "operator-rbac.yaml").read_text(encoding="utf-8")
+    groups = {g for line in re.findall(r"apiGroups: \[(.*)\]", rbac) for g in re.findall(r'"([^"]*)"', line)}
+    assert {g for g in groups if g not in ("", "apps", "kopf.dev")} == {GROUP}
+    notes = (CHART / "templates" / "NOTES.txt").read_text(encoding="utf-8")
+    assert re.findall(rf"apiVersion: (\S+)\n\s*kind: {KIND}\n", notes) == [API_VERSION]
+    examples = [d for p in sorted((REPO / "k8s" / "examples").glob("*.yaml")) for d in yaml_docs(p)]
+    assert len(examples) >= 2 and all(d["apiVersion"] == API_VERSION for d in examples if d["kind"] == KIND)
+    # the pod-template annotation the operator patches, rendered by the chart
+    for name, docs in rendered().items():
+        (deployment,) = [d for d in docs if d["kind"] == "Deployment"]
+        assert VERSION_ANNOTATION in deployment["spec"]["template"]["metadata"]["annotations"], name
+    template = (CHART / "templates" / "deployment.yaml").read_text(encoding="utf-8")
+    assert re.findall(r'"?([a-z0-9.-]+)/model-version', template) == [GROUP, GROUP]

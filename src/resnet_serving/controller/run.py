@@ -6,12 +6,13 @@ import logging
 from typing import TYPE_CHECKING
 
 from resnet_serving.controller.config import OperatorConfig
+from resnet_serving.controller.spec import GROUP
 from resnet_serving.errors import ResnetServingError
 
 if TYPE_CHECKING:
     import kopf
 
-ANNOTATION_PREFIX = "resnet-serving.io"
+ANNOTATION_PREFIX = GROUP
 
 
 def build_settings(config: OperatorConfig) -> kopf.OperatorSettings:

@@ -17,6 +17,8 @@ from resnet_serving.artifact.manifest import VERSION_RE
 from resnet_serving.errors import InvalidModelDeployment
 from resnet_serving.store.model_store import CHANNEL_RE, MODEL_RE
 
+#: The operator's API group, one owner: the chart's CRD and RBAC, its NOTES and k8s/examples are held equal to it
+#: by tests/unit/test_shared_names.py; kopf's annotations and finalizer live under it too (controller/run.py).
 GROUP = "resnet-serving.io"
 VERSION = "v1alpha1"
 PLURAL = "modeldeployments"
@@ -24,7 +26,7 @@ KIND = "ModelDeployment"
 API_VERSION = f"{GROUP}/{VERSION}"
 
 # What the operator writes into the target Deployment's pod template (the chart renders both).
-VERSION_ANNOTATION = "resnet-serving.io/model-version"
+VERSION_ANNOTATION = f"{GROUP}/model-version"
 DEFAULT_CONTAINER = "fetch-model"
 
 DEFAULT_POLL_INTERVAL = "30s"
