@@ -63,8 +63,8 @@ serve: archive  ## build the archive (first run) and serve it locally with Torch
 	  --model-metrics-port $(MODEL_METRICS_PORT) --grpc-inference-port $(GRPC_PORT) --grpc-management-port $(GRPC_MANAGEMENT_PORT)
 
 lint: $(STAMP)  ## ruff check, ruff format --check and the import-layers contract (import-linter, pyproject.toml)
-	$(BIN)/ruff check src handlers tests dev
-	$(BIN)/ruff format --check src handlers tests dev
+	$(BIN)/ruff check src handlers tests dev docs/hooks
+	$(BIN)/ruff format --check src handlers tests dev docs/hooks
 	$(BIN)/lint-imports
 
 typecheck: $(STAMP)  ## mypy on src/
