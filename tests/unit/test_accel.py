@@ -12,7 +12,8 @@ import torchvision
 
 from resnet_serving.errors import ConfigError
 from resnet_serving.inference import imaging, model
-from resnet_serving.inference.service import InferenceService
+from resnet_serving.inference.service import InferenceService, batch_logits
+from resnet_serving.settings import Settings
 from tests.fixtures import images as fx
 
 
@@ -27,13 +28,19 @@ def torchvision_resnet50(state: dict[str, torch.Tensor]) -> torch.nn.Module:
     return net.eval()
 
 
+def accel_options(env: dict[str, str]) -> dict[str, object]:
+    """The model's switches, as the worker reads them once (Settings) and hands them to Classifier.configured."""
+    s = Settings.from_env(env)
+    return {"amp": s.amp, "compile": s.compile, "gpu_decode": s.gpu_decode, "freeze": s.freeze}
+
+
 def test_accel_options_from_env() -> None:
-    assert model.accel_options({}) == {"amp": "auto", "compile": False, "gpu_decode": True, "freeze": True}
-    opts = model.accel_options({"RESNET_SERVING_AMP": "BF16", "RESNET_SERVING_COMPILE": "1",
-                                "RESNET_SERVING_GPU_DECODE": "0", "RESNET_SERVING_FREEZE": "0"})  # fmt: skip
+    assert accel_options({}) == {"amp": "auto", "compile": False, "gpu_decode": True, "freeze": True}
+    opts = accel_options({"RESNET_SERVING_AMP": "BF16", "RESNET_SERVING_COMPILE": "1",
+                          "RESNET_SERVING_GPU_DECODE": "0", "RESNET_SERVING_FREEZE": "0"})  # fmt: skip
     assert opts == {"amp": "bf16", "compile": True, "gpu_decode": False, "freeze": False}
     with pytest.raises(ConfigError, match="RESNET_SERVING_AMP"):
-        model.accel_options({"RESNET_SERVING_AMP": "int4"})
+        accel_options({"RESNET_SERVING_AMP": "int4"})
 
 
 def test_auto_amp_is_fp32_on_cpu_and_fp16_on_cuda(state: dict) -> None:
@@ -45,10 +52,10 @@ def test_auto_amp_is_fp32_on_cpu_and_fp16_on_cuda(state: dict) -> None:
 @pytest.mark.parametrize("freeze", [True, False], ids=["frozen-bf16-graph", "eager-autocast"])
 def test_bf16_matches_fp32_top1(state: dict, freeze: bool) -> None:
     images = [imaging.decode_image(fx.PHOTO.read_bytes()), imaging.decode_image(fx.jpeg(300, 200))]
-    fp32 = model.Classifier(state).logits(images)
+    fp32 = batch_logits(model.Classifier(state), images)
     clf = model.Classifier(state, amp="bf16", freeze=freeze)
     assert clf.graph == ("torchscript-frozen-bf16" if freeze else "eager")
-    bf16 = clf.logits(images)
+    bf16 = batch_logits(clf, images)
     assert bf16.dtype == np.float32 and bf16.shape == fp32.shape == (2, 1000)
     assert (fp32.argmax(1) == bf16.argmax(1)).all()
     assert np.abs(fp32 - bf16).max() < 0.25 * np.abs(fp32).max()
@@ -115,7 +122,7 @@ def test_the_model_takes_pixels_and_computes_the_reference_network(state: dict, 
     before = state["conv1.weight"].clone()
     clf = model.Classifier(state, freeze=freeze)
     assert torch.equal(state["conv1.weight"], before)  # the fold changes the Classifier's copy, not the caller's
-    ours = clf.logits_from_crops(crops)
+    ours = batch_logits(clf, crops, crops=True)
     assert ours.shape == ref.shape == (3, 1000)
     assert (ours.argmax(1) == ref.argmax(1)).all()
     assert np.abs(ours - ref).max() < 1e-4 * max(1.0, float(np.abs(ref).max()))
@@ -123,7 +130,7 @@ def test_the_model_takes_pixels_and_computes_the_reference_network(state: dict, 
     full = [imaging.decode_image(fx.PHOTO.read_bytes())]
     with torch.inference_mode():
         ref_full = torchvision_resnet50(state)(imaging.preprocess(full, channels_last=False)).numpy()
-    assert np.abs(clf.logits(full) - ref_full).max() < 1e-4 * max(1.0, float(np.abs(ref_full).max()))
+    assert np.abs(batch_logits(clf, full) - ref_full).max() < 1e-4 * max(1.0, float(np.abs(ref_full).max()))
 
 
 def test_compile_is_applied_and_warmed_up(state: dict, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -144,7 +151,7 @@ def test_compile_is_applied_and_warmed_up(state: dict, monkeypatch: pytest.Monke
     clf = model.Classifier(state, compile=True, warmup_batches=(1, 4))
     assert clf.compiled and isinstance(clf.model, Recorder)
     assert clf.model.batches == [1, 4]  # compiled during start-up, not on a request
-    clf.logits([imaging.decode_image(fx.jpeg())] * 2)
+    batch_logits(clf, [imaging.decode_image(fx.jpeg())] * 2)
     assert clf.model.batches == [1, 4, 2]
     assert not model.Classifier(state).compiled
 
@@ -171,7 +178,7 @@ def test_bench_raw_step_times_the_served_precision(
 
     clf.model = spy
     _raw_step(clf, 1)()
-    served = clf.logits([imaging.decode_image(fx.jpeg())])
+    served = batch_logits(clf, [imaging.decode_image(fx.jpeg())])
     assert served.shape == (1, 1000)
     assert seen == [expected, expected]  # the raw step's pass, then the served one
 
@@ -215,7 +222,7 @@ def test_cpu_model_is_frozen_by_default_and_matches_eager(state: dict) -> None:
     images = [imaging.decode_image(fx.PHOTO.read_bytes()), imaging.decode_image(fx.jpeg(300, 200)),
               imaging.decode_image(fx.png())]  # fmt: skip
     for n in (1, 3):  # the frozen graph takes any batch size
-        a, b = frozen.logits(images[:n]), eager.logits(images[:n])
+        a, b = batch_logits(frozen, images[:n]), batch_logits(eager, images[:n])
         assert a.shape == b.shape == (n, 1000)
         assert (a.argmax(1) == b.argmax(1)).all()
         assert np.abs(a - b).max() < 1e-4 * max(1.0, float(np.abs(b).max()))

@@ -28,7 +28,7 @@ from resnet_serving.inference import imaging
 from resnet_serving.inference.cpuinfo import bf16_native as cpu_bf16_native
 from resnet_serving.inference.cpuinfo import read_cpuinfo
 from resnet_serving.inference.formats import content_type_for
-from resnet_serving.inference.model import Classifier, accel_options
+from resnet_serving.inference.model import Classifier
 from resnet_serving.inference.service import InferenceService
 from resnet_serving.settings import CPU_RESIZE_CHOICES, Settings
 
@@ -220,13 +220,15 @@ def evaluate(
     rows = variants(precisions, jpeg_decodes or ["exact"], cpu_resizes, base.cpu_resize)
     models: dict[str, Classifier] = {}
     for name, precision, decode, resize in rows:
-        accel = {**accel_options(), "amp": "off" if precision == "fp32" else precision}
         if precision not in models:
             with ui.status(f"building the {precision} model as serving runs it"):
-                models[precision] = Classifier.configured(state_dict, device, batch_size, accel)
+                amp = "off" if precision == "fp32" else precision
+                models[precision] = Classifier.configured(
+                    state_dict, device, batch_size, dataclasses.replace(base, amp=amp)
+                )
         clf = models[precision]
         settings = dataclasses.replace(base, jpeg_scaled_decode=decode == "scaled", cpu_resize=resize)
-        service = InferenceService(clf, labels, meta, settings, gpu_decode=accel["gpu_decode"])
+        service = InferenceService(clf, labels, meta, settings, gpu_decode=settings.gpu_decode)
         got: list[list[int] | None] = []
         started = time.perf_counter()
         with ui.progress(f"{name}: classifying {len(samples)} images", len(samples)) as advance:

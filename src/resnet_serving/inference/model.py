@@ -16,18 +16,15 @@ import hashlib
 import logging
 import os
 import socket
-import time
 import warnings
-from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from torchvision.models import ResNet, ResNet50_Weights, resnet50
 
 from resnet_serving.errors import ArchiveError, WeightsUnavailable
-from resnet_serving.inference.imaging import MEAN, STD, WEIGHTS, crop_pixels, resize_pixels
+from resnet_serving.inference.imaging import MEAN, STD, WEIGHTS
 from resnet_serving.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -123,14 +120,6 @@ def select_device(gpu_id: Any = None) -> torch.device:
 AMP_DTYPES = {"auto": None, "off": None, "fp16": torch.float16, "bf16": torch.bfloat16}
 
 
-def accel_options(env: Mapping[str, str] | None = None) -> dict[str, Any]:
-    """The model's switches (:class:`~resnet_serving.settings.Settings`: ``RESNET_SERVING_AMP``, ``_COMPILE``,
-    ``_GPU_DECODE``, ``_FREEZE``), all off or automatic on a CPU. Compilation happens during the warm-up forward
-    passes at worker start, never on a request; freezing runs the CPU model as :func:`freeze_for_cpu`'s graph."""
-    s = Settings.from_env(env)
-    return {"amp": s.amp, "compile": s.compile, "gpu_decode": s.gpu_decode, "freeze": s.freeze}
-
-
 class _Bf16Graph(torch.nn.Module):
     """Runs a bf16 copy of the network on float input and returns float logits (the service's contract)."""
 
@@ -213,7 +202,8 @@ def freeze_for_cpu(model: torch.nn.Module, dtype: torch.dtype | None = None) -> 
 
 
 class Classifier:
-    """A loaded ResNet50 on one device. ``logits(images)`` is the only thing the service needs."""
+    """A loaded ResNet50 on one device: :meth:`forward` on a batch of centred pixels (:meth:`center`). The service
+    builds that batch from decoded images (``inference/service.py``: ``pixel_batch``, ``batch_logits``)."""
 
     def __init__(
         self,
@@ -253,12 +243,15 @@ class Classifier:
             self.graph = "compiled"
         elif freeze and self.device.type == "cpu" and self.amp_dtype in (None, torch.bfloat16):
             self.model, self.graph = freeze_for_cpu(self.model, self.amp_dtype)
+        #: The most images one forward pass takes; the service splits larger batches.
         self.max_batch = max_batch
-        #: Seconds the last logits call spent building batch tensors and in the network (for the stage metrics).
-        self.last_stages: dict[str, float] = {"preprocess": 0.0, "forward": 0.0}
-        # compile/autotune, TorchScript's profiling runs and oneDNN primitive caches, before the first request
-        for bs in warmup_batches:
-            self.logits([torch.zeros(3, 224, 224, dtype=torch.uint8)] * bs)
+        # compile/autotune, TorchScript's profiling runs and oneDNN primitive caches, before the first request:
+        # a batch shaped, typed and laid out as the service's (float pixels, channels_last, on the device)
+        with torch.inference_mode():
+            for bs in warmup_batches:
+                pixels = torch.zeros(min(bs, max_batch), 3, 224, 224, device=self.device)
+                layout = torch.channels_last if channels_last else torch.contiguous_format
+                self.forward(self.center(pixels.contiguous(memory_format=layout)))
 
     @property
     def precision(self) -> str:
@@ -276,44 +269,29 @@ class Classifier:
         state_dict: dict[str, torch.Tensor],
         device: torch.device,
         batch_size: int,
-        accel: dict[str, Any] | None = None,
+        settings: Settings | None = None,
     ) -> Classifier:
-        """The model as serving runs it: the :func:`accel_options` switches applied. The handler's service and the
-        bench's raw and pipeline processes both build it here, so raw measures what is served."""
-        accel = accel_options() if accel is None else accel
+        """The model as serving runs it, with the worker's :class:`~resnet_serving.settings.Settings` switches
+        (``RESNET_SERVING_AMP``, ``_COMPILE``, ``_FREEZE``; all off or automatic on a CPU) applied; without
+        ``settings``, they are read from the environment. Compilation happens during the warm-up forward passes
+        at worker start, never on a request; freezing runs the CPU model as :func:`freeze_for_cpu`'s graph. The
+        handler's service and the bench's raw and pipeline processes all build it here, so raw measures what is
+        served."""
+        s = settings or Settings.from_env()
         return cls(
             state_dict,
             device=device,
-            amp=accel["amp"],
-            compile=accel["compile"],
-            freeze=accel["freeze"],
+            amp=s.amp,
+            compile=s.compile,
+            freeze=s.freeze,
             # a compiled or frozen model is compiled/profiled here, at worker start, not on the first request
-            warmup_batches=(1, batch_size) if accel["compile"] or accel["freeze"] else (),
+            warmup_batches=(1, batch_size) if s.compile or s.freeze else (),
         )
 
     def center(self, pixels: torch.Tensor) -> torch.Tensor:
         """A float pixel batch (0–255, on the model's device) → the model's input, in place: the normalisation
         left after :func:`fold_input_normalization`."""
         return pixels.sub_(self.pixel_mean)
-
-    def logits(self, images: list[torch.Tensor]) -> np.ndarray:
-        """uint8 (3, H, W) full images (on any device) → float32 (N, 1000) logits. The accelerator path: the
-        weights' resize runs on the model's device (4× fewer bytes to copy than float)."""
-
-        def batch(chunk: list[torch.Tensor]) -> torch.Tensor:
-            if self.device.type != "cpu":
-                chunk = [im.to(self.device, non_blocking=True) for im in chunk]
-            return self.center(resize_pixels(chunk, channels_last=self.channels_last).to(self.device))
-
-        return self._run(images, batch)
-
-    def logits_from_crops(self, crops: list[torch.Tensor]) -> np.ndarray:
-        """uint8 (224, 224, 3) crops from :func:`imaging.decode_crop` → float32 (N, 1000) logits. The CPU path."""
-
-        def batch(chunk: list[torch.Tensor]) -> torch.Tensor:
-            return self.center(crop_pixels(chunk, channels_last=self.channels_last).to(self.device))
-
-        return self._run(crops, batch)
 
     @torch.inference_mode()
     def forward(self, batch: torch.Tensor) -> torch.Tensor:
@@ -323,18 +301,3 @@ class Classifier:
             return self.model(batch)
         with torch.autocast(device_type=self.device.type, dtype=self._autocast):
             return self.model(batch)
-
-    @torch.inference_mode()
-    def _run(self, items: list[torch.Tensor], to_batch: Callable[[list[torch.Tensor]], torch.Tensor]) -> np.ndarray:
-        outs: list[np.ndarray] = []
-        stages = {"preprocess": 0.0, "forward": 0.0}
-        for start in range(0, len(items), self.max_batch):
-            t0 = time.perf_counter()
-            batch = to_batch(items[start : start + self.max_batch])
-            t1 = time.perf_counter()
-            stages["preprocess"] += t1 - t0
-            out = self.forward(batch)
-            outs.append(out.float().cpu().numpy())  # the copy to the host waits for the device: forward time
-            stages["forward"] += time.perf_counter() - t1
-        self.last_stages = stages
-        return np.concatenate(outs, axis=0)

@@ -21,6 +21,7 @@ from typing import Any
 from resnet_serving.errors import ResnetServingError
 from resnet_serving.inference.cpu import release_free_heap
 from resnet_serving.inference.service import InferenceService, Response, configure_threads
+from resnet_serving.settings import Settings
 from resnet_serving.torchserve import requestlog
 
 log = logging.getLogger(__name__)
@@ -87,10 +88,14 @@ def handle(data: list[dict[str, Any]] | None, context: Any) -> list[Any] | None:
         root = logging.getLogger()
         if not any(isinstance(f, DropPerBatchChatter) for f in root.filters):
             root.addFilter(DropPerBatchChatter())
-        threads = configure_threads()
+        settings = Settings.from_env()  # once per worker: the threads, the model's switches and the service's
+        threads = configure_threads(settings)
         props = context.system_properties
         _service = InferenceService.from_model_dir(
-            props.get("model_dir"), props.get("gpu_id"), batch_size=int(props.get("batch_size") or 8)
+            props.get("model_dir"),
+            props.get("gpu_id"),
+            batch_size=int(props.get("batch_size") or 8),
+            settings=settings,
         )
         release_free_heap()  # hand back what loading and freezing freed, before the first request
         log.info(
