@@ -9,6 +9,7 @@ their source.
 
 from __future__ import annotations
 
+import ast
 import fnmatch
 import itertools
 import json
@@ -221,3 +222,25 @@ def test_the_chart_and_k8s_name_the_operators_api_group() -> None:
         assert VERSION_ANNOTATION in deployment["spec"]["template"]["metadata"]["annotations"], name
     template = (CHART / "templates" / "deployment.yaml").read_text(encoding="utf-8")
     assert re.findall(r'"?([a-z0-9.-]+)/model-version', template) == [GROUP, GROUP]
+
+
+# ---- environment-variable names: resnet_serving.settings (and controller/config.py for the operator's) ----
+#: Messages that still spell a variable out, in inference/ (left to the change that reads settings once per
+#: worker, which owns those files). Remove a file here when its messages use settings.env_name.
+SPELLED_OUT_YET = {"inference/cpuinfo.py", "inference/imaging.py", "inference/protocol.py"}
+
+
+def test_messages_name_environment_variables_through_their_owner() -> None:
+    """No string in the package spells ``RESNET_SERVING_…`` except where the names are defined; documentation
+    strings (docstrings, attribute docstrings) are prose and may."""
+    src = REPO / "src" / "resnet_serving"
+    owners = {"settings.py", "controller/config.py"}
+    spelled = set()
+    for path in sorted(src.rglob("*.py")):
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        prose = {id(n.value) for n in ast.walk(tree) if isinstance(n, ast.Expr) and isinstance(n.value, ast.Constant)}
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in prose:
+                if "RESNET_SERVING_" in node.value:
+                    spelled.add(str(path.relative_to(src)))
+    assert spelled - owners == SPELLED_OUT_YET

@@ -15,7 +15,7 @@ from typing import Any
 from resnet_serving import ui
 from resnet_serving.errors import InputError
 from resnet_serving.files import atomic_write_bytes
-from resnet_serving.settings import CPU_RESIZE_CHOICES
+from resnet_serving.settings import CPU_RESIZE_CHOICES, env_name
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -43,13 +43,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--jpeg-decode",
         action="append",
         choices=("exact", "scaled"),
-        help="repeatable; scaled: also score each precision with RESNET_SERVING_JPEG_SCALED_DECODE=1 (default: exact)",
+        help=f"repeatable; scaled: also score each precision with {env_name('jpeg_scaled_decode')}=1 (default: exact)",
     )
     p.add_argument(
         "--cpu-resize",
         action="append",
         choices=CPU_RESIZE_CHOICES,
-        help="repeatable; pil: also score each precision with RESNET_SERVING_CPU_RESIZE=pil, bit-exact with "
+        help=f"repeatable; pil: also score each precision with {env_name('cpu_resize')}=pil, bit-exact with "
         "transforms() on PIL images (default: the served resize only)",
     )
     p.add_argument("--limit", type=int, help="score at most N images (a fixed-seed sample)")

@@ -9,7 +9,14 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from resnet_serving.controller.config import DEFAULT_METRICS_PORT, load_config
+from resnet_serving.controller.config import (
+    DEFAULT_METRICS_PORT,
+    ENV_NAMESPACES,
+    ENV_PEERING,
+    ENV_POD_NAMESPACE,
+    load_config,
+)
+from resnet_serving.settings import ENV_PREFIX
 
 
 def register(subparsers: argparse._SubParsersAction[Any]) -> None:
@@ -18,7 +25,7 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
         help="run the model-rollout operator (ModelDeployment → Deployment rollouts, rollback, drift)",
         description="Watch ModelDeployment resources, poll the model store, and roll new model versions out by "
         "patching each target Deployment's pod template; roll back failed rollouts; never revert manual changes. "
-        "Settings fall back to the environment the Helm chart sets (RESNET_SERVING_OPERATOR_*).",
+        f"Settings fall back to the environment the Helm chart sets ({ENV_PREFIX}OPERATOR_*).",
     )
     p.add_argument(
         "--namespace",
@@ -26,7 +33,7 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
         action="append",
         dest="namespaces",
         metavar="NS",
-        help="namespace to watch (repeatable; default: $RESNET_SERVING_OPERATOR_NAMESPACES or $POD_NAMESPACE)",
+        help=f"namespace to watch (repeatable; default: ${ENV_NAMESPACES} or ${ENV_POD_NAMESPACE})",
     )
     p.add_argument(
         "--all-namespaces",
@@ -38,8 +45,7 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
     peering = p.add_mutually_exclusive_group()
     peering.add_argument(
         "--peering",
-        help="KopfPeering object coordinating replicas (default: "
-        "$RESNET_SERVING_OPERATOR_PEERING); mandatory when given",
+        help=f"KopfPeering object coordinating replicas (default: ${ENV_PEERING}); mandatory when given",
     )
     peering.add_argument("--standalone", action="store_true", help="run without peering (one replica only)")
     p.add_argument("--priority", type=int, help="peering priority (default: random, so replicas differ)")

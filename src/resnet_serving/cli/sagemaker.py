@@ -24,7 +24,7 @@ from resnet_serving.sagemaker.deploy import Waiting, deploy, rollback
 from resnet_serving.sagemaker.errors import call
 from resnet_serving.sagemaker.manage import delete, find_owned, status
 from resnet_serving.sagemaker.spec import Autoscaling, DeploySpec, Traffic, parse_model_env
-from resnet_serving.settings import ENV_STORE, environment
+from resnet_serving.settings import ENV_PREFIX, ENV_STORE, env_name, environment
 from resnet_serving.store import open_store
 
 DEFAULT_BENCH = "bench-results/bench.json"
@@ -94,7 +94,7 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
     p.add_argument("--timeout", type=int, default=3600, help="seconds to wait for InService (default: 3600)")
     p.add_argument(
         "--env", action="append", default=[], metavar="KEY=VALUE",
-        help="a RESNET_SERVING_* model option for the container, e.g. RESNET_SERVING_AMP=bf16 (repeatable)",
+        help=f"a {ENV_PREFIX}* model option for the container, e.g. {env_name('amp')}=bf16 (repeatable)",
     )  # fmt: skip
     p.set_defaults(func=cmd_deploy)
 
@@ -162,7 +162,7 @@ def _target_from_bench(bench: str, instance_type: str) -> tuple[float, str]:
 
 def spec_from_args(args: argparse.Namespace, version: str) -> DeploySpec:
     if not args.store:
-        raise InputError("no store given: pass --store s3://BUCKET/PREFIX (or set RESNET_SERVING_STORE)")
+        raise InputError(f"no store given: pass --store s3://BUCKET/PREFIX (or set {ENV_STORE})")
     if not args.serverless and (args.memory_mb is not None or args.max_concurrency is not None):
         raise InputError("--memory-mb and --max-concurrency apply only with --serverless")
     if args.serverless and args.memory_mb is None:

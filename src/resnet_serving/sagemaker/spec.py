@@ -305,7 +305,7 @@ def parse_model_env(items: list[str]) -> tuple[tuple[str, str], ...]:
     for item in items:
         key, sep, value = item.partition("=")
         if not sep or not key:
-            raise InputError(f"--env {item!r}: expected KEY=VALUE, e.g. RESNET_SERVING_AMP=bf16")
+            raise InputError(f"--env {item!r}: expected KEY=VALUE, e.g. {env_name('amp')}=bf16")
         if key in pairs:
             raise InputError(f"--env {key} is given twice")
         pairs[key] = value

@@ -35,6 +35,7 @@ from resnet_serving.errors import (
     VersionExists,
 )
 from resnet_serving.files import atomic_write, atomic_write_bytes
+from resnet_serving.settings import ENV_STORE
 from resnet_serving.store.backend import TEMP_SUFFIX, Backend, OnBytes, _ignore
 from resnet_serving.store.retry import RetryPolicy
 from resnet_serving.ui import ProgressFactory, no_progress
@@ -387,7 +388,7 @@ def parse_store_uri(uri: str | os.PathLike[str] | None) -> StoreURI:
     plain directory path. Raises InputError naming the accepted forms."""
     uri = os.fspath(uri) if uri is not None else ""
     if not isinstance(uri, str) or not uri.strip():
-        raise InputError("no store given: pass --store s3://BUCKET/PREFIX or file:///DIR (or set RESNET_SERVING_STORE)")
+        raise InputError(f"no store given: pass --store s3://BUCKET/PREFIX or file:///DIR (or set {ENV_STORE})")
     parts = urlsplit(uri.strip())
     if parts.scheme == "s3":
         if not parts.netloc:
