@@ -244,3 +244,15 @@ def test_messages_name_environment_variables_through_their_owner() -> None:
                 if "RESNET_SERVING_" in node.value:
                     spelled.add(str(path.relative_to(src)))
     assert spelled - owners == SPELLED_OUT_YET
+
+
+# ---- the store-URI grammar: resnet_serving.store.parse_store_uri -----------------------------------------
+def test_no_module_outside_the_store_tells_store_uris_apart_by_their_prefix() -> None:
+    src = REPO / "src" / "resnet_serving"
+    prefix_checks = re.compile(r"""startswith\(\s*["'](s3|file)://""")
+    found = [
+        str(p.relative_to(src))
+        for p in sorted(src.rglob("*.py"))
+        if p.parent.name != "store" and prefix_checks.search(p.read_text(encoding="utf-8"))
+    ]
+    assert found == []

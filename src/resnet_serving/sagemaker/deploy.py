@@ -42,7 +42,7 @@ from resnet_serving.sagemaker.spec import (
     spec_from_tags,
 )
 from resnet_serving.settings import ENV_SAGEMAKER_MODE
-from resnet_serving.store import Store, open_store
+from resnet_serving.store import Store, open_store, parse_store_uri
 
 TERMINAL = frozenset({"InService", "Failed", "OutOfService", "UpdateRollbackFailed"})
 POLL_S = 15.0
@@ -507,7 +507,7 @@ def update_endpoint_version(
     The same code as ``resnet-serving sagemaker deploy``; raises only :class:`ResnetServingError` subclasses.
     """
     try:
-        if not store.startswith("s3://"):  # before any AWS call
+        if parse_store_uri(store).bucket is None:  # before any AWS call
             raise SageMakerInvalid(f"{endpoint}: SageMaker reads model data from S3; the store {store} is not s3://")
         clients = make_clients(endpoint_url, region)
         live = describe_endpoint(clients, endpoint)

@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from resnet_serving import MODEL_NAME
 from resnet_serving.errors import ConfigError, InputError
 from resnet_serving.settings import ENV_SAGEMAKER_MODE, Settings, env_name
+from resnet_serving.store import parse_store_uri
 
 VARIANT = "AllTraffic"
 SCALABLE_DIMENSION = "sagemaker:variant:DesiredInstanceCount"
@@ -230,7 +231,7 @@ class DeploySpec:
                 f"--timeout {self.timeout_s} is not longer than the traffic shifting it waits for (--traffic "
                 f"{self.traffic} takes {self.traffic.total_wait_s()} s): raise --timeout"
             )
-        if not self.store.startswith("s3://"):
+        if parse_store_uri(self.store).bucket is None:
             raise InputError(f"--store {self.store!r}: SageMaker reads model data from S3, use s3://BUCKET/PREFIX")
         check_model_env(self.model_env)
         self.settings_tags()  # every setting must fit in a tag, or update_endpoint_version could not rebuild it
