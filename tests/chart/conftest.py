@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.chart.chart_helpers import CHART, VARIANTS, Helm, tool
+from tests.helpers.chart import CHART, VARIANTS, Helm, tool
 
 
 @pytest.fixture(scope="session")

@@ -16,10 +16,10 @@ import jsonschema
 import pytest
 import yaml
 
+from resnet_serving.bench.result import BenchReport
 from resnet_serving.plan.capacity import bench_capacity
-from tests.chart.chart_helpers import CHART, ROOT, Helm, container, deployment, find, one, run
-from tests.chart.test_chart_validate import CRD_SCHEMAS
-from tests.chart.test_prometheus_rules import alerts, parse_errors, rule_doc
+from tests.helpers.chart import CHART, CRD_SCHEMAS, ROOT, Helm, container, deployment, find, one, run
+from tests.helpers.prometheus_rule import alerts, parse_errors, rule_doc
 
 Docs = list[dict[str, Any]]
 BENCH = ROOT / "tests" / "fixtures" / "bench-smoke.json"
@@ -192,5 +192,5 @@ def test_readme_reads_the_target_the_planner_uses_off_a_bench_run() -> None:
     command = command.replace("resnet-serving ", f"{sys.executable} -m resnet_serving ", 1)
     proc = subprocess.run(["bash", "-c", command], capture_output=True, text=True, timeout=120, cwd=ROOT, check=False)
     assert proc.returncode == 0, proc.stderr
-    expected = bench_capacity(json.loads(BENCH.read_text())).best_concurrency
+    expected = bench_capacity(BenchReport.load(BENCH)).best_concurrency
     assert proc.stdout.strip() == f"at concurrency {expected}", proc.stdout

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.chart.chart_helpers import CHART, TIMEOUT_S
+from tests.helpers.chart import CHART, TIMEOUT_S
 
 CONFIG = CHART / ".checkov.yaml"
 # Chart-wide skips that exist only because example images are pinned by tag rather than digest.

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.chart.chart_helpers import EXAMPLE_VALUES, VARIANTS, Helm, run
+from tests.helpers.chart import EXAMPLE_VALUES, VARIANTS, Helm, run
 
 
 @pytest.mark.parametrize("variant", sorted(VARIANTS))

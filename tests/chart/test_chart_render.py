@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.chart.chart_helpers import (
+from tests.helpers.chart import (
     CHART,
     K8S,
     NAMESPACE,

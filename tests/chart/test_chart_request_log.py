@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from tests.chart.chart_helpers import VARIANTS, container, deployment
+from tests.helpers.chart import VARIANTS, container, deployment
 
 
 @pytest.mark.parametrize("variant", sorted(VARIANTS))

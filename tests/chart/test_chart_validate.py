@@ -17,19 +17,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from tests.chart.chart_helpers import KUBE_VERSIONS_VALIDATED, VARIANTS, deployment, run
-
-SCHEMAS = Path(__file__).resolve().parent / "schemas"
-
-# (apiVersion, kind) of CRD-defined kinds the chart renders → their schema. The operator's KopfPeering object
-# follows the chart's own crds/kopfpeerings.kopf.dev.yaml; ModelDeployments are not rendered by the chart (the
-# examples in k8s/examples/ are checked against the chart's CRD in tests/chart/test_operator_chart.py).
-CRD_SCHEMAS: dict[tuple[str, str], Path] = {
-    ("monitoring.coreos.com/v1", "ServiceMonitor"): SCHEMAS / "servicemonitor.monitoring.coreos.com-v1.json",
-    ("monitoring.coreos.com/v1", "PrometheusRule"): SCHEMAS / "prometheusrule.monitoring.coreos.com-v1.json",
-    ("kopf.dev/v1", "KopfPeering"): SCHEMAS / "kopfpeering.kopf.dev-v1.json",
-    ("keda.sh/v1alpha1", "ScaledObject"): SCHEMAS / "scaledobject.keda.sh-v1alpha1.json",
-}
+from tests.helpers.chart import CRD_SCHEMAS, KUBE_VERSIONS_VALIDATED, VARIANTS, deployment, run
 
 
 def _crd_validator(api_version: str, kind: str) -> jsonschema.protocols.Validator:

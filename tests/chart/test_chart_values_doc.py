@@ -7,8 +7,8 @@ from typing import Any
 
 import yaml
 
-from tests.chart.chart_helpers import CHART
 from tests.chart.chart_values_doc import BEGIN, END, comments_by_path, replace_table, rows, table
+from tests.helpers.chart import CHART
 
 VALUES_TEXT = (CHART / "values.yaml").read_text()
 SCHEMA = json.loads((CHART / "values.schema.json").read_text())

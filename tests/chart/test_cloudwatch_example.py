@@ -8,7 +8,6 @@ names compared with the infra stacks' naming rule.
 
 from __future__ import annotations
 
-import json
 import re
 import sys
 from pathlib import Path
@@ -18,10 +17,9 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from tests.chart.chart_helpers import CHART, KUBE_VERSIONS_VALIDATED, NAMESPACE, RELEASE, ROOT, one, run
+from tests.helpers.chart import KUBE_VERSIONS_VALIDATED, NAMESPACE, RELEASE, ROOT, one, run
+from tests.helpers.cloudwatch import EXAMPLE, agent_config, agent_objects, metric_selectors
 
-EXAMPLE = CHART / "examples" / "cloudwatch"
-AGENT = EXAMPLE / "cloudwatch-agent-prometheus.yaml"
 ALARMS = EXAMPLE / "alarms.yaml"
 
 if str(ROOT / "infra") not in sys.path:
@@ -45,21 +43,8 @@ for _tag in ("Ref", "Sub", "GetAtt", "If", "Equals", "Not", "Join", "Select", "S
     )
 
 
-def agent_objects() -> dict[str, dict[str, Any]]:
-    return {d["metadata"]["name"]: d for d in yaml.safe_load_all(AGENT.read_text()) if d}
-
-
 def scrape_config() -> dict[str, Any]:
     return dict(yaml.safe_load(agent_objects()["prometheus-config"]["data"]["prometheus.yaml"]))
-
-
-def agent_config() -> dict[str, Any]:
-    return dict(json.loads(agent_objects()["prometheus-cwagentconfig"]["data"]["cwagentconfig.json"]))
-
-
-def metric_selectors() -> list[str]:
-    emf = agent_config()["logs"]["metrics_collected"]["prometheus"]["emf_processor"]
-    return sorted({s for d in emf["metric_declaration"] for s in d["metric_selectors"]})
 
 
 def alarms() -> dict[str, dict[str, Any]]:

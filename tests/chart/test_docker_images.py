@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.chart.chart_helpers import CHART, ROOT
+from tests.helpers.chart import CHART, ROOT
 
 DOCKER = ROOT / "docker"
 DOCKERFILES = {"serving": DOCKER / "Dockerfile.serving", "operator": DOCKER / "Dockerfile.operator"}

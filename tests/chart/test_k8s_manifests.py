@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.chart.chart_helpers import EXAMPLE_VALUES, K8S, NAMESPACE, RELEASE, run
+from tests.helpers.chart import EXAMPLE_VALUES, K8S, NAMESPACE, RELEASE, run
 
 RENDERED = K8S / "rendered"
 

@@ -12,7 +12,8 @@ from typing import Any
 import kubernetes_validate
 import yaml
 
-from tests.chart.chart_helpers import (
+from tests.docs_pages import OPERATOR_PAGE
+from tests.helpers.chart import (
     CHART,
     K8S,
     KUBE_VERSIONS_VALIDATED,
@@ -24,7 +25,6 @@ from tests.chart.chart_helpers import (
     one,
     run,
 )
-from tests.docs_pages import OPERATOR_PAGE
 
 Docs = list[dict[str, Any]]
 OPERATOR = f"{RELEASE}-operator"

@@ -21,7 +21,7 @@ from resnet_serving.controller.observe import view_deployment
 from resnet_serving.controller.patches import CHANGE_CAUSE, change_cause, json_patch, strategic_merge_patch
 from resnet_serving.controller.spec import VERSION_ANNOTATION
 from resnet_serving.settings import ENV_VERSION as VERSION_ENV
-from tests.chart.chart_helpers import KUBE_VERSIONS_VALIDATED, deployment, run
+from tests.helpers.chart import KUBE_VERSIONS_VALIDATED, deployment, run
 
 Doc = dict[str, Any]
 

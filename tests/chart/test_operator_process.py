@@ -37,10 +37,10 @@ from aiohttp import web
 from resnet_serving.controller.reconcile import Memory, Phase
 from resnet_serving.controller.status import render
 from resnet_serving.store import open_store
-from tests.chart.chart_helpers import NAMESPACE, RELEASE, Helm, one
 from tests.fixtures.archives import fake_archive
 from tests.fixtures.json_patch import apply_json_patch
 from tests.helpers import REPO, free_port
+from tests.helpers.chart import NAMESPACE, RELEASE, Helm, one
 
 T = TypeVar("T")
 OPERATOR = f"{RELEASE}-operator"

@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from resnet_serving.cli import main
-from tests.chart.chart_helpers import CHART, Helm, container, deployment, one
+from tests.helpers.chart import CHART, Helm, container, deployment, one
 
 SMOKE_BENCH = Path(__file__).resolve().parents[1] / "fixtures" / "bench-smoke.json"
 

@@ -3,7 +3,8 @@
 No Prometheus runs here (promtool is not in any registry this project installs from), so each expression is
 parsed with Prometheus's own PromQL grammar (@prometheus-io/lezer-promql on node, `make promql`), and every
 series and label it names is checked against what the server really exports: the worker's prometheus_client
-registry, TorchServe's metrics.yaml, and the kube-state-metrics and operator series named below.
+registry, TorchServe's metrics.yaml, and the kube-state-metrics and operator series named in
+tests/helpers/prometheus_rule.py.
 """
 
 from __future__ import annotations
@@ -19,24 +20,12 @@ import jsonschema
 import yaml
 
 from resnet_serving.inference import metrics as worker_metrics
-from tests.chart.chart_helpers import find
-from tests.chart.series_check import TARGET_LABELS, node_promql
-from tests.chart.test_chart_validate import CRD_SCHEMAS
+from tests.helpers.chart import CRD_SCHEMAS, find
+from tests.helpers.prometheus_rule import EXTERNAL, OPERATOR, alerts, parse_errors, rule_doc
+from tests.helpers.series_check import TARGET_LABELS
 
 RELEASE = "resnet50-serving"
 SCHEMA = CRD_SCHEMAS[("monitoring.coreos.com/v1", "PrometheusRule")]
-CHECKER = Path(__file__).resolve().parent / "promql_check.cjs"
-
-#: Series from outside this repository the rules use, with the labels they carry (kube-state-metrics v2).
-EXTERNAL = {
-    "kube_pod_start_time": {"namespace", "pod"},
-    "kube_pod_container_status_restarts_total": {"namespace", "pod", "container"},
-    "kube_horizontalpodautoscaler_status_current_replicas": {"namespace", "horizontalpodautoscaler"},
-    "kube_horizontalpodautoscaler_spec_max_replicas": {"namespace", "horizontalpodautoscaler"},
-}
-#: The operator's series (controller/metrics.py), scraped without honorLabels: its `namespace` becomes
-#: `exported_namespace`.
-OPERATOR = {"resnet_serving_operator_phase": {"exported_namespace", "name", "phase"}}
 
 ALWAYS = {
     "ResnetServingLatencyP99OverSLO",
@@ -82,20 +71,6 @@ def _torchserve() -> dict[str, set[str]]:
 
 
 KNOWN = {**_ours(), **_torchserve(), **EXTERNAL, **OPERATOR}
-
-
-def rule_doc(rendered: dict[str, list[dict[str, Any]]], variant: str) -> dict[str, Any]:
-    docs = find(rendered[variant], "PrometheusRule")
-    assert len(docs) == 1, variant
-    return docs[0]
-
-
-def alerts(doc: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    return {r["alert"]: r for g in doc["spec"]["groups"] for r in g["rules"]}
-
-
-def parse_errors(exprs: list[str]) -> list[str | None]:
-    return node_promql(CHECKER, exprs)
 
 
 def test_off_by_default_and_which_alerts_each_variant_renders(rendered: dict[str, list[dict[str, Any]]]) -> None:

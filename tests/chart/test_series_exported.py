@@ -22,11 +22,11 @@ import pytest
 import requests
 import yaml
 
-from tests.chart import series_check
-from tests.chart.chart_helpers import find, one
-from tests.chart.test_prometheus_rules import EXTERNAL, OPERATOR, alerts, rule_doc
 from tests.fixtures import images as fx
-from tests.helpers import ServeCommand, running_serve, serve_command
+from tests.helpers import ServeCommand, running_serve, series_check, serve_command
+from tests.helpers.chart import find, one
+from tests.helpers.cloudwatch import metric_selectors
+from tests.helpers.prometheus_rule import EXTERNAL, OPERATOR, alerts, rule_doc
 
 pytestmark = pytest.mark.torchserve
 
@@ -200,8 +200,6 @@ def test_the_check_fails_on_a_made_up_series_or_label(promql_parser: str) -> Non
 def test_cloudwatch_agent_selects_exported_series_and_no_histogram(scrape: Scrape) -> None:
     """The CloudWatch agent drops Prometheus histograms: every metric it is told to emit must be a scraped
     series that is not part of one."""
-    from tests.chart.test_cloudwatch_example import metric_selectors
-
     known = scrape.known
     histogram_parts = {n for n in known if n.endswith(("_bucket", "_sum", "_count"))}
     for selector in metric_selectors():

@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.cluster.conftest import ROOT, Cluster, wait_for
+from tests.helpers.cluster import ROOT, Cluster, wait_for
 
 pytestmark = pytest.mark.cluster
 

@@ -7,10 +7,10 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.faults.harness import LONG, Row, markdown
-from tests.faults.s3_proxy import S3FaultProxy
 from tests.fixtures.moto_server import MotoS3, aws_test_env, moto_s3  # noqa: F401
 from tests.helpers import REPO
+from tests.helpers.faults import LONG, Row, markdown
+from tests.helpers.s3_proxy import S3FaultProxy
 
 
 @pytest.fixture(scope="session")

@@ -16,8 +16,8 @@ from pathlib import Path
 from resnet_serving.artifact.layout import ARCHIVE_NAME, MANIFEST_NAME
 from resnet_serving.artifact.manifest import Manifest
 from resnet_serving.errors import IntegrityError
-from tests.faults.harness import Row, scale
 from tests.helpers import REPO
+from tests.helpers.faults import Row, scale
 
 
 def test_parallel_archive_builds_stage_privately(tmp_path: Path, fault_table: list[Row]) -> None:

@@ -32,7 +32,8 @@ import requests
 
 from resnet_serving.torchserve.config import ServeConfig, default_workers
 from resnet_serving.torchserve.guard import DEFAULT_RETRY_AFTER_S
-from tests.faults.harness import (
+from tests.helpers.faults import (
+    BODY,
     LONG,
     ClosedLoop,
     OpenLoop,
@@ -44,7 +45,6 @@ from tests.faults.harness import (
     serving,
     start_serve,
 )
-from tests.faults.test_serve_faults import BODY
 
 #: `serve` as it comes: its default workers, batch size and queue (one worker per CPU, at most 4).
 WORKERS = default_workers()

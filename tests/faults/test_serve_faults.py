@@ -1,7 +1,7 @@
 """Faults against a real TorchServe started by `resnet-serving serve`, each under a bounded closed-loop load on
 loopback: a worker SIGKILLed mid-batch, the Java front end SIGKILLed, SIGTERM under load, and `serve` itself
-SIGKILLed. Each case adds its row to the table that `make faults` prints (see harness.py for how requests are
-classified)."""
+SIGKILLed. Each case adds its row to the table that `make faults` prints (see tests/helpers/faults.py for how
+requests are classified)."""
 
 from __future__ import annotations
 
@@ -13,12 +13,21 @@ from pathlib import Path
 import pytest
 
 from resnet_serving.torchserve.management import ManagementClient
-from tests.faults.harness import LONG, ClosedLoop, Row, port_free, rss_mb, scale, serving, survivors, wait_gone
-from tests.fixtures import images as fx
+from tests.helpers.faults import (
+    BODY,
+    LONG,
+    ClosedLoop,
+    Row,
+    port_free,
+    rss_mb,
+    scale,
+    serving,
+    survivors,
+    wait_gone,
+)
 
 pytestmark = pytest.mark.torchserve
 
-BODY = fx.PHOTO.read_bytes()
 #: Requests in one batch, and more clients than that: requests wait in TorchServe's queue behind the batch.
 BATCH = 4
 CONCURRENCY = int(scale(6, 8))

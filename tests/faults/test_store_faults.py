@@ -1,4 +1,4 @@
-"""S3 faults between the store and a real S3 endpoint (moto server), injected by tests/faults/s3_proxy.py.
+"""S3 faults between the store and a real S3 endpoint (moto server), injected by tests/helpers/s3_proxy.py.
 
 The store gets the proxy's URL as its endpoint and cannot tell it from S3. Shown here, each with its figure:
 ``fetch`` and ``sync`` retry throttling, 5xx answers, resets and truncated bodies with backoff, in one retry
@@ -27,10 +27,10 @@ from resnet_serving.errors import IntegrityError, NotFound, StoreError, StoreUna
 from resnet_serving.store import RetryPolicy, Store, channel_key
 from resnet_serving.store.s3 import S3Backend, make_client
 from resnet_serving.sync.loop import SYNC_DIR, Syncer, SyncState
-from tests.faults.s3_proxy import Fault, S3FaultProxy, op
 from tests.fixtures.archives import fake_archive
 from tests.fixtures.moto_server import MotoS3
-from tests.unit.test_sync import FakeClock, FakeTorchServe
+from tests.helpers.s3_proxy import Fault, S3FaultProxy, op
+from tests.helpers.sync import FakeClock, FakeTorchServe
 
 MiB = 1 << 20
 PREFIX = "models"

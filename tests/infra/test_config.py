@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from tests.infra.conftest import INFRA
+from tests.helpers.infra import INFRA
 
 from resnet_infra.config import DEFAULT_CONFIG, LOG_RETENTION_DAYS, ConfigError, load, parse  # isort: skip
 

@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from tests.infra.conftest import (
+from tests.helpers.infra import (
     INFRA,
     Synth,
     cfn_lint_errors,

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from tests.docs_pages import INSTALL_AWS_PAGE
-from tests.infra.conftest import (
+from tests.helpers.infra import (
     INFRA,
     TEMPLATES,
     Synth,

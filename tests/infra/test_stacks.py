@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from tests.infra.conftest import Synth, one, resources
+from tests.helpers.infra import Synth, one, resources
 
 pytestmark = pytest.mark.cdk
 

@@ -3,57 +3,15 @@
 from __future__ import annotations
 
 import base64
-import importlib.util
 import json
 from pathlib import Path
 from types import ModuleType
-from typing import Any
 
 import pytest
 
 from resnet_serving.torchserve.handler import DropPerBatchChatter
 from tests.fixtures import images as fx
-from tests.helpers import REPO
-
-
-class StandInContext:
-    """Implements the parts of ts.context.Context the handler uses, and records what it sets."""
-
-    def __init__(self, model_dir: Path, headers: list[dict[str, Any]] | None = None) -> None:
-        self.system_properties = {"model_dir": str(model_dir), "gpu_id": None}
-        self.headers = headers or []
-        self.statuses: dict[int, tuple[int, str]] = {}
-        self.content_types: dict[int, str] = {}
-        self.request_ids: dict[int, str] = {}  # TorchServe's own ids; empty: the handler makes one
-
-    def get_request_id(self, idx: int) -> str | None:
-        return self.request_ids.get(idx)
-
-    def get_request_header(self, idx: int, key: str) -> Any:
-        return self.headers[idx].get(key)
-
-    def get_all_request_header(self, idx: int) -> dict[str, Any]:
-        return self.headers[idx]
-
-    def set_response_status(self, code: int, phrase: str, idx: int) -> None:
-        self.statuses[idx] = (code, phrase)
-
-    def set_response_content_type(self, idx: int, value: str) -> None:
-        self.content_types[idx] = value
-
-
-@pytest.fixture(scope="module")
-def handler(model_dir: Path) -> ModuleType:
-    spec = importlib.util.spec_from_file_location("resnet50_handler", REPO / "handlers" / "resnet50_handler.py")
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    assert module.handle(None, StandInContext(model_dir)) is None  # initialisation call
-    return module
-
-
-def body(data: Any, ctype: str) -> tuple[dict[str, Any], dict[str, Any]]:
-    return {"body": data}, {"body": {"content-type": ctype}, "Content-Type": ctype}
+from tests.helpers.handler import StandInContext, body
 
 
 def test_single_image(handler: ModuleType, model_dir: Path) -> None:

@@ -10,7 +10,7 @@ import pytest
 
 from resnet_serving.cli import main
 from resnet_serving.plan import prices as prices_mod
-from tests.unit.test_plan_capacity import tiny_bench
+from tests.helpers.plan import tiny_bench
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ import pytest
 from resnet_serving.plan.latency import LatencyModel, Point
 from resnet_serving.plan.planner import Load, load_from_args, make_plan, zone_spread
 from resnet_serving.plan.prices import load_prices, tiered_cost
-from tests.unit.test_plan_capacity import tiny_bench
+from tests.helpers.plan import tiny_bench
 
 
 def _model() -> LatencyModel:

@@ -19,7 +19,7 @@ from resnet_serving.torchserve import requestlog
 from resnet_serving.torchserve.handler import DropPerBatchChatter
 from resnet_serving.torchserve.server import LOG_CONFIG
 from tests.fixtures import images as fx
-from tests.unit.test_handler import StandInContext, body, handler  # noqa: F401
+from tests.helpers.handler import StandInContext, body
 
 META = {"model": "resnet50", "version": "3", "weights": "imagenet"}
 
@@ -109,7 +109,7 @@ def test_serve_refuses_an_unknown_log_format(capsys: pytest.CaptureFixture[str])
 
 
 def test_the_handler_writes_one_line_per_request(
-    handler: ModuleType,  # noqa: F811
+    handler: ModuleType,
     model_dir: Path,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
@@ -133,7 +133,7 @@ def test_the_handler_writes_one_line_per_request(
 
 
 def test_torchserve_tracebacks_for_undecodable_bodies_are_dropped(
-    handler: ModuleType,  # noqa: F811
+    handler: ModuleType,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     assert sum(isinstance(f, DropPerBatchChatter) for f in logging.getLogger().filters) == 1

@@ -13,9 +13,9 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-from tests.chart.chart_helpers import ROOT
+from tests.helpers.chart import ROOT
 
-SELECTORS = Path(__file__).resolve().parent / "promql_selectors.cjs"
+SELECTORS = ROOT / "tests" / "chart" / "promql_selectors.cjs"
 
 #: Labels the Prometheus Operator adds to every series scraped through a ServiceMonitor.
 TARGET_LABELS = frozenset({"namespace", "service", "pod", "endpoint", "job", "instance", "container"})

@@ -28,10 +28,13 @@ from pathlib import Path
 import psutil
 import requests
 
+from tests.fixtures import images as fx
 from tests.helpers import REPO, serve_command
 
 #: `make faults` sets FAULTS=long: the same cases, more requests and longer runs.
 LONG = os.environ.get("FAULTS") == "long"
+#: The body every prediction in the serve fault cases sends: the example photo.
+BODY = fx.PHOTO.read_bytes()
 
 
 def scale(short: float, long: float) -> float:

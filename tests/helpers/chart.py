@@ -1,7 +1,4 @@
-"""Shared helpers for the chart tests (paths, variants, `helm` wrapper, rendered-object lookups).
-
-A module with a unique name rather than conftest.py, so test modules can import it directly.
-"""
+"""Shared helpers for the chart tests (paths, variants, `helm` wrapper, rendered-object lookups, CRD schemas)."""
 
 from __future__ import annotations
 
@@ -21,7 +18,7 @@ ROOT = REPO
 CHART = ROOT / "charts" / "resnet50-serving"
 K8S = ROOT / "k8s"
 EXAMPLE_VALUES = {p.stem: p for p in sorted((K8S / "values").glob("*.yaml"))}
-TEST_VALUES = Path(__file__).resolve().parent / "values"
+TEST_VALUES = ROOT / "tests" / "chart" / "values"
 
 # The release and namespace k8s/render.sh uses; the eksctl IRSA role trusts this ServiceAccount.
 RELEASE = "resnet50-serving"
@@ -42,6 +39,19 @@ VARIANTS: dict[str, list[Path]] = {
 }
 
 TIMEOUT_S = 180
+
+SCHEMAS = ROOT / "tests" / "chart" / "schemas"
+
+# (apiVersion, kind) of CRD-defined kinds the chart renders → their schema. The operator's KopfPeering object
+# follows the chart's own crds/kopfpeerings.kopf.dev.yaml; ModelDeployments are not rendered by the chart (the
+# examples in k8s/examples/ are checked against the chart's CRD in tests/chart/test_operator_chart.py). Each kind is
+# validated by tests/chart/test_chart_validate.py.
+CRD_SCHEMAS: dict[tuple[str, str], Path] = {
+    ("monitoring.coreos.com/v1", "ServiceMonitor"): SCHEMAS / "servicemonitor.monitoring.coreos.com-v1.json",
+    ("monitoring.coreos.com/v1", "PrometheusRule"): SCHEMAS / "prometheusrule.monitoring.coreos.com-v1.json",
+    ("kopf.dev/v1", "KopfPeering"): SCHEMAS / "kopfpeering.kopf.dev-v1.json",
+    ("keda.sh/v1alpha1", "ScaledObject"): SCHEMAS / "scaledobject.keda.sh-v1alpha1.json",
+}
 
 
 def tool(env: str, fallback: str, *, executable: bool = True) -> str:

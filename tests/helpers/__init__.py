@@ -1,4 +1,9 @@
-"""Helpers shared by the tests (no fixtures here: those live in conftest.py files and tests/fixtures/)."""
+"""Helpers shared by the tests (no fixtures here: those live in conftest.py files and tests/fixtures/).
+
+Test modules (``test_*.py``) and conftest.py files import helpers from this package and its modules, never from
+one another (tests/unit/test_tests_layout.py checks it). The modules beside this one serve one suite each
+(``chart``, ``faults``, ...); what several suites use lives here.
+"""
 
 from __future__ import annotations
 
@@ -11,7 +16,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def free_port() -> int:
