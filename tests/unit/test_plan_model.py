@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from resnet_serving.bench.result import BenchReport
 from resnet_serving.plan.latency import LatencyModel, Point
 from resnet_serving.plan.planner import Load, load_from_args, make_plan, zone_spread
 from resnet_serving.plan.prices import load_prices, tiered_cost
@@ -73,7 +74,7 @@ def test_users_become_rps_only_through_think_time() -> None:
 def test_plan_sizes_eks_by_hand() -> None:
     """tiny_bench: mu 40/s per 2-vCPU pod; a loose p99 leaves the 0.7 cap binding: 28 req/s per pod."""
     prices = load_prices(None, "us-east-1")
-    plan = make_plan(tiny_bench(), prices, Load(280, ""), p99_ms=10_000, utilisation=0.7)
+    plan = make_plan(BenchReport.parse(tiny_bench()), prices, Load(280, ""), p99_ms=10_000, utilisation=0.7)
     eks = plan.rows[0]
     assert eks.option == "EKS on-demand"
     assert eks.per_unit_rps == pytest.approx(28)
@@ -92,7 +93,7 @@ def test_plan_sizes_eks_by_hand() -> None:
 
 
 def _serverless(bench: dict, rps: float) -> Any:
-    plan = make_plan(bench, load_prices(None, "us-east-1"), Load(rps, ""), p99_ms=10_000)
+    plan = make_plan(BenchReport.parse(bench), load_prices(None, "us-east-1"), Load(rps, ""), p99_ms=10_000)
     return next(r for r in plan.rows if r.option == "SageMaker serverless")
 
 

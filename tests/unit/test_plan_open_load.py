@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from resnet_serving.plan.capacity import load_bench
+from resnet_serving.bench.result import BenchReport
 from resnet_serving.plan.latency import TAIL_MASS, LatencyModel, Point
 from resnet_serving.plan.planner import Load, make_plan
 from resnet_serving.plan.prices import load_prices
@@ -106,7 +106,7 @@ def test_mixture_p99_is_the_exact_mm1_p99(rho: float) -> None:
 @pytest.mark.parametrize("source", ["smoke", "mm1", "dip"])
 def test_p99_never_falls_as_the_load_rises_and_is_unbounded_at_saturation(source: str) -> None:
     if source == "smoke":
-        m = LatencyModel.from_bench(load_bench(SMOKE))
+        m = LatencyModel.from_bench(BenchReport.load(SMOKE))
     elif source == "mm1":
         m = mm1_model(top=40)
     else:  # throughput that dips past its best, as the smoke bench's does at c = 16
@@ -125,7 +125,7 @@ def test_p99_never_falls_as_the_load_rises_and_is_unbounded_at_saturation(source
 
 
 def test_meets_agrees_with_p99_at_rate() -> None:
-    m = LatencyModel.from_bench(load_bench(SMOKE))
+    m = LatencyModel.from_bench(BenchReport.load(SMOKE))
     for rate in (0.5, 3.0, 8.0, 9.9):
         p99 = m.p99_at_rate(rate)
         assert m.meets(rate, p99) and not m.meets(rate, p99 * (1 - 1e-12))
@@ -134,7 +134,7 @@ def test_meets_agrees_with_p99_at_rate() -> None:
 def _smoke_pods_by_hand(p99_target: float, rps: float, utilisation: float, azs: int) -> tuple[float, int]:
     """The per-pod rate and pod count for the smoke bench, recomputed here in plain Python from the bench's
     numbers and the model's definitions (module docstring), without the module's chain or mixture code."""
-    bench = load_bench(SMOKE)
+    bench = BenchReport.load(SMOKE).to_dict()
     levels = []
     for r in bench["served"]:
         if r["failed"]:
@@ -195,7 +195,7 @@ def _smoke_pods_by_hand(p99_target: float, rps: float, utilisation: float, azs: 
 @pytest.mark.parametrize(("p99_ms", "rps"), [(500, 1000), (1000, 200)])
 def test_smoke_bench_pod_count_is_the_models(p99_ms: float, rps: float) -> None:
     per_pod, pods = _smoke_pods_by_hand(p99_ms, rps, 0.7, 3)
-    plan = make_plan(load_bench(SMOKE), load_prices(None, "us-east-1"), Load(rps, ""), p99_ms=p99_ms)
+    plan = make_plan(BenchReport.load(SMOKE), load_prices(None, "us-east-1"), Load(rps, ""), p99_ms=p99_ms)
     eks = plan.rows[0]
     assert eks.option == "EKS on-demand"
     assert eks.per_unit_rps == pytest.approx(per_pod, rel=1e-9)
@@ -206,10 +206,10 @@ def test_smoke_bench_pod_count_is_the_models(p99_ms: float, rps: float) -> None:
 def test_the_per_state_shape_predicts_the_measured_p95() -> None:
     """The shifted exponential is an assumption about each state's latency; pinned to a level's mean (Little's
     law) and p99, it must put that level's p95, which it was not fitted to, within 12% of the bench's."""
-    bench = load_bench(SMOKE)
+    bench = BenchReport.load(SMOKE)
     m = LatencyModel.from_bench(bench)
     a, b, _ = m._arrival_latency(16)
-    for level in bench["served"]:
+    for level in bench.to_dict()["served"]:
         c = int(level["concurrency"])
         measured = sorted(float(q["p95_ms"]) for q in level["rounds"])[1]  # the median of the three rounds
         implied = a[c - 1] + b[c - 1] * math.log(20)

@@ -1,12 +1,14 @@
-"""bench.json, bench.md (a markdown table) and bench.png (latency and throughput against concurrency)."""
+"""bench.json (:class:`~resnet_serving.bench.result.BenchReport`), bench.md (a markdown table) and bench.png
+(latency and throughput against concurrency). bench.md and bench.png render the whole document, so they read it
+as the JSON it is written as."""
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 from typing import Any
 
+from resnet_serving.bench.result import BenchReport
 from resnet_serving.files import atomic_write, atomic_write_text
 
 
@@ -210,11 +212,26 @@ def plot(report: dict[str, Any], path: Path) -> None:
         plt.close(fig)
 
 
-def write_reports(report: dict[str, Any], out: Path) -> None:
+def write_reports(report: BenchReport, out: Path) -> None:
     """bench.json, bench.md and bench.png in ``out``, each complete or absent (:mod:`resnet_serving.files`)."""
-    atomic_write_text(out / "bench.json", json.dumps(report, indent=2, default=str) + "\n")
-    atomic_write_text(out / "bench.md", markdown(report))
-    plot(report, out / "bench.png")
+    report.write(out / "bench.json")
+    document = report.to_dict()
+    atomic_write_text(out / "bench.md", markdown(document))
+    plot(document, out / "bench.png")
+
+
+def ratio_lines(report: BenchReport) -> list[str]:
+    """What `bench` prints when it is done: served ÷ raw at each level, and served ÷ baseline with --baseline."""
+    lines = [
+        f"served_img_s / raw_img_s at concurrency {r.concurrency}: {r.ratio_to_raw:.2f}"
+        for r in report.served
+        if r.ratio_to_raw is not None
+    ]
+    for r in report.extra.get("baseline", {}).get("levels", []):
+        over = r["served_over_baseline"]
+        shown = "n/a (the baseline answered nothing in the window)" if over is None else f"{over:.2f}"
+        lines.append(f"served_img_s / baseline_img_s at concurrency {r['concurrency']}: {shown}")
+    return lines
 
 
 def _dims(payload: dict[str, Any]) -> str:

@@ -27,6 +27,7 @@ from resnet_serving import MODEL_NAME, ui
 from resnet_serving.artifact.manifest import open_model_dir
 from resnet_serving.bench import scrape
 from resnet_serving.bench.report import guard_line, write_reports
+from resnet_serving.bench.result import BenchReport
 from resnet_serving.errors import ConfigError
 from resnet_serving.inference import imaging
 from resnet_serving.inference.cpu import available_cpus, cgroup_cpu_quota, openmp_env, openmp_wait
@@ -263,7 +264,7 @@ def _image_size(payload: bytes) -> list[int] | None:
         return None
 
 
-def run_bench(opts: BenchOptions) -> dict[str, Any]:
+def run_bench(opts: BenchOptions) -> BenchReport:
     opts.out.mkdir(parents=True, exist_ok=True)
     if opts.payload is None or not opts.payload.is_file():
         raise ConfigError(f"bench payload {opts.payload or '(none)'}: not a file; pass --payload IMAGE.jpg")
@@ -355,8 +356,9 @@ def run_bench(opts: BenchOptions) -> dict[str, Any]:
             pool.close()
         report["targets"] = evaluate_targets(report)
 
-        write_reports(report, opts.out)
-        return report
+        result = BenchReport.of(report)
+        write_reports(result, opts.out)
+        return result
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 

@@ -66,6 +66,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def cmd_bench(args: argparse.Namespace) -> int:
     from resnet_serving import ui
+    from resnet_serving.bench.report import ratio_lines
     from resnet_serving.bench.runner import DEFAULT_PAYLOAD, BenchOptions, run_bench
 
     opts = BenchOptions(
@@ -101,10 +102,6 @@ def cmd_bench(args: argparse.Namespace) -> int:
     with on_stop_signals(_terminate, (signal.SIGTERM,)):
         report = run_bench(opts)
     ui.info(f"wrote {args.out / 'bench.json'}, bench.md and bench.png")
-    for r in report["served"]:
-        print(f"served_img_s / raw_img_s at concurrency {r['concurrency']}: {r['ratio_to_raw']:.2f}")
-    for r in report.get("baseline", {}).get("levels", []):
-        over = r["served_over_baseline"]
-        shown = "n/a (the baseline answered nothing in the window)" if over is None else f"{over:.2f}"
-        print(f"served_img_s / baseline_img_s at concurrency {r['concurrency']}: {shown}")
+    for line in ratio_lines(report):
+        print(line)
     return 0

@@ -43,8 +43,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
+    from resnet_serving.bench.result import BenchReport
     from resnet_serving.errors import InputError
-    from resnet_serving.plan.capacity import load_bench
     from resnet_serving.plan.planner import load_from_args, make_plan
     from resnet_serving.plan.prices import load_prices
 
@@ -53,7 +53,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
     if args.rps is not None and args.think_time is not None:
         raise InputError("--think-time goes with --users, not with --rps")
     load = load_from_args(args.rps, args.users, args.think_time)
-    bench = load_bench(args.bench)
+    bench = BenchReport.load(args.bench)
     prices = load_prices(args.prices, args.region)
 
     def plan_for(lo: Any) -> Any:

@@ -16,9 +16,10 @@ from rich.console import Console
 from rich.table import Table
 
 from resnet_serving import MODEL_NAME, ui
+from resnet_serving.bench.result import BenchReport
 from resnet_serving.cli.flags import add_endpoint_url
 from resnet_serving.errors import InputError, NotFound, SageMakerError
-from resnet_serving.plan.capacity import load_bench, sagemaker_invocations_target
+from resnet_serving.plan.capacity import sagemaker_invocations_target
 from resnet_serving.sagemaker.aws import Clients, make_clients
 from resnet_serving.sagemaker.deploy import Waiting, deploy, rollback
 from resnet_serving.sagemaker.errors import call
@@ -154,7 +155,7 @@ def _target_from_bench(bench: str, instance_type: str) -> tuple[float, str]:
             f"no bench results at {bench}: run `resnet-serving bench` (on the instance type if you can), pass "
             "--bench PATH, or give --autoscale-target N (invocations per instance per minute)"
         )
-    target = sagemaker_invocations_target(load_bench(bench), instance_vcpus=SIZE_VCPUS[size])
+    target = sagemaker_invocations_target(BenchReport.load(bench), instance_vcpus=SIZE_VCPUS[size])
     how = f"from {bench} for {instance_type} ({SIZE_VCPUS[size]} vCPUs): {target.how}"
     ui.info(f"autoscaling target {target.invocations_per_minute} invocations/instance/min, {how}")
     return float(target.invocations_per_minute), how

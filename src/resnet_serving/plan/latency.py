@@ -34,16 +34,15 @@ measures throughput ``X(c)`` and p99 ``P(c)``. The model works in that coordinat
 from __future__ import annotations
 
 import math
-import statistics
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cached_property
-from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
-from resnet_serving.plan.capacity import forward_time_ms, level_img_s
+from resnet_serving.bench.result import BenchReport
+from resnet_serving.plan.capacity import forward_time_ms
 
 #: the chain's explicit states stop where the states past them hold less than this share of the mass
 TAIL_MASS = 1e-9
@@ -62,19 +61,13 @@ class Point:
     p99_ms: float
 
 
-def bench_points(bench: Mapping[str, Any]) -> list[Point]:
+def bench_points(bench: BenchReport) -> list[Point]:
     """The bench's served levels without failed requests, by concurrency.
 
     With ``--repeat`` a level keeps every round; its point is then the median over the rounds of throughput and
     of p99 (one round's p99 rests on its one or two slowest requests, so a single stall moves it).
     """
-    pts = []
-    for r in bench["served"]:
-        if r.get("failed"):
-            continue
-        rounds = r.get("rounds") or [r]
-        p99 = statistics.median(float(x["p99_ms"]) for x in rounds)
-        pts.append(Point(float(r["concurrency"]), level_img_s(r), p99))
+    pts = [Point(float(r.concurrency), r.median_img_s, r.median_p99_ms) for r in bench.served if not r.failed]
     return sorted(pts, key=lambda p: p.concurrency)
 
 
@@ -93,7 +86,7 @@ class LatencyModel:
     service_ms: float  # D: one image's forward pass in one worker, nothing queued
 
     @classmethod
-    def from_bench(cls, bench: Mapping[str, Any], points: Sequence[Point] | None = None) -> LatencyModel:
+    def from_bench(cls, bench: BenchReport, points: Sequence[Point] | None = None) -> LatencyModel:
         pts = tuple(points if points is not None else bench_points(bench))
         if not pts:
             raise ValueError("a latency model needs at least one measured point")
@@ -236,7 +229,7 @@ def _mixture_cdf(p: Floats, a: Floats, b: Floats, t: float) -> float:
     return float(np.dot(p, part))
 
 
-def leave_one_out(bench: Mapping[str, Any]) -> list[dict[str, float]]:
+def leave_one_out(bench: BenchReport) -> list[dict[str, float]]:
     """Each measured point's p99 predicted from the other points only, with the relative error."""
     pts = bench_points(bench)
     out = []

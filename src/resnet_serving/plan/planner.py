@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from resnet_serving.bench.result import BenchReport
 from resnet_serving.errors import InputError
 from resnet_serving.plan.capacity import BenchCapacity, bench_capacity, forward_time_ms, sagemaker_invocations_target
 from resnet_serving.plan.latency import LatencyModel
@@ -110,7 +111,7 @@ def zone_spread(base: int, azs: int) -> int:
     return azs * max(1, math.ceil(base / (azs - 1)))
 
 
-def _check_slo(model: LatencyModel, bench: Mapping[str, Any], p99_ms: float) -> None:
+def _check_slo(model: LatencyModel, bench: BenchReport, p99_ms: float) -> None:
     if not (math.isfinite(p99_ms) and p99_ms > 0):
         raise InputError(f"--p99-ms must be a positive number of milliseconds, got {p99_ms:g}")
     fwd = forward_time_ms(bench)
@@ -128,7 +129,7 @@ def _check_slo(model: LatencyModel, bench: Mapping[str, Any], p99_ms: float) -> 
 
 
 def make_plan(
-    bench: Mapping[str, Any],
+    bench: BenchReport,
     prices: Prices,
     load: Load,
     *,
@@ -180,7 +181,7 @@ def _est(*entries: Mapping[str, Any]) -> bool:
 
 
 def _eks_rows(
-    bench: Mapping[str, Any],
+    bench: BenchReport,
     cap: BenchCapacity,
     model: LatencyModel,
     prices: Prices,
@@ -203,7 +204,7 @@ def _eks_rows(
     nodes = azs * math.ceil(total / azs / per_node)
     base_nodes = min(nodes, math.ceil(base / per_node))
     cluster, alb = prices.entry("eks_cluster"), prices.entry("alb")
-    gb_per_hour = load.rps * 3600 * (bench["environment"]["payload"]["bytes"] + RESPONSE_BYTES) / 1e9
+    gb_per_hour = load.rps * 3600 * (bench.environment.payload.bytes + RESPONSE_BYTES) / 1e9
     lcus = max(1.0, gb_per_hour / alb["processed_gb_per_lcu_hour"])
     fixed = cluster["usd_per_hour"] * hours + (alb["usd_per_hour"] + lcus * alb["usd_per_lcu_hour"]) * hours
     p99 = model.p99_at_rate(load.rps / total)
@@ -241,7 +242,7 @@ def _eks_rows(
 
 
 def _sagemaker_row(
-    bench: Mapping[str, Any],
+    bench: BenchReport,
     cap: BenchCapacity,
     model: LatencyModel,
     prices: Prices,
@@ -278,13 +279,13 @@ def _sagemaker_row(
     )
 
 
-def _serverless_row(bench: Mapping[str, Any], model: LatencyModel, prices: Prices, load: Load) -> Row:
+def _serverless_row(bench: BenchReport, model: LatencyModel, prices: Prices, load: Load) -> Row:
     sv, lim = prices.entry("sagemaker_serverless"), prices.entry("sagemaker_serverless_limits")
-    mem = bench.get("memory", {})
-    need_mb = 1.2 * (float(mem.get("frontend_rss_mb", 0)) + max(mem.get("worker_rss_mb") or [0]))
+    frontend_mb, workers_mb = _memory_mb(bench)
+    need_mb = 1.2 * (frontend_mb + max(workers_mb or (0,)))
     sizes = sorted(int(m) for m in lim["memory_mb"])
     fits = [m for m in sizes if m >= need_mb]
-    payload_mb = bench["environment"]["payload"]["bytes"] / 2**20
+    payload_mb = bench.environment.payload.bytes / 2**20
     lowest = model.points[0]
     latency_s = 1.0 / lowest.img_s * lowest.concurrency  # mean time per request with nothing queued
     concurrency = math.ceil(load.rps * latency_s)
@@ -315,7 +316,7 @@ def _serverless_row(bench: Mapping[str, Any], model: LatencyModel, prices: Price
         return base
     gb = fits[0] / 1024
     per_month = load.rps * 3600 * prices.hours_per_month
-    data_gb = per_month * (bench["environment"]["payload"]["bytes"] + RESPONSE_BYTES) / 1e9
+    data_gb = per_month * (bench.environment.payload.bytes + RESPONSE_BYTES) / 1e9
     base.units = f"{concurrency} concurrent invocations at {fits[0]} MB"
     base.total_units = concurrency
     base.p99_ms = lowest.p99_ms  # every invocation has a container to itself: no queueing, no cold start
@@ -375,24 +376,31 @@ def _service_lines(model: LatencyModel, prices: Prices, load: Load) -> list[Row]
     ]
 
 
-def pod_memory_gib(bench: Mapping[str, Any]) -> int:
+def pod_memory_gib(bench: BenchReport) -> int:
     """Whole GiB for one pod: the bench's front end plus workers RSS, with a quarter spare; the chart's 3 GiB
     when the bench has no memory figures."""
-    mem = bench.get("memory") or {}
-    workers = mem.get("worker_rss_mb") or []
-    if not workers:
+    frontend_mb, workers_mb = _memory_mb(bench)
+    if not workers_mb:
         return 3
-    mb = float(mem.get("frontend_rss_mb", 0)) + sum(float(w) for w in workers)
+    mb = frontend_mb + sum(workers_mb)
     return max(1, math.ceil(mb * 1.25 / 1024))
 
 
+def _memory_mb(bench: BenchReport) -> tuple[float, tuple[float, ...]]:
+    """The bench's front-end RSS (0 when not measured) and each worker's, in MB."""
+    mem = bench.memory
+    if mem is None:
+        return 0.0, ()
+    return float(mem.frontend_rss_mb or 0), tuple(float(w) for w in mem.worker_rss_mb or ())
+
+
 def chart_values(
-    bench: Mapping[str, Any], cap: BenchCapacity, model: LatencyModel, per_unit: float, load: Load, azs: int
+    bench: BenchReport, cap: BenchCapacity, model: LatencyModel, per_unit: float, load: Load, azs: int
 ) -> dict[str, Any]:
     """Values for charts/resnet50-serving (`helm install -f`), with the chart's own value names."""
     base = math.ceil(load.rps / per_unit)
     total = zone_spread(base, azs)
-    cfg = bench["serve_config"]
+    cfg = bench.serve_config
     gib = f"{pod_memory_gib(bench)}Gi"
     return {
         "autoscaling": {
@@ -406,8 +414,8 @@ def chart_values(
             "limits": {"cpu": str(cap.vcpus), "memory": gib},
         },
         "torchserve": {
-            "workers": int(cfg["workers"]),
-            "batchSize": int(cfg["batch_size"]),
-            "maxBatchDelayMs": int(cfg.get("max_batch_delay_ms", 0)),
+            "workers": int(cfg.workers),
+            "batchSize": int(cfg.batch_size),
+            "maxBatchDelayMs": int(cfg.max_batch_delay_ms or 0),
         },
     }
