@@ -31,7 +31,7 @@ import pytest
 import requests
 
 from resnet_serving.torchserve.config import ServeConfig, default_workers
-from resnet_serving.torchserve.guard import DEFAULT_RETRY_AFTER_S
+from resnet_serving.torchserve.guard import DEFAULT_ADMISSION_WAIT_S, DEFAULT_RETRY_AFTER_S
 from tests.helpers.faults import (
     BODY,
     LONG,
@@ -102,7 +102,20 @@ def mb(before: float, after: float) -> str:
 # ---- overload ---------------------------------------------------------------------------------------------
 def test_overload_bounded_latency_fast_503_and_recovery(served: Serve, fault_table: list[Row]) -> None:
     """4× the measured capacity, open loop: the queue bounds what is accepted and the rest is answered 503 at
-    once; after the load drops, requests are back to normal latency within 10 s."""
+    once; after the load drops, requests are back to normal latency within 10 s.
+
+    The accepted requests' p99 is bounded by the queue, counted in requests: one waits behind at most the queue
+    and the batches in flight, drained at ``drained``, the rate the server answered the overload at (measured
+    in this run, over the overload itself), plus the normal p99 for its own batch, ×2 for a rate that varies
+    within the run, plus the guard's admission wait, spent before it entered the queue. The capacity measured
+    in the seconds before the overload is not that rate on a busy machine (other jobs, and the open loop's own
+    client threads, take CPU from the server during the overload), and a bound in those seconds failed once
+    where the queue had done its job. Latency over drain rate holds on a slow or a busy machine alike, and
+    still fails when accepted requests wait well beyond what their place in the queue explains (over 2× it, plus
+    the admission wait): more admitted than the queue holds (on 2 vCPUs, a TorchServe queue of 160 instead of
+    serve's 32 fails it), or accepted requests held back while later ones are answered. A server that slows
+    down under overload cannot widen the bound unseen: the goodput check below holds what it answered to half
+    the capacity measured before."""
     normal = measure_normal(served, scale(6, 20))
     rate = OVERLOAD * normal.img_s
     seconds = scale(8, 60)
@@ -127,8 +140,11 @@ def test_overload_bounded_latency_fast_503_and_recovery(served: Serve, fault_tab
     rejected = [o for o in overload.failed if o.status == 503]
     p99_ok, p99_503 = percentile(accepted, 0.99), percentile([o.latency for o in rejected], 0.99)
     with_retry_after = sum(o.retry_after is not None for o in rejected)
-    # an accepted request waits behind at most the queue and the batches in flight (×2: the CPUs are shared)
-    bound = 2 * (normal.p99 + (QUEUE + WORKERS * BATCH) / normal.img_s)
+    # an accepted request waits behind at most the queue and the batches in flight, drained at the rate the server
+    # answered the overload with in this run (×2: that rate varies within it on shared CPUs), after at most the
+    # guard's admission wait (the guard admits the queue and a batch per worker, the rest wait their turn)
+    drained = overload.ok_per_s() or 1e-9  # nothing answered: the goodput check below fails, not a division
+    bound = 2 * (normal.p99 + (QUEUE + WORKERS * BATCH) / drained) + DEFAULT_ADMISSION_WAIT_S
     row = Row.from_load(
         f"overload {OVERLOAD}× capacity ({normal.img_s:.1f} img/s) for {seconds:.0f} s ({WORKERS} worker"
         f"{'s' if WORKERS > 1 else ''} × batch "
@@ -136,7 +152,8 @@ def test_overload_bounded_latency_fast_503_and_recovery(served: Serve, fault_tab
         overload,
         recovered=(
             f"p99 ≤ 2× normal {recovered:.1f} s after the drop; accepted p99 {p99_ok:.2f} s "
-            f"(normal {normal.p99:.2f} s), 503 p99 {p99_503 * 1000:.0f} ms, "
+            f"(normal {normal.p99:.2f} s, bound {bound:.2f} s at {drained:.1f} img/s answered), 503 p99 "
+            f"{p99_503 * 1000:.0f} ms, "
             f"Retry-After on {with_retry_after} of {len(rejected)}"
         ),
         rss=(rss_before, rss_after),
