@@ -227,7 +227,7 @@ def test_the_chart_and_k8s_name_the_operators_api_group() -> None:
 # ---- environment-variable names: resnet_serving.settings (and controller/config.py for the operator's) ----
 #: Messages that still spell a variable out, in inference/ (left to the change that reads settings once per
 #: worker, which owns those files). Remove a file here when its messages use settings.env_name.
-SPELLED_OUT_YET = {"inference/cpuinfo.py", "inference/imaging.py", "inference/protocol.py"}
+SPELLED_OUT_YET: set[str] = set()
 
 
 def test_messages_name_environment_variables_through_their_owner() -> None:

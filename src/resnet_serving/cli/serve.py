@@ -136,7 +136,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         default=DEFAULT_RETRY_AFTER_S,
         metavar="SECONDS",
         help="a guard on --port forwards to TorchServe and answers its queue-full 503s with our JSON error and "
-        f"Retry-After: N (default {DEFAULT_RETRY_AFTER_S}; one loopback hop per request, README: Reliability); "
+        f"Retry-After: N (default {DEFAULT_RETRY_AFTER_S}; one loopback hop per request, "
+        "docs: explanation/reliability); "
         "0: no guard, TorchServe answers on --port itself, its 503s without Retry-After",
     )
     perf.add_argument(

@@ -68,7 +68,7 @@ OPENMP_WAIT_VARIABLES = ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")
 
 def openmp_wait(env: Mapping[str, str]) -> dict[str, str]:
     """The OpenMP wait variables a worker started from ``env`` runs with: the caller's ``OMP_WAIT_POLICY`` and
-    ``GOMP_SPINCOUNT`` where either is set, else :data:`GOMP_SPINCOUNT` (README: OpenMP waits)."""
+    ``GOMP_SPINCOUNT`` where either is set, else :data:`GOMP_SPINCOUNT` (docs: explanation/server-configuration)."""
     chosen = {name: env[name] for name in OPENMP_WAIT_VARIABLES if name in env}
     return chosen or {"GOMP_SPINCOUNT": GOMP_SPINCOUNT}
 
@@ -83,8 +83,8 @@ def release_free_heap() -> bool:
     """Hand the memory that model loading freed back to the kernel (glibc's ``malloc_trim``); call once after load.
 
     Loading, freezing and warming up ResNet50 frees memory in the middle of the heap, where glibc keeps it for
-    the life of the process (README: `serve`). Returns False where the C library has no ``malloc_trim`` (not
-    glibc).
+    the life of the process (docs: explanation/server-configuration). Returns False where the C library has no
+    ``malloc_trim`` (not glibc).
     """
     try:
         malloc_trim = ctypes.CDLL(None).malloc_trim

@@ -9,13 +9,15 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from resnet_serving.settings import env_name
+
 CPUINFO = Path("/proc/cpuinfo")
 #: The flags that decide how fast ResNet50 runs on a CPU, in the order the bench records them.
 RELEVANT_FLAGS = ("avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile")
 #: Either one gives native bf16 arithmetic; without both, bf16 is emulated with fp32 instructions.
 BF16_FLAGS = ("avx512_bf16", "amx_bf16")
-#: bf16 ÷ fp32 served throughput on a CPU without BF16_FLAGS, as the README's reduced-precision table states
-#: (one figure, stated here for the warning and checked against the README by tests/unit/test_cpuinfo.py).
+#: bf16 ÷ fp32 served throughput on a CPU without BF16_FLAGS, as the reduced-precision measurements page states
+#: (one figure, stated here for the warning and checked against that page by tests/unit/test_cpuinfo.py).
 BF16_EMULATED_SPEED = 0.37
 BF16_EMULATED_CPU = "Ice Lake, AVX-512 without AVX512-BF16"
 
@@ -64,8 +66,8 @@ def bf16_warning(amp: str, path: Path | None = None) -> str | None:
     if not flags or bf16_native(flags):
         return None
     return (
-        f"RESNET_SERVING_AMP=bf16 on a CPU without bf16 instructions ({model or 'unknown model'} has neither "
+        f"{env_name('amp')}=bf16 on a CPU without bf16 instructions ({model or 'unknown model'} has neither "
         f"{' nor '.join(BF16_FLAGS)} in /proc/cpuinfo): workers on this CPU emulate bf16, which served at "
-        f"{BF16_EMULATED_SPEED:.2f}× of fp32's throughput on {BF16_EMULATED_CPU} (README: reduced precision). "
+        f"{BF16_EMULATED_SPEED:.2f}× of fp32's throughput on {BF16_EMULATED_CPU} (docs: how-to/reduced-precision). "
         "Unset it or use auto (fp32 on a CPU); a worker on a GPU is not affected."
     )

@@ -49,7 +49,7 @@ from torchvision.transforms.v2 import functional as F2
 
 from resnet_serving.errors import InputError, PayloadTooLarge, UnsupportedMediaType
 from resnet_serving.inference.formats import SUPPORTED_FORMATS, sniff_format
-from resnet_serving.settings import Settings
+from resnet_serving.settings import Settings, env_name
 
 #: The weights whose transforms define preprocessing (and whose categories are the labels).
 WEIGHTS = ResNet50_Weights.IMAGENET1K_V2
@@ -187,7 +187,8 @@ def scaled_jpeg_draft(opened: Image.Image) -> tuple[int, int]:
 
     The inverse DCT then computes only the kept frequencies, so a photo several times larger than the resize
     costs a fraction of a full decode. Not bit-exact with ``transforms()``: libjpeg's downscale is a different
-    low-pass than the antialiased bilinear resize (``RESNET_SERVING_JPEG_SCALED_DECODE``; README: evaluate).
+    low-pass than the antialiased bilinear resize (``RESNET_SERVING_JPEG_SCALED_DECODE``;
+    docs: how-to/reduced-precision).
     """
     opened.draft(opened.mode, _resized_size(*opened.size))
     return opened.size
@@ -345,8 +346,7 @@ def _check_bytes(data: bytes, settings: Settings) -> str:
         raise InputError("empty body: send the image bytes, e.g. curl --data-binary @cat.jpg")
     if len(data) > settings.max_image_bytes:
         raise PayloadTooLarge(
-            f"image is {len(data)} bytes; the limit is {settings.max_image_bytes} bytes "
-            "(RESNET_SERVING_MAX_IMAGE_BYTES)"
+            f"image is {len(data)} bytes; the limit is {settings.max_image_bytes} bytes ({env_name('max_image_bytes')})"
         )
     fmt = sniff_format(data)
     if fmt is None:
@@ -365,7 +365,7 @@ def _check_dimensions(width: int, height: int, settings: Settings) -> None:
     if pixels > settings.max_image_pixels:
         raise PayloadTooLarge(
             f"image is {width}×{height} = {pixels} pixels; the limit is {settings.max_image_pixels} "
-            "(RESNET_SERVING_MAX_IMAGE_PIXELS)"
+            f"({env_name('max_image_pixels')})"
         )
 
 

@@ -140,7 +140,7 @@ def fold_input_normalization(model: ResNet) -> ResNet:
     weights' normalised input ``(pixels / 255 − mean) / std``: conv1's weights are divided by 255·std per input
     channel. The same function up to float rounding, borders included: conv1 pads with zeros, and a centred
     pixel is zero exactly where a normalised one is. It saves the batch's scaling and division passes, which
-    cost more than the one subtraction left (README: `serve`)."""
+    cost more than the one subtraction left (docs: explanation/server-configuration)."""
     scale = torch.tensor([1.0 / (255.0 * s) for s in STD], dtype=model.conv1.weight.dtype).view(1, 3, 1, 1)
     with torch.no_grad():
         model.conv1.weight.mul_(scale.to(model.conv1.weight.device))
@@ -171,7 +171,7 @@ def fold_batch_norm(model: ResNet) -> ResNet:
 def freeze_for_cpu(model: torch.nn.Module, dtype: torch.dtype | None = None) -> tuple[Any, str]:
     """The eval-mode model as a frozen TorchScript graph optimised for CPU inference: batch norm folded into
     the convolutions, and the convolution weights reordered into oneDNN's layout once, here, instead of on every
-    forward pass; logits stay close to eager (the README's `serve` section has the figures, and a test the
+    forward pass; logits stay close to eager (the measurements pages have the figures, and a test the
     tolerance). Returns ``(model, "torchscript-frozen")``, or the eager model and
     ``"eager"`` where TorchScript cannot do it (logged; serving goes on, slower).
 
@@ -181,7 +181,7 @@ def freeze_for_cpu(model: torch.nn.Module, dtype: torch.dtype | None = None) -> 
 
     ``dtype=torch.bfloat16`` (a ResNet only) folds batch norm in fp32, casts the weights to bf16 and returns
     ``"torchscript-frozen-bf16"``: a graph that takes and returns float32. It only pays on CPUs with bf16
-    instructions (README: model and accelerator options).
+    instructions (docs: how-to/reduced-precision).
     """
     try:
         with warnings.catch_warnings():
@@ -228,7 +228,7 @@ class Classifier:
         self.model: Any = model.to(self.device)
         self.channels_last = channels_last
         # fp16 autocast on GPU by default; on CPU fp32 unless asked: bf16 changes the numerics (accuracy not
-        # measured here: no ImageNet data), and it is only fast on CPUs with bf16 instructions (README table).
+        # measured here: no ImageNet data), and it is only fast on CPUs with bf16 instructions (docs: measurements).
         if amp == "auto":
             self.amp_dtype = torch.float16 if self.device.type == "cuda" else None
         else:

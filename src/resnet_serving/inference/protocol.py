@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from resnet_serving.errors import InputError, PayloadTooLarge, ResnetServingError, UnsupportedMediaType
-from resnet_serving.settings import Settings
+from resnet_serving.settings import Settings, env_name
 
 BODY_FIELDS = ("body", "data", "file", "image")
 JSON_FIELDS = {"images", "topk"}
@@ -186,7 +186,7 @@ def _parse_json(body: Any, query_topk: Any, settings: Settings) -> ParsedRequest
     if len(images) > settings.max_images_per_request:
         raise PayloadTooLarge(
             f"{len(images)} images in one request; the limit is {settings.max_images_per_request} "
-            "(RESNET_SERVING_MAX_IMAGES_PER_REQUEST)"
+            f"({env_name('max_images_per_request')})"
         )
     topk = parse_topk(body["topk"] if "topk" in body else query_topk, settings)
     decoded = [_b64(item, i, settings) for i, item in enumerate(images)]

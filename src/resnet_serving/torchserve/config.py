@@ -26,7 +26,8 @@ from resnet_serving.settings import environment
 
 LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 #: The default queue, in batches per worker: a full queue answers 503 at once, so an accepted request waits about
-#: this many batch times whatever the hardware, and an overload's backlog drains as fast (README: Reliability).
+#: this many batch times whatever the hardware, and an overload's backlog drains as fast
+#: (docs: explanation/reliability).
 QUEUED_BATCHES = 4
 #: Dynamic batching defaults, one owner: ServeConfig's (and so serve's flags and bench's) and those of a version
 #: `sync` registers when nothing is registered yet. tests/unit/test_shared_names.py holds the chart's equal.
@@ -106,7 +107,7 @@ class ServeConfig:
     threads: int = 0
     #: Dynamic batching: most requests per batch, and how long the front end waits to fill one. The one worker
     #: takes what is queued, up to batch_size, so the batch follows the load; the delay is paid by a lone
-    #: request in full, so it stays short (README: `serve`).
+    #: request in full, so it stays short (docs: explanation/server-configuration).
     batch_size: int = BATCH_SIZE
     max_batch_delay_ms: int = MAX_BATCH_DELAY_MS
     response_timeout_s: int = RESPONSE_TIMEOUT_S
@@ -233,8 +234,9 @@ def render(cfg: ServeConfig) -> str:
         "default_startup_timeout": str(cfg.startup_timeout_s),
         "unregister_model_timeout": str(cfg.response_timeout_s),
         "async_logging": "true",
-        # C1 only: the front end's per-request work is small and C2 kept recompiling it (README: `serve`). A later
-        # -XX flag in java_opts (RESNET_SERVING_JAVA_OPTS, the chart's torchserve.javaOpts) overrides it.
+        # C1 only: the front end's per-request work is small and C2 kept recompiling it
+        # (docs: explanation/server-configuration). A later -XX flag in java_opts (RESNET_SERVING_JAVA_OPTS, the
+        # chart's torchserve.javaOpts) overrides it.
         "vmargs": f"-Xmx{cfg.java_heap_mb}m -XX:+UseContainerSupport -XX:+ExitOnOutOfMemoryError"
         " -XX:TieredStopAtLevel=1"
         + (f" -Djava.io.tmpdir={cfg.tmp_dir.resolve()}" if cfg.tmp_dir else "")

@@ -7,13 +7,13 @@ two kinds of request itself, because TorchServe would mishandle them: headers ov
 body sent as ``application/x-www-form-urlencoded`` (415, in the handler's words), which TorchServe's front end
 decodes as a form and answers with a 500 when the bytes are an image. It costs one loopback hop per request on
 one core of its own thread's event loop; ``bench`` measures the served path through it and reports its cost
-against TorchServe's own port (README: Reliability). ``--retry-after 0`` removes it.
+against TorchServe's own port (docs: explanation/reliability). ``--retry-after 0`` removes it.
 
 It also admits at most as many requests as TorchServe can hold (its queue plus a batch per worker,
 :class:`Admission`); the others wait their turn, first come first served, for up to ``--admission-wait`` seconds
 before they are answered 503. A client that ignores Retry-After therefore resends at most once per wait instead
 of at once: without the wait, a closed loop of 64 clients made the pod answer about 1,600 rejections a second on
-the cores that run the forward pass (docs: explanation of the server's configuration)."""
+the cores that run the forward pass (docs: explanation/reliability)."""
 
 from __future__ import annotations
 
