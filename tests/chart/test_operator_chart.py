@@ -12,7 +12,6 @@ from typing import Any
 import kubernetes_validate
 import yaml
 
-from tests.docs_pages import OPERATOR_PAGE
 from tests.helpers.chart import (
     CHART,
     K8S,
@@ -25,6 +24,7 @@ from tests.helpers.chart import (
     one,
     run,
 )
+from tests.helpers.docs_pages import OPERATOR_PAGE
 
 Docs = list[dict[str, Any]]
 OPERATOR = f"{RELEASE}-operator"

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from tests.docs_pages import INSTALL_AWS_PAGE
+from tests.helpers.docs_pages import INSTALL_AWS_PAGE
 from tests.helpers.infra import (
     INFRA,
     TEMPLATES,

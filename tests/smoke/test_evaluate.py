@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from resnet_serving.cli import main
-from tests.smoke.test_readme import block
+from tests.helpers.docs_pages import block
 
 pytestmark = [pytest.mark.smoke]
 

@@ -9,8 +9,8 @@ import shlex
 import pytest
 
 from resnet_serving.cli import main
-from tests.docs_pages import marked
 from tests.helpers import REPO
+from tests.helpers.docs_pages import marked
 
 pytestmark = pytest.mark.smoke
 

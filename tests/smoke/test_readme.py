@@ -19,16 +19,10 @@ from pathlib import Path
 import psutil
 import pytest
 
-from tests.docs_pages import marked
 from tests.helpers import REPO, free_ports
+from tests.helpers.docs_pages import block
 
 pytestmark = [pytest.mark.smoke, pytest.mark.torchserve]
-
-
-def block(name: str) -> list[str]:
-    """The commands of the bash block marked ``name`` on a page (README.md or docs/), one per line."""
-    joined = marked(name).replace("\\\n", " ")
-    return [" ".join(line.split()) for line in joined.splitlines() if line.strip()]
 
 
 def test_quickstart_is_make_serve_then_make_test() -> None:

@@ -9,7 +9,7 @@ import pytest
 
 from resnet_serving.cli import main
 from resnet_serving.inference import cpuinfo
-from tests.docs_pages import BF16_PAGE, section
+from tests.helpers.docs_pages import BF16_PAGE, section
 
 ICE_LAKE = """processor\t: 0
 vendor_id\t: GenuineIntel

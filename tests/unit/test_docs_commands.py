@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.docs_pages import REPO, pages, text
+from tests.helpers.docs_pages import REPO, pages, text
 
 SHELL = {"bash", "sh", "shell", "console", "zsh"}
 #: Each marked block and the test that reads it from the page.

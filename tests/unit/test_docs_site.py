@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.docs_pages import DOCS, README, REPO, text
+from tests.helpers.docs_pages import DOCS, README, REPO, text
 
 MKDOCS = Path(sys.executable).with_name("mkdocs")
 #: The generated pages (docs/hooks/reference.py): none of them may be committed.

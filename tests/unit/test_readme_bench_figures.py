@@ -10,8 +10,8 @@ import re
 
 import pytest
 
-from tests.docs_pages import BENCH_PAGE, section
 from tests.helpers import REPO
+from tests.helpers.docs_pages import BENCH_PAGE, section
 
 BENCH = json.loads((REPO / "tests" / "fixtures" / "bench-2vcpu.json").read_text(encoding="utf-8"))
 LEVELS = {r["concurrency"]: r for r in BENCH["served"]}

@@ -157,7 +157,7 @@ def test_the_readme_documents_every_setting() -> None:
     from dataclasses import fields
 
     from resnet_serving.settings import env_name
-    from tests.docs_pages import pages, text
+    from tests.helpers.docs_pages import pages, text
 
     readme = "\n".join(text(page) for page in pages())
     missing = [env_name(f.name) for f in fields(Settings) if f"`{env_name(f.name)}`" not in readme]

@@ -38,12 +38,7 @@ TOOLS = {
 }
 
 #: Work in progress elsewhere in the tree, tolerated by name until it lands; delete each entry when it does.
-PENDING = {
-    # the docs pages helper is being written beside the tests; its home is tests/helpers/docs_pages.py
-    "tests.docs_pages": "any",
-    # test_readme's block() (built on docs_pages.marked) moves into that helper with it
-    "tests.smoke.test_readme": "tests.smoke.test_evaluate",
-}
+PENDING: dict[str, str] = {}
 
 
 def module_name(root: Path, path: Path) -> str:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 README = REPO / "README.md"
 DOCS = REPO / "docs"
 #: The 2-vCPU `make bench` whose bench.json is tests/fixtures/bench-2vcpu.json.
@@ -49,3 +49,9 @@ def section(page: Path, title: str) -> str:
     level = len(m.group(1))
     end = re.compile(rf"^#{{1,{level}}} ", re.M).search(body, m.end())
     return body[m.start() : end.start() if end else len(body)]
+
+
+def block(name: str) -> list[str]:
+    """The commands of the bash block marked ``name`` on a page (README.md or docs/), one per line."""
+    joined = marked(name).replace("\\\n", " ")
+    return [" ".join(line.split()) for line in joined.splitlines() if line.strip()]
