@@ -7,6 +7,7 @@ not at once, and a health check never waits behind predictions."""
 
 from __future__ import annotations
 
+import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -121,3 +122,22 @@ def test_a_health_check_does_not_wait_behind_predictions(
             f.result()
     assert r.status_code == 200
     assert took < 4 * HOLD_S, f"/ping took {took:.2f}s: it waited behind the predictions"
+
+
+def test_a_client_trickling_its_body_holds_no_place(guard_and_upstream: tuple[Guard, type[SlowUpstream]]) -> None:
+    """Admission comes once the body is in: two clients that send their headers and then nothing do not keep
+    the two places of TorchServe from the others."""
+    guard, _ = guard_and_upstream
+    head = b"POST /predictions/resnet50 HTTP/1.1\r\nHost: x\r\nContent-Type: image/jpeg\r\nContent-Length: 1000\r\n\r\n"
+    stalled = [socket.create_connection(("127.0.0.1", guard.port), timeout=10) for _ in range(2)]
+    try:
+        for s in stalled:
+            s.sendall(head + b"x" * 10)
+        time.sleep(0.1)
+        with ThreadPoolExecutor(2) as pool:
+            results = list(pool.map(lambda _: _post(guard.url), range(2)))
+    finally:
+        for s in stalled:
+            s.close()
+    assert [status for status, _, _ in results] == [200, 200]
+    assert all(took < 2 * HOLD_S + 1 for _, took, _ in results), results

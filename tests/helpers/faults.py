@@ -457,9 +457,13 @@ class Row:
     recovered: str
     memory: str
     lost: str
+    #: Answered requests per second while the fault lasted, against the capacity measured before it.
+    goodput: str = ""
 
     @classmethod
-    def from_load(cls, fault: str, load: Load, *, recovered: str, rss: tuple[float, float], lost: str = "") -> Row:
+    def from_load(
+        cls, fault: str, load: Load, *, recovered: str, rss: tuple[float, float], lost: str = "", goodput: str = ""
+    ) -> Row:
         before, after = rss
         if before and after:
             memory = f"{after - before:+.0f} MB ({before:.0f} → {after:.0f})"
@@ -475,15 +479,34 @@ class Row:
             recovered=recovered,
             memory=memory,
             lost=lost or f"{n_lost} requests",
+            goodput=goodput,
         )
 
 
-HEADER = ("fault", "load", "sent", "failed (retryable)", "recovered in", "memory Δ (RSS of the tree)", "data lost")
+HEADER = (
+    "fault",
+    "load",
+    "sent",
+    "failed (retryable)",
+    "goodput",
+    "recovered in",
+    "memory Δ (RSS of the tree)",
+    "data lost",
+)
 
 
 def markdown(rows: list[Row]) -> str:
     lines = ["| " + " | ".join(HEADER) + " |", "|" + "---|" * len(HEADER)]
     for r in rows:
-        cells = (r.fault, r.load, str(r.sent), f"{r.failed} ({r.retryable})", r.recovered, r.memory, r.lost)
+        cells = (
+            r.fault,
+            r.load,
+            str(r.sent),
+            f"{r.failed} ({r.retryable})",
+            r.goodput or "n/a",
+            r.recovered,
+            r.memory,
+            r.lost,
+        )
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)

@@ -122,3 +122,18 @@ def test_bad_values_are_refused() -> None:
         with pytest.raises(InputError, match="--admission-wait"):
             checked_admission_wait(bad)
     assert checked_admission_wait(0) == 0
+
+
+def test_beyond_max_waiting_bytes_a_request_is_refused_at_once() -> None:
+    async def go() -> None:
+        a = Admission(limit=1, wait=5, max_waiting_bytes=1000)
+        assert await a.enter(10)
+        waiter = asyncio.create_task(a.enter(800))
+        await asyncio.sleep(0.01)
+        assert a.waiting_bytes == 800
+        assert await a.enter(300) is False  # 1,100 bytes would wait: refused at once
+        a.leave()
+        assert await waiter is True
+        assert (a.waiting, a.waiting_bytes) == (0, 0)
+
+    run(go())

@@ -34,8 +34,9 @@ DEFAULT_RETRY_AFTER_S = 1
 #: How long a request may wait for a place in TorchServe's queue before it is answered 503: a closed-loop client
 #: that ignores Retry-After resends at most once per wait, while an accepted request waits at most this long more.
 DEFAULT_ADMISSION_WAIT_S = 2.0
-#: Requests that may wait at once beyond this are answered 503 at once (each waiting one holds a connection).
+#: Beyond this many waiting requests, or this many bytes of their bodies, a request is answered 503 at once.
 MAX_WAITING = 4096
+MAX_WAITING_BYTES = 256 << 20
 
 #: TorchServe's front end (Netty's default) refuses a request whose headers exceed this many bytes; the guard
 #: answers such a request itself, with a 400 that says so, instead of forwarding what TorchServe would drop.
@@ -73,31 +74,40 @@ class Admission:
     """At most ``limit`` requests inside TorchServe; the next ones wait in arrival order for up to ``wait``
     seconds, and at most ``max_waiting`` of them wait at once. Runs on the guard's event loop only."""
 
-    def __init__(self, limit: int, wait: float, max_waiting: int = MAX_WAITING) -> None:
+    def __init__(
+        self, limit: int, wait: float, max_waiting: int = MAX_WAITING, max_waiting_bytes: int = MAX_WAITING_BYTES
+    ) -> None:
         if limit < 1:
             raise ConfigError(f"admission limit {limit}: must be ≥ 1")
-        self.limit, self.wait, self.max_waiting = limit, wait, max_waiting
+        self.limit, self.wait = limit, wait
+        self.max_waiting, self.max_waiting_bytes = max_waiting, max_waiting_bytes
         self.inside = 0
         self.waiting = 0
+        self.waiting_bytes = 0
         self._queue: collections.deque[asyncio.Future[bool]] = collections.deque()
 
-    async def enter(self) -> bool:
-        """True once the request may go to TorchServe (call :meth:`leave` after its answer); False: refuse it."""
+    async def enter(self, size: int = 0) -> bool:
+        """True once a request of ``size`` bytes may go to TorchServe (call :meth:`leave` after its answer);
+        False: refuse it."""
         if self.inside < self.limit and not self.waiting:
             self.inside += 1
             return True
-        if self.waiting >= self.max_waiting or self.wait <= 0:
+        if self.wait <= 0 or self.waiting >= self.max_waiting:
+            return False
+        if self.waiting_bytes + size > self.max_waiting_bytes:
             return False
         loop = asyncio.get_running_loop()
         turn: asyncio.Future[bool] = loop.create_future()
         self._queue.append(turn)
         self.waiting += 1
+        self.waiting_bytes += size
         timer = loop.call_later(self.wait, _expire, turn)
         try:
-            return await turn  # a client that hangs up cancels it; leave() skips it
+            return await turn  # a cancelled request cancels it; leave() skips it
         finally:
             timer.cancel()
             self.waiting -= 1
+            self.waiting_bytes -= size
 
     def leave(self) -> None:
         """A request left TorchServe: its place goes to the longest waiting request, else it is free."""
@@ -231,13 +241,14 @@ class Guard:
             return web.Response(
                 status=415, body=refused_body(form_urlencoded_refused(), self.model), content_type="application/json"
             )
-        # Predictions (POST) are admitted, before their body is read: a waiting request holds a connection, not its
-        # image. Health checks and metrics (GET) never wait behind them.
+        # Predictions (POST) are admitted once their body is in: a client that trickles its body holds no place in
+        # TorchServe meanwhile. Health checks and metrics (GET) never wait behind predictions.
+        body = await request.read()
         admission = self.admission if request.method == "POST" else None
-        if admission is not None and not await admission.enter():
+        if admission is not None and not await admission.enter(len(body)):
             return self._overloaded()
         try:
-            return await self._pass_on(request)
+            return await self._pass_on(request, body)
         finally:
             if admission is not None:
                 admission.leave()
@@ -251,10 +262,9 @@ class Guard:
             headers={"Content-Type": "application/json", "Retry-After": str(self.retry_after)},
         )
 
-    async def _pass_on(self, request: Any) -> Any:
+    async def _pass_on(self, request: Any, body: bytes) -> Any:
         from aiohttp import ClientError, web
 
-        body = await request.read()
         headers = [(k, v) for k, v in request.headers.items() if k.lower() not in HOP_BY_HOP]
         try:
             async with self._session.request(
