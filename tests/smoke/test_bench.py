@@ -52,6 +52,8 @@ def test_quick_bench_writes_consistent_reports(archive_dir: Path, tmp_path: Path
         assert len(r["rounds"]) == 2 and len(r["round_ratios"]) == 2
         assert min(r["round_ratios"]) <= round(r["ratio_to_raw"], 3) <= max(r["round_ratios"])
         assert r["failed"] == sum(x["failed"] for x in r["rounds"])
+        assert r["rejected_503"] == sum(x["rejected_503"] for x in r["rounds"]) == 0
+        assert r["round_img_s"] == [round(x["img_s"], 2) for x in r["rounds"]]
         assert r["p50_ms"] <= r["p95_ms"] <= r["p99_ms"]
         assert 0 <= r["client_cpu_pct"] < 100
     assert 0 < report["cold_start_s"] < 300

@@ -65,18 +65,22 @@ def markdown(report: dict[str, Any]) -> str:
         "and every round's ratio is listed below.",
         "",
         "| concurrency | served img/s | raw img/s (adjacent) | served ÷ raw | p50 ms | p95 ms | p99 ms | failed "
-        "| client CPU % | server CPU s |",
-        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| of them 503 | client CPU % | server CPU s |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in report.get("served", []):
         lines.append(
             f"| {r['concurrency']} | {_fmt(r['img_s'])} | {_fmt(r.get('raw_adjacent_img_s', float('nan')))} | "
             f"{_fmt(r['ratio_to_raw'], 2)} | {_fmt(r['p50_ms'], 0)} | "
-            f"{_fmt(r['p95_ms'], 0)} | {_fmt(r['p99_ms'], 0)} | {r['failed']} | {_fmt(r['client_cpu_pct'])} | "
+            f"{_fmt(r['p95_ms'], 0)} | {_fmt(r['p99_ms'], 0)} | {r['failed']} | {r.get('rejected_503', 'n/a')} | "
+            f"{_fmt(r['client_cpu_pct'])} | "
             f"{_fmt(r.get('server_cpu_s', float('nan')))} |"
         )
     rounds = [f"c={r['concurrency']}: {r.get('round_ratios')}" for r in report.get("served", [])]
     lines += ["", "Ratios per round: " + "; ".join(rounds)]
+    goodput = [f"c={r['concurrency']}: {r['round_img_s']}" for r in report.get("served", []) if "round_img_s" in r]
+    if goodput:
+        lines += ["", "Served img/s (answered 200) per round: " + "; ".join(goodput)]
     lines += server_split_lines(report.get("served", []))
     lines += baseline_lines(report)
     served = report.get("served", [])

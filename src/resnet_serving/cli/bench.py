@@ -6,6 +6,7 @@ import argparse
 import signal
 from pathlib import Path
 
+from resnet_serving.bench import DEFAULT_CONCURRENCY
 from resnet_serving.signals import on_stop_signals
 from resnet_serving.torchserve.config import checked_max_batch_delay
 from resnet_serving.torchserve.guard import DEFAULT_RETRY_AFTER_S, checked_retry_after
@@ -24,7 +25,12 @@ def _int_list(value: str) -> list[int]:
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("bench", help="benchmark raw model vs in-process pipeline vs served (TorchServe)")
     p.add_argument("--out", type=Path, default=Path("bench-results"), help="where bench.json/.md/.png go")
-    p.add_argument("--concurrency", type=_int_list, default=[1, 4, 16, 64], help="e.g. 1,4,16,64")
+    p.add_argument(
+        "--concurrency",
+        type=_int_list,
+        default=list(DEFAULT_CONCURRENCY),
+        help=f"e.g. 1,4,16 (default {','.join(map(str, DEFAULT_CONCURRENCY))}: 64 and 256 are overload)",
+    )
     p.add_argument("--duration", type=float, default=20.0, help="seconds measured per concurrency level")
     p.add_argument("--warmup", type=float, default=4.0, help="seconds of load discarded before measuring")
     p.add_argument("--raw-seconds", type=float, default=5.0, help="seconds per raw batch size")
