@@ -40,3 +40,36 @@ def test_a_server_slower_than_the_window_is_counted() -> None:
     with canned_server(Batched) as url:
         r = loadgen.run(url + "/p", b"\xff\xd8\xff", 2, duration=0.3, warmup=0.05, timeout=10)
     assert r["img_s"] == r["img_s_count"] == r["completed"] / 0.3
+
+
+class Full(CannedHandler):
+    """A full server: every prediction gets a 503 that says to come back in 1 s (as serve's guard answers)."""
+
+    def answer(self, method: str, path: str) -> tuple[int, bytes]:
+        return 503, b'{"error": "overloaded"}'
+
+    def extra_headers(self, status: int) -> dict[str, str]:
+        return {"Retry-After": "1"}
+
+
+class FullWithoutRetryAfter(Full):
+    def extra_headers(self, status: int) -> dict[str, str]:
+        return {}
+
+
+def test_a_client_that_honours_retry_after_waits_and_one_that_ignores_it_resends_at_once() -> None:
+    with canned_server(Full) as url:
+        polite = loadgen.run(url + "/p", b"x", 2, duration=1.5, warmup=0, timeout=10, honour_retry_after=True)
+        rude = loadgen.run(url + "/p", b"x", 2, duration=1.5, warmup=0, timeout=10)
+    # 2 clients told to come back after 1 s send at most 2 requests each in 1.5 s; ignoring it, many more
+    assert polite["failed_total"] <= 4 and polite["honour_retry_after"], polite
+    assert rude["failed_total"] > 20, rude
+    # both were told to come back: nothing lost
+    assert polite["lost"] == rude["lost"] == 0
+    assert rude["failures"] == {"HTTP 503": rude["failed"]}
+
+
+def test_a_503_without_retry_after_is_lost() -> None:
+    with canned_server(FullWithoutRetryAfter) as url:
+        r = loadgen.run(url + "/p", b"x", 1, duration=0.5, warmup=0, timeout=10, honour_retry_after=True)
+    assert r["failed_total"] > 0 and r["lost"] == r["failed_total"], r

@@ -52,9 +52,12 @@ def run(
     warmup: float,
     timeout: float,
     ok_text: bytes = OK_TEXT,
+    honour_retry_after: bool = False,
 ) -> dict[str, Any]:
     """``ok_text``: what a 200 body must contain to count as answered (the stock TorchServe handler of
-    ``bench --baseline`` answers another body than ours)."""
+    ``bench --baseline`` answers another body than ours). ``honour_retry_after``: a client told to come back
+    (503 or 429 with ``Retry-After``) waits that long before its next request; by default it sends at once, as a
+    closed loop that ignores it does. Either way ``lost`` counts the failures that were not told to come back."""
     headers = {"Content-Type": content_type_for(payload)}
     start_measure = time.monotonic() + warmup
     stop_at = start_measure + duration
@@ -66,6 +69,8 @@ def run(
     spans: list[tuple[float, float, int]] = []
     #: Every response, in the window or not: a server slower than the window still shows that it answered.
     answered_total, failed_total = 0, 0
+    #: Failures without a Retry-After (a 503 or 429 without one, a reset, a timeout, any other status).
+    lost = 0
 
     target = urlsplit(url)
     if target.scheme not in ("http", "https") or not target.hostname:
@@ -75,7 +80,7 @@ def run(
     path = (target.path or "/") + (f"?{target.query}" if target.query else "")
 
     def worker() -> None:
-        nonlocal completed_in_window, answered_total, failed_total
+        nonlocal completed_in_window, answered_total, failed_total, lost
         conn = None
         first: float | None = None
         last, answered = 0.0, 0
@@ -86,6 +91,7 @@ def run(
                     with lock:
                         spans.append((first, last, answered))
                 return
+            come_back = -1.0  # not told to come back
             try:
                 if conn is None:
                     conn = conn_class(host, target.port, timeout=timeout)
@@ -94,6 +100,8 @@ def run(
                 body = r.read()
                 ok = r.status == 200 and ok_text in body
                 reason = "" if ok else f"HTTP {r.status}"
+                if r.status in (429, 503):
+                    come_back = _retry_after(r.getheader("Retry-After"))
                 if r.will_close:
                     conn.close()
                     conn = None
@@ -106,6 +114,7 @@ def run(
             with lock:
                 answered_total += ok
                 failed_total += not ok
+                lost += not ok and come_back < 0
             if start_measure <= t0 and t1 < stop_at:  # wholly inside the window: part of this client's span
                 first = t0 if first is None else first
                 last, answered = t1, answered + ok
@@ -117,6 +126,8 @@ def run(
                         completed_in_window += 1
                     else:
                         failures[reason] = failures.get(reason, 0) + 1
+            if honour_retry_after and come_back > 0:
+                time.sleep(min(come_back, max(0.0, stop_at - time.monotonic())))
 
     cpu0 = resource.getrusage(resource.RUSAGE_SELF)
     threads = [threading.Thread(target=worker, daemon=True) for _ in range(concurrency)]
@@ -137,6 +148,8 @@ def run(
         "failures": failures,
         "answered_total": answered_total,
         "failed_total": failed_total,
+        "lost": lost,
+        "honour_retry_after": honour_retry_after,
         "img_s": sum(n / (end - begin) for begin, end, n in spans) if spanned else completed_in_window / duration,
         "img_s_count": completed_in_window / duration,
         "p50_ms": percentile(lat, 0.50) * 1000,
@@ -148,6 +161,14 @@ def run(
     }
 
 
+def _retry_after(value: str | None) -> float:
+    """Seconds a 503/429 asks the client to wait; -1 when it does not say (the request is then lost)."""
+    try:
+        return max(0.0, float(value)) if value is not None else -1.0
+    except ValueError:
+        return -1.0
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="resnet_serving.bench.loadgen")
     p.add_argument("--url", required=True)
@@ -157,8 +178,20 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--warmup", type=float, default=3.0)
     p.add_argument("--timeout", type=float, default=120.0)
     p.add_argument("--ok-text", default=OK_TEXT.decode(), help="what a 200 body must contain to count as answered")
+    p.add_argument(
+        "--honour-retry-after", action="store_true", help="wait as a 503/429's Retry-After says before the next request"
+    )
     a = p.parse_args(argv)
-    result = run(a.url, a.payload.read_bytes(), a.concurrency, a.duration, a.warmup, a.timeout, a.ok_text.encode())
+    result = run(
+        a.url,
+        a.payload.read_bytes(),
+        a.concurrency,
+        a.duration,
+        a.warmup,
+        a.timeout,
+        a.ok_text.encode(),
+        honour_retry_after=a.honour_retry_after,
+    )
     json.dump(result, sys.stdout)
     sys.stdout.write("\n")
     return 0
