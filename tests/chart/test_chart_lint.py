@@ -40,6 +40,11 @@ SCHEMA_ERRORS = [
         ["at '/torchserve/retryAfterSeconds'", "minimum: got -1, want 0"],
     ),
     (
+        "negative-admission-wait",
+        "torchserve:\n  admissionWaitSeconds: -1\n",
+        ["at '/torchserve/admissionWaitSeconds'", "minimum: got -1, want 0"],
+    ),
+    (
         "zero-batch-delay",  # TorchServe 0.12 would read 0 as 100 ms
         "torchserve:\n  maxBatchDelayMs: 0\n",
         ["at '/torchserve/maxBatchDelayMs'", "minimum: got 0, want 1"],

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -468,6 +469,23 @@ def test_retry_after_guard_is_on_by_default_and_zero_turns_it_off(rendered: dict
     for value in ("5", "0"):
         args = serving(helm.template([], sets=[f"torchserve.retryAfterSeconds={value}"]))["args"]
         assert args[args.index("--retry-after") + 1] == value, value
+
+
+def test_admission_wait_is_serves_default_and_reaches_serve(
+    rendered: dict[str, Docs], helm: Helm, tmp_path: Path
+) -> None:
+    """`torchserve.admissionWaitSeconds` is `serve --admission-wait S`, always passed, with serve's own default;
+    a fraction of a second comes from a values file (`--set` reads 0.5 as a string, which the schema refuses)."""
+    from resnet_serving.torchserve.guard import DEFAULT_ADMISSION_WAIT_S
+
+    args = serving(rendered["default"])["args"]
+    assert float(args[args.index("--admission-wait") + 1]) == DEFAULT_ADMISSION_WAIT_S
+    args = serving(helm.template([], sets=["torchserve.admissionWaitSeconds=0"]))["args"]
+    assert args[args.index("--admission-wait") + 1] == "0"
+    values = tmp_path / "wait.yaml"
+    values.write_text("torchserve:\n  admissionWaitSeconds: 0.5\n")
+    args = serving(helm.template([values]))["args"]
+    assert args[args.index("--admission-wait") + 1] == "0.5"
 
 
 def test_method_condition_can_be_switched_off(helm: Helm) -> None:
