@@ -623,3 +623,35 @@ def test_json_patch_applier_matches_rfc6902_for_the_ops_used() -> None:
     with pytest.raises(ValueError):
         apply_json_patch(doc, [{"op": "test", "path": "/l/0", "value": 9}])
     assert json.dumps(out)
+
+
+def test_the_operator_without_a_cluster_says_so_before_kopf_starts(tmp_path: Path) -> None:
+    """No in-cluster token and no kubeconfig: a ConfigError naming both, not kopf's LoginError traceback."""
+    from resnet_serving.controller.run import cluster_credentials
+
+    token = tmp_path / "token"
+    assert cluster_credentials({"HOME": str(tmp_path)}, token) is None
+    assert cluster_credentials({"HOME": str(tmp_path), "KUBERNETES_SERVICE_HOST": "10.0.0.1"}, token) is None
+    token.write_text("t")
+    assert cluster_credentials({"KUBERNETES_SERVICE_HOST": "10.0.0.1"}, token) == "in-cluster ServiceAccount"
+    config = tmp_path / "kc"
+    config.write_text("apiVersion: v1\n")
+    assert (
+        cluster_credentials({"KUBECONFIG": f"{tmp_path / 'none'}:{config}"}, tmp_path / "x") == f"kubeconfig {config}"
+    )
+    (tmp_path / ".kube").mkdir()
+    (tmp_path / ".kube" / "config").write_text("apiVersion: v1\n")
+    assert cluster_credentials({"HOME": str(tmp_path)}, tmp_path / "x") == f"kubeconfig {tmp_path / '.kube' / 'config'}"
+
+
+def test_the_operator_command_without_a_cluster_exits_2_with_the_reason(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from resnet_serving.cli import main
+
+    for var in ("KUBECONFIG", "KUBERNETES_SERVICE_HOST"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    assert main(["operator", "--standalone", "--namespace", "default"]) == 2
+    err = capsys.readouterr().err
+    assert "no Kubernetes cluster to talk to" in err and "kubeconfig" in err and "Traceback" not in err

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from resnet_serving.controller.config import OperatorConfig
 from resnet_serving.controller.spec import GROUP
-from resnet_serving.errors import ResnetServingError
+from resnet_serving.errors import ConfigError, ResnetServingError
+from resnet_serving.settings import environment
 
 if TYPE_CHECKING:
     import kopf
@@ -39,12 +42,32 @@ def build_settings(config: OperatorConfig) -> kopf.OperatorSettings:
     return settings
 
 
+#: Where a pod's ServiceAccount token is mounted (what kopf's in-cluster login reads).
+SERVICE_ACCOUNT_TOKEN = Path("/var/run/secrets/kubernetes.io/serviceaccount/token")
+NO_CLUSTER = (
+    "no Kubernetes cluster to talk to: not in a pod with a ServiceAccount token (KUBERNETES_SERVICE_HOST and "
+    f"{SERVICE_ACCOUNT_TOKEN}), and no kubeconfig ($KUBECONFIG or ~/.kube/config)"
+)
+
+
+def cluster_credentials(environ: Mapping[str, str], token: Path = SERVICE_ACCOUNT_TOKEN) -> str | None:
+    """Where kopf's login will find the cluster (an in-cluster token or a kubeconfig), or None when nowhere."""
+    if environ.get("KUBERNETES_SERVICE_HOST") and token.is_file():
+        return "in-cluster ServiceAccount"
+    configs = [Path(p) for p in environ.get("KUBECONFIG", "").split(":") if p]
+    configs = configs or [Path(environ.get("HOME") or Path.home()) / ".kube" / "config"]
+    found = next((c for c in configs if c.is_file()), None)
+    return f"kubeconfig {found}" if found else None
+
+
 def run(config: OperatorConfig) -> None:
     """Register the handlers and run kopf until it stops (blocking)."""
     try:
         import kopf
     except ImportError as e:
         raise ResnetServingError("the operator needs kopf: pip install 'resnet-serving[operator]'") from e
+    if cluster_credentials(environment()) is None:
+        raise ConfigError(NO_CLUSTER)
 
     from resnet_serving.controller import handlers  # registers the handlers with kopf
 
@@ -52,6 +75,13 @@ def run(config: OperatorConfig) -> None:
     if not config.verbose:  # kopf logs every timer run at INFO; our own log lines say what happened
         logging.getLogger("kopf.objects").setLevel(logging.WARNING)
     memo = kopf.Memo(runtime=handlers.Runtime(config=config))
+    try:
+        _run_kopf(kopf, config, memo)
+    except kopf.LoginError as e:  # the credentials were found but do not log in
+        raise ConfigError(f"cannot log in to the Kubernetes cluster: {e}") from e
+
+
+def _run_kopf(kopf: Any, config: OperatorConfig, memo: Any) -> None:
     kopf.run(
         settings=build_settings(config),
         clusterwide=config.all_namespaces,
