@@ -19,7 +19,7 @@ WEIGHTS ?= auto
 VERSION ?= 1
 STORE ?= model-store
 
-.PHONY: help venv java tools checkov promql serve archive test test-unit lint typecheck docs bench bench-final bench-jpeg gpu-bundle faults fuzz contract k8s infra clean audit sbom dist
+.PHONY: help venv java tools checkov promql serve archive test test-unit lint typecheck docs bench bench-final bench-jpeg gpu-bundle faults fuzz contract k8s infra clean audit sbom dist images image-test
 
 help:  ## list the targets, one line each
 	@awk -F ':.*## ' '/^[a-z][a-z0-9-]*:.*## / {printf "  make %-10s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -143,6 +143,15 @@ sbom: $(STAMP)  ## write dist/sbom.cdx.json: the CycloneDX SBOM of this environm
 
 dist: sbom  ## a release build: the wheel in dist/, with its SBOM beside it
 	$(BIN)/pip wheel --quiet --no-deps --no-build-isolation --wheel-dir dist .
+
+# ---- images ----------------------------------------------------------------------------------------------
+# Both need a running Docker engine (docker/README.md). `make test` runs tests/images/test_images_run.py too whenever
+# one answers, and skips it, saying so, when none does.
+images: $(STAMP)  ## build resnet-serving and resnet-serving-operator (docker/build.sh: a local base, a wheelhouse on loopback)
+	bash docker/build.sh
+
+image-test: images tools java  ## run the built images: as the chart runs them, as SageMaker does, and the operator's
+	HELM=$(abspath $(HELM)) $(BIN)/pytest -q -s tests/images/test_images_run.py
 
 # ---- chart / manifests ------------------------------------------------------------------------------
 # checkov pins many libraries of its own, so it lives in its own venv under .tools/.
