@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# A Docker engine for the image tests, on a CI machine that has none running: Debian's docker.io (and
-# debootstrap, which docker/base/make-base.sh needs), then dockerd as root with its own pid file.
+# A Docker engine for the image tests, on a CI machine that has none running: Debian's docker.io (with
+# debootstrap, which docker/base/make-base.sh needs, and docker-registry, the registry the tests push to), then
+# dockerd as root with its own pid file.
 #
 #   .ci/docker-engine.sh start    install if needed, start dockerd, wait until `docker info` answers
 #   .ci/docker-engine.sh stop     stop the dockerd that `start` started (and nothing else)
@@ -14,12 +15,13 @@ case ${1:-} in
   start)
     if docker info >/dev/null 2>&1; then say "an engine already answers; nothing started"; exit 0; fi
     [ "$(id -u)" = 0 ] || { say "not root: cannot install or start dockerd"; exit 1; }
-    if ! command -v dockerd >/dev/null || ! command -v debootstrap >/dev/null; then
-      say "installing docker.io and debootstrap (apt)"
+    if ! command -v dockerd >/dev/null || ! command -v debootstrap >/dev/null || ! command -v docker-registry >/dev/null
+    then
+      say "installing docker.io, debootstrap and docker-registry (apt)"
       export DEBIAN_FRONTEND=noninteractive
-      apt-get install -y -q docker.io debootstrap >/dev/null 2>&1 ||
-        { apt-get update -q >/dev/null && apt-get install -y -q docker.io debootstrap >/dev/null; } ||
-        { say "apt-get install docker.io debootstrap failed"; exit 1; }
+      apt-get install -y -q docker.io debootstrap docker-registry >/dev/null 2>&1 ||
+        { apt-get update -q >/dev/null && apt-get install -y -q docker.io debootstrap docker-registry >/dev/null; } ||
+        { say "apt-get install docker.io debootstrap docker-registry failed"; exit 1; }
     fi
     say "starting dockerd (log: $LOG)"
     dockerd --pidfile "$PIDFILE" >"$LOG" 2>&1 &

@@ -291,3 +291,82 @@ def test_images_run_as_10001_with_their_labels(built: None) -> None:
     size = int(docker("image", "inspect", "-f", "{{.Size}}", SERVING).stdout)
     layers = len(json.loads(docker("image", "inspect", "-f", "{{json .RootFS.Layers}}", SERVING).stdout))
     print(f"\nserving image: {size / 1e9:.2f} GB in {layers} layers")
+
+
+# ---- a registry ----------------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """Debian's docker-registry (the CNCF distribution registry) on loopback, storing under a temp directory."""
+    binary = shutil.which("docker-registry")
+    if binary is None:
+        pytest.skip("no docker-registry binary (Debian's docker-registry package; .ci/docker-engine.sh installs it)")
+    root = tmp_path_factory.mktemp("registry")
+    (port,) = free_ports(1)
+    config = root / "config.yml"
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "version": 0.1,
+                "storage": {"filesystem": {"rootdirectory": str(root / "data")}, "delete": {"enabled": True}},
+                "http": {"addr": f"127.0.0.1:{port}"},
+                "log": {"level": "warn"},
+            }
+        )
+    )
+    log = open(root / "registry.log", "wb")
+    proc = subprocess.Popen([binary, "serve", str(config)], stdout=log, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if requests.get(f"http://127.0.0.1:{port}/v2/", timeout=2).status_code == 200:
+                    break
+            except requests.RequestException:
+                pass
+            assert proc.poll() is None and time.monotonic() < deadline, (root / "registry.log").read_text()
+            time.sleep(0.2)
+        yield f"127.0.0.1:{port}"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+        log.close()
+
+
+def test_push_pull_by_digest_and_the_chart_renders_it(built: None, registry: str) -> None:
+    """Both images pushed to a real registry, pulled back by digest (the same image), and the chart's
+    `image.digest` / `operator.image.digest` render exactly those references."""
+    digests = {}
+    for image, name in ((SERVING, "resnet-serving"), (OPERATOR, "resnet-serving-operator")):
+        remote = f"{registry}/{name}:{__version__}"
+        docker("tag", image, remote)
+        docker("push", remote, timeout=1800)
+        ref = docker("image", "inspect", "-f", "{{index .RepoDigests 0}}", remote).stdout.strip()
+        assert ref.startswith(f"{registry}/{name}@sha256:"), ref
+        local_id = docker("image", "inspect", "-f", "{{.Id}}", image).stdout.strip()
+        docker("rmi", remote)
+        docker("pull", ref, timeout=600)
+        assert docker("image", "inspect", "-f", "{{.Id}}", ref).stdout.strip() == local_id, ref
+        digests[name] = ref.split("@", 1)[1]
+        docker("rmi", ref, check=False)
+    out = subprocess.run(
+        [
+            tool("HELM", ".tools/bin/helm"), "template", "resnet50-serving", str(REPO / "charts" / "resnet50-serving"),
+            "--set", f"image.repository={registry}/resnet-serving",
+            "--set", f"image.digest={digests['resnet-serving']}",
+            "--set", "operator.enabled=true",
+            "--set", f"operator.image.repository={registry}/resnet-serving-operator",
+            "--set", f"operator.image.digest={digests['resnet-serving-operator']}",
+        ],
+        capture_output=True, text=True, check=True, timeout=120,
+    ).stdout  # fmt: skip
+    images = {
+        c["image"]
+        for d in yaml.safe_load_all(out)
+        if d and d["kind"] == "Deployment"
+        for c in d["spec"]["template"]["spec"]["containers"] + d["spec"]["template"]["spec"].get("initContainers", [])
+    }
+    assert images == {
+        f"{registry}/resnet-serving@{digests['resnet-serving']}",
+        f"{registry}/resnet-serving-operator@{digests['resnet-serving-operator']}",
+    }, images
+    print(f"\npushed and pulled by digest: {digests}")
