@@ -12,6 +12,9 @@ Without an engine every test here is skipped, and says so. With one, the images 
 * **As SageMaker runs it**: ``docker run IMAGE serve`` with ``/opt/ml/model`` mounted read-only from an extracted
   ``model.tar.gz`` as ``sagemaker deploy`` packs it.
 * **The operator image** starts, and says clearly that it has no cluster.
+
+Then both images go to a real registry on loopback (Debian's docker-registry) and come back by digest, and the
+chart's ``image.digest`` renders that digest.
 """
 
 from __future__ import annotations
