@@ -34,10 +34,9 @@ import requests
 import yaml
 
 from resnet_serving import __version__
-from resnet_serving.artifact.layout import ARCHIVE_NAME, SAGEMAKER_TARBALL
-from resnet_serving.sagemaker.package import pack
 from tests.helpers import REPO, free_ports
 from tests.helpers.chart import tool
+from tests.helpers.sagemaker_model import sagemaker_model_dir
 
 SERVING = f"resnet-serving:{__version__}"
 OPERATOR = f"resnet-serving-operator:{__version__}"
@@ -130,18 +129,8 @@ HARDENED += ["--security-opt", "no-new-privileges"]
 
 # ---- as SageMaker runs it ------------------------------------------------------------------------------------
 def sagemaker_model(archive_dir: Path, root: Path, *, tamper: bool = False) -> Path:
-    import tarfile
-
-    root.mkdir(parents=True)
-    pack(archive_dir, root / SAGEMAKER_TARBALL)
-    model = root / "model"
-    with tarfile.open(root / SAGEMAKER_TARBALL) as tar:
-        tar.extractall(model, filter="data")
-    if tamper:
-        data = bytearray((model / ARCHIVE_NAME).read_bytes())
-        data[len(data) // 2] ^= 0xFF
-        (model / ARCHIVE_NAME).write_bytes(bytes(data))
-    return readable_copy(model, root / "opt-ml-model")
+    """/opt/ml/model as SageMaker lays it out, readable by the container's UID 10001."""
+    return readable_copy(sagemaker_model_dir(archive_dir, root, tamper=tamper), root / "mounted")
 
 
 def sagemaker_run(containers: list[str], model: Path, name: str, port: int, *extra: str) -> Running:

@@ -13,7 +13,6 @@ import os
 import signal
 import subprocess
 import sys
-import tarfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -23,30 +22,14 @@ import psutil
 import pytest
 import requests
 
-from resnet_serving.artifact.layout import ARCHIVE_NAME, SAGEMAKER_TARBALL
-from resnet_serving.sagemaker.package import pack
 from resnet_serving.settings import SAGEMAKER_PAYLOAD_LIMITS
 from tests.fixtures import images as fx
 from tests.helpers import REPO, free_ports, serve_command, wait_until_serving
+from tests.helpers.sagemaker_model import sagemaker_model_dir
 
 pytestmark = pytest.mark.torchserve
 
 ENTRYPOINT = REPO / "docker" / "entrypoint.sh"
-
-
-def sagemaker_model_dir(archive_dir: Path, root: Path, *, tamper: bool = False) -> Path:
-    """Pack model.tar.gz as `sagemaker deploy` does, then extract it as SageMaker does into /opt/ml/model."""
-    root.mkdir(parents=True)
-    tarball = root / SAGEMAKER_TARBALL
-    pack(archive_dir, tarball)
-    model_dir = root / "opt-ml-model"
-    with tarfile.open(tarball) as tar:
-        tar.extractall(model_dir, filter="data")
-    if tamper:
-        data = bytearray((model_dir / ARCHIVE_NAME).read_bytes())
-        data[len(data) // 2] ^= 0xFF
-        (model_dir / ARCHIVE_NAME).write_bytes(bytes(data))
-    return model_dir
 
 
 @dataclass
