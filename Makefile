@@ -62,10 +62,11 @@ serve: archive  ## build the archive (first run) and serve it locally with Torch
 	  --port $(PORT) --management-port $(MANAGEMENT_PORT) --metrics-port $(METRICS_PORT) \
 	  --model-metrics-port $(MODEL_METRICS_PORT) --grpc-inference-port $(GRPC_PORT) --grpc-management-port $(GRPC_MANAGEMENT_PORT)
 
-lint: $(STAMP)  ## ruff check, ruff format --check and the import-layers contract (import-linter, pyproject.toml)
+lint: $(STAMP)  ## ruff, the import-layers contract (import-linter, pyproject.toml) and hadolint on the Dockerfiles
 	$(BIN)/ruff check src handlers tests dev docs/hooks
 	$(BIN)/ruff format --check src handlers tests dev docs/hooks
 	$(BIN)/lint-imports
+	$(BIN)/hadolint docker/Dockerfile.serving docker/Dockerfile.operator
 
 typecheck: $(STAMP)  ## mypy on src/
 	$(BIN)/mypy src
