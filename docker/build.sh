@@ -41,7 +41,7 @@ DOCKER=${DOCKER:-docker} bash docker/base/make-base.sh "$BASE"
 
 # The wheelhouse: every distribution the images install, resolved by the host's pip (its indexes, its CA bundle).
 mkdir -p "$WHEELHOUSE"
-reqs=$(mktemp); trap 'rm -f "$reqs"' EXIT
+reqs=$(mktemp); trap 'rm -f "$reqs" "$reqs.log"' EXIT
 $PYTHON - "$reqs" <<'PY'
 import sys, tomllib
 project = tomllib.load(open("pyproject.toml", "rb"))
@@ -52,13 +52,15 @@ deps += project["build-system"]["requires"] + ["wheel"]
 open(sys.argv[1], "w").write("\n".join(deps) + "\n")
 PY
 echo "images: filling $WHEELHOUSE with what the images install (host pip; cached)" >&2
-$PYTHON -m pip download --quiet --dest "$WHEELHOUSE" -r "$reqs" 2>&1 | grep -v "^WARNING: Location" >&2 || true
-$PYTHON -m pip download --quiet --dest "$WHEELHOUSE" -r "$reqs" >/dev/null 2>&1 || fail "pip download into $WHEELHOUSE failed"
+if ! $PYTHON -m pip download --quiet --dest "$WHEELHOUSE" -r "$reqs" 2>"$reqs.log"; then
+  grep -v "^WARNING: Location" "$reqs.log" >&2
+  fail "pip download into $WHEELHOUSE failed (its output above)"
+fi
 
 port=$($PYTHON -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 $PYTHON -m http.server --bind 127.0.0.1 --directory "$WHEELHOUSE" "$port" >/dev/null 2>&1 &
 server=$!
-trap 'kill $server 2>/dev/null; rm -f "$reqs"' EXIT
+trap 'kill $server 2>/dev/null; rm -f "$reqs" "$reqs.log"' EXIT
 for _ in $(seq 50); do $PYTHON -c "import urllib.request; urllib.request.urlopen('http://127.0.0.1:$port/')" 2>/dev/null && break; sleep 0.1; done
 
 REVISION=$(git rev-parse HEAD 2>/dev/null || echo unknown)

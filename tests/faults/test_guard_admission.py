@@ -12,27 +12,27 @@ import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 import requests
 
 from resnet_serving.torchserve.guard import Admission, Guard
+from tests.fixtures.http_server import CannedHandler, canned_server
 from tests.helpers import free_port
 
 HOLD_S = 0.3
 
 
-class SlowUpstream(BaseHTTPRequestHandler):
+class SlowUpstream(CannedHandler):
     """Answers each prediction after HOLD_S, counting how many it holds at once."""
 
     lock = threading.Lock()
     inside = 0
     most = 0
-    protocol_version = "HTTP/1.1"
 
-    def do_POST(self) -> None:
-        self.rfile.read(int(self.headers.get("Content-Length", 0)))
+    def answer(self, method: str, path: str) -> tuple[int, bytes]:
+        if method != "POST":
+            return 200, b'{"status": "Healthy"}'
         cls = type(self)
         with cls.lock:
             cls.inside += 1
@@ -40,46 +40,28 @@ class SlowUpstream(BaseHTTPRequestHandler):
         time.sleep(HOLD_S)
         with cls.lock:
             cls.inside -= 1
-        self._answer(200, b'{"predictions": []}')
-
-    def do_GET(self) -> None:
-        self._answer(200, b'{"status": "Healthy"}')
-
-    def _answer(self, status: int, body: bytes) -> None:
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args: object) -> None:
-        pass
+        return 200, b'{"predictions": []}'
 
 
 @pytest.fixture
 def guard_and_upstream() -> Iterator[tuple[Guard, type[SlowUpstream]]]:
     SlowUpstream.inside = SlowUpstream.most = 0
-    server = ThreadingHTTPServer(("127.0.0.1", 0), SlowUpstream)
-    server.daemon_threads = True
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    g = Guard(
-        host="127.0.0.1",
-        port=free_port(),
-        upstream=f"http://127.0.0.1:{server.server_address[1]}",
-        retry_after=1,
-        model="resnet50",
-        max_body=1 << 20,
-        timeout=30,
-        admission=Admission(limit=2, wait=4 * HOLD_S),
-    )
-    g.start()
-    try:
-        yield g, SlowUpstream
-    finally:
-        g.stop()
-        server.shutdown()
-        server.server_close()
+    with canned_server(SlowUpstream) as upstream:
+        g = Guard(
+            host="127.0.0.1",
+            port=free_port(),
+            upstream=upstream,
+            retry_after=1,
+            model="resnet50",
+            max_body=1 << 20,
+            timeout=30,
+            admission=Admission(limit=2, wait=4 * HOLD_S),
+        )
+        g.start()
+        try:
+            yield g, SlowUpstream
+        finally:
+            g.stop()
 
 
 def _post(url: str) -> tuple[int, float, str | None]:
