@@ -33,15 +33,30 @@ pick_docker() {
   done
   return 1
 }
+DOCKER_CLI=${DOCKER:-docker}
 command -v "${DOCKER:-docker}" >/dev/null || fail "no docker client on PATH"
 "${DOCKER:-docker}" info >/dev/null 2>&1 || fail "no Docker engine answers (docker info failed): start dockerd, or see docker/README.md"
 BUILD=$(pick_docker) || fail "no docker client here drives BuildKit: install the buildx plugin (or Debian's docker.io client)"
+
+# Room for a build before it starts: the serving image's dependency layer (torch with its CUDA wheels) plus
+# pip's temporary copy of the wheels while it installs them. A build that runs out fails half-way and leaves
+# the disk full for whatever runs next. Exit 3 says "no room", so a caller can tell it from a broken build.
+MIN_FREE_GB=${IMAGES_MIN_FREE_GB:-12}
+root=$("${DOCKER:-docker}" info -f '{{.DockerRootDir}}' 2>/dev/null || true)
+if [ -n "$root" ] && [ -d "$root" ]; then
+  free=$(df --output=avail -B1G "$root" | tail -1 | tr -d ' ')
+  if [ "$free" -lt "$MIN_FREE_GB" ]; then
+    echo "images: error: $root (Docker's data root) has ${free} GB free; a build of the images needs about" \
+      "${MIN_FREE_GB} GB (IMAGES_MIN_FREE_GB). Free some (docker image prune, docker builder prune) and retry." >&2
+    exit 3
+  fi
+fi
 
 DOCKER=${DOCKER:-docker} bash docker/base/make-base.sh "$BASE"
 
 # The wheelhouse: every distribution the images install, resolved by the host's pip (its indexes, its CA bundle).
 mkdir -p "$WHEELHOUSE"
-reqs=$(mktemp); trap 'rm -f "$reqs" "$reqs.log"' EXIT
+reqs=$(mktemp); trap 'rm -f "$reqs" "$reqs.log" "$reqs.json" "$reqs.remote"' EXIT
 $PYTHON - "$reqs" <<'PY'
 import sys, tomllib
 project = tomllib.load(open("pyproject.toml", "rb"))
@@ -51,8 +66,30 @@ for extra in ("serve", "operator"):
 deps += project["build-system"]["requires"] + ["wheel"]
 open(sys.argv[1], "w").write("\n".join(deps) + "\n")
 PY
+# Files that pip finds on this machine's own disk (a local index or find-links) are linked, not copied: the
+# torch wheels alone are gigabytes, and a copy would need that much more room. Others are downloaded once.
 echo "images: filling $WHEELHOUSE with what the images install (host pip; cached)" >&2
-if ! $PYTHON -m pip download --quiet --dest "$WHEELHOUSE" -r "$reqs" 2>"$reqs.log"; then
+if ! $PYTHON -m pip install --dry-run --ignore-installed --quiet --report "$reqs.json" -r "$reqs" 2>"$reqs.log"; then
+  grep -v "^WARNING: Location" "$reqs.log" >&2
+  fail "pip could not resolve what the images install (its output above)"
+fi
+$PYTHON - "$reqs.json" "$WHEELHOUSE" >"$reqs.remote" <<'PY'
+import json, os, sys
+from pathlib import Path
+from urllib.parse import unquote, urlparse
+
+wheelhouse = Path(sys.argv[2])
+for item in json.load(open(sys.argv[1]))["install"]:
+    url = urlparse(item["download_info"]["url"])
+    target = wheelhouse / unquote(os.path.basename(url.path))
+    if target.exists():
+        continue
+    if url.scheme == "file":
+        target.symlink_to(unquote(url.path))
+    else:
+        print(item["download_info"]["url"])
+PY
+if [ -s "$reqs.remote" ] && ! $PYTHON -m pip download --quiet --no-deps --dest "$WHEELHOUSE" -r "$reqs.remote" 2>"$reqs.log"; then
   grep -v "^WARNING: Location" "$reqs.log" >&2
   fail "pip download into $WHEELHOUSE failed (its output above)"
 fi
@@ -60,7 +97,7 @@ fi
 port=$($PYTHON -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 $PYTHON -m http.server --bind 127.0.0.1 --directory "$WHEELHOUSE" "$port" >/dev/null 2>&1 &
 server=$!
-trap 'kill $server 2>/dev/null; rm -f "$reqs" "$reqs.log"' EXIT
+trap 'kill $server 2>/dev/null; rm -f "$reqs" "$reqs.log" "$reqs.json" "$reqs.remote"' EXIT
 for _ in $(seq 50); do $PYTHON -c "import urllib.request; urllib.request.urlopen('http://127.0.0.1:$port/')" 2>/dev/null && break; sleep 0.1; done
 
 REVISION=$(git rev-parse HEAD 2>/dev/null || echo unknown)
@@ -81,4 +118,11 @@ for name in "${IMAGES[@]}"; do
     --build-arg "SOURCE=$SOURCE" \
     . || fail "docker build of $tag failed (output above)"
   echo "images: built $tag" >&2
+done
+
+# The images these replaced, now untagged: each holds its own multi-gigabyte dependency layer when
+# pyproject.toml changed. Only ours (by their title label); anything else on the engine is left alone.
+for title in resnet-serving resnet-serving-operator; do
+  $DOCKER_CLI image prune -f --filter "label=org.opencontainers.image.title=$title" >/dev/null ||
+    echo "images: could not remove the untagged $title images (docker image prune); they still take disk" >&2
 done

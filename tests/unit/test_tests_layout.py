@@ -16,6 +16,8 @@ And no other module sits beside the tests: a shared helper goes to tests/helpers
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -173,3 +175,29 @@ def test_the_check_lets_tests_import_helpers_and_flags_a_stray_helper(tmp_path: 
     )
     stray = "tests/unit/shared.py sits beside the tests: a helper goes to tests/helpers/, a program into TOOLS"
     assert problems(root) == [stray]
+
+
+def test_the_image_builds_run_after_every_other_test() -> None:
+    """tests/conftest.py sorts the tests that build the images (gigabytes of disk) to the end of a run, so a
+    machine short of disk can fail or skip only them."""
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "--collect-only",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            "tests/images",
+            "tests/infra/test_config.py",
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    ids = [line for line in proc.stdout.splitlines() if "::" in line]
+    assert ids, proc.stdout + proc.stderr
+    builds = [i for i, line in enumerate(ids) if line.startswith("tests/images/test_images_run.py::")]
+    assert builds and builds == list(range(len(ids) - len(builds), len(ids))), ids
