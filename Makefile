@@ -146,13 +146,13 @@ dist: sbom  ## a release build: the wheel in dist/, with its SBOM beside it
 	$(BIN)/pip wheel --quiet --no-deps --no-build-isolation --wheel-dir dist .
 
 # ---- images ----------------------------------------------------------------------------------------------
-# Both need a running Docker engine (docker/README.md). `make test` runs tests/images/test_images_run.py too whenever
-# one answers, and skips it, saying so, when none does.
+# Both need a running Docker engine (docker/README.md). `make test` runs the tests on the built images too whenever
+# one answers (after every other test), and skips them, saying so, when none does.
 images: $(STAMP)  ## build resnet-serving and resnet-serving-operator (docker/build.sh: a local base, a wheelhouse on loopback)
 	bash docker/build.sh
 
 image-test: images tools java  ## run the built images: as the chart runs them, as SageMaker does, and the operator's
-	HELM=$(abspath $(HELM)) $(BIN)/pytest -q -s tests/images/test_images_run.py
+	HELM=$(abspath $(HELM)) $(BIN)/pytest -q -s tests/images
 
 # ---- chart / manifests ------------------------------------------------------------------------------
 # checkov pins many libraries of its own, so it lives in its own venv under .tools/.

@@ -54,16 +54,12 @@ FIXTURE_MARKERS = {
 }
 
 
-#: The tests that build and run the Docker images (docker/build.sh).
-IMAGE_TESTS = Path(__file__).parent / "images" / "test_images_run.py"
-
-
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         used = set(getattr(item, "fixturenames", ()))
         for fixture, marker in FIXTURE_MARKERS.items():
             if fixture in used:
                 item.add_marker(marker)
-    # The image builds run last: they take gigabytes of disk, and a machine short of it must fail (or skip)
-    # only the image tests, never the tests that would have run after them.
-    items.sort(key=lambda item: item.path == IMAGE_TESTS)
+    # The tests on the built images (fixture `built`) run last: the builds take gigabytes of disk, and a machine
+    # short of it must fail (or skip) only them, never the tests that would have run after them.
+    items.sort(key=lambda item: "built" in getattr(item, "fixturenames", ()))

@@ -38,49 +38,12 @@ import yaml
 from resnet_serving import __version__
 from tests.helpers import REPO, free_ports
 from tests.helpers.chart import tool
+from tests.helpers.images import NO_ROOM, OPERATOR, SERVING, docker, engine
 from tests.helpers.sagemaker_model import sagemaker_model_dir
 
-SERVING = f"resnet-serving:{__version__}"
-OPERATOR = f"resnet-serving-operator:{__version__}"
 EXAMPLE = REPO / "examples" / "grace_hopper.jpg"
-#: docker/build.sh's exit status when Docker's data root has too little free disk for a build.
-NO_ROOM = 3
 #: Seconds for a container to answer a prediction (the chart's startup probe allows 5 minutes).
 READY_S = 300
-
-
-def docker(*args: str, timeout: float = 120, check: bool = True) -> subprocess.CompletedProcess[str]:
-    proc = subprocess.run(["docker", *args], capture_output=True, text=True, timeout=timeout, check=False)
-    if check and proc.returncode != 0:
-        raise AssertionError(f"docker {' '.join(args[:3])} … failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
-    return proc
-
-
-def engine() -> str | None:
-    """Why the image tests cannot run here, or None when a Docker engine answers."""
-    if shutil.which("docker") is None:
-        return "no docker client on PATH"
-    try:
-        proc = subprocess.run(["docker", "info"], capture_output=True, text=True, timeout=30, check=False)
-    except subprocess.TimeoutExpired:
-        return "docker info timed out"
-    return None if proc.returncode == 0 else "no Docker engine answers (docker info failed)"
-
-
-@pytest.fixture(scope="session")
-def built() -> None:
-    """The images of this commit, built by `make images` (docker/build.sh) if missing or built from another."""
-    why = engine()
-    if why:
-        pytest.skip(f"image tests need a Docker engine: {why}; start dockerd and run `make image-test`")
-    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True).stdout.strip()
-    label = '{{index .Config.Labels "org.opencontainers.image.revision"}}'
-    revisions = [docker("image", "inspect", "-f", label, i, check=False).stdout.strip() for i in (SERVING, OPERATOR)]
-    if any(r != head for r in revisions):  # missing, or built from another commit
-        proc = subprocess.run(["bash", "docker/build.sh"], cwd=REPO, capture_output=True, text=True, timeout=3000)
-        if proc.returncode == NO_ROOM:  # checked before anything is built, so nothing is left half-done
-            pytest.skip(f"image tests need disk room for the builds: {proc.stderr.strip().splitlines()[-1]}")
-        assert proc.returncode == 0, f"docker/build.sh failed:\n{proc.stdout[-2000:]}\n{proc.stderr[-4000:]}"
 
 
 def test_a_build_without_room_stops_before_it_starts() -> None:
@@ -134,14 +97,6 @@ class Running:
         t0 = time.monotonic()
         docker("stop", "-t", str(grace), self.name, timeout=grace + 60)
         return time.monotonic() - t0
-
-
-@pytest.fixture
-def containers() -> Iterator[list[str]]:
-    names: list[str] = []
-    yield names
-    for name in names:
-        docker("rm", "-f", name, check=False)
 
 
 HARDENED = ["--read-only", "--tmpfs", "/tmp:rw,exec,size=2g", "--user", "10001:10001", "--cap-drop", "ALL"]
