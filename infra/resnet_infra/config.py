@@ -18,13 +18,19 @@ DEFAULT_CONFIG = Path(__file__).resolve().parents[1] / "config.json"
 LOG_RETENTION_DAYS = (
     1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922, 3288, 3653,
 )  # fmt: skip
-ROLE_KINDS = ("serving", "operator", "publisher", "sagemaker")
+ROLE_KINDS = ("serving", "operator", "publisher", "sagemaker", "deployer")
 # ${AWS::AccountId}-style placeholders CloudFormation substitutes; everything else must be a literal name.
 PSEUDO = re.compile(r"\$\{AWS::(AccountId|Region|Partition)\}")
 BUCKET_NAME = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_+=,.@-]{0,63}$")
 ENDPOINT_NAME = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")
 K8S_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+# Who may assume the deployer role: an account (its root: any principal of it whose own policy allows
+# sts:AssumeRole), a role or a user. No wildcards: a trust policy with one would admit anyone it matches.
+TRUSTED_PRINCIPAL = re.compile(
+    r"^arn:(aws[a-z-]*|\$\{AWS::Partition\}):iam::(\d{12}|\$\{AWS::AccountId\}):"
+    r"(root|role/[\w+=,.@/-]{1,512}|user/[\w+=,.@/-]{1,512})$"
+)
 
 
 class ConfigError(ValueError):
@@ -54,6 +60,8 @@ class EksConfig:
     namespace: str
     serving_service_account: str
     operator_service_account: str
+    # Opt-in: the operator's IRSA role may also move spec.sagemakerEndpoint to each new version.
+    operator_sagemaker_sync: bool = False
 
 
 @dataclass(frozen=True)
@@ -89,6 +97,9 @@ class SageMakerConfig:
     endpoint_name: str
     variant_name: str
     max_instances: int
+    # May assume the deployer role (`resnet-serving sagemaker deploy|status|rollback|delete`); may hold
+    # ${AWS::AccountId} / ${AWS::Partition}: rendered with Fn::Sub.
+    deployer_principals: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -244,6 +255,32 @@ def _eks_integration(a: _Reader) -> EksIntegration | None:
     return integration
 
 
+def _flag(r: _Reader, key: str) -> bool:
+    """An optional true/false switch, off when absent."""
+    value = r.data.get(key, False)
+    if not isinstance(value, bool):
+        raise ConfigError(f"{r._name(key)} must be true or false, got {value!r}")
+    return value
+
+
+def _principals(r: _Reader, key: str) -> tuple[str, ...]:
+    value = r.raw(key)
+    if not isinstance(value, list) or not value:
+        raise ConfigError(
+            f"{r._name(key)} must list at least one IAM principal ARN (an account's root, a role or a user), "
+            f"got {value!r}"
+        )
+    for i, item in enumerate(value):
+        if not isinstance(item, str) or not TRUSTED_PRINCIPAL.match(item):
+            raise ConfigError(
+                f"{r._name(key)}[{i}] is not an IAM principal ARN (arn:aws:iam::ACCOUNT:root, :role/NAME or "
+                f":user/NAME; ${{AWS::Partition}} and ${{AWS::AccountId}} are substituted; no wildcards): {item!r}"
+            )
+    if len(set(value)) != len(value):
+        raise ConfigError(f"{r._name(key)} names a principal twice: {value!r}")
+    return tuple(value)
+
+
 def parse(data: Any) -> InfraConfig:
     """Validate a decoded config.json; raises ConfigError naming the first bad parameter."""
     top = _Reader(data, "")
@@ -287,11 +324,12 @@ def parse(data: Any) -> InfraConfig:
         raise ConfigError(f"roles: each role needs its own name, got {roles}")
 
     e = top.section("eks")
-    e.unknown({"namespace", "serving_service_account", "operator_service_account"})
+    e.unknown({"namespace", "serving_service_account", "operator_service_account", "operator_sagemaker_sync"})
     eks = EksConfig(
         namespace=e.string("namespace", K8S_NAME, "Kubernetes namespace"),
         serving_service_account=e.string("serving_service_account", K8S_NAME, "ServiceAccount name"),
         operator_service_account=e.string("operator_service_account", K8S_NAME, "ServiceAccount name"),
+        operator_sagemaker_sync=_flag(e, "operator_sagemaker_sync"),
     )
 
     repos = top.raw("ecr_repositories")
@@ -324,11 +362,12 @@ def parse(data: Any) -> InfraConfig:
     )
 
     m = top.section("sagemaker")
-    m.unknown({"endpoint_name", "variant_name", "max_instances"})
+    m.unknown({"endpoint_name", "variant_name", "max_instances", "deployer_principals"})
     sagemaker = SageMakerConfig(
         endpoint_name=m.string("endpoint_name", ENDPOINT_NAME, "SageMaker endpoint name"),
         variant_name=m.string("variant_name", ENDPOINT_NAME, "SageMaker variant name"),
         max_instances=m.integer("max_instances"),
+        deployer_principals=_principals(m, "deployer_principals"),
     )
 
     al = top.section("alarms")

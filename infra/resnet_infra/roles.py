@@ -1,7 +1,9 @@
-"""The four roles that may touch the model store, least privilege, with fixed names the bucket policy trusts.
+"""The five roles that may touch the model store, least privilege, with fixed names the bucket policy trusts.
 
 The serving and operator roles are IRSA roles: their trust policy names the cluster's OIDC issuer, a stack
-parameter, because eksctl creates the issuer after the cluster exists.
+parameter, because eksctl creates the issuer after the cluster exists. The deployer role runs
+`resnet-serving sagemaker deploy|status|rollback|delete`; the operator gets the same deploy rights only when
+`eks.operator_sagemaker_sync` is on.
 """
 
 from __future__ import annotations
@@ -14,8 +16,33 @@ from constructs import Construct
 
 from .config import InfraConfig
 from .nag import ack
-from .naming import ALARM_KINDS, STACKS, alarm_name
-from .store import StoreStack
+from .naming import ALARM_KINDS, PROJECT, STACKS, alarm_name
+from .store import StoreStack, role_arn
+
+# The AWS actions src/resnet_serving/sagemaker/ calls through its `call(...)` helper, by IAM service prefix.
+# deploy.py (deploy, rollback, and update_endpoint_version, which the operator runs for spec.sagemakerEndpoint):
+DEPLOY_ACTIONS = {
+    "sagemaker": (
+        "DescribeEndpoint", "DescribeEndpointConfig", "DescribeModel", "ListTags", "AddTags", "CreateModel",
+        "CreateEndpointConfig", "CreateEndpoint", "UpdateEndpoint",
+    ),
+    "cloudwatch": ("DescribeAlarms", "ListTagsForResource", "PutMetricAlarm"),
+    "application-autoscaling": (
+        "DescribeScalableTargets", "DescribeScalingPolicies", "RegisterScalableTarget", "PutScalingPolicy",
+        "DeregisterScalableTarget",
+    ),
+}  # fmt: skip
+# manage.py (status, delete), which only the deployer runs:
+MANAGE_ACTIONS = {
+    "sagemaker": ("ListEndpointConfigs", "ListModels", "DeleteEndpoint", "DeleteEndpointConfig", "DeleteModel"),
+    "cloudwatch": ("DeleteAlarms",),
+    "application-autoscaling": (),
+}
+# SageMaker lists support no resource ARN; every other SageMaker action above is scoped to the project's names.
+UNSCOPED_SAGEMAKER = ("ListEndpointConfigs", "ListModels")
+UNSCOPED_AUTOSCALING = ("DescribeScalableTargets", "DescribeScalingPolicies")
+SCALABLE_DIMENSION = "sagemaker:variant:DesiredInstanceCount"
+AUTOSCALING_SLR = "sagemaker.application-autoscaling.amazonaws.com"
 
 # A whole-document Fn::Sub, because IAM condition keys ("<issuer>:sub") cannot be intrinsic functions and the
 # alternative, CfnJson, deploys a Lambda-backed custom resource.
@@ -37,13 +64,22 @@ IRSA_TRUST = {
 }
 
 
+def resource_prefix(cfg: InfraConfig) -> str:
+    """The name prefix of the endpoints, endpoint configs and models the SageMaker policies allow.
+
+    Model and endpoint-config names start with the endpoint name cut to 24 characters (as `delete` lists them),
+    and SageMaker writes names into ARNs in lowercase.
+    """
+    return cfg.sagemaker.endpoint_name[:24].rstrip("-").lower()
+
+
 class RolesStack(Stack):
     def __init__(self, scope: Construct, cfg: InfraConfig, store: StoreStack, **kwargs: object) -> None:
         super().__init__(
             scope,
             "Roles",
             stack_name=STACKS["roles"],
-            description="resnet-serving IAM roles: serving (IRSA), operator (IRSA), publisher, SageMaker execution",
+            description="resnet-serving IAM roles: serving, operator (IRSA), publisher, SageMaker execution, deployer",
             **kwargs,  # type: ignore[arg-type]
         )
         self.cfg = cfg
@@ -165,6 +201,29 @@ class RolesStack(Stack):
         ]:
             self.sagemaker.add_to_policy(statement)
 
+        self.deployer = iam.Role(
+            self,
+            "SageMakerDeployer",
+            role_name=cfg.roles["deployer"],
+            description="resnet-serving sagemaker deploy|status|rollback|delete: the project's endpoints only",
+            assumed_by=iam.CompositePrincipal(
+                *(iam.ArnPrincipal(Fn.sub(arn) if "${" in arn else arn) for arn in cfg.sagemaker.deployer_principals)
+            ),
+        )
+        for statement in self._sagemaker_statements(bucket_arn, key_arn, manage=True):
+            self.deployer.add_to_policy(statement)
+
+        # Opt-in (eks.operator_sagemaker_sync): the operator moves spec.sagemakerEndpoint with the deploy code,
+        # so it needs deploy's rights; status and delete (listing, deleting) stay with the deployer.
+        self.operator_sync: iam.Policy | None = None
+        if cfg.eks.operator_sagemaker_sync:
+            self.operator_sync = iam.Policy(
+                self,
+                "OperatorSageMakerSync",
+                statements=self._sagemaker_statements(bucket_arn, key_arn, manage=False),
+                roles=[self.operator],
+            )
+
         nag_bucket = "arn:<AWS::Partition>:s3:::" + cfg.store.bucket_name.replace("${", "<").replace("}", ">")
         policy = lambda role: role.node.find_child("DefaultPolicy")  # noqa: E731
         for role in (self.serving, self.operator, self.publisher, self.sagemaker):
@@ -198,11 +257,16 @@ class RolesStack(Stack):
             "SageMaker names one log stream per instance and container; the names are not known in advance.",
         )
 
+        for sync_policy in (policy(self.deployer), self.operator_sync):
+            if sync_policy is not None:
+                self._ack_sagemaker(sync_policy, nag_bucket, prefix)
+
         for kind, role in (
             ("Serving", self.serving),
             ("Operator", self.operator),
             ("Publisher", self.publisher),
             ("SageMakerExecution", self.sagemaker),
+            ("SageMakerDeployer", self.deployer),
         ):
             CfnOutput(self, f"{kind}RoleArn", value=role.role_arn, description=f"{kind} role ARN")
 
@@ -222,3 +286,192 @@ class RolesStack(Stack):
         for statement in statements:
             role.add_to_policy(statement)
         return role
+
+    def _sagemaker_statements(self, bucket_arn: str, key_arn: str, *, manage: bool) -> list[iam.PolicyStatement]:
+        """What `sagemaker deploy` and `rollback` need (and, with ``manage``, `status` and `delete`)."""
+        cfg = self.cfg
+        wanted = {
+            service: [*DEPLOY_ACTIONS[service], *(MANAGE_ACTIONS[service] if manage else ())]
+            for service in DEPLOY_ACTIONS
+        }
+        name = resource_prefix(cfg)
+        arn = "arn:${AWS::Partition}:sagemaker:${AWS::Region}:${AWS::AccountId}"
+        sagemaker_arns = [Fn.sub(f"{arn}:{kind}/{name}*") for kind in ("endpoint", "endpoint-config", "model")]
+        alarm = "arn:${AWS::Partition}:cloudwatch:${AWS::Region}:${AWS::AccountId}:alarm"
+        prefix = cfg.store.prefix
+        objects = f"{bucket_arn}/{prefix}"
+        via_s3 = {"kms:ViaService": Fn.sub("s3.${AWS::Region}.amazonaws.com")}
+        statements = [
+            iam.PolicyStatement(
+                sid="ProjectEndpointsConfigsAndModels",
+                actions=[f"sagemaker:{a}" for a in wanted["sagemaker"] if a not in UNSCOPED_SAGEMAKER]
+                # Application Auto Scaling checks that the caller of RegisterScalableTarget may itself change
+                # the variant's instance count.
+                + ["sagemaker:UpdateEndpointWeightsAndCapacities"],
+                resources=sagemaker_arns,
+            ),
+            iam.PolicyStatement(
+                sid="PassOnlyTheExecutionRoleToSageMaker",
+                actions=["iam:PassRole"],
+                resources=[role_arn(cfg.roles["sagemaker"])],
+                conditions={"StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}},
+            ),
+            iam.PolicyStatement(
+                sid="ProjectAlarms",
+                # put_metric_alarm passes Tags: CloudWatch authorizes them as TagResource.
+                actions=[f"cloudwatch:{a}" for a in [*wanted["cloudwatch"], "TagResource"]],
+                resources=[Fn.sub(f"{alarm}:{PROJECT}-*")],
+            ),
+            iam.PolicyStatement(
+                # Application Auto Scaling checks that the caller of PutScalingPolicy may itself manage the
+                # target-tracking alarms it creates for the variant.
+                sid="TargetTrackingAlarmsOfTheVariant",
+                actions=["cloudwatch:DescribeAlarms", "cloudwatch:PutMetricAlarm", "cloudwatch:DeleteAlarms"],
+                resources=[Fn.sub(f"{alarm}:TargetTracking-endpoint/{name}*")],
+            ),
+            iam.PolicyStatement(
+                sid="ReadScalingOfEndpoints",
+                actions=[f"application-autoscaling:{a}" for a in UNSCOPED_AUTOSCALING],
+                resources=["*"],
+            ),
+            iam.PolicyStatement(
+                sid="ScaleSageMakerVariantsOnly",
+                actions=[
+                    f"application-autoscaling:{a}"
+                    for a in wanted["application-autoscaling"]
+                    if a not in UNSCOPED_AUTOSCALING
+                ],
+                resources=[
+                    Fn.sub(
+                        "arn:${AWS::Partition}:application-autoscaling:${AWS::Region}:${AWS::AccountId}:scalable-target/*"
+                    )
+                ],
+                conditions={
+                    "StringEquals": {
+                        "application-autoscaling:service-namespace": "sagemaker",
+                        "application-autoscaling:scalable-dimension": SCALABLE_DIMENSION,
+                    }
+                },
+            ),
+            iam.PolicyStatement(
+                sid="ReadVersionsToPack",
+                actions=["s3:GetObject"],
+                # `deploy --channel` reads the channel's pointer (cli/sagemaker.py, through the store).
+                resources=[
+                    f"{objects}/*/channels/*.json",
+                    f"{objects}/*/manifest.json",
+                    f"{objects}/*/model.mar",
+                    f"{objects}/*/sagemaker/*",
+                ],
+            ),
+            iam.PolicyStatement(
+                # Without it S3 answers 403, not 404, for a model.tar.gz not uploaded yet.
+                sid="ListTheStorePrefix",
+                actions=["s3:ListBucket"],
+                resources=[bucket_arn],
+                conditions={"StringLike": {"s3:prefix": [f"{prefix}/*"]}},
+            ),
+            iam.PolicyStatement(
+                # model.tar.gz goes to a hidden temp key beside it, is copied into place, then the temp key goes.
+                sid="WriteModelTarballs",
+                actions=["s3:PutObject", "s3:AbortMultipartUpload"],
+                resources=[f"{objects}/*/sagemaker/*"],
+            ),
+            iam.PolicyStatement(
+                sid="RemoveItsOwnTempKeys",
+                actions=["s3:DeleteObject"],
+                resources=[f"{objects}/*/sagemaker/*.tmp"],
+            ),
+            iam.PolicyStatement(
+                sid="StoreKeyThroughS3",
+                actions=["kms:Decrypt", "kms:GenerateDataKey"],
+                resources=[key_arn],
+                conditions={"StringEquals": via_s3},
+            ),
+            iam.PolicyStatement(
+                # `deploy --kms-key <store key>` also encrypts the endpoint's ML storage volume: SageMaker grants
+                # itself the key on the caller's behalf, a grant only an AWS service may create.
+                sid="StoreKeyGrantsForEndpointVolumes",
+                actions=["kms:CreateGrant"],
+                resources=[key_arn],
+                conditions={"Bool": {"kms:GrantIsForAWSResource": "true"}},
+            ),
+            # SageMaker checks the --kms-key (its spec and state) with the caller's rights when it takes the config.
+            iam.PolicyStatement(sid="DescribeTheStoreKey", actions=["kms:DescribeKey"], resources=[key_arn]),
+        ]
+        if manage:
+            statements.append(
+                iam.PolicyStatement(
+                    sid="ListConfigsAndModelsToDelete",
+                    actions=[f"sagemaker:{a}" for a in wanted["sagemaker"] if a in UNSCOPED_SAGEMAKER],
+                    resources=["*"],
+                )
+            )
+            # The first RegisterScalableTarget of an account creates Application Auto Scaling's SageMaker role.
+            statements.append(
+                iam.PolicyStatement(
+                    sid="CreateTheAutoScalingServiceLinkedRole",
+                    actions=["iam:CreateServiceLinkedRole"],
+                    resources=[
+                        Fn.sub(
+                            f"arn:${{AWS::Partition}}:iam::${{AWS::AccountId}}:role/aws-service-role/{AUTOSCALING_SLR}/"
+                            "AWSServiceRoleForApplicationAutoScaling_SageMakerEndpoint"
+                        )
+                    ],
+                    conditions={"StringEquals": {"iam:AWSServiceName": AUTOSCALING_SLR}},
+                )
+            )
+        return statements
+
+    def _ack_sagemaker(self, scope: Construct, nag_bucket: str, prefix: str) -> None:
+        """The deployer's and the operator's SageMaker findings: the same reasons, since they are the same grants."""
+        name = resource_prefix(self.cfg)
+        arn = "arn:<AWS::Partition>:{service}:<AWS::Region>:<AWS::AccountId>:"
+        sagemaker, cloudwatch = arn.format(service="sagemaker"), arn.format(service="cloudwatch")
+        names_reason = (
+            "Deploy names models and configs after the endpoint, version, digest and settings: only names starting "
+            "with the configured endpoint's are allowed."
+        )
+        for rule, reason in (
+            (
+                "Resource::*",
+                "Application Auto Scaling's Describe calls and SageMaker's List calls support no resource ARN.",
+            ),
+            (f"Resource::{sagemaker}endpoint/{name}*", names_reason),
+            (f"Resource::{sagemaker}endpoint-config/{name}*", names_reason),
+            (f"Resource::{sagemaker}model/{name}*", names_reason),
+            (
+                f"Resource::{cloudwatch}alarm:{PROJECT}-*",
+                f"The project's alarm-name prefix: every alarm deploy reads or writes starts with {PROJECT}-.",
+            ),
+            (
+                f"Resource::{cloudwatch}alarm:TargetTracking-endpoint/{name}*",
+                "Application Auto Scaling names a target-tracking policy's alarms itself, after the variant.",
+            ),
+            (
+                "Resource::arn:<AWS::Partition>:application-autoscaling:<AWS::Region>:<AWS::AccountId>:"
+                "scalable-target/*",
+                "Scalable target ids are random; conditions allow only SageMaker variants' instance counts.",
+            ),
+            (
+                f"Resource::{nag_bucket}/{prefix}/*/channels/*.json",
+                "deploy --channel reads that channel's pointer; models and channels are only known at deploy time.",
+            ),
+            (
+                f"Resource::{nag_bucket}/{prefix}/*/manifest.json",
+                "Deploy reads the manifest of the version it packs; versions are only known at deploy time.",
+            ),
+            (
+                f"Resource::{nag_bucket}/{prefix}/*/model.mar",
+                "Deploy packs the archive of the version it deploys; versions are only known at deploy time.",
+            ),
+            (
+                f"Resource::{nag_bucket}/{prefix}/*/sagemaker/*",
+                "model.tar.gz and its temp key live in each version's sagemaker/ folder, known at deploy time.",
+            ),
+            (
+                f"Resource::{nag_bucket}/{prefix}/*/sagemaker/*.tmp",
+                "Only the hidden temp keys of its own model.tar.gz uploads may be deleted; their names are random.",
+            ),
+        ):
+            ack(scope, f"AwsSolutions-IAM5[{rule}]", reason)

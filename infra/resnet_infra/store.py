@@ -1,4 +1,9 @@
-"""The model store: the versioned, KMS-encrypted bucket only the four resnet-serving roles may read or write."""
+"""The model store: the versioned, KMS-encrypted bucket only the five resnet-serving roles may read or write.
+
+The key policy is CDK's default: the account may use the key through IAM policies, so each role's own policy
+(roles.py) is what admits it, the deployer included; a principal named in a key policy would also have to
+exist before this stack, which the roles stack (deployed after it) cannot give.
+"""
 
 from __future__ import annotations
 
@@ -74,7 +79,7 @@ class StoreStack(Stack):
         )
         checkov_skip(self.log_bucket, "CKV_AWS_18", "This is the access-log bucket itself; logging it would loop.")
 
-        allowed = [role_arn(cfg.roles[kind]) for kind in ("serving", "operator", "publisher", "sagemaker")]
+        allowed = [role_arn(cfg.roles[kind]) for kind in ("serving", "operator", "publisher", "sagemaker", "deployer")]
         replication_role = self._replication_role(cfg) if sc.replication else None
         if replication_role is not None:
             allowed.append(replication_role.role_arn)

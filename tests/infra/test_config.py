@@ -40,7 +40,10 @@ def test_the_committed_config_is_valid_and_keeps_the_issue_defaults() -> None:
     cfg = load()
     assert (cfg.api.throttle_rate, cfg.api.throttle_burst) == (1000, 2000)
     assert cfg.log_retention_days in LOG_RETENTION_DAYS
-    assert set(cfg.roles) == {"serving", "operator", "publisher", "sagemaker"}
+    assert set(cfg.roles) == {"serving", "operator", "publisher", "sagemaker", "deployer"}
+    # The deployer is the account's, as the publisher is; the operator's SageMaker sync is opt-in.
+    assert cfg.sagemaker.deployer_principals == ("arn:${AWS::Partition}:iam::${AWS::AccountId}:root",)
+    assert cfg.eks.operator_sagemaker_sync is False
 
 
 @pytest.mark.parametrize(
@@ -58,8 +61,11 @@ def test_the_committed_config_is_valid_and_keeps_the_issue_defaults() -> None:
         ("store.bucket_name", "models-${AWS::StackName}", "store.bucket_name is not a valid S3 bucket name"),
         ("log_retention_days", 45, "log_retention_days must be one of CloudWatch Logs' values 1, 3, 5"),
         ("log_retention_days", 0, "got 0"),
-        ("roles", {}, "roles must name the serving, operator, publisher, sagemaker roles, got {}"),
-        ("roles", [], "roles must name the serving, operator, publisher, sagemaker roles, got []"),
+        ("roles", {}, "roles must name the serving, operator, publisher, sagemaker, deployer roles, got {}"),
+        ("roles", [], "roles must name the serving, operator, publisher, sagemaker, deployer roles, got []"),
+        ("roles.deployer", KeyError, "roles.deployer is missing"),
+        ("roles.deployer", "resnet-serving-publisher", "roles: each role needs its own name"),
+        ("roles.deployer", "bad name", "roles.deployer is not a valid IAM role name: 'bad name'"),
         ("roles.publisher", KeyError, "roles.publisher is missing"),
         ("roles.publisher", "resnet-serving-model-reader", "roles: each role needs its own name"),
         ("ecr_repositories", [], "ecr_repositories must list at least one ECR repository name"),
@@ -68,6 +74,29 @@ def test_the_committed_config_is_valid_and_keeps_the_issue_defaults() -> None:
         ("sagemaker.endpoint_name", "bad_name", "sagemaker.endpoint_name is not a valid SageMaker endpoint name"),
         ("alarms.error_5xx_percent", 150, "alarms.error_5xx_percent must be at most 100"),
         ("api.throtle_rate", 5, "api: unknown parameter(s) throtle_rate"),
+        ("sagemaker.deployer_principals", KeyError, "sagemaker.deployer_principals is missing"),
+        ("sagemaker.deployer_principals", [], "sagemaker.deployer_principals must list at least one IAM principal"),
+        ("sagemaker.deployer_principals", "arn:aws:iam::123456789012:root", "must list at least one IAM principal"),
+        ("sagemaker.deployer_principals", ["*"], "sagemaker.deployer_principals[0] is not an IAM principal ARN"),
+        ("sagemaker.deployer_principals", ["arn:aws:iam::*:root"], "sagemaker.deployer_principals[0] is not an IAM"),
+        (
+            "sagemaker.deployer_principals",
+            ["arn:aws:iam::123456789012:root", "arn:aws:iam::123456789012:role/ci-*"],
+            "sagemaker.deployer_principals[1] is not an IAM principal ARN",
+        ),
+        (
+            "sagemaker.deployer_principals",
+            ["arn:aws:sts::123456789012:assumed-role/ci/session"],
+            "sagemaker.deployer_principals[0] is not an IAM principal ARN",
+        ),
+        (
+            "sagemaker.deployer_principals",
+            ["arn:aws:iam::123456789012:role/ci", "arn:aws:iam::123456789012:role/ci"],
+            "sagemaker.deployer_principals names a principal twice",
+        ),
+        ("eks.operator_sagemaker_sync", "yes", "eks.operator_sagemaker_sync must be true or false, got 'yes'"),
+        ("eks.operator_sagemaker_sync", 1, "eks.operator_sagemaker_sync must be true or false, got 1"),
+        ("eks.operator_sagemaker_sync", None, "eks.operator_sagemaker_sync must be true or false, got None"),
     ],
 )
 def test_bad_values_name_the_parameter(path: str, value: Any, message: str) -> None:
@@ -86,6 +115,20 @@ def test_replication_needs_valid_arns() -> None:
     assert cfg.store.replication is not None and cfg.store.replication.role_name == good["role_name"]
     with pytest.raises(ConfigError, match=r"store\.replication\.destination_kms_key_arn is not a valid key ARN"):
         parse(with_("store.replication", {**good, "destination_kms_key_arn": "alias/dr"}))
+
+
+def test_deployer_principals_accept_accounts_roles_and_users() -> None:
+    principals = [
+        "arn:${AWS::Partition}:iam::${AWS::AccountId}:root",
+        "arn:aws:iam::123456789012:role/ci/github-deploy",
+        "arn:aws-cn:iam::123456789012:user/release",
+    ]
+    assert parse(with_("sagemaker.deployer_principals", principals)).sagemaker.deployer_principals == tuple(principals)
+
+
+def test_operator_sagemaker_sync_is_opt_in() -> None:
+    assert parse(with_("eks.operator_sagemaker_sync", KeyError)).eks.operator_sagemaker_sync is False
+    assert parse(with_("eks.operator_sagemaker_sync", True)).eks.operator_sagemaker_sync is True
 
 
 def test_unreadable_and_malformed_files(tmp_path: Path) -> None:

@@ -1,8 +1,10 @@
 """The optional parts of the foundation, synthesized with them switched on (infra/config.json leaves them off).
 
 Two extra synths per session, from infra/config.json plus the options below: `options` turns on cross-region
-replication of the store and the private route to the EKS path's internal ALB (VPC link V2); `options_nlb`
-takes that route through an NLB in front of the ALB instead (VPC link V1). Each option gets its promises
+replication of the store, the private route to the EKS path's internal ALB (VPC link V2) and the operator's
+SageMaker sync, and names a role and a user as the deployer's principals (tests/infra/test_deployer.py checks
+what those last two grant); `options_nlb` takes that route through an NLB in front of the ALB instead (VPC
+link V1). Each option gets its promises
 checked with aws_cdk.assertions, and each synth has to stay clean under cdk-nag (with every acknowledgment
 matching a real finding), cfn-lint and checkov, exactly as the default templates do. Nothing is deployed.
 """
@@ -63,6 +65,7 @@ EKS_ALB = {
 }
 EKS_NLB = {**EKS_ALB, "load_balancer_arn": NLB_ARN, "vpc_link_subnet_ids": [], "vpc_link_security_group_ids": []}
 VARIANTS = ("options", "options_nlb")
+DEPLOYER_PRINCIPALS = ("arn:aws:iam::123456789012:role/ci-deploy", "arn:aws:iam::123456789012:user/release")
 
 
 def options_config(variant: str = "options") -> dict[str, Any]:
@@ -70,6 +73,8 @@ def options_config(variant: str = "options") -> dict[str, Any]:
     if variant == "options":
         data["store"]["replication"] = dict(REPLICATION)
         data["api"]["eks_integration"] = copy.deepcopy(EKS_ALB)
+        data["eks"]["operator_sagemaker_sync"] = True
+        data["sagemaker"]["deployer_principals"] = list(DEPLOYER_PRINCIPALS)
     else:
         data["api"]["eks_integration"] = copy.deepcopy(EKS_NLB)
     return data
@@ -207,7 +212,7 @@ def test_the_bucket_policy_admits_the_replication_role(options: Synth) -> None:
     ]
     (deny,) = [st for st in statements if st.get("Sid") == "DenyAllButTheResnetServingRoles"]
     allowed = deny["Condition"]["ArnNotEquals"]["aws:PrincipalArn"]
-    assert {"Fn::GetAtt": [role_id, "Arn"]} in allowed and len(allowed) == 5
+    assert {"Fn::GetAtt": [role_id, "Arn"]} in allowed and len(allowed) == 6  # the five roles and it
 
 
 # ---- private route to the EKS path's load balancer ----------------------------------------------------

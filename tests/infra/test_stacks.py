@@ -89,14 +89,14 @@ def test_bucket_policy_is_tls_only(synth: Synth) -> None:
     assert tls[0]["Principal"] == {"AWS": "*"}
 
 
-def test_bucket_policy_denies_everyone_but_the_four_roles(synth: Synth) -> None:
+def test_bucket_policy_denies_everyone_but_the_five_roles(synth: Synth) -> None:
     (deny,) = [s for s in bucket_policy_statements(synth) if s.get("Sid") == "DenyAllButTheResnetServingRoles"]
     assert deny["Effect"] == "Deny" and deny["Principal"] == {"AWS": "*"}
     assert {"s3:GetObject", "s3:PutObject", "s3:DeleteObject", "s3:ListBucket"} <= set(deny["Action"])
     allowed = deny["Condition"]["ArnNotEquals"]["aws:PrincipalArn"]
     expected = {
         f"arn:${{AWS::Partition}}:iam::${{AWS::AccountId}}:role/{CFG.roles[k]}"
-        for k in ("serving", "operator", "publisher", "sagemaker")
+        for k in ("serving", "operator", "publisher", "sagemaker", "deployer")
     }
     assert {a["Fn::Sub"] for a in allowed} == expected
     # ...and those names are the roles the roles stack creates.
@@ -175,9 +175,13 @@ def test_sagemaker_role_has_store_kms_ecr_logs_and_describe_alarms(synth: Synth)
 
 
 def test_role_arns_bucket_key_and_api_url_are_outputs(synth: Synth) -> None:
-    assert {"ServingRoleArn", "OperatorRoleArn", "PublisherRoleArn", "SageMakerExecutionRoleArn"} <= set(
-        synth.templates["roles"]["Outputs"]
-    )
+    assert {
+        "ServingRoleArn",
+        "OperatorRoleArn",
+        "PublisherRoleArn",
+        "SageMakerExecutionRoleArn",
+        "SageMakerDeployerRoleArn",
+    } <= set(synth.templates["roles"]["Outputs"])
     assert {"BucketName", "KeyArn", "StoreUri"} <= set(synth.templates["store"]["Outputs"])
     assert "ApiUrl" in synth.templates["frontdoor"]["Outputs"]
 
