@@ -1,4 +1,4 @@
-"""Dashboard, alarms (names fixed by naming.alarm_name), their SNS topic, log retention and the cost budget."""
+"""Dashboard, alarms (stack-owned names, resnet_serving.naming), their SNS topic, log retention and the budget."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from constructs import Construct
 from .config import InfraConfig
 from .frontdoor import THROTTLE_METRIC
 from .logs import log_group
-from .naming import PROJECT, STACKS, alarm_name, dashboard_name
+from .naming import PROJECT, STACK, STACKS, alarm_name, dashboard_name
 
 PERIOD = Duration.minutes(1)
 
@@ -162,7 +162,7 @@ class ObservabilityStack(Stack):
             alarm = cw.Alarm(
                 self,
                 "Alarm" + "".join(p.capitalize() for p in kind.split("-")),
-                alarm_name=alarm_name(endpoint, kind),
+                alarm_name=alarm_name(endpoint, kind, STACK),
                 alarm_description=f"resnet-serving {endpoint}: {what}",
                 metric=metric,
                 threshold=threshold,

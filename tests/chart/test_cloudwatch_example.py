@@ -3,11 +3,12 @@
 Nothing runs in AWS here: the ConfigMaps are validated as Kubernetes objects, their scrape job is matched
 against the metrics Service the chart renders, the agent's metric declarations against what a real `serve`
 exports (tests/chart/test_series_exported.py), and the alarm template is linted by cfn-lint and its alarm
-names compared with the infra stacks' naming rule.
+names held to the naming rule (resnet_serving.naming), apart from the infra stack's and sagemaker deploy's.
 """
 
 from __future__ import annotations
 
+import json
 import re
 import sys
 from pathlib import Path
@@ -17,14 +18,12 @@ import kubernetes_validate
 import pytest
 import yaml
 
+from resnet_serving import naming
+from resnet_serving.sagemaker import spec as sagemaker_spec
 from tests.helpers.chart import KUBE_VERSIONS_VALIDATED, NAMESPACE, RELEASE, ROOT, one, run
 from tests.helpers.cloudwatch import EXAMPLE, agent_config, agent_objects, metric_selectors
 
 ALARMS = EXAMPLE / "alarms.yaml"
-
-if str(ROOT / "infra") not in sys.path:
-    sys.path.insert(0, str(ROOT / "infra"))
-from resnet_infra import naming  # noqa: E402
 
 #: The infra alarm kinds the EKS path has: throttles are the API Gateway front door's, whatever serves behind it.
 EKS_KINDS = ("5xx", "p99-latency", "instances-at-max")
@@ -89,14 +88,47 @@ def test_scrape_job_keeps_the_chart_metrics_service_on_both_ports(rendered: dict
             assert set(dims) <= {"ClusterName", "Namespace", "Service", "pod_name", "code"}
 
 
-def test_alarm_names_are_the_infra_stacks_names() -> None:
-    found = {props["AlarmName"]["Sub"] for props in alarms().values()}
+def chart_alarm_names(endpoint: str | None = None) -> set[str]:
+    """The template's alarm names for ``endpoint`` (default: its Endpoint parameter's default)."""
     template = yaml.load(ALARMS.read_text(), Loader=CfnLoader)
-    endpoint = template["Parameters"]["Endpoint"]["Default"]
-    assert {name.replace("${Endpoint}", endpoint) for name in found} == {
-        naming.alarm_name(endpoint, kind) for kind in EKS_KINDS
+    endpoint = endpoint or template["Parameters"]["Endpoint"]["Default"]
+    return {props["AlarmName"]["Sub"].replace("${Endpoint}", endpoint) for props in alarms().values()}
+
+
+def stack_alarm_names_committed() -> set[str]:
+    """Every alarm name in the committed infra templates (infra/templates/*.json, held equal to a synth by
+    tests/infra/test_policy_checks.py)."""
+    return {
+        r["Properties"]["AlarmName"]
+        for path in sorted((ROOT / "infra" / "templates").glob("*.json"))
+        for r in json.loads(path.read_text(encoding="utf-8"))["Resources"].values()
+        if r["Type"] == "AWS::CloudWatch::Alarm"
     }
+
+
+def test_alarm_names_are_the_eks_owners_names() -> None:
+    """The example names its alarms by the naming rule with an owner of its own (`-eks`)."""
+    endpoint = yaml.load(ALARMS.read_text(), Loader=CfnLoader)["Parameters"]["Endpoint"]["Default"]
+    assert chart_alarm_names() == {naming.alarm_name(endpoint, kind, naming.EKS) for kind in EKS_KINDS}
     assert set(EKS_KINDS) < set(naming.ALARM_KINDS)
+
+
+def test_the_three_owners_never_share_an_alarm_name() -> None:
+    """PutMetricAlarm replaces a whole alarm, so one name has one owner: the observability stack (its committed
+    template), `sagemaker deploy` (its rule) and this example (its YAML), for the stack's endpoint, which is also
+    the example's default."""
+    endpoint = json.loads((ROOT / "infra" / "config.json").read_text(encoding="utf-8"))["sagemaker"]["endpoint_name"]
+    stack = stack_alarm_names_committed()
+    deploy = set(sagemaker_spec.alarm_names(endpoint))
+    chart = chart_alarm_names(endpoint)
+    assert len(stack) == len(naming.ALARM_KINDS) and len(deploy) == 2 and len(chart) == len(EKS_KINDS)
+    assert not stack & deploy and not stack & chart and not deploy & chart, (stack, deploy, chart)
+    assert {naming.alarm_owner(n) for n in stack} == {naming.STACK}
+    assert {naming.alarm_owner(n) for n in deploy} == {naming.DEPLOY}
+    assert {naming.alarm_owner(n) for n in chart} == {naming.EKS}
+    # what deploy reads as the stack's guardrails is what the stack creates
+    assert set(sagemaker_spec.stack_alarm_names(endpoint)) < stack
+    assert chart_alarm_names() == chart_alarm_names(endpoint)
 
 
 def test_alarms_read_only_metrics_the_agent_emits() -> None:

@@ -27,6 +27,7 @@ from resnet_serving.sagemaker.spec import (
     TAG_VERSION,
     DeploySpec,
     alarm_names,
+    stack_alarm_names,
 )
 from tests.fixtures.sagemaker import IMAGE, ROLE
 
@@ -121,14 +122,18 @@ def test_update_sends_blue_green_canary_with_auto_rollback_on_the_created_alarms
 ) -> None:
     """moto 5.2.5 answers 500 to every form of UpdateEndpoint, so the update request is checked here, exactly:
     the DeploymentConfig, the alarms it rolls back on and the traffic routing; then the alarms are the ones
-    deploy created (put_metric_alarm), and autoscaling is registered once the new config is in service."""
+    deploy created (put_metric_alarm) under its own names, as the observability stack's are missing, and
+    autoscaling is registered once the new config is in service."""
     args_list = argv(sm_store, endpoint_name, "--traffic", "canary:10%:600s", "--timeout", "1800")
     spec = spec_for(args_list)
     old = f"{endpoint_name}-v1-00000000-aaaaaa"
     new = stub_update_until_request(stubs, endpoint_name, old, spec, sm_store["shas"]["2"])
     five, p99 = alarm_names(endpoint_name)
-    stubs.cw.add_response("put_metric_alarm", {}, {**_alarm_params(five), "MetricName": "Invocation5XXErrors"})
-    stubs.cw.add_response("put_metric_alarm", {}, {**_alarm_params(p99), "MetricName": "ModelLatency"})
+    stubs.cw.add_response(
+        "describe_alarms", {"MetricAlarms": []}, {"AlarmNames": [*stack_alarm_names(endpoint_name), five, p99]}
+    )
+    stubs.cw.add_response("put_metric_alarm", {}, {**_alarm_params(five, "Sum"), "MetricName": "Invocation5XXErrors"})
+    stubs.cw.add_response("put_metric_alarm", {}, {**_alarm_params(p99, "p99"), "MetricName": "ModelLatency"})
     stubs.sm.add_response("describe_endpoint_config", config_desc(old), {"EndpointConfigName": old})
     stubs.sm.add_response(
         "update_endpoint",
@@ -172,12 +177,57 @@ def test_update_sends_blue_green_canary_with_auto_rollback_on_the_created_alarms
     assert f"{endpoint_name}: updated v2 ({new})" in capsys.readouterr().out
 
 
-def _alarm_params(name: str) -> dict[str, Any]:
+def test_update_rolls_back_on_the_stacks_alarms_and_writes_none(
+    stubs: Stubs, sm_store: dict[str, Any], endpoint_name: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """moto answers 500 to UpdateEndpoint, so the guardrails are checked on the exact request: with the
+    observability stack's alarms present, deploy sends their names and makes no CloudWatch write (the Stubber
+    fails on any call not queued, put_metric_alarm included)."""
+    args_list = argv(sm_store, endpoint_name, "--traffic", "all-at-once")
+    spec = spec_for(args_list)
+    old = f"{endpoint_name}-v1-00000000-aaaaaa"
+    new = stub_update_until_request(stubs, endpoint_name, old, spec, sm_store["shas"]["2"])
+    stack = list(stack_alarm_names(endpoint_name))
+    stubs.cw.add_response(
+        "describe_alarms",
+        {"MetricAlarms": [{"AlarmName": n, "AlarmActions": ["arn:aws:sns:us-east-1:1:alerts"]} for n in stack]},
+        {"AlarmNames": [*stack, *alarm_names(endpoint_name)]},
+    )
+    stubs.sm.add_response("describe_endpoint_config", config_desc(old), {"EndpointConfigName": old})
+    stubs.sm.add_response(
+        "update_endpoint",
+        {"EndpointArn": f"{ACCOUNT_ARN}:endpoint/{endpoint_name}"},
+        {
+            "EndpointName": endpoint_name,
+            "EndpointConfigName": new,
+            "DeploymentConfig": {
+                "BlueGreenUpdatePolicy": {
+                    "TrafficRoutingConfiguration": {"Type": "ALL_AT_ONCE", "WaitIntervalInSeconds": 0},
+                    "TerminationWaitInSeconds": 0,
+                    "MaximumExecutionTimeoutInSeconds": 3600,
+                },
+                "AutoRollbackConfiguration": {"Alarms": [{"AlarmName": a} for a in stack]},
+            },
+        },
+    )
+    stubs.sm.add_response("describe_endpoint", endpoint_desc(endpoint_name, new, "InService"), None)
+    stubs.sm.add_response("add_tags", {"Tags": []}, None)
+    stubs.aas.add_response("describe_scalable_targets", {"ScalableTargets": []}, None)
+    stubs.aas.add_response("describe_scaling_policies", {"ScalingPolicies": []}, None)
+    stubs.aas.add_response("register_scalable_target", {}, None)
+    stubs.aas.add_response("put_scaling_policy", {"PolicyARN": "arn:aws:autoscaling:policy"}, None)
+    assert main(args_list) == 0
+    out = capsys.readouterr()
+    assert f"{endpoint_name}: updated v2 ({new})" in out.out
+    assert f"rollback on {', '.join(stack)}" in " ".join(out.err.split()), "the wrapped log names them"
+
+
+def _alarm_params(name: str, statistic: str) -> dict[str, Any]:
     return {
         "AlarmName": name, "AlarmDescription": ANY, "Namespace": "AWS/SageMaker", "Dimensions": ANY, "Period": 60,
         "TreatMissingData": "notBreaching", "Tags": ANY, "EvaluationPeriods": ANY, "DatapointsToAlarm": 2,
-        "Threshold": ANY, "ComparisonOperator": ANY, **({"Statistic": "Sum"} if name.endswith("5xx") else
-                                                       {"ExtendedStatistic": "p99"}),
+        "Threshold": ANY, "ComparisonOperator": ANY, **({"Statistic": "Sum"} if statistic == "Sum" else
+                                                       {"ExtendedStatistic": statistic}),
     }  # fmt: skip
 
 

@@ -88,10 +88,11 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
         help="blue/green traffic shifting on update: canary:10%%:600s (default), linear:20%%:300s, all-at-once",
     )  # fmt: skip
     p.add_argument(
-        "--alarm", action="append", default=[], help="roll back on this CloudWatch alarm (repeatable; default: "
-        "create resnet-serving-<endpoint>-5xx and -p99-latency)",
+        "--alarm", action="append", default=[], help="roll back on this CloudWatch alarm (repeatable; default: the "
+        "observability stack's resnet-serving-<endpoint>-5xx and -p99-latency, read only, or where missing deploy's "
+        "own resnet-serving-<endpoint>-5xx-deploy and -p99-latency-deploy)",
     )  # fmt: skip
-    p.add_argument("--p99-latency-ms", type=float, default=1000.0, help="p99 alarm threshold (default: 1000)")
+    p.add_argument("--p99-latency-ms", type=float, default=1000.0, help="p99 of deploy's own alarm (default: 1000)")
     p.add_argument("--timeout", type=int, default=3600, help="seconds to wait for InService (default: 3600)")
     p.add_argument(
         "--env", action="append", default=[], metavar="KEY=VALUE",

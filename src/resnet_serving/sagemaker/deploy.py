@@ -2,7 +2,8 @@
 
 Flow of :func:`deploy`: read the version's manifest → names from version + digest + settings → nothing to do
 if that config is already live → ``model.tar.gz`` (uploaded once per sha256) → Model → EndpointConfig (kept,
-tagged with the config it replaces, so ``rollback`` can go back) → alarms → create the endpoint, or update it
+tagged with the config it replaces, so ``rollback`` can go back) → guardrail alarms (the observability stack's
+where they exist, read only; else deploy's own) → create the endpoint, or update it
 blue/green with auto-rollback on the alarms → wait → compare the live config with the new one (the waiter says
 InService after an automatic rollback too) → autoscaling.
 """
@@ -40,6 +41,7 @@ from resnet_serving.sagemaker.spec import (
     Traffic,
     alarm_names,
     spec_from_tags,
+    stack_alarm_names,
 )
 from resnet_serving.settings import ENV_SAGEMAKER_MODE
 from resnet_serving.store import Store, open_store, parse_store_uri
@@ -182,7 +184,7 @@ def ensure_config(clients: Clients, spec: DeploySpec, names: Names, sha256: str,
 
 
 def alarm_requests(spec: DeploySpec) -> list[dict[str, Any]]:
-    """The 5xx and p99 ModelLatency alarms deploy creates when no --alarm is named."""
+    """Deploy's own 5xx and p99 ModelLatency alarms, tagged at creation as deploy's (its mark, with the name)."""
     five, p99 = alarm_names(spec.endpoint)
     dims = [{"Name": "EndpointName", "Value": spec.endpoint}, {"Name": "VariantName", "Value": VARIANT}]
     tags = _tag_list({TAG_MANAGED: MANAGED, TAG_ENDPOINT: spec.endpoint})
@@ -196,7 +198,8 @@ def alarm_requests(spec: DeploySpec) -> list[dict[str, Any]]:
     return [
         {
             "AlarmName": five,
-            "AlarmDescription": f"5xx answers of SageMaker endpoint {spec.endpoint} (rolls back a deployment)",
+            "AlarmDescription": f"5xx answers of SageMaker endpoint {spec.endpoint} (rolls back a deployment; "
+            "created by resnet-serving sagemaker deploy)",
             "MetricName": "Invocation5XXErrors",
             "Statistic": "Sum",
             "EvaluationPeriods": 2,
@@ -207,7 +210,8 @@ def alarm_requests(spec: DeploySpec) -> list[dict[str, Any]]:
         },
         {
             "AlarmName": p99,
-            "AlarmDescription": f"p99 ModelLatency of {spec.endpoint} above {spec.p99_latency_ms:g} ms",
+            "AlarmDescription": f"p99 ModelLatency of {spec.endpoint} above {spec.p99_latency_ms:g} ms (rolls back a "
+            "deployment; created by resnet-serving sagemaker deploy)",
             "MetricName": "ModelLatency",
             "ExtendedStatistic": "p99",
             "EvaluationPeriods": 3,
@@ -219,8 +223,38 @@ def alarm_requests(spec: DeploySpec) -> list[dict[str, Any]]:
     ]
 
 
+@dataclass(frozen=True)
+class Guardrails:
+    """The alarms an endpoint's updates roll back on when no --alarm is named: per guardrail kind, the
+    observability stack's alarm where it exists, else deploy's own."""
+
+    names: tuple[str, ...]  # in GUARDRAIL_ALARM_KINDS order
+    stack: tuple[str, ...]  # those of ``names`` the stack owns: read, never written
+    found: dict[str, dict[str, Any]]  # every stack and own guardrail alarm that exists, by name
+
+    def own(self) -> tuple[str, ...]:
+        return tuple(n for n in self.names if n not in self.stack)
+
+
+def find_guardrails(clients: Clients, endpoint: str) -> Guardrails:
+    stack, own = stack_alarm_names(endpoint), alarm_names(endpoint)
+    described = call(clients.cw, "describe_alarms", f"alarms of {endpoint}", AlarmNames=[*stack, *own])
+    found = {a["AlarmName"]: a for a in described.get("MetricAlarms", []) + described.get("CompositeAlarms", [])}
+    names = tuple(s if s in found else o for s, o in zip(stack, own, strict=True))
+    return Guardrails(names, tuple(n for n in names if n in stack), found)
+
+
+def alarm_is_ours(clients: Clients, alarm: dict[str, Any], endpoint: str) -> bool:
+    """Deploy's mark on an alarm: its tags say deploy created it for ``endpoint`` (the name is checked apart)."""
+    name = alarm["AlarmName"]
+    found = call(clients.cw, "list_tags_for_resource", f"alarm {name}", ResourceARN=alarm["AlarmArn"])
+    tags = {t["Key"]: t["Value"] for t in found.get("Tags", [])}
+    return tags.get(TAG_MANAGED) == MANAGED and tags.get(TAG_ENDPOINT) == endpoint
+
+
 def ensure_alarms(clients: Clients, spec: DeploySpec) -> list[str]:
-    """Create (or refresh) deploy's own alarms, or check that the named ones exist; return the alarm names."""
+    """The alarms to roll back on: the --alarm ones (checked to exist), else the stack's where they exist (never
+    written: PutMetricAlarm would replace their actions), else deploy's own, created or refreshed."""
     if spec.alarms:
         found = call(clients.cw, "describe_alarms", f"alarms {', '.join(spec.alarms)}", AlarmNames=list(spec.alarms))
         have = {a["AlarmName"] for a in found.get("MetricAlarms", []) + found.get("CompositeAlarms", [])}
@@ -228,9 +262,24 @@ def ensure_alarms(clients: Clients, spec: DeploySpec) -> list[str]:
         if missing:
             raise SageMakerNotFound(f"--alarm {', '.join(missing)}: no such CloudWatch alarm in this region")
         return list(spec.alarms)
+    g = find_guardrails(clients, spec.endpoint)
+    if g.stack:
+        ui.info(f"guardrails: the observability stack's alarms {', '.join(g.stack)} (read only)")
+    unused = [n for n in alarm_names(spec.endpoint) if n in g.found and n not in g.names]
+    if unused:
+        ui.info(f"deploy's own {', '.join(unused)} no longer used (the stack's are); `sagemaker delete` removes them")
     for req in alarm_requests(spec):
-        call(clients.cw, "put_metric_alarm", f"alarm {req['AlarmName']}", **req)
-    return list(alarm_names(spec.endpoint))
+        name = req["AlarmName"]
+        if name not in g.own():
+            continue
+        if name in g.found and not alarm_is_ours(clients, g.found[name], spec.endpoint):
+            raise SageMakerInvalid(
+                f"alarm {name} exists and was not created by `resnet-serving sagemaker deploy` (no {TAG_MANAGED} "
+                f"tag for {spec.endpoint}): refusing to overwrite it; name the alarms to roll back on with --alarm"
+            )
+        call(clients.cw, "put_metric_alarm", f"alarm {name}", **req)
+        ui.info(f"guardrails: {'updated' if name in g.found else 'created'} deploy's own alarm {name}")
+    return list(g.names)
 
 
 def deployment_config(traffic: Traffic, alarms: list[str], *, max_wait_s: int | None = None) -> dict[str, Any]:

@@ -8,8 +8,10 @@ from typing import Any
 from resnet_serving.errors import SageMakerInvalid, SageMakerNotFound
 from resnet_serving.sagemaker.aws import Clients
 from resnet_serving.sagemaker.deploy import (
+    alarm_is_ours,
     config_tags,
     describe_endpoint,
+    find_guardrails,
     policy_name,
     resource_id,
     scalable_targets,
@@ -58,11 +60,14 @@ def status(clients: Clients, endpoint: str) -> dict[str, Any]:
             "scale_in_cooldown_s": tt.get("ScaleInCooldown"),
             "scale_out_cooldown_s": tt.get("ScaleOutCooldown"),
         }
-    named = tags.get(TAG_SETTINGS + "alarms", "").split() or list(alarm_names(endpoint))
-    found = call(clients.cw, "describe_alarms", f"alarms of {endpoint}", AlarmNames=named)
-    states = {
-        a["AlarmName"]: a.get("StateValue") for a in found.get("MetricAlarms", []) + found.get("CompositeAlarms", [])
-    }
+    named = tags.get(TAG_SETTINGS + "alarms", "").split()
+    if named:
+        found = call(clients.cw, "describe_alarms", f"alarms of {endpoint}", AlarmNames=named)
+        alarms = {a["AlarmName"]: a for a in found.get("MetricAlarms", []) + found.get("CompositeAlarms", [])}
+    else:  # no --alarm: the guardrails deploy picks, the stack's where they exist
+        guardrails = find_guardrails(clients, endpoint)
+        named, alarms = list(guardrails.names), guardrails.found
+    states = {name: a.get("StateValue") for name, a in alarms.items()}
     return {
         "endpoint": endpoint,
         "status": desc["EndpointStatus"],
@@ -91,7 +96,7 @@ def status(clients: Clients, endpoint: str) -> dict[str, Any]:
 
 @dataclass
 class Owned:
-    """What ``deploy`` created for one endpoint, found by its tags."""
+    """What ``deploy`` created for one endpoint, found by its tags (alarms: by its own alarm names and its tags)."""
 
     endpoint: str | None = None
     configs: list[str] = field(default_factory=list)
@@ -153,10 +158,10 @@ def find_owned(clients: Clients, endpoint: str) -> Owned:
     for name, arn in _listed(clients, "list_models", "Models", "ModelName", "ModelArn", prefix):
         if _ours(tags_of(clients, arn, f"model {name}"), endpoint):
             owned.models.append(name)
+    # deploy's own alarms carry its name rule and its tags; the stack's names are never looked at here
     found = call(clients.cw, "describe_alarms", f"alarms of {endpoint}", AlarmNames=list(alarm_names(endpoint)))
     for alarm in found.get("MetricAlarms", []):
-        t = call(clients.cw, "list_tags_for_resource", f"alarm {alarm['AlarmName']}", ResourceARN=alarm["AlarmArn"])
-        if _ours({x["Key"]: x["Value"] for x in t.get("Tags", [])}, endpoint):
+        if alarm_is_ours(clients, alarm, endpoint):
             owned.alarms.append(alarm["AlarmName"])
     if owned.endpoint and scalable_targets(clients, endpoint):
         owned.scalable_target = resource_id(endpoint)

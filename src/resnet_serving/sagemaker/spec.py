@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass, field, fields, replace
 
 from resnet_serving import MODEL_NAME
 from resnet_serving.errors import ConfigError, InputError
+from resnet_serving.naming import DEPLOY, STACK, guardrail_alarm_names
 from resnet_serving.settings import ENV_SAGEMAKER_MODE, Settings, env_name
 from resnet_serving.store import parse_store_uri
 
@@ -47,9 +48,15 @@ TAG_LAST_UPDATE = "resnet-serving:last-update"
 TAG_SETTINGS = "resnet-serving:setting:"
 
 
-def alarm_names(endpoint: str) -> tuple[str, str]:
-    """The alarms deploy creates when no --alarm is given (the infra stacks use the same names)."""
-    return f"resnet-serving-{endpoint}-5xx", f"resnet-serving-{endpoint}-p99-latency"
+def alarm_names(endpoint: str) -> tuple[str, ...]:
+    """The alarms deploy creates for itself (5xx, p99 latency) when no --alarm is given and the observability
+    stack's are missing: names of deploy's own (``resnet_serving.naming``), never the stack's."""
+    return guardrail_alarm_names(endpoint, DEPLOY)
+
+
+def stack_alarm_names(endpoint: str) -> tuple[str, ...]:
+    """The observability stack's guardrail alarms (5xx, p99 latency): deploy reads them, never writes them."""
+    return guardrail_alarm_names(endpoint, STACK)
 
 
 def _range(name: str, value: float, lo: float, hi: float | None = None) -> None:
@@ -142,10 +149,6 @@ class DeploySpec:
     @property
     def serverless(self) -> bool:
         return self.serverless_memory_mb is not None
-
-    @property
-    def alarm_names(self) -> tuple[str, ...]:
-        return self.alarms or alarm_names(self.endpoint)
 
     def warnings(self) -> list[str]:
         out = []
