@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.helpers.chart import CHART, VARIANTS, Helm, tool
+from tests.helpers.chart import CHART, VARIANTS, Helm, account_overrides, tool
 
 
 @pytest.fixture(scope="session")
@@ -57,7 +57,8 @@ def rendered(rendered_raw: dict[str, str]) -> dict[str, list[dict[str, Any]]]:
 
 @pytest.fixture(scope="session")
 def variant_values() -> dict[str, dict[str, Any]]:
-    """The values each variant was rendered with (defaults merged with its files, maps merged deeply)."""
+    """The values each variant was rendered with (defaults merged with its files, then the example account values
+    the helper passes with --set; maps merged deeply)."""
 
     def merge(base: Any, over: Any) -> Any:
         if isinstance(base, dict) and isinstance(over, dict):
@@ -73,5 +74,5 @@ def variant_values() -> dict[str, dict[str, Any]]:
         merged = defaults
         for f in files:
             merged = merge(merged, yaml.safe_load(f.read_text()) or {})
-        out[name] = merged
+        out[name] = merge(merged, account_overrides(files))
     return out

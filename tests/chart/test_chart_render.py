@@ -10,6 +10,7 @@ import pytest
 import yaml
 
 from tests.helpers.chart import (
+    ACCOUNT_VALUES,
     CHART,
     K8S,
     NAMESPACE,
@@ -17,6 +18,7 @@ from tests.helpers.chart import (
     ROOT,
     VARIANTS,
     Helm,
+    account_args,
     container,
     deployment,
     find,
@@ -675,7 +677,7 @@ def test_images_are_pinned(rendered: dict[str, Docs]) -> None:
     assert serving(rendered["full"])["image"].endswith(
         "@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
     )
-    assert serving(rendered["default"])["image"] == "resnet-serving:0.1.0"
+    assert serving(rendered["default"])["image"] == f"{ACCOUNT_VALUES['image.repository']}:0.1.0"
 
 
 def test_notes_explain_alb_hostname_and_curl(helm: Helm) -> None:
@@ -683,6 +685,7 @@ def test_notes_explain_alb_hostname_and_curl(helm: Helm) -> None:
         [
             *(helm.binary, "install", RELEASE, str(CHART), "--namespace", NAMESPACE),
             *("--dry-run=client", "-f", str(K8S / "values" / "prod.yaml")),
+            *account_args([K8S / "values" / "prod.yaml"]),
         ]
     )
     assert proc.returncode == 0, proc.stderr

@@ -40,6 +40,78 @@ VARIANTS: dict[str, list[Path]] = {
 
 TIMEOUT_S = 180
 
+# Example values for what only the user's account can give, keyed by their requiredValues path: the chart's
+# defaults and the overlays leave them empty and list them in requiredValues, and the chart refuses to render
+# without them. Obviously examples (AWS's documentation account id, example.com); k8s/render.sh passes the same.
+EXAMPLE_ACCOUNT = "123456789012"
+ACCOUNT_VALUES: dict[str, str] = {
+    "image.repository": f"{EXAMPLE_ACCOUNT}.dkr.ecr.eu-west-1.amazonaws.com/resnet-serving",
+    "model.store": f"s3://resnet-serving-models-{EXAMPLE_ACCOUNT}/store",
+    "serviceAccount.annotations.eks\\.amazonaws\\.com/role-arn": (
+        f"arn:aws:iam::{EXAMPLE_ACCOUNT}:role/resnet-serving-model-reader"
+    ),
+    "ingress.hosts": "{resnet50.example.com}",
+    "ingress.https.certificateArn": (
+        f"arn:aws:acm:eu-west-1:{EXAMPLE_ACCOUNT}:certificate/00000000-0000-0000-0000-000000000000"
+    ),
+    "ingress.wafv2AclArn": (
+        f"arn:aws:wafv2:eu-west-1:{EXAMPLE_ACCOUNT}:regional/webacl/resnet-serving/00000000-0000-0000-0000-000000000000"
+    ),
+}
+
+# `--api-versions` for the CRD-defined kinds the chart renders only where the cluster serves them
+# (resnet50-serving.crdAPIs). CLUSTER_APIS: a cluster with the monitoring stack, KEDA and the chart's own CRDs,
+# which is what the variants above mean; FRESH_CLUSTER_APIS: a cluster as the install creates it, with no CRD.
+MONITORING_APIS = ("monitoring.coreos.com/v1/ServiceMonitor", "monitoring.coreos.com/v1/PrometheusRule")
+CLUSTER_APIS = (*MONITORING_APIS, "keda.sh/v1alpha1/ScaledObject", "kopf.dev/v1/KopfPeering")
+FRESH_CLUSTER_APIS: tuple[str, ...] = ()
+
+
+def required_paths(values: Sequence[Path] = ()) -> list[str]:
+    """The requiredValues paths of the chart's defaults merged with `values` (later files add paths)."""
+    paths: dict[str, str] = {}
+    for f in (CHART / "values.yaml", *values):
+        paths.update((yaml.safe_load(Path(f).read_text()) or {}).get("requiredValues") or {})
+    return sorted(paths)
+
+
+def _keys(path: str) -> list[str]:
+    """The keys of a requiredValues path (`a.b.c`, `\\.` for a dot inside a key)."""
+    return [k.replace("\0", ".") for k in path.replace("\\.", "\0").split(".")]
+
+
+def _given(values: Sequence[Path], path: str) -> bool:
+    """Whether a values file gives the path a non-empty value (the last file that names it wins)."""
+    given = False
+    for f in values:
+        node: Any = yaml.safe_load(Path(f).read_text()) or {}
+        for key in _keys(path):
+            node = node.get(key) if isinstance(node, dict) else None
+        if node is not None:
+            given = node not in ("", [], {})
+    return given
+
+
+def account_args(values: Sequence[Path] = ()) -> list[str]:
+    """`--set` arguments giving ACCOUNT_VALUES for every value the chart requires with these values files and
+    they leave empty: the one helper every test that renders the chart (helm template, lint, install) uses."""
+    paths = [p for p in required_paths(values) if not _given(values, p)]
+    return [a for path in paths for a in ("--set", f"{path}={ACCOUNT_VALUES[path]}")]
+
+
+def account_overrides(values: Sequence[Path] = ()) -> dict[str, Any]:
+    """The values account_args sets, as a nested mapping to merge over the values files."""
+    out: dict[str, Any] = {}
+    args = account_args(values)
+    for path, value in (a.split("=", 1) for a in args[1::2]):
+        *parents, leaf = _keys(path)
+        node = out
+        for key in parents:
+            node = node.setdefault(key, {})
+        node[leaf] = value[1:-1].split(",") if value.startswith("{") else value
+    return out
+
+
 SCHEMAS = ROOT / "tests" / "chart" / "schemas"
 
 # (apiVersion, kind) of CRD-defined kinds the chart renders → their schema. The operator's KopfPeering object
@@ -106,31 +178,59 @@ class Helm:
 
     binary: str
 
-    def template_cmd(self, values: list[Path], *, sets: Sequence[str] = (), skip_tests: bool = False) -> list[str]:
+    def template_cmd(
+        self,
+        values: list[Path],
+        *,
+        sets: Sequence[str] = (),
+        skip_tests: bool = False,
+        api_versions: Sequence[str] = CLUSTER_APIS,
+        account: bool = True,
+    ) -> list[str]:
+        """`helm template` with the values files, then (account) the example account values the chart requires,
+        then `sets`; on a cluster that serves `api_versions`."""
         cmd = [self.binary, "template", RELEASE, str(CHART), "--namespace", NAMESPACE]
         cmd += ["--kube-version", KUBE_VERSION]
+        for api in api_versions:
+            cmd += ["--api-versions", api]
         for v in values:
             cmd += ["-f", str(v)]
+        if account:
+            cmd += account_args(values)
         for s in sets:
             cmd += ["--set", s]
         if skip_tests:
             cmd.append("--skip-tests")
         return cmd
 
-    def template_raw(self, values: list[Path], *, sets: Sequence[str] = (), skip_tests: bool = False) -> str:
-        proc = run(self.template_cmd(values, sets=sets, skip_tests=skip_tests))
+    def template_raw(
+        self,
+        values: list[Path],
+        *,
+        sets: Sequence[str] = (),
+        skip_tests: bool = False,
+        api_versions: Sequence[str] = CLUSTER_APIS,
+    ) -> str:
+        proc = run(self.template_cmd(values, sets=sets, skip_tests=skip_tests, api_versions=api_versions))
         assert proc.returncode == 0, f"helm template failed:\n{proc.stderr}"
         return proc.stdout
 
     def template(
-        self, values: list[Path], *, sets: Sequence[str] = (), skip_tests: bool = False
+        self,
+        values: list[Path],
+        *,
+        sets: Sequence[str] = (),
+        skip_tests: bool = False,
+        api_versions: Sequence[str] = CLUSTER_APIS,
     ) -> list[dict[str, Any]]:
-        return [d for d in yaml.safe_load_all(self.template_raw(values, sets=sets, skip_tests=skip_tests)) if d]
+        raw = self.template_raw(values, sets=sets, skip_tests=skip_tests, api_versions=api_versions)
+        return [d for d in yaml.safe_load_all(raw) if d]
 
     def lint(self, values: list[Path], *, sets: Sequence[str] = ()) -> subprocess.CompletedProcess[str]:
         cmd = [self.binary, "lint", "--strict", str(CHART), "--namespace", NAMESPACE]
         for v in values:
             cmd += ["-f", str(v)]
+        cmd += account_args(values)
         for s in sets:
             cmd += ["--set", s]
         return run(cmd)

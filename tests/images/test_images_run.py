@@ -37,7 +37,7 @@ import yaml
 
 from resnet_serving import __version__
 from tests.helpers import REPO, free_ports
-from tests.helpers.chart import tool
+from tests.helpers.chart import account_args, tool
 from tests.helpers.images import NO_ROOM, OPERATOR, SERVING, docker, engine
 from tests.helpers.sagemaker_model import sagemaker_model_dir
 
@@ -175,7 +175,7 @@ def test_a_tampered_archive_exits_with_the_integrity_message(
 def chart_container(helm_bin: str) -> tuple[dict[str, Any], int]:
     """The serving container of the chart's default Deployment, and the pod's grace period."""
     out = subprocess.run(
-        [helm_bin, "template", "resnet50-serving", str(REPO / "charts" / "resnet50-serving")],
+        [helm_bin, "template", "resnet50-serving", str(REPO / "charts" / "resnet50-serving"), *account_args()],
         capture_output=True, text=True, check=True, timeout=120,
     ).stdout  # fmt: skip
     deployment = next(
@@ -320,6 +320,7 @@ def test_push_pull_by_digest_and_the_chart_renders_it(built: None, registry: str
     out = subprocess.run(
         [
             tool("HELM", ".tools/bin/helm"), "template", "resnet50-serving", str(REPO / "charts" / "resnet50-serving"),
+            *account_args(),
             "--set", f"image.repository={registry}/resnet-serving",
             "--set", f"image.digest={digests['resnet-serving']}",
             "--set", "operator.enabled=true",

@@ -86,6 +86,11 @@ Usage: include "resnet50-serving.image" (dict "image" .Values.image "context" $ 
 */}}
 {{- define "resnet50-serving.image" -}}
 {{- $img := .image }}
+{{- if not $img.repository }}
+{{- /* requiredValues first: its message says where the repository comes from */}}
+{{- include "resnet50-serving.requiredValues" .context }}
+{{- fail (printf "%s.repository is empty: set it to the image's repository (--set %s.repository=...)" .what .what) }}
+{{- end }}
 {{- if $img.digest }}
 {{- printf "%s@%s" $img.repository $img.digest }}
 {{- else }}
@@ -150,11 +155,97 @@ version the pod serves) plus queued in TorchServe, averaged over the window.
 {{- end }}
 
 {{/*
+requiredValues: every listed path (`a.b.c`, `\.` for a dot inside a key) must hold a non-empty value; the
+failure names the path and where its value comes from. The example overlays list what only the user's account
+can give (left empty there, passed with --set by the install), so a forgotten one stops the install instead of
+deploying a placeholder.
+*/}}
+{{- define "resnet50-serving.requiredValues" -}}
+{{- $missing := list }}
+{{- range $path, $from := .Values.requiredValues }}
+{{- $node := $.Values }}
+{{- $found := true }}
+{{- range $part := splitList "." (replace "\\." "\x1f" $path) }}
+{{- $key := replace "\x1f" "." $part }}
+{{- if and $found (kindIs "map" $node) (hasKey $node $key) }}
+{{- $node = index $node $key }}
+{{- else }}
+{{- $found = false }}
+{{- end }}
+{{- end }}
+{{- if not $found }}
+{{- fail (printf "requiredValues lists %s, which is not a value of this chart: fix the path (\\. for a dot inside a key) or remove it" $path) }}
+{{- end }}
+{{- if empty $node }}
+{{- $missing = append $missing (printf "  --set %s=...  (%s)" $path $from) }}
+{{- end }}
+{{- end }}
+{{- with $missing }}
+{{- fail (printf "required values are empty (requiredValues lists them: only your account can give them). Pass each one:\n%s" (join "\n" .)) }}
+{{- end }}
+{{- end }}
+
+{{/*
+The startup probe's budget in seconds: initialDelaySeconds + failureThreshold x periodSeconds.
+*/}}
+{{- define "resnet50-serving.startupBudgetSeconds" -}}
+{{- $s := .Values.probes.startup }}
+{{- add (int $s.initialDelaySeconds) (mul (int $s.failureThreshold) (int $s.periodSeconds)) }}
+{{- end }}
+
+{{/*
+The Deployment's progressDeadlineSeconds: rollingUpdate.progressDeadlineSeconds, or when it is empty the startup
+probe's budget plus rollingUpdate.progressMarginSeconds (image pull and the init container's fetch come first).
+Why: a rollout past the deadline reads as failed (ProgressDeadlineExceeded) and the operator rolls it back, so the
+deadline must outlast the slowest healthy pod start.
+*/}}
+{{- define "resnet50-serving.progressDeadlineSeconds" -}}
+{{- $r := .Values.rollingUpdate }}
+{{- if ne (toString $r.progressDeadlineSeconds) "" }}{{ int $r.progressDeadlineSeconds }}{{ else }}{{ add (include "resnet50-serving.startupBudgetSeconds" . | int) (int $r.progressMarginSeconds) }}{{ end }}
+{{- end }}
+
+{{/*
+The group/version/Kind of each CRD-defined object the chart can render. The chart renders one only where the
+cluster serves it (.Capabilities.APIVersions; `helm template` knows only what --api-versions passes): `helm
+install` fails on a kind the cluster lacks. NOTES.txt names each one skipped.
+*/}}
+{{- define "resnet50-serving.crdAPIs" -}}
+{{- toJson (dict
+  "ServiceMonitor" "monitoring.coreos.com/v1/ServiceMonitor"
+  "PrometheusRule" "monitoring.coreos.com/v1/PrometheusRule"
+  "ScaledObject" "keda.sh/v1alpha1/ScaledObject"
+  "KopfPeering" "kopf.dev/v1/KopfPeering") }}
+{{- end }}
+
+{{/*
+"true" when the cluster serves the CRD-defined kind named by .kind (a key of crdAPIs), else "".
+Usage: include "resnet50-serving.served" (dict "kind" "ServiceMonitor" "context" $)
+*/}}
+{{- define "resnet50-serving.served" -}}
+{{- $api := index (include "resnet50-serving.crdAPIs" . | fromJson) .kind }}
+{{- if .context.Capabilities.APIVersions.Has $api }}true{{ end }}
+{{- end }}
+
+{{/*
+Whether an object of this chart sets the serving Deployment's replica count: the HPA, or the KEDA ScaledObject
+where the cluster serves it. Without one the Deployment renders its own replicas.
+*/}}
+{{- define "resnet50-serving.scaled" -}}
+{{- $a := .Values.autoscaling }}
+{{- if and $a.enabled (or (eq $a.engine "hpa") (include "resnet50-serving.served" (dict "kind" "ScaledObject" "context" .))) }}true{{ end }}
+{{- end }}
+
+{{/*
 Cross-field checks the schema cannot express. Each fails with a message that names the values to change.
 Included once, from the Deployment.
 */}}
 {{- define "resnet50-serving.validate" -}}
+{{- include "resnet50-serving.requiredValues" . }}
 {{- $v := .Values }}
+{{- $budget := int (include "resnet50-serving.startupBudgetSeconds" .) }}
+{{- if and (ne (toString $v.rollingUpdate.progressDeadlineSeconds) "") (le (int $v.rollingUpdate.progressDeadlineSeconds) $budget) }}
+{{- fail (printf "rollingUpdate.progressDeadlineSeconds (%d) must exceed the startup probe's budget (%d s: probes.startup.initialDelaySeconds + failureThreshold x periodSeconds), or a slow but healthy rollout is reported failed and rolled back; leave it empty to derive it" (int $v.rollingUpdate.progressDeadlineSeconds) $budget) }}
+{{- end }}
 {{- if and $v.autoscaling.enabled (gt (int $v.autoscaling.minReplicas) (int $v.autoscaling.maxReplicas)) }}
 {{- fail (printf "autoscaling.minReplicas (%d) must not exceed autoscaling.maxReplicas (%d)" (int $v.autoscaling.minReplicas) (int $v.autoscaling.maxReplicas)) }}
 {{- end }}
