@@ -63,8 +63,8 @@ serve: archive  ## build the archive (first run) and serve it locally with Torch
 	  --model-metrics-port $(MODEL_METRICS_PORT) --grpc-inference-port $(GRPC_PORT) --grpc-management-port $(GRPC_MANAGEMENT_PORT)
 
 lint: $(STAMP)  ## ruff, the import-layers contract (import-linter, pyproject.toml) and hadolint on the Dockerfiles
-	$(BIN)/ruff check src handlers tests dev docs/hooks
-	$(BIN)/ruff format --check src handlers tests dev docs/hooks
+	$(BIN)/ruff check src handlers tests dev docs/hooks docker
+	$(BIN)/ruff format --check src handlers tests dev docs/hooks docker
 	$(BIN)/lint-imports
 	$(BIN)/hadolint docker/Dockerfile.serving docker/Dockerfile.operator
 

@@ -52,18 +52,28 @@ if [ -n "$root" ] && [ -d "$root" ]; then
   fi
 fi
 
+# One build at a time per checkout: a second would fight the first for the wheelhouse server and the tags.
+mkdir -p .cache
+exec 9>.cache/images.lock
+if ! flock -n 9; then
+  echo "images: another build of this checkout is running; waiting for it" >&2
+  flock 9
+fi
+
 DOCKER=${DOCKER:-docker} bash docker/base/make-base.sh "$BASE"
 
 # The wheelhouse: every distribution the images install, resolved by the host's pip (its indexes, its CA bundle).
 mkdir -p "$WHEELHOUSE"
 reqs=$(mktemp); trap 'rm -f "$reqs" "$reqs.log" "$reqs.json" "$reqs.remote"' EXIT
 $PYTHON - "$reqs" <<'PY'
-import sys, tomllib
+import re, sys, tomllib
 project = tomllib.load(open("pyproject.toml", "rb"))
 deps = list(project["project"]["dependencies"])
 for extra in ("serve", "operator"):
     deps += project["project"]["optional-dependencies"][extra]
 deps += project["build-system"]["requires"] + ["wheel"]
+# the SBOM step's tool, at the version the Dockerfile pins
+deps += ["cyclonedx-bom==" + re.search(r"^ARG CYCLONEDX_BOM_VERSION=(\S+)", open("docker/Dockerfile.serving").read(), re.M)[1]]
 open(sys.argv[1], "w").write("\n".join(deps) + "\n")
 PY
 # Files that pip finds on this machine's own disk (a local index or find-links) are linked, not copied: the
@@ -94,11 +104,25 @@ if [ -s "$reqs.remote" ] && ! $PYTHON -m pip download --quiet --no-deps --dest "
   fail "pip download into $WHEELHOUSE failed (its output above)"
 fi
 
-port=$($PYTHON -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+# The wheelhouse URL is a build argument, and a build argument is part of every RUN's cache key: the port must
+# not change between builds, or each build reinstalls everything. One port per checkout, random only if taken.
+port=$($PYTHON - "$PWD" <<'PY'
+import socket, sys, zlib
+for port in (20000 + zlib.crc32(sys.argv[1].encode()) % 20000, 0):
+    try:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", port))
+            print(s.getsockname()[1])
+            break
+    except OSError:
+        continue
+PY
+)
 $PYTHON -m http.server --bind 127.0.0.1 --directory "$WHEELHOUSE" "$port" >/dev/null 2>&1 &
 server=$!
 trap 'kill $server 2>/dev/null; rm -f "$reqs" "$reqs.log" "$reqs.json" "$reqs.remote"' EXIT
 for _ in $(seq 50); do $PYTHON -c "import urllib.request; urllib.request.urlopen('http://127.0.0.1:$port/')" 2>/dev/null && break; sleep 0.1; done
+kill -0 $server 2>/dev/null || fail "the wheelhouse server could not listen on 127.0.0.1:$port"
 
 REVISION=$(git rev-parse HEAD 2>/dev/null || echo unknown)
 SOURCE=$(git config --get remote.origin.url 2>/dev/null || echo unknown)

@@ -4,10 +4,15 @@ markers that say what a test needs, derived from the fixtures it uses."""
 from __future__ import annotations
 
 import json
+import os
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+from tests.security.audit import REGISTRY_JSON
 
 
 @pytest.fixture(scope="session")
@@ -63,3 +68,19 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     # The tests on the built images (fixture `built`) run last: the builds take gigabytes of disk, and a machine
     # short of it must fail (or skip) only them, never the tests that would have run after them.
     items.sort(key=lambda item: "built" in getattr(item, "fixturenames", ()))
+
+
+@pytest.fixture(scope="session")
+def vulnerability_source() -> str:
+    """The registry's JSON API when it answers. Where it does not: a skip that says so, except in CI (``CI`` set),
+    where the registry is reachable by design and an unreachable one fails the run."""
+    url = f"{REGISTRY_JSON}/pip/json"
+    try:
+        with urllib.request.urlopen(url, timeout=15) as response:
+            response.read(1)
+    except (urllib.error.URLError, TimeoutError, OSError) as e:
+        message = f"no vulnerability source: the registry's JSON API ({url}) did not answer: {e}; nothing audited"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    return REGISTRY_JSON

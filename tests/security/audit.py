@@ -68,6 +68,10 @@ class AllowlistError(ValueError):
     """The allow-list file is malformed (exit 2)."""
 
 
+class InspectError(ValueError):
+    """The ``--inspect`` file is not what ``pip inspect`` writes (exit 2)."""
+
+
 @dataclass(frozen=True, order=True)
 class Dependency:
     name: str
@@ -148,10 +152,46 @@ def declared(pyproject: Path = PYPROJECT, extras: Iterable[str] = EXTRAS) -> lis
     return [Requirement(t) for t in texts]
 
 
-def dependencies(requirements: Iterable[Requirement] | None = None) -> list[Dependency]:
-    """The installed distributions that ``requirements`` (default: :func:`declared`) need, transitively, with
-    markers evaluated here. A requirement that is not installed has version ``""``."""
-    installed = {canonicalize_name(d.metadata["Name"]): d for d in metadata.distributions()}
+@dataclass(frozen=True)
+class Installed:
+    """One installed distribution: what :func:`dependencies` reads of it."""
+
+    version: str
+    requires: tuple[str, ...] = ()
+
+
+def installed_here() -> dict[str, Installed]:
+    """The distributions of the running environment."""
+    return {
+        canonicalize_name(d.metadata["Name"]): Installed(d.version, tuple(d.requires or ()))
+        for d in metadata.distributions()
+    }
+
+
+def installed_from_inspect(path: Path) -> dict[str, Installed]:
+    """The distributions of another environment (an image's), from the JSON of ``pip inspect`` run there."""
+    try:
+        payload = json.loads(path.read_text(encoding="utf-8"))
+        found = {
+            canonicalize_name(item["metadata"]["name"]): Installed(
+                str(item["metadata"]["version"]), tuple(item["metadata"].get("requires_dist") or ())
+            )
+            for item in payload["installed"]
+        }
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise InspectError(f"{path}: not the JSON of `pip inspect` ({type(e).__name__}: {e})") from e
+    if not found:
+        raise InspectError(f"{path}: `pip inspect` lists no installed distribution")
+    return found
+
+
+def dependencies(
+    requirements: Iterable[Requirement] | None = None, installed: Mapping[str, Installed] | None = None
+) -> list[Dependency]:
+    """The installed distributions (default: this environment's) that ``requirements`` (default:
+    :func:`declared`) need, transitively, with markers evaluated here. A requirement that is not installed has
+    version ``""``."""
+    installed = installed_here() if installed is None else installed
     wanted: dict[str, set[str]] = {}
     required_as: dict[str, set[tuple[str, str]]] = {}
     stack: list[tuple[str, Requirement]] = [(ROOT, r) for r in (declared() if requirements is None else requirements)]
@@ -167,7 +207,7 @@ def dependencies(requirements: Iterable[Requirement] | None = None) -> list[Depe
             continue
         wanted[key] = (known or set()) | set(req.extras)
         dist = installed.get(key)
-        for text in (dist.requires or []) if dist is not None else []:
+        for text in dist.requires if dist is not None else ():
             stack.append((key, Requirement(text)))
     wanted.pop(canonicalize_name(ROOT), None)
     return sorted(
@@ -360,13 +400,16 @@ def evaluate(
 
 
 # ---- output -------------------------------------------------------------------------------------------
-def render(report: Report, allowlist: Path) -> str:
+def render(report: Report, allowlist: Path, extras: Sequence[str] = EXTRAS, everything: bool = False) -> str:
+    """The report as text. An allow-list entry that matches nothing is noted only for the whole project
+    (``extras`` = all of them): an image installs a part of it, and the entry may be there for another part."""
     lines = []
     if report.unreachable:
         return f"AUDIT NOT DONE: {report.unreachable}\naudit: FAILED (nothing was audited)"
     behind = len(report.gaps_accepted) + len(report.held) + sum(1 for r in report.not_audited if r["latest"])
     lines.append(
-        f"{report.dependencies} dependencies of {ROOT}[{','.join(EXTRAS)}]: {report.audited_exactly} audited at "
+        f"{report.dependencies} {'distributions installed with' if everything else 'dependencies of'} "
+        f"{ROOT}[{','.join(extras)}]: {report.audited_exactly} audited at "
         f"their latest release, {behind} behind it, {sum(1 for r in report.not_audited if not r['latest'])} "
         f"without an answer from the registry"
     )
@@ -387,7 +430,7 @@ def render(report: Report, allowlist: Path) -> str:
                      f"{r['why']}")  # fmt: skip
     for message in report.expired:
         lines.append(f"  EXPIRED {message}")
-    for message in report.unused:
+    for message in report.unused if set(extras) >= set(EXTRAS) else ():
         lines.append(f"  note: {message}")
     if report.not_audited and not report.unreachable:
         lines.append(
@@ -403,19 +446,49 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--allowlist", type=Path, default=ALLOWLIST, help="allow-list file (TOML)")
     parser.add_argument("--registry", default=REGISTRY_JSON, help="base URL of the registry's JSON API")
     parser.add_argument("--json", type=Path, help="also write the report as JSON here")
+    parser.add_argument(
+        "--inspect",
+        type=Path,
+        help="audit another environment (an image's) from the JSON of `pip inspect` run there, not this one",
+    )
+    parser.add_argument(
+        "--extras",
+        default=",".join(EXTRAS),
+        help=f"the extras of {ROOT} that environment installs, comma-separated (default {','.join(EXTRAS)})",
+    )
+    parser.add_argument(
+        "--all-installed",
+        action="store_true",
+        help="audit every distribution installed there, not only what the project needs (an image's whole environment)",
+    )
     args = parser.parse_args(argv)
+    extras = [e.strip() for e in args.extras.split(",") if e.strip()]
+    known = set(tomllib.loads(PYPROJECT.read_text(encoding="utf-8"))["project"].get("optional-dependencies", {}))
+    if set(extras) - known:
+        print(f"audit: --extras: unknown extra(s) {', '.join(sorted(set(extras) - known))}; "
+              f"{ROOT} has {', '.join(sorted(known))}", file=sys.stderr)  # fmt: skip
+        return 2
     try:
         entries = load_allowlist(args.allowlist)
+        installed = installed_from_inspect(args.inspect) if args.inspect else None
     except AllowlistError as e:
         print(f"audit: bad allow-list: {e}", file=sys.stderr)
         return 2
-    deps = dependencies()
+    except InspectError as e:
+        print(f"audit: --inspect: {e}", file=sys.stderr)
+        return 2
+    deps = dependencies(declared(extras=extras), installed)
+    if args.all_installed:
+        source = installed_here() if installed is None else installed
+        have = {d.name for d in deps} | {canonicalize_name(ROOT)}
+        deps = sorted(deps + [Dependency(k, v.version) for k, v in source.items() if k not in have])
     if not deps:
-        print(f"audit: {ROOT} is not installed in {sys.prefix}: nothing to audit", file=sys.stderr)
+        where = args.inspect or sys.prefix
+        print(f"audit: {ROOT} is not installed in {where}: nothing to audit", file=sys.stderr)
         return 1
     records = fetch_records(deps, args.registry)
     report = evaluate(deps, records, entries, dt.date.today())
-    print(render(report, args.allowlist))
+    print(render(report, args.allowlist, extras, args.all_installed))
     if args.json is not None:
         args.json.write_text(json.dumps(asdict(report), indent=2) + "\n", encoding="utf-8")
     return 1 if report.failed else 0

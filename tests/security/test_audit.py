@@ -169,3 +169,78 @@ def test_audit_of_this_environment_against_the_registry(tmp_path: Path, vulnerab
     assert report["dependencies"] == report["audited_exactly"] + len(report["gaps_accepted"]) + len(report["held"])
     assert "audit: passed" in done.stdout
     print(done.stdout.splitlines()[0], "|", done.stdout.splitlines()[1])
+
+
+def _inspect(tmp_path: Path, dists: dict[str, tuple[str, list[str]]]) -> Path:
+    """The JSON that `pip inspect` writes, for made-up distributions (name: version, requires_dist)."""
+    installed = [{"metadata": {"name": n, "version": v, "requires_dist": r}} for n, (v, r) in dists.items()]
+    path = tmp_path / "inspect.json"
+    path.write_text(json.dumps({"version": "1", "installed": installed}))
+    return path
+
+
+def _registry(tmp_path: Path, latest: dict[str, str], advisories: dict[str, list[dict[str, object]]]) -> str:
+    """A registry JSON API as files (``BASE/NAME/json``), read through urllib's file: scheme."""
+    for name, version in latest.items():
+        (tmp_path / "registry" / name).mkdir(parents=True)
+        payload = {"info": {"version": version}, "releases": {version: []}, "vulnerabilities": advisories.get(name, [])}
+        (tmp_path / "registry" / name / "json").write_text(json.dumps(payload))
+    return (tmp_path / "registry").as_uri()
+
+
+def test_inspect_audits_another_environments_closure_with_its_requirements(tmp_path: Path) -> None:
+    inspect = _inspect(
+        tmp_path,
+        {
+            "resnet-serving": ("0.1.0", ["rich>=13", "kopf; extra == 'operator'"]),
+            "rich": ("14.0", ["pygments>=2"]),
+            "Pygments": ("2.19", []),
+            "pip": ("23.0.1", []),
+        },
+    )
+    installed = audit.installed_from_inspect(inspect)
+    assert installed["pygments"] == audit.Installed("2.19", ())
+    deps = audit.dependencies([audit.Requirement("rich>=13")], installed)
+    assert [(d.name, d.version) for d in deps] == [("pygments", "2.19"), ("rich", "14.0")]
+    assert ("rich", ">=2") in deps[0].required_as
+
+
+@pytest.mark.parametrize(
+    ("text", "words"),
+    [("{}", "KeyError"), ("not json", "JSONDecodeError"), ('{"installed": []}', "lists no installed distribution")],
+)
+def test_a_bad_inspect_file_is_refused_with_what_is_wrong(tmp_path: Path, text: str, words: str) -> None:
+    bad = tmp_path / "inspect.json"
+    bad.write_text(text)
+    with pytest.raises(audit.InspectError, match=words):
+        audit.installed_from_inspect(bad)
+    assert audit.main(["--inspect", str(bad), "--extras", "serve"]) == 2
+
+
+def test_an_unknown_extra_is_refused(capsys: pytest.CaptureFixture[str]) -> None:
+    assert audit.main(["--extras", "serve,gpu"]) == 2
+    assert "unknown extra(s) gpu" in capsys.readouterr().err
+
+
+def test_all_installed_audits_what_the_project_does_not_need_too(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An image's whole environment: pip, which nothing requires, is audited with --all-installed (and found
+    vulnerable here), and left out without it. The project's requirements are made up (rich only)."""
+    monkeypatch.setattr(audit, "declared", lambda extras: [audit.Requirement("rich>=13")])
+    inspect = _inspect(
+        tmp_path,
+        {"resnet-serving": ("0.1.0", ["rich>=13"]), "rich": ("14.0", []), "pip": ("23.0.1", [])},
+    )
+    advisory = {"id": "PYSEC-2023-228", "aliases": ["CVE-2023-5752"], "summary": "pip mercurial", "fixed_in": ["23.3"]}
+    registry = _registry(tmp_path, {"rich": "14.0", "pip": "23.0.1"}, {"pip": [advisory]})
+    empty = tmp_path / "allow.toml"
+    empty.write_text("")
+    base = ["--inspect", str(inspect), "--registry", registry, "--allowlist", str(empty), "--extras", "serve"]
+    out = tmp_path / "report.json"
+    assert audit.main([*base, "--json", str(out)]) == 0
+    assert json.loads(out.read_text())["dependencies"] == 1
+    assert audit.main([*base, "--all-installed", "--json", str(out)]) == 1
+    report = json.loads(out.read_text())
+    assert report["dependencies"] == 2
+    assert [(v["package"], v["id"]) for v in report["vulnerabilities"]] == [("pip", "PYSEC-2023-228")]

@@ -37,6 +37,7 @@ TOOLS = {
     "tests.load.locustfile": "locust -f tests/load/locustfile.py",
     "tests.security.audit": "make audit (python -m tests.security.audit)",
     "tests.security.sbom": "make sbom (python -m tests.security.sbom)",
+    "tests.security.image_sbom": "make image-test (python -m tests.security.image_sbom IMAGE: its SBOM and audit)",
 }
 
 #: Work in progress elsewhere in the tree, tolerated by name until it lands; delete each entry when it does.
