@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+import time
 
 import pytest
 
@@ -18,6 +19,14 @@ SERVING = f"resnet-serving:{__version__}"
 OPERATOR = f"resnet-serving-operator:{__version__}"
 #: docker/build.sh's exit status when Docker's data root has too little free disk for a build.
 NO_ROOM = 3
+#: What the image tests measured, printed at the end of the run (tests/images/conftest.py), so that a plain
+#: `make test` log shows it too.
+FIGURES: list[str] = []
+
+
+def report(line: str) -> None:
+    print(f"\n{line}")
+    FIGURES.append(line)
 
 
 def docker(*args: str, timeout: float = 120, check: bool = True) -> subprocess.CompletedProcess[str]:
@@ -46,8 +55,12 @@ def build_once() -> None:
     head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True).stdout.strip()
     label = '{{index .Config.Labels "org.opencontainers.image.revision"}}'
     revisions = [docker("image", "inspect", "-f", label, i, check=False).stdout.strip() for i in (SERVING, OPERATOR)]
-    if any(r != head for r in revisions):  # missing, or built from another commit
-        proc = subprocess.run(["bash", "docker/build.sh"], cwd=REPO, capture_output=True, text=True, timeout=3000)
-        if proc.returncode == NO_ROOM:  # checked before anything is built, so nothing is left half-done
-            pytest.skip(f"image tests need disk room for the builds: {proc.stderr.strip().splitlines()[-1]}")
-        assert proc.returncode == 0, f"docker/build.sh failed:\n{proc.stdout[-2000:]}\n{proc.stderr[-4000:]}"
+    if all(r == head for r in revisions):
+        report(f"images of {head[:12]} already built")
+        return
+    t0 = time.monotonic()  # missing, or built from another commit
+    proc = subprocess.run(["bash", "docker/build.sh"], cwd=REPO, capture_output=True, text=True, timeout=3000)
+    if proc.returncode == NO_ROOM:  # checked before anything is built, so nothing is left half-done
+        pytest.skip(f"image tests need disk room for the builds: {proc.stderr.strip().splitlines()[-1]}")
+    assert proc.returncode == 0, f"docker/build.sh failed:\n{proc.stdout[-2000:]}\n{proc.stderr[-4000:]}"
+    report(f"built {SERVING} and {OPERATOR} of {head[:12]} with docker/build.sh in {time.monotonic() - t0:.0f} s")

@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.helpers.images import build_once, docker
+from tests.helpers.images import FIGURES, build_once, docker
 
 
 @pytest.fixture(scope="session")
@@ -22,3 +22,10 @@ def containers() -> Iterator[list[str]]:
     yield names
     for name in names:
         docker("rm", "-f", name, check=False)
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    if FIGURES:
+        terminalreporter.section("what the image tests measured")
+        for line in FIGURES:
+            terminalreporter.write_line(line)

@@ -38,7 +38,7 @@ import yaml
 from resnet_serving import __version__
 from tests.helpers import REPO, free_ports
 from tests.helpers.chart import account_args, tool
-from tests.helpers.images import NO_ROOM, OPERATOR, SERVING, docker, engine
+from tests.helpers.images import NO_ROOM, OPERATOR, SERVING, docker, engine, report
 from tests.helpers.sagemaker_model import sagemaker_model_dir
 
 EXAMPLE = REPO / "examples" / "grace_hopper.jpg"
@@ -141,7 +141,7 @@ def test_sagemaker_contract(built: None, archive_dir: Path, tmp_path: Path, cont
     took = c.stop_seconds(30)
     state = json.loads(docker("inspect", "-f", "{{json .State}}", c.name).stdout)
     assert took < 30 and not state["OOMKilled"], (took, state, c.logs())
-    print(f"\nserving image, SageMaker mode: /ping after {cold:.1f} s, SIGTERM to exit {took:.1f} s")
+    report(f"serving image, SageMaker mode: /ping after {cold:.1f} s, SIGTERM to exit {took:.1f} s")
 
 
 def test_sagemaker_bind_to_port(built: None, archive_dir: Path, tmp_path: Path, containers: list[str]) -> None:
@@ -235,7 +235,13 @@ def test_as_the_chart_runs_it(
         assert r.status_code == 200 and "# TYPE" in r.text, metrics_port
     took = c.stop_seconds(grace)
     assert took < grace, f"SIGTERM took {took:.0f} s, beyond the chart's {grace} s:\n{c.logs()}"
-    print(f"\nserving image as the chart runs it: ready after {cold:.1f} s, SIGTERM to exit {took:.1f} s")
+    worst = max(abs(a["score"] - b["score"]) for a, b in zip(mine["predictions"], theirs["predictions"], strict=True))
+    top = ", ".join(f"{p['label']} {p['score']:.4f}" for p in mine["predictions"][:2])
+    report(
+        f"serving image as the chart runs it (read-only root, UID/GID 10001, no capabilities): ready after "
+        f"{cold:.1f} s, SIGTERM to exit {took:.1f} s; same {len(mine['predictions'])} classes in the same order as "
+        f"serve on the host ({top}), largest score difference {worst:.1e}"
+    )
 
 
 # ---- the operator image --------------------------------------------------------------------------------------
@@ -258,7 +264,8 @@ def test_images_run_as_10001_with_their_labels(built: None) -> None:
         assert labels["org.opencontainers.image.revision"] not in ("", "unknown"), labels
     size = int(docker("image", "inspect", "-f", "{{.Size}}", SERVING).stdout)
     layers = len(json.loads(docker("image", "inspect", "-f", "{{json .RootFS.Layers}}", SERVING).stdout))
-    print(f"\nserving image: {size / 1e9:.2f} GB in {layers} layers")
+    operator = int(docker("image", "inspect", "-f", "{{.Size}}", OPERATOR).stdout)
+    report(f"serving image: {size / 1e9:.2f} GB in {layers} layers; operator image: {operator / 1e6:.0f} MB")
 
 
 # ---- a registry ----------------------------------------------------------------------------------------------
@@ -339,4 +346,4 @@ def test_push_pull_by_digest_and_the_chart_renders_it(built: None, registry: str
         f"{registry}/resnet-serving@{digests['resnet-serving']}",
         f"{registry}/resnet-serving-operator@{digests['resnet-serving-operator']}",
     }, images
-    print(f"\npushed and pulled by digest: {digests}")
+    report(f"pushed and pulled by digest: {digests}")
