@@ -64,7 +64,8 @@ def cli(capsys, store_uri, endpoint):
 
 
 def src(tmp_path, version, size=4096, name="src"):
-    return fake_archive(tmp_path / f"{name}-{version}", version, size)
+    # labelled pretrained: push refuses random weights for s3:// (tests/integration/test_push_random_weights.py)
+    return fake_archive(tmp_path / f"{name}-{version}", version, size, source="imagenet")
 
 
 def test_api_round_trip(store, tmp_path):
@@ -101,11 +102,11 @@ def test_cli_round_trip(cli, tmp_path):
     assert [(v["version"], v["channels"], v["sha256"], v["size"]) for v in listing["versions"]] == [
         ("1", ["stable"], manifest.sha256, manifest.size)
     ]
-    assert listing["versions"][0]["weights_source"] == "random"
+    assert listing["versions"][0]["weights_source"] == "imagenet"
 
     rc, out, _ = cli("versions")
     row = next(line for line in out.splitlines() if manifest.sha256[:12] in line)
-    assert "stable" in row and "random" in row
+    assert "stable" in row and "imagenet" in row
 
     dest = tmp_path / "dest"
     rc, out, _ = cli("fetch", "--channel", "stable", "--dest", dest)

@@ -41,7 +41,8 @@ def test_a_multipart_upload_never_completed_is_invisible(moto_s3, s3_bucket, tmp
 
 
 def test_sse_kms(moto_s3, s3_bucket, tmp_path, capsys):
-    archive, _ = fake_archive(tmp_path / "src", "1")
+    # pretrained: push refuses random weights for an s3:// store (tests/integration/test_push_random_weights.py)
+    archive, _ = fake_archive(tmp_path / "src", "1", source="imagenet")
     key_id = "arn:aws:kms:us-east-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab"
     argv = ["push", str(archive), "--store", f"s3://{s3_bucket}", "--endpoint-url", moto_s3.url]
     assert main([*argv, "--kms-key-id", key_id]) == 0

@@ -32,6 +32,19 @@ from resnet_serving.settings import DEFAULT_STORE, ENV_CHANNEL, ENV_STORE, ENV_U
 from resnet_serving.signals import on_stop_signals
 from resnet_serving.store import open_store
 from resnet_serving.torchserve import requestlog
+from resnet_serving.torchserve.client import (
+    ENV_API_KEY,
+    ENV_CLIENT_ID,
+    ENV_CLIENT_SECRET,
+    ENV_SCOPE,
+    ENV_TOKEN_URL,
+    FRONT_DOOR_SCOPE,
+    ClientCredentials,
+    PredictClient,
+    TokenSource,
+    image_too_large,
+    read_secret,
+)
 from resnet_serving.torchserve.drain import drain_accepted
 from resnet_serving.torchserve.guard import (
     DEFAULT_ADMISSION_WAIT_S,
@@ -164,12 +177,57 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.set_defaults(func=cmd_serve)
 
-    p = sub.add_parser("predict", help="classify image files against a running server")
+    p = sub.add_parser(
+        "predict",
+        help="classify image files against a running server or the API Gateway front door",
+        description="POST each IMAGE to a serve (--url, default loopback) or to the front door of infra/ "
+        "(--url: the resnet-serving-frontdoor stack's ApiUrl output, with a Cognito token and the usage plan's "
+        "API key).",
+    )
     p.add_argument("images", nargs="+", type=Path, metavar="IMAGE")
-    p.add_argument("--url", default=environment().get(ENV_URL, loopback_url(INFERENCE_PORT)))
+    p.add_argument(
+        "--url",
+        default=environment().get(ENV_URL, loopback_url(INFERENCE_PORT)),
+        help=f"a serve's base URL, or a URL ending in /predictions/MODEL, used as is (the front door's ApiUrl "
+        f"output; default: ${ENV_URL}, else {loopback_url(INFERENCE_PORT)})",
+    )
     p.add_argument("--topk", type=int, default=5)
     p.add_argument("--json", action="store_true", help="print the raw JSON responses")
-    p.add_argument("--timeout", type=float, default=60.0)
+    p.add_argument("--timeout", type=float, default=60.0, help="seconds per HTTP request (default 60)")
+    door = p.add_argument_group(
+        "API Gateway front door",
+        "With --token-url, each request carries a Cognito access token from the OAuth2 client-credentials grant, "
+        "fetched once and renewed shortly before it expires; with an API key, x-api-key. The values are outputs "
+        "of the resnet-serving-frontdoor stack.",
+    )
+    door.add_argument(
+        "--token-url",
+        metavar="URL",
+        help=f"the user pool's token endpoint: output TokenUrl (default: ${ENV_TOKEN_URL})",
+    )
+    door.add_argument(
+        "--client-id", metavar="ID", help=f"the app client: output MachineClientId (default: ${ENV_CLIENT_ID})"
+    )
+    door.add_argument(
+        "--client-secret-file",
+        metavar="FILE",
+        help=f"a file holding the app client's secret ('-': standard input; default: ${ENV_CLIENT_SECRET} holds "
+        "the secret itself). Never given on the command line, where other users and the shell history see it",
+    )
+    # taken only to refuse it: else argparse would read it as an abbreviation of --client-secret-file
+    door.add_argument("--client-secret", dest="client_secret_on_command_line", help=argparse.SUPPRESS)
+    door.add_argument(
+        "--scope",
+        metavar="SCOPE",
+        help=f"the OAuth scope to ask for (default: ${ENV_SCOPE}, else every scope the client may have; the front "
+        f"door's routes require {FRONT_DOOR_SCOPE})",
+    )
+    door.add_argument(
+        "--api-key",
+        metavar="KEY",
+        help=f"the usage plan's API key, sent as x-api-key (default: ${ENV_API_KEY}, which keeps it out of the "
+        "shell history; its value: aws apigateway get-api-key --api-key <ApiKeyId output> --include-value)",
+    )
     p.set_defaults(func=cmd_predict)
 
     p = sub.add_parser("probe", help="exit 0 iff the model answers a real prediction (readiness probe)")
@@ -385,11 +443,43 @@ def _start_sync(args: argparse.Namespace, cfg: Any, store_dir: Path, stop: threa
 
 
 # ---- predict / probe ----------------------------------------------------------------------------------
+def _front_door(args: argparse.Namespace) -> tuple[TokenSource | None, str | None]:
+    """The token source and the API key from the flags, else the environment; ``(None, None)`` for a serve."""
+    if args.client_secret_on_command_line is not None:
+        raise ConfigError(
+            f"--client-secret is not taken on the command line, where other users and the shell history see it: "
+            f"use --client-secret-file FILE (or - for standard input) or ${ENV_CLIENT_SECRET}"
+        )
+    env = environment()
+    token_url = args.token_url or env.get(ENV_TOKEN_URL) or None
+    client_id = args.client_id or env.get(ENV_CLIENT_ID) or None
+    api_key = args.api_key or env.get(ENV_API_KEY) or None
+    if args.client_secret_file:
+        secret: str | None = read_secret(args.client_secret_file)
+    else:
+        secret = (env.get(ENV_CLIENT_SECRET) or "").strip() or None
+    if not token_url:
+        if client_id or args.client_secret_file:
+            raise ConfigError(f"--client-id and the client secret need --token-url (or ${ENV_TOKEN_URL})")
+        return None, api_key
+    if not client_id:
+        raise ConfigError(f"--token-url needs --client-id (or ${ENV_CLIENT_ID}): the MachineClientId output")
+    if not secret:
+        raise ConfigError(
+            f"--token-url needs the app client's secret: --client-secret-file FILE, or ${ENV_CLIENT_SECRET}"
+        )
+    scope = args.scope or env.get(ENV_SCOPE) or None
+    credentials = ClientCredentials(token_url=token_url, client_id=client_id, client_secret=secret, scope=scope)
+    return TokenSource(credentials, timeout=args.timeout), api_key
+
+
 def cmd_predict(args: argparse.Namespace) -> int:
-    import requests
+    from rich.markup import escape
 
     from resnet_serving.inference.formats import content_type_for
 
+    tokens, api_key = _front_door(args)
+    client = PredictClient(args.url, tokens=tokens, api_key=api_key, timeout=args.timeout)
     rc = 0
     table = ui.predictions_table(f"{MODEL_NAME} @ {args.url}")
     meta_line = ""
@@ -398,31 +488,15 @@ def cmd_predict(args: argparse.Namespace) -> int:
             data = path.read_bytes()
         except OSError as e:
             raise InputError(f"{path}: {e.strerror}") from e
-        try:
-            r = requests.post(
-                f"{args.url.rstrip('/')}/predictions/{MODEL_NAME}",
-                data=data,
-                # TorchServe drops POST query strings before the handler: top-k travels in a header
-                headers={"Content-Type": content_type_for(data), "X-TopK": str(args.topk)},
-                timeout=args.timeout,
-            )
-        except requests.ConnectionError as e:
-            raise TorchServeError(
-                f"no server at {args.url} ({e.__class__.__name__}); start one with `make serve`"
-            ) from e
-        except requests.RequestException as e:
-            raise TorchServeError(f"{args.url}: {e}") from e
-        try:
-            body = r.json()
-        except ValueError:
-            body = {"status": r.status_code, "message": r.text[:500]}
+        answer = client.predict(data, topk=args.topk, content_type=content_type_for(data), name=str(path))
         if args.json:
-            print(json.dumps({"image": str(path), "status": r.status_code, "response": body}))
-        if r.status_code != 200:
+            print(json.dumps({"image": str(path), "status": answer.status, "response": answer.body}))
+        if answer.status != 200:
             rc = 2
-            ui.console.print(f"[red]{path}: HTTP {r.status_code}: {body.get('message', body)}[/]", highlight=False)
+            said = image_too_large(answer, len(data)) or answer.message
+            ui.console.print(f"[red]{escape(f'{path}: HTTP {answer.status}: {said}')}[/]", highlight=False)
             continue
-        meta_line = ui.add_predictions(table, str(path), body)
+        meta_line = ui.add_predictions(table, str(path), answer.body)
     if not args.json and table.row_count:
         table.caption = meta_line
         ui.Console().print(table)

@@ -17,13 +17,14 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from resnet_serving import MODEL_NAME
+from resnet_serving import MODEL_NAME, ui
 from resnet_serving.artifact.layout import ARCHIVE_NAME, MANIFEST_NAME
 from resnet_serving.artifact.manifest import Manifest
 from resnet_serving.cli.flags import add_endpoint_url
 from resnet_serving.errors import InputError, NotFound
 from resnet_serving.settings import ENV_CHANNEL, ENV_STORE, ENV_VERSION, environment
 from resnet_serving.store.model_store import DEFAULT_CHANNEL, Store, open_store
+from resnet_serving.store.weights import ALLOW_FLAG, check_weights_for_store
 from resnet_serving.ui import terminal_progress
 
 
@@ -44,6 +45,12 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
     p.add_argument("--manifest", help=f"the archive's manifest (default: {MANIFEST_NAME} beside ARCHIVE)")
     p.add_argument("--force", action="store_true", help="replace the version if it already exists")
     p.add_argument("--kms-key-id", help="encrypt the objects with SSE-KMS under this key (s3:// only)")
+    p.add_argument(
+        ALLOW_FLAG,
+        action="store_true",
+        help="push an archive built with random weights to an s3:// store anyway, e.g. for a smoke test of the "
+        "install (without it such an archive is refused there; local stores always take it)",
+    )
     p.set_defaults(func=cmd_push)
 
     p = subparsers.add_parser(
@@ -116,6 +123,11 @@ def cmd_push(args: argparse.Namespace) -> int:
         manifest = Manifest.load(manifest_path)
     except FileNotFoundError as e:
         raise InputError(f"{manifest_path}: no manifest beside the archive (pass --manifest)") from e
+    if check_weights_for_store(manifest, args.store, allow_random=args.allow_random_weights):
+        ui.warn(
+            f"pushing {manifest.name} v{manifest.version} with RANDOM weights to {args.store} ({ALLOW_FLAG}): "
+            "its predictions are meaningless; do not promote it where clients are served"
+        )
     store = _open(args)
     version = args.version or manifest.version
     store.push(
