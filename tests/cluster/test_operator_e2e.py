@@ -66,7 +66,7 @@ def installed(
     cluster: Cluster, archives: dict[str, Path], tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Cluster]:
     c = cluster
-    cli("push", str(archives["1"]), "--store", c.store)
+    cli("push", str(archives["1"]), "--store", c.store, "--allow-random-weights")
     cli("promote", "--store", c.store, "--version", "1", "--channel", "stable")
     args = [
         c.helm, "install", RELEASE, str(CHART), "--namespace", c.namespace, "--wait", "--timeout", "15m",
@@ -150,7 +150,7 @@ def test_rollouts_rollback_and_drift(installed: Cluster, archives: dict[str, Pat
     assert "Ready" in table and RELEASE in table
 
     # v2: push + promote is a rolling update, visible in `kubectl rollout history`.
-    cli("push", str(archives["2"]), "--store", c.store)
+    cli("push", str(archives["2"]), "--store", c.store, "--allow-random-weights")
     cli("promote", "--store", c.store, "--version", "2")
     wait_for("v2 Ready", lambda: reached(c, "2"), timeout=ROLLOUT_S)
     c.run(c.kubectl, "-n", c.namespace, "rollout", "status", f"deployment/{RELEASE}", "--timeout=10m", timeout=700)
@@ -159,7 +159,7 @@ def test_rollouts_rollback_and_drift(installed: Cluster, archives: dict[str, Pat
 
     # v3, corrupt: its archive no longer matches the manifest, so `fetch` refuses it, the new pods never get
     # ready, and the operator rolls back to v2 by itself.
-    cli("push", str(archives["3"]), "--store", c.store)
+    cli("push", str(archives["3"]), "--store", c.store, "--allow-random-weights")
     from resnet_serving.store import archive_key, open_store
 
     store = open_store(c.store, endpoint_url=os.environ.get("AWS_ENDPOINT_URL") or None)

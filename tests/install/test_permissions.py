@@ -163,9 +163,9 @@ def install(moto_s3: MotoS3, tmp_path_factory: pytest.TempPathFactory) -> Iterat
     def step(name: str) -> _Step:
         return _Step(name, recorded, {BUCKET: key_arn})
 
-    # archives over the multipart threshold (8 MiB), as real ones are
-    v1, _ = fake_archive(tmp / "v1", "1", 9 * MiB)
-    v2, _ = fake_archive(tmp / "v2", "2", 9 * MiB)
+    # archives over the multipart threshold (8 MiB), as real ones are; labelled imagenet, as push to s3:// requires
+    v1, _ = fake_archive(tmp / "v1", "1", 9 * MiB, source="imagenet")
+    v2, _ = fake_archive(tmp / "v2", "2", 9 * MiB, source="imagenet")
     with step("store push"):
         _run(["push", str(v1), *store, "--kms-key-id", key_arn])
         _run(["push", str(v2), *store, "--kms-key-id", key_arn])
