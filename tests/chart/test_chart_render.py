@@ -189,14 +189,24 @@ def test_highly_available_variants_run_at_least_one_pod_per_zone(rendered: dict[
         assert find(rendered[variant], "PodDisruptionBudget"), variant
 
 
-def test_custom_metric_is_added_to_the_hpa_when_enabled(rendered: dict[str, Docs]) -> None:
-    prod = one(rendered["prod"], "HorizontalPodAutoscaler")["spec"]["metrics"]
-    pods = [m for m in prod if m["type"] == "Pods"]
+def test_custom_metric_is_added_to_the_hpa_when_enabled(helm: Helm, rendered: dict[str, Docs]) -> None:
+    docs = helm.template([], sets=["autoscaling.customMetric.enabled=true"])
+    pods = [m for m in one(docs, "HorizontalPodAutoscaler")["spec"]["metrics"] if m["type"] == "Pods"]
     assert len(pods) == 1
     assert pods[0]["pods"]["metric"]["name"] == "ts_inference_requests_per_second"
     assert pods[0]["pods"]["target"] == {"type": "AverageValue", "averageValue": "8"}
     default = one(rendered["default"], "HorizontalPodAutoscaler")["spec"]["metrics"]
     assert [m["type"] for m in default] == ["Resource"]
+
+
+def test_prod_scales_on_the_metric_whose_adapter_rule_the_chart_ships(rendered: dict[str, Docs]) -> None:
+    """prod.yaml's Pods metric is the saturation metric: the chart renders its adapter rule (the install feeds it to
+    prometheus-adapter), where a customMetric's rule would be the user's own."""
+    prod = rendered["prod"]
+    pods = [m for m in one(prod, "HorizontalPodAutoscaler")["spec"]["metrics"] if m["type"] == "Pods"]
+    assert [m["pods"]["metric"]["name"] for m in pods] == ["resnet_serving_saturation"]
+    rule = yaml.safe_load(one(prod, "ConfigMap", f"{RELEASE}-adapter-rule")["data"]["values.yaml"])
+    assert [r["name"]["as"] for r in rule["rules"]["custom"]] == ["resnet_serving_saturation"]
 
 
 # ---- the serving contract ------------------------------------------------------------------------------
@@ -495,11 +505,12 @@ def test_method_condition_can_be_switched_off(helm: Helm) -> None:
     assert f"alb.ingress.kubernetes.io/conditions.{RELEASE}" not in ing["metadata"]["annotations"]
 
 
-def test_prod_ingress_has_tls_certificate_and_waf(rendered: dict[str, Docs]) -> None:
+def test_prod_ingress_is_internal_with_tls_certificate_and_waf(rendered: dict[str, Docs]) -> None:
+    """The ALB has no authentication of its own: production reaches it through the front door's private route."""
     ing = one(rendered["prod"], "Ingress")
     a = ing["metadata"]["annotations"]
     p = "alb.ingress.kubernetes.io/"
-    assert a[p + "scheme"] == "internet-facing"
+    assert a[p + "scheme"] == "internal"
     assert a[p + "certificate-arn"].startswith("arn:aws:acm:")
     assert a[p + "wafv2-acl-arn"].startswith("arn:aws:wafv2:")
     assert ing["spec"]["tls"] == [{"hosts": ["resnet50.example.com"]}]

@@ -20,6 +20,7 @@ import yaml
 
 from tests.helpers.chart import (
     ACCOUNT_VALUES,
+    ADD_ON_APIS,
     CHART,
     CLUSTER_APIS,
     EXAMPLE_ACCOUNT,
@@ -33,6 +34,7 @@ from tests.helpers.chart import (
     account_args,
     deployment,
     find,
+    one,
     required_paths,
     run,
 )
@@ -99,11 +101,89 @@ def test_prod_with_the_monitoring_stack_renders_it(helm: Helm) -> None:
 
 
 def test_notes_skip_nothing_the_values_do_not_ask_for(helm: Helm) -> None:
-    """A control for the SKIPPED lines: only what the values turn on is named."""
-    off = ["metrics.serviceMonitor.enabled=false", "metrics.prometheusRule.enabled=false"]
+    """A control for the SKIPPED lines: only what the values turn on is named (saturation needs the scrape)."""
+    saturation = "autoscaling.saturation.enabled=false"
+    off = ["metrics.serviceMonitor.enabled=false", "metrics.prometheusRule.enabled=false", saturation]
     assert "SKIPPED" not in _notes(helm, PROD, *off)
-    notes = _notes(helm, PROD, off[0])
+    notes = _notes(helm, PROD, off[0], saturation)
     assert "SKIPPED: the PrometheusRule" in notes and "SKIPPED: the ServiceMonitor" not in notes
+    assert "SKIPPED: the HPA's Pods metrics" not in notes
+
+
+# ---- the HPA's Pods metrics need the custom metrics API (the Prometheus adapter) ---------------------------------
+def _hpa_metrics(docs: Docs) -> list[str]:
+    metrics = one(docs, "HorizontalPodAutoscaler")["spec"]["metrics"]
+    return [m["resource"]["name"] if m["type"] == "Resource" else m["pods"]["metric"]["name"] for m in metrics]
+
+
+@pytest.mark.parametrize("variant", ["prod", "full"])
+def test_pods_metrics_render_only_where_the_adapter_serves_them(helm: Helm, variant: str) -> None:
+    """An HPA that cannot read one of its metrics never scales down: without custom.metrics.k8s.io the HPA scales on
+    CPU alone, with the same bounds; the adapter rule still renders, since installing the adapter needs it."""
+    values = VARIANTS[variant]
+    with_adapter = helm.template(values, api_versions=ADD_ON_APIS)
+    without = helm.template(values, api_versions=CLUSTER_APIS)
+    assert "resnet_serving_saturation" in _hpa_metrics(with_adapter)
+    assert _hpa_metrics(without) == ["cpu"]
+    hpa, cpu_only = (
+        one(with_adapter, "HorizontalPodAutoscaler")["spec"],
+        one(without, "HorizontalPodAutoscaler")["spec"],
+    )
+    assert {k: v for k, v in hpa.items() if k != "metrics"} == {k: v for k, v in cpu_only.items() if k != "metrics"}
+    assert hpa["metrics"][0] == cpu_only["metrics"][0]
+    assert (
+        find(without, "ConfigMap", f"{RELEASE}-adapter-rule")
+        == find(with_adapter, "ConfigMap", f"{RELEASE}-adapter-rule")
+        != []
+    )
+    assert _hpa_metrics(helm.template(values, api_versions=FRESH_CLUSTER_APIS)) == ["cpu"]
+
+
+def test_prod_notes_say_the_hpa_runs_on_cpu_until_the_adapter_is_installed(helm: Helm) -> None:
+    notes = _notes(helm, PROD)
+    assert "SKIPPED: the HPA's Pods metrics (resnet_serving_saturation)" in notes
+    assert "custom.metrics.k8s.io/v1beta1" in notes and "prometheus-adapter" in notes
+    assert f"ConfigMap {RELEASE}-adapter-rule, key values.yaml" in notes
+    assert "Scaling: HPA 3–30 pods on CPU (needs metrics-server)" in notes
+
+
+# ---- the ALB: internal unless a value says otherwise ---------------------------------------------------------------
+INTERNET = ["ingress.scheme=internet-facing"]
+
+
+def test_an_internet_facing_alb_without_authentication_is_refused(helm: Helm) -> None:
+    proc = run(helm.template_cmd(PROD, sets=INTERNET))
+    assert proc.returncode != 0
+    assert "ingress.scheme internet-facing with ingress.auth.type none" in proc.stderr, proc.stderr
+    assert "ingress.allowUnauthenticatedInternet=true" in proc.stderr and "Private route to the EKS path" in proc.stderr
+
+
+def test_an_internet_facing_alb_without_authentication_is_said_and_warned(helm: Helm) -> None:
+    sets = [*INTERNET, "ingress.allowUnauthenticatedInternet=true"]
+    ing = one(helm.template(PROD, sets=sets), "Ingress")
+    assert ing["metadata"]["annotations"]["alb.ingress.kubernetes.io/scheme"] == "internet-facing"
+    notes = _notes(helm, PROD, *sets)
+    assert "WARNING: the ALB is internet-facing with no authentication" in notes
+    assert "Private route to the EKS path" in notes
+
+
+def test_an_internet_facing_alb_with_alb_authentication_needs_no_waiver(helm: Helm) -> None:
+    """A control: the refusal and the warning are about auth.type none only."""
+    cognito = [
+        "ingress.auth.type=cognito",
+        "ingress.auth.cognito.userPoolArn=arn:aws:cognito-idp:eu-west-1:123456789012:userpool/eu-west-1_abc",
+        "ingress.auth.cognito.userPoolClientId=client",
+        "ingress.auth.cognito.userPoolDomain=auth.example.com",
+    ]
+    ing = one(helm.template(PROD, sets=[*INTERNET, *cognito]), "Ingress")
+    assert ing["metadata"]["annotations"]["alb.ingress.kubernetes.io/scheme"] == "internet-facing"
+    assert "WARNING: the ALB is internet-facing" not in _notes(helm, PROD, *INTERNET, *cognito)
+
+
+def test_prod_notes_send_clients_through_the_private_route(helm: Helm) -> None:
+    notes = _notes(helm, PROD)
+    assert "The ALB is internal" in notes and "api.eks_integration in infra/config.json" in notes
+    assert "WARNING: the ALB is internet-facing" not in notes
 
 
 def test_keda_without_keda_runs_min_replicas_and_says_so(helm: Helm, variant_values: dict[str, Any]) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import difflib
 import json
+import math
 import os
 from pathlib import Path
 from typing import Any
@@ -11,6 +12,7 @@ from typing import Any
 import pytest
 import yaml
 
+from resnet_serving.plan.planner import pods_per_node
 from tests.helpers.chart import EXAMPLE_VALUES, K8S, NAMESPACE, RELEASE, run
 
 RENDERED = K8S / "rendered"
@@ -88,16 +90,117 @@ def test_cluster_spans_three_zones_with_oidc() -> None:
     assert float(cluster["metadata"]["version"]) >= 1.30
 
 
-def test_cpu_node_group_covers_every_zone_and_fits_the_default_pods() -> None:
+def cpu_groups(cluster: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {g["name"]: g for g in cluster["managedNodeGroups"] if g["labels"]["resnet-serving.io/workload"] == "cpu"}
+
+
+def test_cpu_node_groups_cover_every_zone_and_fit_the_default_pods() -> None:
     cluster = _load("cluster.yaml")
     chart_values = yaml.safe_load((K8S.parent / "charts" / "resnet50-serving" / "values.yaml").read_text())
-    groups = {g["name"]: g for g in cluster["managedNodeGroups"]}
-    assert "gpu" not in groups, "the GPU node group is optional: k8s/eksctl/gpu-nodegroup.yaml"
-    cpu = groups["cpu"]
-    assert set(cpu.get("availabilityZones", cluster["availabilityZones"])) == set(cluster["availabilityZones"])
-    assert cpu["minSize"] >= len(cluster["availabilityZones"]) >= 3
-    assert cpu["privateNetworking"] is True
+    assert "gpu" not in {g["name"] for g in cluster["managedNodeGroups"]}, (
+        "the GPU node group is optional: k8s/eksctl/gpu-nodegroup.yaml"
+    )
+    groups = cpu_groups(cluster)
+    # One group per zone: Cluster Autoscaler adds a node in the zone a DoNotSchedule-spread pod waits for.
+    zones = [z for g in groups.values() for z in g["availabilityZones"]]
+    assert sorted(zones) == sorted(cluster["availabilityZones"]), "exactly one CPU group per zone"
+    assert all(g["minSize"] >= 1 for g in groups.values())
+    assert sum(g["minSize"] for g in groups.values()) >= len(cluster["availabilityZones"]) >= 3
+    assert all(g["privateNetworking"] is True for g in groups.values())
+    assert len({(g["instanceType"], json.dumps(g["labels"], sort_keys=True)) for g in groups.values()}) == 1, (
+        "--balance-similar-node-groups balances only groups of the same shape and labels"
+    )
     assert chart_values["autoscaling"]["minReplicas"] >= len(cluster["availabilityZones"])
+
+
+# vCPUs, GiB and GPUs of the instance types the eksctl configs use (the EC2 instance type specifications).
+INSTANCE_SHAPES: dict[str, tuple[int, int, int]] = {"c7i.2xlarge": (8, 16, 0), "g5.xlarge": (4, 16, 1)}
+
+
+def _quantity_cpu(q: str | int | float) -> float:
+    text = str(q)
+    return int(text[:-1]) / 1000 if text.endswith("m") else float(text)
+
+
+def _quantity_gib(q: str) -> float:
+    units = {"Gi": 1.0, "Mi": 1 / 1024}
+    return next(float(q[: -len(u)]) * f for u, f in units.items() if q.endswith(u))
+
+
+def nodes_needed(values: dict[str, Any], group: dict[str, Any], zones: int) -> int:
+    """Nodes one group must be able to reach for the overlay's HPA at maxReplicas: pods per node from the pods'
+    requests and the node's allocatable share (the planner's own count), and with a DoNotSchedule zone spread the
+    pods of one zone (ceil(maxReplicas / zones)) in that zone's group."""
+    vcpus, gib, gpus = INSTANCE_SHAPES[group["instanceType"]]
+    requests = values["resources"]["requests"]
+    per_node = pods_per_node(vcpus, gib, _quantity_cpu(requests["cpu"]), _quantity_gib(requests["memory"]))
+    if values.get("gpu", {}).get("enabled"):
+        per_node = min(per_node, gpus // int(values["gpu"]["count"]))
+    assert per_node >= 1, f"a {group['instanceType']} node cannot hold one pod"
+    spread = values.get("topologySpread", {}).get("zone", {}).get("whenUnsatisfiable", "DoNotSchedule")
+    pods = values["autoscaling"]["maxReplicas"]
+    if spread == "DoNotSchedule":
+        pods = math.ceil(pods / zones)
+    return math.ceil(pods / per_node)
+
+
+def _overlay(name: str) -> dict[str, Any]:
+    defaults = yaml.safe_load((K8S.parent / "charts" / "resnet50-serving" / "values.yaml").read_text())
+    overlay = yaml.safe_load(EXAMPLE_VALUES[name].read_text())
+    return {**defaults, **overlay, "resources": overlay.get("resources", defaults["resources"])}
+
+
+def test_cpu_node_groups_hold_prods_hpa_at_max_replicas() -> None:
+    """The node groups' maxSize is what Cluster Autoscaler may grow to: below prod.yaml's maxReplicas at the pods'
+    requests, the HPA's extra pods stay Pending."""
+    cluster = _load("cluster.yaml")
+    prod = _overlay("prod")
+    assert prod["topologySpread"]["zone"]["whenUnsatisfiable"] == "DoNotSchedule"
+    zones = len(cluster["availabilityZones"])
+    for name, group in cpu_groups(cluster).items():
+        needed = nodes_needed(prod, group, zones)
+        assert group["maxSize"] >= needed, (
+            f"node group {name}: maxSize {group['maxSize']} cannot hold prod.yaml's maxReplicas "
+            f"{prod['autoscaling']['maxReplicas']} over {zones} zones: it needs {needed}"
+        )
+        assert group["minSize"] <= group["desiredCapacity"] <= group["maxSize"], name
+
+
+def test_the_node_group_check_fails_when_replicas_outgrow_the_groups() -> None:
+    """A control: five times prod.yaml's maxReplicas does not fit the groups."""
+    cluster = _load("cluster.yaml")
+    prod = _overlay("prod")
+    prod["autoscaling"] = {**prod["autoscaling"], "maxReplicas": 5 * prod["autoscaling"]["maxReplicas"]}
+    group = next(iter(cpu_groups(cluster).values()))
+    assert nodes_needed(prod, group, len(cluster["availabilityZones"])) > group["maxSize"]
+
+
+def test_gpu_node_group_holds_gpu_hpa_at_max_replicas() -> None:
+    (gpu,) = _load("gpu-nodegroup.yaml")["managedNodeGroups"]
+    values = _overlay("gpu")
+    assert values["gpu"]["enabled"] is True
+    assert gpu["maxSize"] >= nodes_needed(values, gpu, len(gpu["availabilityZones"]))
+
+
+@pytest.mark.parametrize("name", ["cluster.yaml", "gpu-nodegroup.yaml"])
+def test_node_groups_are_found_by_cluster_autoscaler(name: str) -> None:
+    """Cluster Autoscaler's AWS auto-discovery matches Auto Scaling groups by two tags; propagateASGTags puts the
+    node group's tags (and labels and taints, for scale-up from the group's template) on the group."""
+    doc = _load(name)
+    cluster = doc["metadata"]["name"]
+    for group in doc["managedNodeGroups"]:
+        assert group["propagateASGTags"] is True, group["name"]
+        assert group["tags"]["k8s.io/cluster-autoscaler/enabled"] == "true", group["name"]
+        assert f"k8s.io/cluster-autoscaler/{cluster}" in group["tags"], group["name"]
+        assert group["minSize"] < group["maxSize"], f"{group['name']}: nothing to scale"
+
+
+def test_cluster_autoscaler_has_an_irsa_role() -> None:
+    accounts = {
+        (sa["metadata"]["namespace"], sa["metadata"]["name"]): sa
+        for sa in _load("cluster.yaml")["iam"]["serviceAccounts"]
+    }
+    assert accounts[("kube-system", "cluster-autoscaler")]["wellKnownPolicies"] == {"autoScaler": True}
 
 
 def test_cluster_has_the_add_ons_the_chart_needs() -> None:

@@ -60,11 +60,16 @@ ACCOUNT_VALUES: dict[str, str] = {
 }
 
 # `--api-versions` for the CRD-defined kinds the chart renders only where the cluster serves them
-# (resnet50-serving.crdAPIs). CLUSTER_APIS: a cluster with the monitoring stack, KEDA and the chart's own CRDs,
-# which is what the variants above mean; FRESH_CLUSTER_APIS: a cluster as the install creates it, with no CRD.
+# (resnet50-serving.crdAPIs). CLUSTER_APIS: a cluster with the monitoring stack, KEDA and the chart's own CRDs;
+# FRESH_CLUSTER_APIS: a cluster as the install creates it, with no CRD.
 MONITORING_APIS = ("monitoring.coreos.com/v1/ServiceMonitor", "monitoring.coreos.com/v1/PrometheusRule")
 CLUSTER_APIS = (*MONITORING_APIS, "keda.sh/v1alpha1/ScaledObject", "kopf.dev/v1/KopfPeering")
 FRESH_CLUSTER_APIS: tuple[str, ...] = ()
+# The custom metrics API the Prometheus adapter registers (an APIService, no CRD): the HPA's Pods metrics render only
+# where it is served (resnet50-serving.customMetricsServed).
+CUSTOM_METRICS_API = "custom.metrics.k8s.io/v1beta1"
+# Every add-on the chart can use (CLUSTER_APIS and the adapter): what the variants above are rendered for.
+ADD_ON_APIS = (*CLUSTER_APIS, CUSTOM_METRICS_API)
 
 
 def required_paths(values: Sequence[Path] = ()) -> list[str]:
@@ -184,7 +189,7 @@ class Helm:
         *,
         sets: Sequence[str] = (),
         skip_tests: bool = False,
-        api_versions: Sequence[str] = CLUSTER_APIS,
+        api_versions: Sequence[str] = ADD_ON_APIS,
         account: bool = True,
     ) -> list[str]:
         """`helm template` with the values files, then (account) the example account values the chart requires,
@@ -209,7 +214,7 @@ class Helm:
         *,
         sets: Sequence[str] = (),
         skip_tests: bool = False,
-        api_versions: Sequence[str] = CLUSTER_APIS,
+        api_versions: Sequence[str] = ADD_ON_APIS,
     ) -> str:
         proc = run(self.template_cmd(values, sets=sets, skip_tests=skip_tests, api_versions=api_versions))
         assert proc.returncode == 0, f"helm template failed:\n{proc.stderr}"
@@ -221,7 +226,7 @@ class Helm:
         *,
         sets: Sequence[str] = (),
         skip_tests: bool = False,
-        api_versions: Sequence[str] = CLUSTER_APIS,
+        api_versions: Sequence[str] = ADD_ON_APIS,
     ) -> list[dict[str, Any]]:
         raw = self.template_raw(values, sets=sets, skip_tests=skip_tests, api_versions=api_versions)
         return [d for d in yaml.safe_load_all(raw) if d]

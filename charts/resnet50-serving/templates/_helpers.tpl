@@ -227,6 +227,18 @@ Usage: include "resnet50-serving.served" (dict "kind" "ServiceMonitor" "context"
 {{- end }}
 
 {{/*
+"true" when the cluster serves the custom metrics API (custom.metrics.k8s.io/v1beta1, registered by the Prometheus
+adapter), which the HPA's Pods metrics (autoscaling.customMetric, autoscaling.saturation) are read from; else "".
+*/}}
+{{- define "resnet50-serving.customMetricsAPI" -}}
+custom.metrics.k8s.io/v1beta1
+{{- end }}
+
+{{- define "resnet50-serving.customMetricsServed" -}}
+{{- if .Capabilities.APIVersions.Has (include "resnet50-serving.customMetricsAPI" .) }}true{{ end }}
+{{- end }}
+
+{{/*
 Whether an object of this chart sets the serving Deployment's replica count: the HPA, or the KEDA ScaledObject
 where the cluster serves it. Without one the Deployment renders its own replicas.
 */}}
@@ -291,6 +303,9 @@ Included once, from the Deployment.
 {{- end }}
 {{- if and $v.ingress.enabled (eq $v.ingress.scheme "internet-facing") (not $v.ingress.https.enabled) }}
 {{- fail "ingress.scheme internet-facing needs ingress.https.enabled=true (and ingress.https.certificateArn or ingress.hosts): the model is never served in plain HTTP on the internet" }}
+{{- end }}
+{{- if and $v.ingress.enabled (eq $v.ingress.scheme "internet-facing") (eq $v.ingress.auth.type "none") (not $v.ingress.allowUnauthenticatedInternet) }}
+{{- fail "ingress.scheme internet-facing with ingress.auth.type none serves the model to the internet with no authentication (a WAF ACL is not one). Keep ingress.scheme internal and let clients in through the front door's private route (API Gateway with Cognito and an API key, infra/README.md \"Private route to the EKS path\"), or set ingress.auth, or say that you accept it with ingress.allowUnauthenticatedInternet=true" }}
 {{- end }}
 {{- if and $v.ingress.enabled (ne $v.ingress.auth.type "none") (not $v.ingress.https.enabled) }}
 {{- fail (printf "ingress.auth.type %s needs ingress.https.enabled=true: the ALB authenticates on HTTPS listeners only" $v.ingress.auth.type) }}

@@ -193,10 +193,7 @@ def _eks_rows(
 ) -> list[Row]:
     node = prices.entry("ec2_on_demand", node_type)
     pod_cpu, pod_gib = cap.vcpus, pod_memory_gib(bench)
-    per_node = min(
-        math.floor((node["vcpus"] - NODE_RESERVED_CPU) / pod_cpu),
-        math.floor((node["memory_gib"] - NODE_RESERVED_GIB) / pod_gib),
-    )
+    per_node = pods_per_node(node["vcpus"], node["memory_gib"], pod_cpu, pod_gib)
     if per_node < 1:
         raise InputError(f"a {node_type} node cannot hold one pod of {pod_cpu} vCPU and {pod_gib} GiB")
     base = math.ceil(load.rps / per_unit)
@@ -239,6 +236,15 @@ def _eks_rows(
         note=note + "; spot nodes can be reclaimed, so the zone headroom is not guaranteed",
     )
     return [on_demand, spot]
+
+
+def pods_per_node(node_vcpus: float, node_gib: float, pod_cpu: float, pod_gib: float) -> int:
+    """Pods of ``pod_cpu`` vCPU and ``pod_gib`` GiB (their requests) one node holds once the kubelet, the OS and the
+    DaemonSets have their share; k8s/eksctl's node group sizes are checked with the same count."""
+    return min(
+        math.floor((node_vcpus - NODE_RESERVED_CPU) / pod_cpu),
+        math.floor((node_gib - NODE_RESERVED_GIB) / pod_gib),
+    )
 
 
 def _sagemaker_row(
