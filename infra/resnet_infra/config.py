@@ -19,6 +19,8 @@ LOG_RETENTION_DAYS = (
     1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922, 3288, 3653,
 )  # fmt: skip
 ROLE_KINDS = ("serving", "operator", "publisher", "sagemaker", "deployer")
+# ecr_repositories, in this order: the images docker/build.sh builds, each pushed to its own repository.
+IMAGE_KINDS = ("serving", "operator")
 # ${AWS::AccountId}-style placeholders CloudFormation substitutes; everything else must be a literal name.
 PSEUDO = re.compile(r"\$\{AWS::(AccountId|Region|Partition)\}")
 BUCKET_NAME = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
@@ -128,6 +130,15 @@ class InfraConfig:
     alarms: AlarmConfig
     log_retention_days: int
     budget: BudgetConfig
+
+    @property
+    def repositories(self) -> dict[str, str]:
+        """Image kind (``serving``, ``operator``) -> its ECR repository name, from ``ecr_repositories``."""
+        return dict(zip(IMAGE_KINDS, self.ecr_repositories, strict=True))
+
+    @property
+    def serving_repository(self) -> str:
+        return self.repositories["serving"]
 
 
 class _Reader:
@@ -333,12 +344,18 @@ def parse(data: Any) -> InfraConfig:
     )
 
     repos = top.raw("ecr_repositories")
-    if not isinstance(repos, list) or not repos:
-        raise ConfigError(f"ecr_repositories must list at least one ECR repository name, got {repos!r}")
+    if not isinstance(repos, list) or len(repos) != len(IMAGE_KINDS):
+        raise ConfigError(
+            "ecr_repositories must name two ECR repositories, the serving image's then the operator image's "
+            f'(["resnet-serving", "resnet-serving-operator"]), got {repos!r}'
+        )
     repo_name = re.compile(r"^[a-z0-9]+(?:[._-][a-z0-9]+)*(?:/[a-z0-9]+(?:[._-][a-z0-9]+)*)*$")
     for i, repo in enumerate(repos):
-        if not isinstance(repo, str) or not repo_name.match(repo):
+        # ECR's own limits: 2-256 characters of lowercase path segments.
+        if not isinstance(repo, str) or not repo_name.match(repo) or not 2 <= len(repo) <= 256:
             raise ConfigError(f"ecr_repositories[{i}] is not a valid ECR repository name: {repo!r}")
+    if len(set(repos)) != len(repos):
+        raise ConfigError(f"ecr_repositories: the serving and operator images need a repository each, got {repos!r}")
 
     a = top.section("api")
     a.unknown(

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from resnet_serving.naming import (
     ALARM_KINDS,
+    ALARM_OWNER_SUFFIX,
+    DEPLOY,
     GUARDRAIL_ALARM_KINDS,
     PROJECT,
     STACK,
@@ -20,6 +22,8 @@ from resnet_serving.naming import (
 
 __all__ = [
     "ALARM_KINDS",
+    "ALARM_OWNER_SUFFIX",
+    "DEPLOY",
     "GUARDRAIL_ALARM_KINDS",
     "PROJECT",
     "STACK",

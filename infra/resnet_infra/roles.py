@@ -16,7 +16,7 @@ from constructs import Construct
 
 from .config import InfraConfig
 from .nag import ack
-from .naming import ALARM_KINDS, PROJECT, STACKS, alarm_name
+from .naming import ALARM_KINDS, ALARM_OWNER_SUFFIX, DEPLOY, PROJECT, STACK, STACKS, alarm_name, guardrail_alarm_names
 from .store import StoreStack, role_arn
 
 # The AWS actions src/resnet_serving/sagemaker/ calls through its `call(...)` helper, by IAM service prefix.
@@ -41,6 +41,8 @@ MANAGE_ACTIONS = {
 # SageMaker lists support no resource ARN; every other SageMaker action above is scoped to the project's names.
 UNSCOPED_SAGEMAKER = ("ListEndpointConfigs", "ListModels")
 UNSCOPED_AUTOSCALING = ("DescribeScalableTargets", "DescribeScalingPolicies")
+# The CloudWatch actions allowed on every project alarm; the others only on deploy's own (alarm_pattern below).
+ALARM_READS = ("DescribeAlarms", "ListTagsForResource")
 SCALABLE_DIMENSION = "sagemaker:variant:DesiredInstanceCount"
 AUTOSCALING_SLR = "sagemaker.application-autoscaling.amazonaws.com"
 
@@ -62,6 +64,18 @@ IRSA_TRUST = {
         }
     ],
 }
+
+
+def alarm_pattern(owner: str) -> str:
+    """The IAM resource name pattern of every alarm ``owner`` names, for any endpoint: ``resnet-serving-*-deploy``.
+
+    By the naming rule a name's last segment says whose it is, so the pattern matches no other owner's names. The
+    stack's names are the bare rule, which every owner's names extend: there is no pattern for them alone.
+    """
+    if owner == STACK or owner not in ALARM_OWNER_SUFFIX:
+        others = ", ".join(o for o in ALARM_OWNER_SUFFIX if o != STACK)
+        raise ValueError(f"no alarm pattern for owner {owner!r}; expected one of {others}")
+    return f"{PROJECT}-*{ALARM_OWNER_SUFFIX[owner]}"
 
 
 def resource_prefix(cfg: InfraConfig) -> str:
@@ -167,23 +181,27 @@ class RolesStack(Stack):
             assumed_by=iam.ServicePrincipal("sagemaker.amazonaws.com"),
         )
         endpoint = cfg.sagemaker.endpoint_name
-        repos = [
-            Fn.sub(f"arn:${{AWS::Partition}}:ecr:${{AWS::Region}}:${{AWS::AccountId}}:repository/{r}")
-            for r in cfg.ecr_repositories
-        ]
+        # Only the serving image, which SageMaker runs; ECR decrypts KMS-encrypted layers through its own key grant.
+        serving_repo = Fn.sub(
+            f"arn:${{AWS::Partition}}:ecr:${{AWS::Region}}:${{AWS::AccountId}}:repository/{cfg.serving_repository}"
+        )
         log_groups = Fn.sub(
             "arn:${AWS::Partition}:logs:${AWS::Region}:${AWS::AccountId}:log-group:/aws/sagemaker/Endpoints/*"
         )
+        # Guardrails read whichever alarms an update names: the stack's, or deploy's own where the stack's are missing.
+        guardrail_alarms = [alarm_name(endpoint, kind) for kind in ALARM_KINDS] + [
+            *guardrail_alarm_names(endpoint, DEPLOY)
+        ]
         alarm_arns = [
             Fn.sub(f"arn:${{AWS::Partition}}:cloudwatch:${{AWS::Region}}:${{AWS::AccountId}}:alarm:{name}")
-            for name in (alarm_name(endpoint, kind) for kind in ALARM_KINDS)
+            for name in guardrail_alarms
         ]
         for statement in [
             *read,
             iam.PolicyStatement(
                 sid="PullTheServingImage",
                 actions=["ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer", "ecr:BatchCheckLayerAvailability"],
-                resources=repos,
+                resources=[serving_repo],
             ),
             iam.PolicyStatement(sid="EcrLogin", actions=["ecr:GetAuthorizationToken"], resources=["*"]),
             iam.PolicyStatement(
@@ -317,10 +335,16 @@ class RolesStack(Stack):
                 conditions={"StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}},
             ),
             iam.PolicyStatement(
-                sid="ProjectAlarms",
-                # put_metric_alarm passes Tags: CloudWatch authorizes them as TagResource.
-                actions=[f"cloudwatch:{a}" for a in [*wanted["cloudwatch"], "TagResource"]],
+                # Deploy reads the stack's guardrail alarms (and checks its own tags) but never writes them.
+                sid="ReadTheProjectsAlarms",
+                actions=[f"cloudwatch:{a}" for a in wanted["cloudwatch"] if a in ALARM_READS],
                 resources=[Fn.sub(f"{alarm}:{PROJECT}-*")],
+            ),
+            iam.PolicyStatement(
+                sid="WriteOnlyDeploysOwnAlarms",
+                # put_metric_alarm passes Tags: CloudWatch authorizes them as TagResource.
+                actions=[f"cloudwatch:{a}" for a in [*wanted["cloudwatch"], "TagResource"] if a not in ALARM_READS],
+                resources=[Fn.sub(f"{alarm}:{alarm_pattern(DEPLOY)}")],
             ),
             iam.PolicyStatement(
                 # Application Auto Scaling checks that the caller of PutScalingPolicy may itself manage the
@@ -442,7 +466,11 @@ class RolesStack(Stack):
             (f"Resource::{sagemaker}model/{name}*", names_reason),
             (
                 f"Resource::{cloudwatch}alarm:{PROJECT}-*",
-                f"The project's alarm-name prefix: every alarm deploy reads or writes starts with {PROJECT}-.",
+                f"Read only: deploy reads the stack's guardrail alarms and its own; every name starts with {PROJECT}-.",
+            ),
+            (
+                f"Resource::{cloudwatch}alarm:{alarm_pattern(DEPLOY)}",
+                "Deploy writes and deletes only its own alarms: named after the endpoint it is given, ending -deploy.",
             ),
             (
                 f"Resource::{cloudwatch}alarm:TargetTracking-endpoint/{name}*",

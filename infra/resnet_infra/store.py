@@ -1,19 +1,23 @@
-"""The model store: the versioned, KMS-encrypted bucket only the five resnet-serving roles may read or write.
+"""The model store: the versioned, KMS-encrypted bucket only the five resnet-serving roles may read or write;
+and the ECR repositories of the serving and operator images, under the same key.
 
 The key policy is CDK's default: the account may use the key through IAM policies, so each role's own policy
 (roles.py) is what admits it, the deployer included; a principal named in a key policy would also have to
-exist before this stack, which the roles stack (deployed after it) cannot give.
+exist before this stack, which the roles stack (deployed after it) cannot give. The repositories use the same key
+rather than one of their own: ECR gives itself a grant on it when it creates a repository, so the key policy
+stays as it is, and pulls (EKS nodes, SageMaker) need no KMS rights.
 """
 
 from __future__ import annotations
 
 from aws_cdk import CfnOutput, Duration, Fn, RemovalPolicy, Stack
+from aws_cdk import aws_ecr as ecr
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
-from .config import InfraConfig, Replication
+from .config import IMAGE_KINDS, InfraConfig, Replication
 from .nag import ack, checkov_skip
 from .naming import STACKS
 
@@ -33,6 +37,8 @@ DATA_ACTIONS = [
     "s3:ListMultipartUploadParts",
     "s3:AbortMultipartUpload",
 ]
+# Untagged images only come from pushes by digest (tags are immutable, so none is ever moved off an image).
+UNTAGGED_IMAGE_DAYS = 14
 
 
 def role_arn(name: str) -> str:
@@ -45,14 +51,15 @@ class StoreStack(Stack):
             scope,
             "Store",
             stack_name=STACKS["store"],
-            description="resnet-serving model store: KMS-encrypted, versioned S3 bucket and its access-log bucket",
+            description="resnet-serving model store (KMS-encrypted, versioned S3 bucket, its access-log bucket) and "
+            "the ECR repositories of the serving and operator images",
             **kwargs,  # type: ignore[arg-type]
         )
         sc = cfg.store
         self.key = kms.Key(
             self,
             "StoreKey",
-            description="resnet-serving model store (SSE-KMS with an S3 Bucket Key)",
+            description="resnet-serving model store (SSE-KMS with an S3 Bucket Key) and image repositories (ECR)",
             alias=f"alias/{cfg.project}-store",
             enable_key_rotation=True,
             removal_policy=RemovalPolicy.RETAIN,
@@ -129,6 +136,41 @@ class StoreStack(Stack):
         CfnOutput(self, "StoreUri", value=f"s3://{self.bucket.bucket_name}/{sc.prefix}", description="--store URI")
         CfnOutput(self, "KeyArn", value=self.key.key_arn, description="--kms-key-id for resnet-serving push")
         CfnOutput(self, "AccessLogBucketName", value=self.log_bucket.bucket_name)
+
+        self.repositories = {kind: self._image_repository(kind, name) for kind, name in cfg.repositories.items()}
+        for kind, repository in self.repositories.items():
+            CfnOutput(
+                self,
+                f"{kind.capitalize()}RepositoryUri",
+                # The URI spelled out, rather than CDK's split of the repository ARN: the same value, readable.
+                value=Fn.sub(
+                    "${AWS::AccountId}.dkr.ecr.${AWS::Region}.${AWS::URLSuffix}/${Name}",
+                    {"Name": repository.repository_name},
+                ),
+                description=f"docker push target of the {kind} image (docker/Dockerfile.{kind})",
+            )
+
+    def _image_repository(self, kind: str, name: str) -> ecr.Repository:
+        assert kind in IMAGE_KINDS, kind
+        return ecr.Repository(
+            self,
+            f"{kind.capitalize()}Images",
+            repository_name=name,
+            # A pushed tag names one image for good: moving it would change what pods and endpoints pull.
+            image_tag_mutability=ecr.TagMutability.IMMUTABLE,
+            image_scan_on_push=True,
+            encryption=ecr.RepositoryEncryption.KMS,
+            encryption_key=self.key,
+            lifecycle_rules=[
+                ecr.LifecycleRule(
+                    description=f"expire untagged images {UNTAGGED_IMAGE_DAYS} days after their push",
+                    tag_status=ecr.TagStatus.UNTAGGED,
+                    max_image_age=Duration.days(UNTAGGED_IMAGE_DAYS),
+                )
+            ],
+            # Deleting the stack must not delete the images running endpoints and pods pull.
+            removal_policy=RemovalPolicy.RETAIN,
+        )
 
     def _replication_role(self, cfg: InfraConfig) -> iam.Role:
         assert cfg.store.replication is not None

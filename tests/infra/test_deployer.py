@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ast
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,9 @@ import pytest
 from tests.helpers.infra import ROOT, Synth, resources, synthesize
 
 from resnet_infra.config import DEFAULT_CONFIG, load  # isort: skip
+from resnet_infra.naming import ALARM_KINDS, DEPLOY, alarm_name, guardrail_alarm_names  # isort: skip
+
+from resnet_serving.naming import EKS
 
 pytestmark = pytest.mark.cdk
 
@@ -239,8 +243,13 @@ def test_deployer_resources_are_the_projects(synth: Synth) -> None:
             ), arns
         elif any(a.startswith("cloudwatch:") for a in actions):
             assert all(
-                r.endswith((":alarm:resnet-serving-*", f":alarm:TargetTracking-endpoint/{name}*")) for r in arns
+                r.endswith((":alarm:resnet-serving-*", ":alarm:resnet-serving-*-deploy"))
+                or r.endswith(f":alarm:TargetTracking-endpoint/{name}*")
+                for r in arns
             ), arns
+            # Every project alarm is readable; only deploy's own (-deploy) are writable.
+            if any(r.endswith(":alarm:resnet-serving-*") for r in arns):
+                assert actions == {"cloudwatch:DescribeAlarms", "cloudwatch:ListTagsForResource"}, s
         elif any(a.startswith("application-autoscaling:") for a in actions):
             assert arns == [
                 "arn:${AWS::Partition}:application-autoscaling:${AWS::Region}:${AWS::AccountId}:scalable-target/*"
@@ -343,3 +352,121 @@ def test_the_operator_sync_grants_what_deploy_calls_and_nothing_of_delete(sync: 
     # ...on top of the operator's read of the store, unchanged.
     assert {"s3:GetObject", "s3:ListBucket", "kms:Decrypt"} <= actions
     assert granted(policy_statements(synth, "operator")) == {"s3:GetObject", "s3:ListBucket", "kms:Decrypt"}
+
+
+# ---- alarms: deploy writes only its own (one owner per alarm, in IAM too) ---------------------------------
+# The statements' Resource patterns, matched as IAM matches them, against concrete ARNs of one account.
+PSEUDO = {"AWS::Partition": "aws", "AWS::Region": "eu-west-1", "AWS::AccountId": "123456789012"}
+
+
+def concrete(resource: Any) -> str:
+    """A statement's resource with the pseudo parameters filled in; a reference to another resource fails."""
+    text = rendered(resource)
+    assert "<ref>" not in text, resource
+    return re.sub(r"\$\{([^}]+)\}", lambda m: PSEUDO[m.group(1)], text)
+
+
+def iam_matches(pattern: str, value: str) -> bool:
+    """IAM's resource matching: `*` any run of characters, `?` one character, everything else literal."""
+    regex = "".join(".*" if c == "*" else "." if c == "?" else re.escape(c) for c in pattern)
+    return re.fullmatch(regex, value) is not None
+
+
+def allows(statements: list[dict[str, Any]], action: str, arn: str) -> bool:
+    """Whether the statements allow ``action`` on ``arn``: an Allow matches and no Deny does."""
+    matching = []
+    for s in statements:
+        # Forms this matcher does not evaluate fail the test rather than answer wrongly.
+        assert not {"NotAction", "NotResource"} & set(s), s
+        if action in listed(s["Action"]) and any(iam_matches(concrete(r), arn) for r in listed(s["Resource"])):
+            assert "Condition" not in s, f"{action} on {arn} depends on a condition: {s}"
+            matching.append(s)
+    return any(s["Effect"] == "Allow" for s in matching) and not any(s["Effect"] == "Deny" for s in matching)
+
+
+def alarm_arn(name: str) -> str:
+    return f"arn:aws:cloudwatch:{PSEUDO['AWS::Region']}:{PSEUDO['AWS::AccountId']}:alarm:{name}"
+
+
+WRITES = ("cloudwatch:PutMetricAlarm", "cloudwatch:TagResource", "cloudwatch:DeleteAlarms")
+READS = ("cloudwatch:DescribeAlarms", "cloudwatch:ListTagsForResource")
+# The configured endpoint, and another one deploy may be pointed at (its names start with the configured one).
+ENDPOINTS = (CFG.sagemaker.endpoint_name, f"{CFG.sagemaker.endpoint_name}-canary")
+
+
+def test_the_matcher_tells_the_stacks_alarms_from_deploys() -> None:
+    # The grant before one owner per alarm, `resnet-serving-*`, let deploy overwrite the stack's alarms.
+    broad = [{"Effect": "Allow", "Action": ["cloudwatch:PutMetricAlarm"], "Resource": alarm_arn("resnet-serving-*")}]
+    assert allows(broad, "cloudwatch:PutMetricAlarm", alarm_arn(alarm_name("resnet50", "5xx")))
+    own = alarm_arn("resnet-serving-*-deploy")
+    narrow = [{"Effect": "Allow", "Action": "cloudwatch:PutMetricAlarm", "Resource": own}]
+    assert not allows(narrow, "cloudwatch:PutMetricAlarm", alarm_arn(alarm_name("resnet50", "5xx")))
+    assert allows(narrow, "cloudwatch:PutMetricAlarm", alarm_arn(alarm_name("resnet50", "5xx", DEPLOY)))
+    assert not allows(narrow, "cloudwatch:DeleteAlarms", alarm_arn(alarm_name("resnet50", "5xx", DEPLOY)))
+    assert not iam_matches("a.c", "abc") and iam_matches("a?c", "abc")
+
+
+def test_the_write_pattern_comes_from_the_naming_rule() -> None:
+    from resnet_infra.roles import alarm_pattern
+
+    assert alarm_pattern(DEPLOY) == "resnet-serving-*-deploy"
+    assert alarm_pattern(EKS) == "resnet-serving-*-eks"
+    with pytest.raises(ValueError, match="no alarm pattern for owner 'stack'"):
+        alarm_pattern("stack")
+
+
+@pytest.mark.parametrize("endpoint", ENDPOINTS)
+@pytest.mark.parametrize("kind", ALARM_KINDS)
+def test_deployer_writes_deploys_own_alarms_and_only_reads_the_stacks(synth: Synth, endpoint: str, kind: str) -> None:
+    statements = policy_statements(synth, "deployer")
+    stack, own, eks = (alarm_arn(alarm_name(endpoint, kind, owner)) for owner in ("stack", DEPLOY, EKS))
+    for action in WRITES:
+        assert not allows(statements, action, stack), f"the deployer may {action} the stack's alarm {stack}"
+        assert not allows(statements, action, eks), f"the deployer may {action} the chart example's alarm {eks}"
+        assert allows(statements, action, own), f"the deployer may not {action} its own alarm {own}"
+    for action in READS:
+        assert allows(statements, action, stack) and allows(statements, action, own), action
+
+
+def test_deployer_writes_no_alarm_outside_the_project(synth: Synth) -> None:
+    statements = policy_statements(synth, "deployer")
+    for name in ("billing-5xx-deploy", "resnet-serving", "other-resnet-serving-resnet50-5xx-deploy"):
+        assert not any(allows(statements, a, alarm_arn(name)) for a in (*WRITES, *READS)), name
+
+
+def test_deployer_keeps_the_target_tracking_alarm_grants(synth: Synth) -> None:
+    # Application Auto Scaling checks the caller of PutScalingPolicy may manage the alarms it makes for the variant.
+    statements = policy_statements(synth, "deployer")
+    name = f"TargetTracking-endpoint/{CFG.sagemaker.endpoint_name}/variant/{CFG.sagemaker.variant_name}-AlarmHigh-1a2b"
+    for action in ("cloudwatch:DescribeAlarms", "cloudwatch:PutMetricAlarm", "cloudwatch:DeleteAlarms"):
+        assert allows(statements, action, alarm_arn(name)), action
+    assert not allows(statements, "cloudwatch:PutMetricAlarm", alarm_arn("TargetTracking-endpoint/other/variant/x"))
+
+
+@pytest.mark.parametrize("kind", ALARM_KINDS)
+def test_the_operator_sync_writes_only_deploys_own_alarms_and_deletes_none(sync: Synth, kind: str) -> None:
+    statements = policy_statements(sync, "operator")
+    endpoint = CFG.sagemaker.endpoint_name
+    stack, own = alarm_arn(alarm_name(endpoint, kind)), alarm_arn(alarm_name(endpoint, kind, DEPLOY))
+    for action in ("cloudwatch:PutMetricAlarm", "cloudwatch:TagResource"):
+        assert not allows(statements, action, stack), f"the operator may {action} the stack's alarm {stack}"
+        assert allows(statements, action, own), f"the operator may not {action} deploy's alarm {own}"
+    assert not any(allows(statements, "cloudwatch:DeleteAlarms", arn) for arn in (own, stack))
+    for action in READS:
+        assert allows(statements, action, stack), action
+
+
+# ---- the execution role reads the alarms SageMaker's guardrails are given ---------------------------------
+def test_the_execution_role_reads_the_stacks_alarms_and_deploys_guardrail_alarms(synth: Synth) -> None:
+    statements = policy_statements(synth, "sagemaker")
+    endpoint = CFG.sagemaker.endpoint_name
+    readable = [*(alarm_name(endpoint, kind) for kind in ALARM_KINDS), *guardrail_alarm_names(endpoint, DEPLOY)]
+    for name in readable:
+        assert allows(statements, "cloudwatch:DescribeAlarms", alarm_arn(name)), name
+    # Exactly those: not the chart example's, not another endpoint's, and nothing but DescribeAlarms.
+    assert not allows(statements, "cloudwatch:DescribeAlarms", alarm_arn(alarm_name(endpoint, "5xx", EKS)))
+    assert not allows(statements, "cloudwatch:DescribeAlarms", alarm_arn(alarm_name("other", "5xx", DEPLOY)))
+    described = [s for s in statements if "cloudwatch:DescribeAlarms" in listed(s["Action"])]
+    assert sorted(concrete(r) for s in described for r in listed(s["Resource"])) == sorted(map(alarm_arn, readable))
+    for action in WRITES:
+        assert not any(action in listed(s["Action"]) for s in statements), action

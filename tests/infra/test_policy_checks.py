@@ -13,7 +13,6 @@ from typing import Any
 
 import pytest
 
-from tests.helpers.docs_pages import INSTALL_AWS_PAGE
 from tests.helpers.infra import (
     INFRA,
     TEMPLATES,
@@ -25,6 +24,7 @@ from tests.helpers.infra import (
     unmatched_acks,
     write_templates,
 )
+from tests.helpers.install_page import block, commands
 
 pytestmark = pytest.mark.cdk
 
@@ -115,16 +115,29 @@ def test_readme_lists_every_suppression(synth: Synth, checkov_report: dict[str, 
     assert all(len(reason) >= 30 for reason in rows.values())
 
 
+OUT = re.compile(r"\$\(out (\S+) (\w+)\)")
+APP_RELEASE = "helm install resnet50-serving"
+
+
+#: The page's marked block these checks read (tests/unit/test_docs_commands.py); tests/install/test_install_page.py
+#: runs it.
+INSTALL_BLOCK = "install-aws"
+
+
 def _install_steps() -> list[str]:
-    text = INSTALL_AWS_PAGE.read_text()
-    block = text.split("<!-- install-aws:begin -->", 1)[1].split("<!-- install-aws:end -->", 1)[0]
-    return [line for line in block.splitlines() if line and not line.startswith("```")]
+    return commands(block())
+
+
+def _assigned(steps: list[str]) -> dict[str, str]:
+    """NAME → the command substitution the block assigns it (`NAME=$(out STACK OUTPUT)`)."""
+    return dict(m.groups() for s in steps if (m := re.fullmatch(r"([A-Z_]+)=(\$\(.*\))", s)))
 
 
 def test_readme_install_on_aws_deploys_every_template_with_its_parameters(synth: Synth) -> None:
     steps = _install_steps()
-    assert steps[1].startswith("eksctl create cluster -f k8s/eksctl/cluster.yaml")
+    cluster = next(i for i, s in enumerate(steps) if s.startswith("eksctl create cluster -f k8s/eksctl/cluster.yaml"))
     deploys = [s for s in steps if s.startswith("aws cloudformation deploy")]
+    assert cluster < steps.index(deploys[0])
     order = [re.search(r"--stack-name (\S+)", s).group(1) for s in deploys]  # type: ignore[union-attr]
     assert order == [synth.stack_names[k] for k in ("store", "roles", "network", "frontdoor", "observability")]
     for step, key in zip(deploys, ("store", "roles", "network", "frontdoor", "observability"), strict=True):
@@ -134,7 +147,7 @@ def test_readme_install_on_aws_deploys_every_template_with_its_parameters(synth:
         assert required <= given, f"{key}: {required - given} not passed"
         needs_iam = any(r["Type"] == "AWS::IAM::Role" for r in synth.templates[key]["Resources"].values())
         assert ("--capabilities" in step) == needs_iam, key
-    assert steps.index(deploys[-1]) < next(i for i, s in enumerate(steps) if s.startswith("helm install"))
+    assert steps.index(deploys[-1]) < next(i for i, s in enumerate(steps) if s.startswith("helm install resnet50"))
 
 
 def test_readme_install_on_aws_reads_outputs_that_exist(synth: Synth) -> None:
@@ -144,8 +157,10 @@ def test_readme_install_on_aws_reads_outputs_that_exist(synth: Synth) -> None:
     assert ("resnet-serving-roles", "ServingRoleArn") in used
     assert ("resnet-serving-roles", "SageMakerExecutionRoleArn") in used
     for stack, output in used:
+        if stack.startswith("eksctl-"):  # eksctl's own stack, not one of ours
+            continue
         assert output in outputs[stack], f"{stack} has no output {output}"
-    helm = next(s for s in _install_steps() if s.startswith("helm install"))
+    helm = next(s for s in _install_steps() if s.startswith("helm install resnet50"))
     assert (
         'serviceAccount.annotations."eks\\.amazonaws\\.com/role-arn"=$(out resnet-serving-roles ServingRoleArn)' in helm
     )
@@ -160,14 +175,14 @@ def test_readme_install_on_aws_sagemaker_step_parses_and_targets_the_stacks_endp
 
     from resnet_serving.cli import build_parser
 
-    line = next(s for s in _install_steps() if s.startswith("resnet-serving sagemaker deploy"))
-    filled = re.sub(r"\$\(out \S+ (\w+)\)", lambda m: f"s3://bucket/{m.group(1)}", line).replace(
-        "<ECR URI of the serving image>", "123456789012.dkr.ecr.us-east-1.amazonaws.com/resnet-serving:0.1.0"
-    )
+    steps = _install_steps()
+    assigned = _assigned(steps)
+    line = next(s for s in steps if s.startswith("resnet-serving sagemaker deploy"))
+    filled = re.sub(r'"\$(\w+)"', lambda m: f"${m.group(1)}", line)
+    filled = re.sub(r"\$(\w+)", lambda m: "100" if m.group(1) == "TARGET" else m.group(1), filled)
     args = build_parser().parse_args(shlex.split(filled)[1:])
     assert args.endpoint == load().sagemaker.endpoint_name
-    assert (args.channel, args.role, args.kms_key) == (
-        "stable",
-        "s3://bucket/SageMakerExecutionRoleArn",
-        "s3://bucket/KeyArn",
-    )
+    assert args.channel == "stable"
+    assert assigned[args.role] == "$(out resnet-serving-roles SageMakerExecutionRoleArn)"
+    assert assigned[args.kms_key] == "$(out resnet-serving-store KeyArn)"
+    assert '--autoscale-target "$TARGET"' in line and "plan.json" in assigned["TARGET"]
