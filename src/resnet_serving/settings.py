@@ -29,6 +29,18 @@ ENV_VERSION = "RESNET_SERVING_MODEL_VERSION"
 ENV_CHANNEL = "RESNET_SERVING_MODEL_CHANNEL"
 #: The default server URL of `predict`.
 ENV_URL = "RESNET_SERVING_URL"
+# `predict` through the API Gateway front door (Cognito client credentials and the usage plan's API key).
+#: Cognito's token endpoint (the front door stack's output ``TokenUrl``); with it, requests carry a bearer token.
+ENV_TOKEN_URL = "RESNET_SERVING_TOKEN_URL"
+#: The app client's id (output ``MachineClientId``).
+ENV_CLIENT_ID = "RESNET_SERVING_CLIENT_ID"
+#: The app client's secret, when no ``--client-secret-file`` is given.
+ENV_CLIENT_SECRET = "RESNET_SERVING_CLIENT_SECRET"
+#: The OAuth scope to ask for (default: every scope the app client may have).
+ENV_SCOPE = "RESNET_SERVING_SCOPE"
+#: The usage plan's API key, sent as ``x-api-key``.
+ENV_API_KEY = "RESNET_SERVING_API_KEY"
+
 #: The S3 endpoint every AWS command honours (boto3's own variable).
 ENV_AWS_ENDPOINT_URL = "AWS_ENDPOINT_URL"
 AMP_CHOICES = ("auto", "off", "fp16", "bf16")

@@ -27,12 +27,8 @@ import pytest
 from resnet_serving.cli import main
 from resnet_serving.errors import ConfigError, Overloaded
 from resnet_serving.inference.protocol import success_body
+from resnet_serving.settings import ENV_API_KEY, ENV_CLIENT_ID, ENV_CLIENT_SECRET, ENV_SCOPE, ENV_TOKEN_URL
 from resnet_serving.torchserve.client import (
-    ENV_API_KEY,
-    ENV_CLIENT_ID,
-    ENV_CLIENT_SECRET,
-    ENV_SCOPE,
-    ENV_TOKEN_URL,
     ClientCredentials,
     PredictClient,
     TokenSource,

@@ -28,16 +28,23 @@ from resnet_serving.ports import (
     MODEL_METRICS_PORT,
     loopback_url,
 )
-from resnet_serving.settings import DEFAULT_STORE, ENV_CHANNEL, ENV_STORE, ENV_URL, ENV_VERSION, environment
+from resnet_serving.settings import (
+    DEFAULT_STORE,
+    ENV_API_KEY,
+    ENV_CHANNEL,
+    ENV_CLIENT_ID,
+    ENV_CLIENT_SECRET,
+    ENV_SCOPE,
+    ENV_STORE,
+    ENV_TOKEN_URL,
+    ENV_URL,
+    ENV_VERSION,
+    environment,
+)
 from resnet_serving.signals import on_stop_signals
 from resnet_serving.store import open_store
 from resnet_serving.torchserve import requestlog
 from resnet_serving.torchserve.client import (
-    ENV_API_KEY,
-    ENV_CLIENT_ID,
-    ENV_CLIENT_SECRET,
-    ENV_SCOPE,
-    ENV_TOKEN_URL,
     FRONT_DOOR_SCOPE,
     ClientCredentials,
     PredictClient,

@@ -32,18 +32,7 @@ import requests
 
 from resnet_serving import MODEL_NAME, ui
 from resnet_serving.errors import ConfigError, Overloaded, ResnetServingError, TorchServeError
-from resnet_serving.settings import env_name
-
-#: Cognito's token endpoint (the front door stack's output ``TokenUrl``); with it, requests carry a bearer token.
-ENV_TOKEN_URL = env_name("token_url")
-#: The app client's id (output ``MachineClientId``).
-ENV_CLIENT_ID = env_name("client_id")
-#: The app client's secret, when no ``--client-secret-file`` is given.
-ENV_CLIENT_SECRET = env_name("client_secret")
-#: The OAuth scope to ask for (default: every scope the app client may have).
-ENV_SCOPE = env_name("scope")
-#: The usage plan's API key, sent as ``x-api-key``.
-ENV_API_KEY = env_name("api_key")
+from resnet_serving.settings import ENV_API_KEY, ENV_CLIENT_SECRET
 
 #: The scope the front door's routes require: ``<resource server>/<api.oauth_scope>`` of infra/config.json.
 FRONT_DOOR_SCOPE = "resnet-serving/invoke"
