@@ -8,10 +8,11 @@
 # Helm test hooks are left out (--skip-tests): the manifests are meant for `kubectl apply` / GitOps. The CRDs
 # (ModelDeployment, kopf's KopfPeering) go to crds/: apply them first.
 #
-# The manifests are for a cluster with the Prometheus Operator's CRDs (kube-prometheus-stack), KEDA's and the
-# chart's own (--api-versions): the chart renders a CRD-defined kind only where the cluster serves it. What only
-# an account can give (requiredValues: the chart and the overlays leave it empty) gets obviously-example values
-# below (AWS's documentation account id, example.com); tests/helpers/chart.py ACCOUNT_VALUES holds the same.
+# The manifests are for a cluster with the Prometheus Operator's CRDs (kube-prometheus-stack), KEDA's, the
+# chart's own and the Prometheus adapter's custom metrics API (--api-versions): the chart renders a CRD-defined
+# kind, and the HPA's Pods metrics, only where the cluster serves them. What only an account can give
+# (requiredValues: the chart and the overlays leave it empty) gets obviously-example values below (AWS's
+# documentation account id, example.com); tests/helpers/chart.py ACCOUNT_VALUES holds the same.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -27,6 +28,7 @@ CLUSTER_APIS=(
   --api-versions monitoring.coreos.com/v1/PrometheusRule
   --api-versions keda.sh/v1alpha1/ScaledObject
   --api-versions kopf.dev/v1/KopfPeering
+  --api-versions custom.metrics.k8s.io/v1beta1
 )
 ACCOUNT=123456789012
 # The chart's requiredValues (every render).
