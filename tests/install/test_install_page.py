@@ -6,8 +6,8 @@ SageMaker, CloudWatch, Application Auto Scaling), as the publisher and deployer 
 (the real AWS CLI) writes and botocore assumes through moto's STS; `aws ecr get-login-password` runs against
 moto's ECR; `helm install` of the project's chart runs as the real `helm template` with the same flags, for the
 eksctl cluster's Kubernetes version and no CRD (nothing in the block installs one), and every object is validated
-with kubernetes-validate. With a Docker engine, the image steps push the built image to a local registry that
-stands in for ECR (moto's ECR has no registry endpoint).
+with kubernetes-validate. The docker steps are checked against the repository output (moto's ECR has no
+registry endpoint; tests/images pushes the built images to a local registry).
 
 Checked only, since they need an AWS account or an EKS cluster no machine of this project has: `eksctl`,
 `aws cloudformation deploy|delete-stack` (the AWS CLI's own parser; held to the committed templates, the stack
