@@ -130,7 +130,7 @@ def _install_steps() -> list[str]:
 
 def _assigned(steps: list[str]) -> dict[str, str]:
     """NAME → the command substitution the block assigns it (`NAME=$(out STACK OUTPUT)`)."""
-    return dict(m.groups() for s in steps if (m := re.fullmatch(r"([A-Z_]+)=(\$\(.*\))", s)))
+    return {m.group(1): m.group(2) for s in steps if (m := re.fullmatch(r"([A-Z_]+)=(\$\(.*\))", s))}
 
 
 def test_readme_install_on_aws_deploys_every_template_with_its_parameters(synth: Synth) -> None:
