@@ -58,6 +58,15 @@ WORKER_STARTS = Counter(
     "Worker processes that loaded a version: more than the pod's workers means TorchServe restarted some.",
     LABELS,
 )
+#: Written by serve's guard, in serve's own process: registered nowhere here, exported by serve's exporter.
+GUARD_REQUEST_SECONDS = Histogram(
+    "resnet_serving_guard_request_seconds",
+    "Time of each request at the pod as the client sees it (admission wait and TorchServe's answer), by the "
+    "HTTP status code the guard answered.",
+    ["model", "code"],
+    buckets=LATENCY_BUCKETS,
+    registry=None,
+)
 MODEL_INFO = Gauge(
     "resnet_serving_model_info",
     "1 for each version a live worker serves; sha256 is that of the archive's state_dict (model.pt).",

@@ -20,6 +20,7 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
 
 from resnet_serving.errors import ManagementError
+from resnet_serving.inference.metrics import GUARD_REQUEST_SECONDS
 from resnet_serving.torchserve.management import ManagementClient
 
 ENV_MULTIPROC_DIR = "PROMETHEUS_MULTIPROC_DIR"
@@ -86,5 +87,6 @@ def start(path: Path, *, host: str, port: int, management_url: str, model: str) 
     registry = CollectorRegistry(auto_describe=False)
     registry.register(WorkersCollector(path))
     registry.register(QueueCollector(management_url, model))
+    registry.register(GUARD_REQUEST_SECONDS)  # the guard runs in this process, not in a worker
     server, _thread = start_http_server(port, addr=host, registry=registry)
     return server

@@ -22,9 +22,11 @@ import collections
 import json
 import resource
 import threading
+import time
 from typing import Any
 
 from resnet_serving.errors import ConfigError, InputError, Overloaded, ResnetServingError
+from resnet_serving.inference.metrics import GUARD_REQUEST_SECONDS
 from resnet_serving.inference.protocol import FORM_URLENCODED, form_urlencoded_refused, normalise_content_type
 
 #: Retry-After's unit is whole seconds (RFC 9110 §10.2.3), and a full queue drains within a few batches: the
@@ -244,7 +246,16 @@ class Guard:
         # Predictions (POST) are admitted once their body is in: a client that trickles its body holds no place in
         # TorchServe meanwhile. Health checks and metrics (GET) never wait behind predictions.
         body = await request.read()
-        admission = self.admission if request.method == "POST" else None
+        if request.method != "POST":
+            return await self._pass_on(request, body)
+        started = time.monotonic()
+        response = await self._admitted(request, body)
+        # the client's view at the pod: admission wait and TorchServe's answer (handler time excludes both)
+        GUARD_REQUEST_SECONDS.labels(self.model, str(response.status)).observe(time.monotonic() - started)
+        return response
+
+    async def _admitted(self, request: Any, body: bytes) -> Any:
+        admission = self.admission
         if admission is not None and not await admission.enter(len(body)):
             return self._overloaded()
         try:
