@@ -12,24 +12,51 @@ from typing import Any
 from resnet_serving.files import atomic_write, atomic_write_text
 
 DEFAULT_BENCH = Path("bench-results") / "bench.json"
+#: The checked-in bench of a quiet 2-vCPU machine, for a first look (in a checkout of the repository).
+SAMPLE_BENCH = Path("tests") / "fixtures" / "bench-2vcpu.json"
+
+DESCRIPTION = f"""\
+Pods, nodes or instances for a load, and $/month per complete option: compute + the shipped front door
+(API Gateway REST, WAF, X-Ray, logs, Cognito) + the shared lines the stacks in infra/templates and
+k8s/eksctl/cluster.yaml create. It needs a bench file: the bench.json that `resnet-serving bench --out
+bench-results` writes on the machine you will serve from; capacity is never invented. For a first look, the
+repository has one from a quiet 2-vCPU machine: --bench {SAMPLE_BENCH}. The shipped cluster is eu-west-1 with
+c7i.2xlarge nodes: --region eu-west-1 --node-type c7i.2xlarge prices it."""
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "plan",
         help="capacity and $/month for a load on EKS, SageMaker real-time and serverless, from a bench.json",
+        description=DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     load = p.add_mutually_exclusive_group(required=True)
     load.add_argument("--rps", type=float, help="peak requests per second")
     load.add_argument("--users", type=float, help="concurrent users (with --think-time)")
     p.add_argument("--think-time", type=float, help="seconds between one user's requests (with --users)")
     p.add_argument("--p99-ms", type=float, required=True, help="p99 latency objective per request, ms")
-    p.add_argument("--bench", type=Path, default=DEFAULT_BENCH, help=f"bench.json (default: {DEFAULT_BENCH})")
+    p.add_argument(
+        "--bench",
+        type=Path,
+        default=DEFAULT_BENCH,
+        help=f"bench.json from `resnet-serving bench` (needed; default: {DEFAULT_BENCH}; first look: {SAMPLE_BENCH})",
+    )
     p.add_argument("--prices", type=Path, help="prices JSON replacing the packaged one (same format)")
     p.add_argument("--region", default="us-east-1", help="region in the prices file (default: us-east-1)")
     p.add_argument("--utilisation", type=float, default=0.7, help="highest load per unit, share of capacity")
     p.add_argument("--azs", type=int, default=3, help="availability zones (N+1: any AZs-1 carry the load)")
-    p.add_argument("--node-type", default="c5.2xlarge", help="EKS node instance type (default: c5.2xlarge)")
+    p.add_argument(
+        "--node-type",
+        help="EKS node instance type (default: c5.2xlarge for a CPU bench; for a GPU or Inferentia bench, the "
+        "cheapest priced type with the bench's accelerator)",
+    )
+    p.add_argument(
+        "--token-holders",
+        type=int,
+        default=1,
+        help="processes holding a Cognito client-credentials token, each renewing it hourly (default: 1)",
+    )
     p.add_argument(
         "--instance-type",
         action="append",
@@ -66,6 +93,8 @@ def cmd_plan(args: argparse.Namespace) -> int:
             azs=args.azs,
             node_type=args.node_type,
             instance_types=args.instance_types,
+            token_holders=args.token_holders,
+            bench_file=str(args.bench),
         )
 
     plan = plan_for(load)
@@ -90,6 +119,10 @@ def _ms(x: float | None) -> str:
     return "unbounded" if not math.isfinite(x) else f"{x:.0f}"
 
 
+def _usd(x: float | None) -> str:
+    return "n/a" if x is None else f"${x:,.0f}"
+
+
 def print_plan(plan: Any) -> None:
     from rich.console import Console
     from rich.table import Table
@@ -104,15 +137,20 @@ def print_plan(plan: Any) -> None:
         "730 h/month",
         highlight=False,
     )
+    notes: list[str] = []
+
+    def ref(note: str) -> str:
+        if not note:
+            return ""
+        notes.append(note)
+        return f"[{len(notes)}]"
+
     table = Table(title=f"resnet-serving plan: {plan.load.rps:g} requests/s, p99 <= {plan.p99_target_ms:g} ms")
     for col in ("option", "units", "base", "+zone", "req/s/unit", "p99 ms", "p99 1 AZ down", "$/month", "notes"):
         table.add_column(col, justify="left" if col in ("option", "units") else "right", no_wrap=True)
-    notes: list[str] = []
     for r in plan.rows:
-        refs = ""
-        if r.note:
-            notes.append(r.note)
-            refs = f"[{len(notes)}]"
+        if r.kind != "compute":
+            continue
         table.add_row(
             r.option + (" (estimated)" if r.estimated else ""),
             r.units,
@@ -121,17 +159,72 @@ def print_plan(plan: Any) -> None:
             "" if r.per_unit_rps is None else f"{r.per_unit_rps:.1f}",
             _ms(r.p99_ms),
             _ms(r.p99_zone_down_ms),
-            "n/a" if r.usd_month is None else f"${r.usd_month:,.0f}",
-            refs,
+            _usd(r.usd_month),
+            ref(r.note),
         )
     console.print(table)
+
+    lines = Table(title="Front door and shared lines: what infra/templates and k8s/eksctl/cluster.yaml create")
+    for col in ("line", "carried by", "$/month", "notes", "prices"):
+        lines.add_column(col, justify="right" if col in ("$/month", "notes") else "left", no_wrap=True)
+    carried = {"front door": "every option", "all": "every option", "EKS": "EKS", "SageMaker": "SageMaker"}
+    for r in plan.rows:
+        if r.kind != "line":
+            continue
+        lines.add_row(
+            r.option + (" (estimated)" if r.estimated else ""),
+            carried.get(r.scope, r.scope),
+            _usd(r.usd_month),
+            ref(r.note),
+            r.resources,
+        )
+    console.print(lines)
+
+    doors = Table(title=f"Front door at {plan.load.rps:g} requests/s: REST API (shipped) against the alternatives")
+    for col in ("front door", "$/month", "fronts", "notes"):
+        doors.add_column(col, justify="right" if col in ("$/month", "notes") else "left", no_wrap=True)
+    for d in plan.front_doors:
+        doors.add_row(d.name + (" (estimated)" if d.estimated else ""), _usd(d.usd_month), d.paths, ref(d.note))
+    console.print(doors)
+
+    totals = Table(title="Total per complete option: compute + front door (REST API, shipped) + shared lines")
+    for col in ("option", "compute", "front door", "shared", "total $/month"):
+        totals.add_column(col, justify="left" if col == "option" else "right", no_wrap=True)
+    for t in plan.totals:
+        totals.add_row(
+            t.option + (" (estimated)" if t.estimated else ""),
+            _usd(t.compute),
+            _usd(t.front_door),
+            _usd(t.shared),
+            _usd(t.total),
+        )
+    console.print(totals)
     for i, note in enumerate(notes, 1):
-        console.print(f"[{i}] {note}", highlight=False, markup=False)
-    console.print(
-        "API Gateway and Lambda are the brief's SageMaker front door (API Gateway -> Lambda -> endpoint); EKS is "
-        "reached through the ALB priced in its rows. Data transfer and CloudWatch apply to every option.",
-        highlight=False,
+        console.print(f"[{i}] {note}", highlight=False, markup=False, soft_wrap=True)
+    for line in provenance_lines(plan.provenance):
+        console.print(line, highlight=False, markup=False, soft_wrap=True)
+
+
+def provenance_lines(prov: dict[str, Any]) -> list[str]:
+    """Where the figures came from: the bench (file, machine, date, payload) and every price entry used."""
+    b, p = prov["bench"], prov["prices"]
+    pay = b["payload"]
+    size = f", {pay['size'][0]}×{pay['size'][1]}" if pay.get("size") else ""
+    out = [
+        f"Bench: {b['file'] or 'given'}: device {b['device']}, CPU {b['cpu'] or 'not recorded'}, {b['vcpus']} vCPU(s); "
+        f"date {b['date'] or 'not recorded in the bench file'}; payload {pay['file'] or 'unnamed'}, "
+        f"{pay['bytes']:,} B{size}",
+    ]
+    dates = p["as_of"]
+    when = dates[0] if len(dates) == 1 else f"{dates[0]} to {dates[-1]}"
+    out.append(
+        f"Prices: {p['region']} from {p['file']}, {p['hours_per_month']:g} h/month; entered by hand from AWS's "
+        f"public price pages, as of {when}; nothing is fetched at run time. Each entry used, its date and source:"
     )
+    for key, e in p["entries"].items():
+        est = ", estimated" if e["estimated"] else ""
+        out.append(f"  {key} ({e['as_of']}{est}): {e['source']}")
+    return out
 
 
 def values_yaml(plan: Any) -> str:

@@ -6,6 +6,11 @@ Sizing, per option: the highest per-unit request rate whose predicted p99 meets 
 zones so that any ``azs - 1`` of them carry the whole load, ``per_zone = ceil(base / (azs - 1))``,
 ``total = azs * per_zone``. p99 is predicted at the load each unit then sees, with every zone up and with
 one zone down. A month is ``hours_per_month`` hours (730) at the stated load all the time.
+
+Each complete option's total is its compute row + the shipped front door (lines.py: REST API, WAF, X-Ray, logs,
+Cognito) + the shared lines it carries (every option's, and its own path's: NAT gateways and VPC endpoints for
+EKS). A bench from a GPU or Inferentia host is priced only on instance types with that accelerator, and a CPU
+bench only on CPU types: a figure measured on one is never scaled to the other.
 """
 
 from __future__ import annotations
@@ -19,17 +24,23 @@ from resnet_serving.bench.result import BenchReport
 from resnet_serving.errors import InputError
 from resnet_serving.plan.capacity import BenchCapacity, bench_capacity, forward_time_ms, sagemaker_invocations_target
 from resnet_serving.plan.latency import LatencyModel
-from resnet_serving.plan.prices import Prices, tiered_cost
+from resnet_serving.plan.lines import (
+    RESPONSE_BYTES,
+    TOKEN_HOLDERS,
+    FrontDoor,
+    Line,
+    front_door_lines,
+    front_doors,
+    shared_lines,
+)
+from resnet_serving.plan.prices import Prices
 
 # Node capacity kept back from pods for the kubelet, the OS and the DaemonSets (VPC CNI, kube-proxy, ...).
 NODE_RESERVED_CPU = 0.5
 NODE_RESERVED_GIB = 1.5
-# Assumed sizes where the bench has no figure; rows that use them say so.
-RESPONSE_BYTES = 1024  # top-5 JSON body
-LOG_BYTES_PER_REQUEST = 300  # one access-log line
-CLOUDWATCH_METRICS = 10
-CLOUDWATCH_ALARMS = 5
-MODEL_ARTIFACT_GB = 0.1
+#: EKS node type for a CPU bench when --node-type is not given. The shipped cluster's (k8s/eksctl/cluster.yaml,
+#: c7i.2xlarge in eu-west-1) is priced too: tests/unit/test_plan_stacks.py holds the price list to it.
+DEFAULT_CPU_NODE_TYPE = "c5.2xlarge"
 
 
 @dataclass(frozen=True)
@@ -71,7 +82,21 @@ class Row:
     usd_month: float | None
     estimated: bool
     note: str = ""
-    kind: str = "compute"  # compute (one row per way to serve) or line (shared service lines)
+    kind: str = "compute"  # compute (one row per way to serve) or line (front door and shared lines)
+    scope: str = ""  # lines: "front door", "all", "EKS" or "SageMaker"
+    resources: str = ""  # lines: what in infra/templates or k8s/eksctl they price
+
+
+@dataclass
+class Total:
+    """One complete option: its compute row, the shipped front door and the shared lines it carries."""
+
+    option: str
+    compute: float | None
+    front_door: float
+    shared: float
+    total: float | None
+    estimated: bool
 
 
 @dataclass
@@ -88,6 +113,11 @@ class Plan:
     values: dict[str, Any] = field(default_factory=dict)
     #: per SageMaker instance type: the SageMakerVariantInvocationsPerInstance target and how it was derived
     sagemaker_targets: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: the front-door comparison at this load: REST API (shipped), HTTP API, ALB only
+    front_doors: list[FrontDoor] = field(default_factory=list)
+    totals: list[Total] = field(default_factory=list)
+    #: where the figures came from: the prices (file, region, each entry's source and date) and the bench
+    provenance: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON types; an unbounded p99 becomes null."""
@@ -136,13 +166,17 @@ def make_plan(
     p99_ms: float,
     utilisation: float = 0.7,
     azs: int = 3,
-    node_type: str = "c5.2xlarge",
+    node_type: str | None = None,
     instance_types: list[str] | None = None,
+    token_holders: int = TOKEN_HOLDERS,
+    bench_file: str = "",
 ) -> Plan:
     if not (0 < utilisation <= 1):
         raise InputError(f"--utilisation must be in (0, 1], got {utilisation:g}")
     if azs < 1:
         raise InputError(f"--azs must be at least 1, got {azs}")
+    if token_holders < 0:
+        raise InputError(f"--token-holders must be 0 or more, got {token_holders}")
     cap = bench_capacity(bench)
     model = LatencyModel.from_bench(bench)
     _check_slo(model, bench, p99_ms)
@@ -162,18 +196,153 @@ def make_plan(
         azs=azs,
     )
     hours = prices.hours_per_month
-    plan.rows += _eks_rows(bench, cap, model, prices, load, per_unit, azs, node_type, hours)
-    types = instance_types or prices.instance_types("sagemaker_realtime")
+    acc = bench_accelerator(bench)
+    node = node_type or default_node_type(prices, acc)
+    _check_accelerator(prices, "ec2_on_demand", node, acc, "--node-type")
+    plan.rows += _eks_rows(bench, cap, model, prices, load, per_unit, azs, node, hours)
+    if instance_types:
+        types = instance_types
+        for t in types:
+            _check_accelerator(prices, "sagemaker_realtime", t, acc, "--instance-type")
+    else:
+        types = [t for t in prices.instance_types("sagemaker_realtime") if _same(prices, "sagemaker_realtime", t, acc)]
     for t in types:
         plan.rows.append(_sagemaker_row(bench, cap, model, prices, load, per_unit, azs, t, hours))
         target = sagemaker_invocations_target(
-            bench, instance_vcpus=int(prices.entry("sagemaker_realtime", t)["vcpus"]), utilisation=plan.utilisation
+            bench, instance_vcpus=_capacity_vcpus(prices, t, cap, acc), utilisation=plan.utilisation
         )
         plan.sagemaker_targets[t] = {"invocations_per_minute": target.invocations_per_minute, "how": target.how}
     plan.rows.append(_serverless_row(bench, model, prices, load))
-    plan.rows += _service_lines(model, prices, load)
+    lines = front_door_lines(prices, load.rps, token_holders=token_holders) + shared_lines(prices, load.rps, azs)
+    plan.rows += [_line_row(line, load, hours) for line in lines]
+    lowest = model.points[0]
+    plan.front_doors = front_doors(
+        prices, load.rps, bench.environment.payload.bytes, lowest.concurrency / lowest.img_s,
+        token_holders=token_holders,
+    )  # fmt: skip
+    plan.totals = totals(plan.rows, lines)
     plan.values = chart_values(bench, cap, model, per_unit, load, azs)
+    plan.provenance = {"prices": prices.provenance(), "bench": bench_provenance(bench, bench_file)}
     return plan
+
+
+def totals(rows: list[Row], lines: list[Line]) -> list[Total]:
+    """Per compute row: compute + the front door + the lines of scope "all" and of its own path."""
+    front = sum(line.usd_month for line in lines if line.scope == "front door")
+    front_est = any(line.estimated for line in lines if line.scope == "front door")
+    out = []
+    for r in rows:
+        if r.kind != "compute":
+            continue
+        path = "EKS" if r.option.startswith("EKS") else "SageMaker"
+        mine = [line for line in lines if line.scope in ("all", path)]
+        shared = sum(line.usd_month for line in mine)
+        out.append(
+            Total(
+                option=r.option,
+                compute=r.usd_month,
+                front_door=front,
+                shared=shared,
+                total=None if r.usd_month is None else r.usd_month + front + shared,
+                estimated=r.estimated or front_est or any(line.estimated for line in mine),
+            )
+        )
+    return out
+
+
+def _line_row(line: Line, load: Load, hours: float) -> Row:
+    return Row(
+        option=line.name,
+        units="",
+        base_units=None,
+        total_units=None,
+        headroom_units=None,
+        per_unit_rps=None,
+        p99_ms=None,
+        p99_zone_down_ms=None,
+        usd_month=line.usd_month,
+        estimated=line.estimated,
+        note=line.note,
+        kind="line",
+        scope=line.scope,
+        resources=line.resources,
+    )
+
+
+def bench_accelerator(bench: BenchReport) -> str | None:
+    """The accelerator the bench ran on (``environment.device``: torch's device name), or None for a CPU."""
+    dev = (bench.environment.device or "cpu").strip()
+    return None if dev.lower().startswith("cpu") or dev.lower() == "unknown device" else dev
+
+
+def _accel_key(name: str) -> str:
+    key = "".join(name.lower().split())
+    for prefix in ("nvidia", "aws"):
+        key = key.removeprefix(prefix)
+    return {"neuron": "inferentia2", "neuronv2": "inferentia2", "inf2": "inferentia2"}.get(key, key)
+
+
+def _same(prices: Prices, section: str, name: str, acc: str | None) -> bool:
+    entry_acc = prices.data[section][name].get("accelerator")
+    if acc is None or entry_acc is None:
+        return acc is None and entry_acc is None
+    return _accel_key(str(entry_acc)) == _accel_key(acc)
+
+
+def _check_accelerator(prices: Prices, section: str, name: str, acc: str | None, flag: str) -> None:
+    entry = prices.entry(section, name)
+    if not _same(prices, section, name, acc):
+        has = entry.get("accelerator") or "no accelerator (CPU only)"
+        ran = acc or "a CPU"
+        raise InputError(
+            f"{flag} {name} has {has}, but the bench ran on {ran}: the plan never scales a figure measured on one "
+            f"to the other; pick a type with the bench's hardware, or run the bench on {name}'s"
+        )
+
+
+def default_node_type(prices: Prices, acc: str | None) -> str:
+    """``DEFAULT_CPU_NODE_TYPE`` for a CPU bench; for an accelerator, the cheapest priced type that has it."""
+    if acc is None:
+        return DEFAULT_CPU_NODE_TYPE
+    same = [t for t in prices.instance_types("ec2_on_demand") if _same(prices, "ec2_on_demand", t, acc)]
+    if not same:
+        known = sorted({str(e["accelerator"]) for e in prices.data["ec2_on_demand"].values() if e.get("accelerator")})
+        raise InputError(
+            f"the bench ran on {acc}, and {prices.file} has no instance type with it in {prices.region} "
+            f"(accelerators priced: {', '.join(known) or 'none'}); a figure is never scaled from one chip to another"
+        )
+    return min(same, key=lambda t: float(prices.data["ec2_on_demand"][t]["usd_per_hour"]))
+
+
+def _capacity_vcpus(prices: Prices, instance_type: str, cap: BenchCapacity, acc: str | None) -> int:
+    """vCPUs to scale the bench's per-vCPU capacity to: an accelerated instance is one bench host (its chip)."""
+    if acc is not None:
+        return cap.vcpus
+    return int(prices.data["sagemaker_realtime"][instance_type]["vcpus"])
+
+
+def bench_provenance(bench: BenchReport, bench_file: str) -> dict[str, Any]:
+    """The bench's machine, date and payload, as the report records them (None where it does not)."""
+    env = bench.environment
+    cpu = env.extra.get("cpu")
+    cpu_model = cpu.get("model") if isinstance(cpu, Mapping) else None
+    date = None
+    for where in (bench.extra, env.extra):
+        for key in ("date", "started_at", "started", "finished_at", "created"):
+            if isinstance(where.get(key), str):
+                date = where[key]
+                break
+        if date:
+            break
+    size = env.payload.extra.get("size")
+    return {
+        "file": bench_file,
+        "device": env.device or "unknown device",
+        "cpu": cpu_model,
+        "vcpus": env.cpus_available,
+        "date": date,
+        "payload": {"file": env.payload.file, "bytes": env.payload.bytes, "size": list(size) if size else None},
+    }
 
 
 def _est(*entries: Mapping[str, Any]) -> bool:
@@ -194,6 +363,9 @@ def _eks_rows(
     node = prices.entry("ec2_on_demand", node_type)
     pod_cpu, pod_gib = cap.vcpus, pod_memory_gib(bench)
     per_node = pods_per_node(node["vcpus"], node["memory_gib"], pod_cpu, pod_gib)
+    if node.get("accelerators"):
+        # one pod per chip: each pod is one bench host (its accelerator), whatever the node's vCPUs
+        per_node = min(int(node["accelerators"]), math.floor((node["memory_gib"] - NODE_RESERVED_GIB) / pod_gib))
     if per_node < 1:
         raise InputError(f"a {node_type} node cannot hold one pod of {pod_cpu} vCPU and {pod_gib} GiB")
     base = math.ceil(load.rps / per_unit)
@@ -208,6 +380,8 @@ def _eks_rows(
     p99_down = model.p99_at_rate(load.rps / (total * (azs - 1) / azs)) if azs > 1 else None
     units = f"{total} pods on {nodes} × {node_type} ({per_node} pods/node)"
     note = f"+ EKS control plane and ALB (${fixed:,.0f}/month); pod = {pod_cpu} vCPU, {pod_gib} GiB"
+    if node.get("accelerator"):
+        note += f", one {node['accelerator']} (the bench's)"
     on_demand = Row(
         option="EKS on-demand",
         units=units,
@@ -259,7 +433,7 @@ def _sagemaker_row(
     hours: float,
 ) -> Row:
     inst = prices.entry("sagemaker_realtime", instance_type)
-    vcpus = int(inst["vcpus"])
+    vcpus = _capacity_vcpus(prices, instance_type, cap, bench_accelerator(bench))
     scale = vcpus / cap.vcpus
     # an instance with `scale` times the bench's vCPUs is taken as `scale` bench machines side by side
     rate = per_unit * scale
@@ -281,6 +455,7 @@ def _sagemaker_row(
         note=(
             f"SageMakerVariantInvocationsPerInstance target {target.invocations_per_minute}/min"
             + (f"; capacity EXTRAPOLATED from {cap.vcpus} to {vcpus} vCPUs" if extrapolated else "")
+            + (f"; one {inst['accelerator']}, the bench's" if inst.get("accelerator") else "")
         ),
     )
 
@@ -307,6 +482,10 @@ def _serverless_row(bench: BenchReport, model: LatencyModel, prices: Prices, loa
         usd_month=None,
         estimated=True,
     )
+    acc = bench_accelerator(bench)
+    if acc is not None:
+        base.units, base.note = "not possible", f"serverless endpoints run on CPUs only; this bench ran on {acc}"
+        return base
     if not fits:
         base.units, base.note = "not possible", f"one worker needs {need_mb:.0f} MB, above {sizes[-1]} MB"
         return base
@@ -329,57 +508,6 @@ def _serverless_row(bench: BenchReport, model: LatencyModel, prices: Prices, loa
     base.usd_month = per_month * latency_s * gb * sv["usd_per_gb_second"] + data_gb * sv["data_processing_usd_per_gb"]
     base.note = "p99 without cold starts, on the bench's CPU; the serverless vCPU share is not published"
     return base
-
-
-def _service_lines(model: LatencyModel, prices: Prices, load: Load) -> list[Row]:
-    per_month = load.rps * 3600 * prices.hours_per_month
-    apigw, lam = prices.entry("api_gateway_rest"), prices.entry("lambda")
-    dto, cw, s3 = prices.entry("data_transfer_out"), prices.entry("cloudwatch"), prices.entry("s3")
-    lowest = model.points[0]
-    lambda_s = lowest.concurrency / lowest.img_s  # the Lambda in front waits for the endpoint's answer
-    logs_gb = per_month * LOG_BYTES_PER_REQUEST / 1e9
-
-    def line(option: str, usd: float, estimated: bool, note: str) -> Row:
-        return Row(
-            option,
-            f"{per_month / 1e6:,.0f} M requests",
-            None,
-            None,
-            None,
-            None,
-            None,
-            None,
-            usd,
-            estimated,
-            note,
-            "line",
-        )
-
-    return [
-        line("API Gateway (REST)", tiered_cost(per_month, apigw["tiers"]), _est(apigw), "per-million tiers"),
-        line(
-            "Lambda (API Gateway → endpoint)",
-            per_month / 1e6 * lam["usd_per_million_requests"] + per_month * lambda_s * 0.125 * lam["usd_per_gb_second"],
-            _est(lam),
-            f"128 MB, {lambda_s * 1000:.0f} ms per call (the endpoint's unqueued latency)",
-        ),
-        line(
-            "Data transfer out",
-            per_month * RESPONSE_BYTES / 1e9 * dto["usd_per_gb"],
-            True,
-            f"{RESPONSE_BYTES} B response per request (assumed); uploads are free",
-        ),
-        line(
-            "CloudWatch",
-            CLOUDWATCH_METRICS * cw["usd_per_metric_month"]
-            + CLOUDWATCH_ALARMS * cw["usd_per_alarm_month"]
-            + logs_gb * cw["logs_usd_per_gb_ingested"],
-            True,
-            f"{CLOUDWATCH_METRICS} metrics, {CLOUDWATCH_ALARMS} alarms, {LOG_BYTES_PER_REQUEST} B of logs per request "
-            "(assumed)",
-        ),
-        line("S3 (model artifacts)", MODEL_ARTIFACT_GB * s3["usd_per_gb_month"], _est(s3), f"{MODEL_ARTIFACT_GB} GB"),
-    ]
 
 
 def pod_memory_gib(bench: BenchReport) -> int:
