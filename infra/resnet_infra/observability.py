@@ -127,14 +127,24 @@ class ObservabilityStack(Stack):
             namespace=THROTTLE_METRIC[0], metric_name=THROTTLE_METRIC[1], statistic="Sum", period=PERIOD
         )
 
+        # One sample a minute per instance while any runs, traffic or not: no sample means no instance serves.
+        instance_samples = cw.Metric(
+            namespace="/aws/sagemaker/Endpoints",
+            metric_name="CPUUtilization",
+            dimensions_map={"EndpointName": endpoint, "VariantName": sm.variant_name},
+            statistic="SampleCount",
+            period=PERIOD,
+        )
+        idle, down = cw.TreatMissingData.NOT_BREACHING, cw.TreatMissingData.BREACHING
         action = cw_actions.SnsAction(self.topic)
         self.alarms: dict[str, cw.Alarm] = {}
-        for kind, metric, threshold, comparison, what in (
+        for kind, metric, threshold, comparison, missing, what in (
             (
                 "p99-latency",
                 p99,
                 al.p99_latency_ms * 1000,
                 cw.ComparisonOperator.GREATER_THAN_THRESHOLD,
+                idle,
                 f"p99 model latency above {al.p99_latency_ms:g} ms",
             ),
             (
@@ -142,6 +152,7 @@ class ObservabilityStack(Stack):
                 error_rate,
                 al.error_5xx_percent,
                 cw.ComparisonOperator.GREATER_THAN_THRESHOLD,
+                idle,
                 f"more than {al.error_5xx_percent:g}% of invocations answered 5xx",
             ),
             (
@@ -149,6 +160,7 @@ class ObservabilityStack(Stack):
                 throttled,
                 al.throttled_requests_per_minute,
                 cw.ComparisonOperator.GREATER_THAN_THRESHOLD,
+                idle,
                 f"API Gateway throttled more than {al.throttled_requests_per_minute:g} requests a minute (429)",
             ),
             (
@@ -156,7 +168,34 @@ class ObservabilityStack(Stack):
                 instances,
                 sm.max_instances,
                 cw.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+                idle,
                 f"the endpoint runs at its autoscaling maximum ({sm.max_instances} instances): no headroom left",
+            ),
+            (
+                "api-errors",
+                # 5XXError is 0 or 1 per request: its average is the share answered 5xx, the front door's included
+                apigateway("5XXError", "Average"),
+                al.error_5xx_percent / 100,
+                cw.ComparisonOperator.GREATER_THAN_THRESHOLD,
+                idle,
+                f"more than {al.error_5xx_percent:g}% of API Gateway requests answered 5xx (what clients get)",
+            ),
+            (
+                "api-latency",
+                apigateway("Latency", "p99"),
+                al.p99_latency_ms,
+                cw.ComparisonOperator.GREATER_THAN_THRESHOLD,
+                idle,
+                f"p99 of API Gateway latency (what clients wait, queue and front door included) above "
+                f"{al.p99_latency_ms:g} ms",
+            ),
+            (
+                "unavailable",
+                instance_samples,
+                1,
+                cw.ComparisonOperator.LESS_THAN_THRESHOLD,
+                down,
+                "no endpoint instance reports CPUUtilization: none is running, every request fails",
             ),
         ):
             alarm = cw.Alarm(
@@ -169,7 +208,7 @@ class ObservabilityStack(Stack):
                 comparison_operator=comparison,
                 evaluation_periods=al.evaluation_periods,
                 datapoints_to_alarm=al.evaluation_periods,
-                treat_missing_data=cw.TreatMissingData.NOT_BREACHING,
+                treat_missing_data=missing,
             )
             alarm.add_alarm_action(action)
             alarm.add_ok_action(action)
@@ -239,6 +278,9 @@ class ObservabilityStack(Stack):
                 budget_type="COST",
                 time_unit="MONTHLY",
                 budget_limit=budgets.CfnBudget.SpendProperty(amount=cfg.budget.monthly_usd, unit="USD"),
+                # only what carries the stacks' `project` tag (app.py; activate it as a cost-allocation tag), not
+                # the whole account
+                cost_filters={"TagKeyValue": [f"user:project${PROJECT}"]},
             ),
             notifications_with_subscribers=[
                 budgets.CfnBudget.NotificationWithSubscribersProperty(

@@ -13,7 +13,13 @@ the owners' names are disjoint for every endpoint, hyphens in it included.
 from __future__ import annotations
 
 PROJECT = "resnet-serving"
-ALARM_KINDS = ("5xx", "p99-latency", "throttles", "instances-at-max")
+ALARM_KINDS = (
+    *("5xx", "p99-latency", "throttles", "instances-at-max"),
+    # what the client sees through the front door (API Gateway), and silence where it means down
+    *("api-errors", "api-latency", "unavailable"),
+    # the EKS ALB's own: targets failing its health check, and its own 5xx (no healthy target, timeouts)
+    *("unhealthy-hosts", "lb-errors"),
+)
 # The alarms that mean "this deployment is bad": guardrails roll back when one of them fires.
 GUARDRAIL_ALARM_KINDS = ("5xx", "p99-latency")
 
