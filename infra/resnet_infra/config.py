@@ -266,6 +266,24 @@ def _eks_integration(a: _Reader) -> EksIntegration | None:
     return integration
 
 
+#: WAF's rate rule counts over this window, in seconds.
+WAF_WINDOW_S = 300
+#: By default the WAF blocks an API key only past this many times its usage plan's sustained rate: API Gateway
+#: throttles a key at its plan, and the WAF stops what would still flood the stage.
+WAF_PLAN_FACTOR = 2
+
+
+def _waf_rate_limit(a: _Reader, throttle_rate: float) -> int:
+    """``api.waf_rate_limit_per_5min``, or null: sized from the plan (its rate over the window, times the factor)."""
+    if a.data.get("waf_rate_limit_per_5min") is None:
+        limit = int(throttle_rate * WAF_WINDOW_S * WAF_PLAN_FACTOR)
+    else:
+        limit = a.integer("waf_rate_limit_per_5min", minimum=10)
+    if not 10 <= limit <= 2_000_000_000:
+        raise ConfigError(f"api.waf_rate_limit_per_5min ({limit}) must be between 10 and 2000000000")
+    return limit
+
+
 def _flag(r: _Reader, key: str) -> bool:
     """An optional true/false switch, off when absent."""
     value = r.data.get(key, False)
@@ -372,8 +390,7 @@ def parse(data: Any) -> InfraConfig:
         model=a.string("model", re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*$"), "model name"),
         throttle_rate=rate,
         throttle_burst=burst,
-        # WAF's rate-based rules accept 10 to 2,000,000,000 requests per 5-minute window.
-        waf_rate_limit_per_5min=a.integer("waf_rate_limit_per_5min", minimum=10),
+        waf_rate_limit_per_5min=_waf_rate_limit(a, rate),
         oauth_scope=a.string("oauth_scope", re.compile(r"^[\x21\x23-\x2e\x30-\x5b\x5d-\x7e]+$"), "OAuth scope"),
         eks_integration=_eks_integration(a),
     )

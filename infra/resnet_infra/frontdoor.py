@@ -14,12 +14,72 @@ from aws_cdk import aws_logs as logs
 from aws_cdk import aws_wafv2 as waf
 from constructs import Construct
 
-from .config import EksIntegration, InfraConfig
+from .config import WAF_PLAN_FACTOR, WAF_WINDOW_S, EksIntegration, InfraConfig
 from .logs import log_group
 from .nag import ack, checkov_skip
 from .naming import PROJECT, STACKS
 
-BINARY_MEDIA_TYPES = ["image/*", "application/octet-stream"]
+__all__ = ["WAF_PLAN_FACTOR", "FrontDoorStack"]
+
+# multipart/form-data too: as text, API Gateway would re-encode the image bytes inside it.
+BINARY_MEDIA_TYPES = ["image/*", "application/octet-stream", "multipart/form-data"]
+#: Retry-After on a retryable answer whose seconds the gateway cannot read (the guard's default).
+RETRY_AFTER_S = 1
+#: The statuses a client can get from the SageMaker route, each with X-Request-Id (429 and 503 with Retry-After).
+METHOD_STATUSES = ("200", "400", "413", "415", "429", "500", "502", "503", "504")
+RETRYABLE = ("429", "503")
+
+#: ModelError (SageMaker's 424): the container answered non-2xx. Its status and body reach the client, and
+#: SageMaker's envelope (its message, the log stream's ARN with the account id) never does.
+MODEL_ERROR_TEMPLATE = "\n".join(
+    [
+        "#set($status = $input.path('$.OriginalStatusCode'))",
+        "#if(!$status || $status < 400 || $status > 599)#set($status = 502)#end",
+        "#set($context.responseOverride.status = $status)",
+        """#set($original = "$!input.path('$.OriginalMessage')")""",
+        "#set($body = {})",
+        "#if($original.startsWith('{'))#set($body = $util.parseJson($original))#end",
+        '#set($rid = "$!body.request_id")',
+        """#if($rid == "")#set($rid = "$!input.params('X-Request-Id')")#end""",
+        '#if($rid == "")#set($rid = $context.requestId)#end',
+        "#set($context.responseOverride.header.X-Request-Id = $rid)",
+        "#if($status == 429 || $status == 503)"
+        f'#set($context.responseOverride.header.Retry-After = "{RETRY_AFTER_S}")#end',
+        '#if("$!body.error" != "" && "$!body.message" != "")$original#else'
+        '{"error": "model_error", "message": "the model answered $status", "status": $status, '
+        '"request_id": "$util.escapeJavaScript($rid)"}#end',
+    ]
+)
+
+
+def sagemaker_error_template(status: int, code: str, message: str) -> str:
+    """SageMaker's own error (not the container's): our body, X-Request-Id, and Retry-After where retryable."""
+    retryable = str(status) in RETRYABLE
+    retry = f'#set($context.responseOverride.header.Retry-After = "{RETRY_AFTER_S}")\n' if retryable else ""
+    return (
+        """#set($rid = "$!input.params('X-Request-Id')")\n#if($rid == "")#set($rid = $context.requestId)#end\n"""
+        "#set($context.responseOverride.header.X-Request-Id = $rid)\n"
+        + retry
+        + f'{{"error": "{code}", "message": "{message}", "status": {status}, '
+        + '"request_id": "$util.escapeJavaScript($rid)"}'
+    )
+
+
+#: API Gateway's own refusals, in our body: (status, error code).
+GATEWAY_RESPONSES = {
+    apigw.ResponseType.THROTTLED: ("429", "too_many_requests"),
+    apigw.ResponseType.QUOTA_EXCEEDED: ("429", "too_many_requests"),
+    apigw.ResponseType.UNAUTHORIZED: ("401", "unauthorized"),
+    apigw.ResponseType.ACCESS_DENIED: ("403", "forbidden"),
+    apigw.ResponseType.INVALID_API_KEY: ("403", "forbidden"),
+    apigw.ResponseType.MISSING_AUTHENTICATION_TOKEN: ("403", "forbidden"),
+    apigw.ResponseType.WAF_FILTERED: ("403", "forbidden"),
+    apigw.ResponseType.BAD_REQUEST_PARAMETERS: ("400", "bad_request"),
+    apigw.ResponseType.BAD_REQUEST_BODY: ("400", "bad_request"),
+    apigw.ResponseType.REQUEST_TOO_LARGE: ("413", "payload_too_large"),
+    apigw.ResponseType.UNSUPPORTED_MEDIA_TYPE: ("415", "unsupported_media_type"),
+    apigw.ResponseType.INTEGRATION_TIMEOUT: ("504", "timeout"),
+}
 THROTTLE_METRIC = ("resnet-serving", "ApiThrottledRequests")  # namespace, name: 429s counted from access logs
 
 
@@ -56,6 +116,49 @@ def _guarded(authorizer: apigw.IAuthorizer, oauth_scope: str, validator: apigw.I
         "api_key_required": True,
         "request_validator": validator,
     }
+
+
+def _integration_responses() -> list[apigw.IntegrationResponse]:
+    """SageMaker's answers, by its status: 200 passes through; 424 is the container's own non-2xx; the others are
+    SageMaker's, in our body. The patterns never overlap."""
+    json_only = "application/json"
+    return [
+        apigw.IntegrationResponse(
+            status_code="200",
+            # the guard answers with its request id as custom attributes, SageMaker's only returned header
+            response_parameters={
+                "method.response.header.X-Request-Id": "integration.response.header.X-Amzn-SageMaker-Custom-Attributes"
+            },
+        ),
+        apigw.IntegrationResponse(
+            status_code="502", selection_pattern="424", response_templates={json_only: MODEL_ERROR_TEMPLATE}
+        ),
+        apigw.IntegrationResponse(
+            status_code="429",
+            selection_pattern="429",
+            response_templates={
+                json_only: sagemaker_error_template(429, "too_many_requests", "the endpoint is not ready: retry")
+            },
+        ),
+        apigw.IntegrationResponse(
+            status_code="503",
+            selection_pattern="503",
+            response_templates={json_only: sagemaker_error_template(503, "overloaded", "the endpoint is busy: retry")},
+        ),
+        apigw.IntegrationResponse(
+            status_code="413",
+            selection_pattern="413",
+            response_templates={
+                json_only: sagemaker_error_template(413, "payload_too_large", "the body exceeds the endpoint's limit")
+            },
+        ),
+        # Any other refusal by SageMaker is of the gateway's call (the endpoint, its role), not of the client's.
+        apigw.IntegrationResponse(
+            status_code="502",
+            selection_pattern="4(0\\d|1[0-24-9]|2[0-35-8]|[3-9]\\d)|5(0[0-24-9]|[1-9]\\d)",
+            response_templates={json_only: sagemaker_error_template(502, "bad_gateway", "the endpoint failed")},
+        ),
+    ]
 
 
 class FrontDoorStack(Stack):
@@ -189,6 +292,7 @@ class FrontDoorStack(Stack):
                 ],
             )
         )
+        # The headers: SageMaker hands the container its custom attributes and inference id only, one source each.
         integration = apigw.AwsIntegration(
             service="runtime.sagemaker",
             path=f"endpoints/{endpoint}/invocations",
@@ -199,17 +303,10 @@ class FrontDoorStack(Stack):
                 timeout=Duration.seconds(29),
                 request_parameters={
                     "integration.request.header.Content-Type": "method.request.header.Content-Type",
-                    "integration.request.header.X-Amzn-SageMaker-Custom-Attributes": (
-                        "method.request.header.X-Amzn-SageMaker-Custom-Attributes"
-                    ),
+                    "integration.request.header.X-Amzn-SageMaker-Custom-Attributes": "method.request.header.X-TopK",
+                    "integration.request.header.X-Amzn-SageMaker-Inference-Id": "method.request.header.X-Request-Id",
                 },
-                integration_responses=[
-                    apigw.IntegrationResponse(status_code="200"),
-                    # SageMaker answers 424 (ModelError) when the container rejects the input.
-                    apigw.IntegrationResponse(status_code="400", selection_pattern="4(0\\d|1\\d|2[0-8]|[3-9]\\d)"),
-                    apigw.IntegrationResponse(status_code="429", selection_pattern="429"),
-                    apigw.IntegrationResponse(status_code="502", selection_pattern="5\\d{2}"),
-                ],
+                integration_responses=_integration_responses(),
             ),
         )
         validator = self.api.add_request_validator(
@@ -225,10 +322,34 @@ class FrontDoorStack(Stack):
             **_guarded(authorizer, api_cfg.oauth_scope, validator),
             request_parameters={
                 "method.request.header.Content-Type": True,
-                "method.request.header.X-Amzn-SageMaker-Custom-Attributes": False,
+                "method.request.header.X-TopK": False,
+                "method.request.header.X-Request-Id": False,
             },
-            method_responses=[apigw.MethodResponse(status_code=code) for code in ("200", "400", "429", "502")],
+            method_responses=[
+                apigw.MethodResponse(
+                    status_code=code,
+                    response_parameters={
+                        "method.response.header.X-Request-Id": True,
+                        **({"method.response.header.Retry-After": True} if code in RETRYABLE else {}),
+                    },
+                )
+                for code in METHOD_STATUSES
+            ],
         )
+        for kind, (status, code) in GATEWAY_RESPONSES.items():
+            self.api.add_gateway_response(
+                f"Gateway{kind.response_type.title().replace('_', '')}",
+                type=kind,
+                status_code=status,
+                response_headers={
+                    "X-Request-Id": "method.request.header.X-Request-Id",
+                    **({"Retry-After": f"'{RETRY_AFTER_S}'"} if status in RETRYABLE else {}),
+                },
+                templates={
+                    "application/json": f'{{"error": "{code}", "message": $context.error.messageString, '
+                    f'"status": {status}, "request_id": "$context.requestId"}}'
+                },
+            )
         if api_cfg.eks_integration is not None:
             self._eks_route(api_cfg.model, api_cfg.oauth_scope, api_cfg.eks_integration, authorizer, validator)
 
@@ -317,17 +438,31 @@ class FrontDoorStack(Stack):
     def _web_acl(self, cfg: InfraConfig) -> waf.CfnWebACL:
         # WAF only logs to groups named aws-waf-logs-*.
         waf_logs = log_group(self, "WafLogs", f"aws-waf-logs-{PROJECT}", cfg.log_retention_days, RemovalPolicy.DESTROY)
+        # Per client, not per IP: clients call from a backend's few addresses. The API key names the client (one
+        # key per usage-plan client); a request without one is refused by API Gateway anyway.
         rate_rule = waf.CfnWebACL.RuleProperty(
-            name="rate-limit-per-ip",
+            name="rate-limit-per-api-key",
             priority=0,
             action=waf.CfnWebACL.RuleActionProperty(block={}),
             statement=waf.CfnWebACL.StatementProperty(
                 rate_based_statement=waf.CfnWebACL.RateBasedStatementProperty(
-                    aggregate_key_type="IP", limit=cfg.api.waf_rate_limit_per_5min, evaluation_window_sec=300
+                    aggregate_key_type="CUSTOM_KEYS",
+                    custom_keys=[
+                        waf.CfnWebACL.RateBasedStatementCustomKeyProperty(
+                            header=waf.CfnWebACL.RateLimitHeaderProperty(
+                                name="x-api-key",
+                                text_transformations=[
+                                    waf.CfnWebACL.TextTransformationProperty(priority=0, type="NONE")
+                                ],
+                            )
+                        )
+                    ],
+                    limit=cfg.api.waf_rate_limit_per_5min,
+                    evaluation_window_sec=WAF_WINDOW_S,
                 )
             ),
             visibility_config=waf.CfnWebACL.VisibilityConfigProperty(
-                cloud_watch_metrics_enabled=True, metric_name="rate-limit-per-ip", sampled_requests_enabled=True
+                cloud_watch_metrics_enabled=True, metric_name="rate-limit-per-api-key", sampled_requests_enabled=True
             ),
         )
         acl = waf.CfnWebACL(

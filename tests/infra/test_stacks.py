@@ -192,7 +192,7 @@ def test_rest_api_is_regional_with_binary_media_types(synth: Synth) -> None:
         "AWS::ApiGateway::RestApi",
         {
             "EndpointConfiguration": {"Types": ["REGIONAL"]},
-            "BinaryMediaTypes": ["image/*", "application/octet-stream"],
+            "BinaryMediaTypes": ["image/*", "application/octet-stream", "multipart/form-data"],
         },
     )
 

@@ -75,6 +75,12 @@ def _serve_default(name: str) -> Any:
     return ServeConfig.__dataclass_fields__[name].default
 
 
+def _sagemaker_response_timeout() -> int:
+    from resnet_serving.torchserve.config import SAGEMAKER_RESPONSE_TIMEOUT_S
+
+    return SAGEMAKER_RESPONSE_TIMEOUT_S
+
+
 def _queued_batches() -> int:
     from resnet_serving.torchserve.config import QUEUED_BATCHES
 
@@ -132,8 +138,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     perf.add_argument(
         "--response-timeout",
         type=int,
-        default=_serve_default("response_timeout_s"),
-        help="seconds before a request times out",
+        default=None,
+        help=f"seconds before a request times out (default {_serve_default('response_timeout_s')}; on SageMaker "
+        f"{_sagemaker_response_timeout()}, below the front door's API Gateway timeout)",
     )
     perf.add_argument(
         "--job-queue-size",
@@ -275,7 +282,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from resnet_serving.inference.cpu import openmp_env
     from resnet_serving.inference.cpuinfo import bf16_warning
     from resnet_serving.settings import Settings
-    from resnet_serving.torchserve.config import ServeConfig, checked_max_batch_delay, free_ports
+    from resnet_serving.torchserve.config import ServeConfig, checked_max_batch_delay, free_ports, response_timeout
     from resnet_serving.torchserve.server import TorchServe
 
     settings = Settings.from_env()  # fail fast on a bad RESNET_SERVING_* value, before Java starts
@@ -333,7 +340,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
             threads=_threads(args.threads),
             batch_size=args.batch_size,
             max_batch_delay_ms=args.max_batch_delay_ms,
-            response_timeout_s=args.response_timeout,
+            response_timeout_s=response_timeout(args.response_timeout, settings),
             startup_timeout_s=math.ceil(args.ready_timeout),
             job_queue_size=args.job_queue_size,
             java_heap_mb=args.java_heap_mb,
@@ -364,7 +371,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
         public_url = cfg.inference_url
         if args.retry_after:
             guard = Guard.in_front_of(
-                cfg, host=args.host, port=args.port, retry_after=args.retry_after, admission_wait=args.admission_wait
+                cfg,
+                host=args.host,
+                port=args.port,
+                retry_after=args.retry_after,
+                admission_wait=args.admission_wait,
+                sagemaker=bool(settings.sagemaker_mode),
             )
             guard.start()
             public_url = guard.url

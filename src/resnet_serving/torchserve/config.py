@@ -22,7 +22,7 @@ from resnet_serving.ports import (
     MANAGEMENT_PORT,
     METRICS_PORT,
 )
-from resnet_serving.settings import environment
+from resnet_serving.settings import Settings, environment
 
 LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 #: The default queue, in batches per worker: a full queue answers 503 at once, so an accepted request waits about
@@ -33,7 +33,21 @@ QUEUED_BATCHES = 4
 #: `sync` registers when nothing is registered yet. tests/unit/test_shared_names.py holds the chart's equal.
 BATCH_SIZE = 8
 MAX_BATCH_DELAY_MS = 2
+#: TorchServe's own default, and SageMaker's limit on a container's answer.
 RESPONSE_TIMEOUT_S = 60
+#: API Gateway's integration timeout: past it the front door answers 504, whatever the container still does.
+GATEWAY_TIMEOUT_S = 29
+#: The response timeout on SageMaker, behind the front door: with the guard's margin and its admission wait, the
+#: container still answers before the gateway gives up (tests/unit/test_front_door_timeouts.py).
+SAGEMAKER_RESPONSE_TIMEOUT_S = 20
+
+
+def response_timeout(flag: int | None, settings: Settings) -> int:
+    """``--response-timeout``'s value, else the front door's on SageMaker (``RESNET_SERVING_SAGEMAKER_MODE``
+    set), else TorchServe's default."""
+    if flag is not None:
+        return flag
+    return SAGEMAKER_RESPONSE_TIMEOUT_S if settings.sagemaker_mode else RESPONSE_TIMEOUT_S
 
 
 def free_ports(n: int) -> list[int]:

@@ -20,9 +20,11 @@ from __future__ import annotations
 import asyncio
 import collections
 import json
+import re
 import resource
 import threading
 import time
+import uuid
 from typing import Any
 
 from resnet_serving.errors import ConfigError, InputError, Overloaded, ResnetServingError
@@ -36,6 +38,8 @@ DEFAULT_RETRY_AFTER_S = 1
 #: How long a request may wait for a place in TorchServe's queue before it is answered 503: a closed-loop client
 #: that ignores Retry-After resends at most once per wait, while an accepted request waits at most this long more.
 DEFAULT_ADMISSION_WAIT_S = 2.0
+#: The guard waits this much longer than TorchServe's response timeout, so TorchServe's own answer comes first.
+GUARD_TIMEOUT_MARGIN_S = 5
 #: Beyond this many waiting requests, or this many bytes of their bodies, a request is answered 503 at once.
 MAX_WAITING = 4096
 MAX_WAITING_BYTES = 256 << 20
@@ -49,6 +53,35 @@ HOP_BY_HOP = frozenset(
     {"connection", "keep-alive", "proxy-connection", "te", "trailer", "transfer-encoding", "upgrade"}
     | {"host", "content-length", "expect"}
 )
+
+
+#: An id the caller sent is kept only if it is a plain token, the handler's rule: it lands in logs and log queries.
+REQUEST_ID = re.compile(r"^[A-Za-z0-9._:@/+=-]{1,128}$")
+#: What SageMaker hands the container from the front door: its custom attributes (the client's X-TopK, or
+#: SageMaker's own ``key=value`` form) and its inference id (the client's X-Request-Id).
+CUSTOM_ATTRIBUTES = "X-Amzn-SageMaker-Custom-Attributes"
+INFERENCE_ID = "X-Amzn-SageMaker-Inference-Id"
+
+
+def request_id(headers: Any) -> str:
+    """The request's id: the caller's X-Request-Id (or, on SageMaker, ``request-id=`` in the custom attributes,
+    else the inference id) if it is a plain token, else a new one. The guard forwards it as X-Request-Id, so the
+    handler writes the same id into the body and the request log."""
+    attributes = _custom_attributes(headers.get(CUSTOM_ATTRIBUTES, ""))
+    for sent in (headers.get("X-Request-Id"), attributes.get("request-id"), headers.get(INFERENCE_ID)):
+        if sent is not None and REQUEST_ID.match(sent.strip()):
+            return sent.strip()
+    return uuid.uuid4().hex
+
+
+def _custom_attributes(value: str) -> dict[str, str]:
+    """``key=value`` pairs, and a bare value under the key ``""`` (what the front door sends: the X-TopK value)."""
+    pairs: dict[str, str] = {}
+    for part in value.split(","):
+        key, sep, val = part.partition("=")
+        if part.strip():
+            pairs[key.strip().lower() if sep else ""] = (val if sep else key).strip()
+    return pairs
 
 
 def overloaded_body(retry_after: int, model: str) -> bytes:
@@ -156,10 +189,14 @@ class Guard:
         max_body: int,
         timeout: float,
         admission: Admission | None = None,
+        sagemaker: bool = False,
     ) -> None:
         self.host, self.port, self.upstream = host, port, upstream.rstrip("/")
         self.retry_after, self.model, self.max_body, self.timeout = retry_after, model, max_body, timeout
         self.admission = admission
+        #: On SageMaker, each answer also carries its request id as custom attributes: SageMaker returns no other
+        #: header of the container's, and the front door maps that one to X-Request-Id.
+        self.sagemaker = sagemaker
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="guard", daemon=True)
         self._runner: Any = None
@@ -194,7 +231,14 @@ class Guard:
 
     @classmethod
     def in_front_of(
-        cls, cfg: Any, *, host: str, port: int, retry_after: int, admission_wait: float = DEFAULT_ADMISSION_WAIT_S
+        cls,
+        cfg: Any,
+        *,
+        host: str,
+        port: int,
+        retry_after: int,
+        admission_wait: float = DEFAULT_ADMISSION_WAIT_S,
+        sagemaker: bool = False,
     ) -> Guard:
         """The guard on ``host:port`` for the TorchServe that ``cfg`` (a ServeConfig) describes. It admits what
         TorchServe holds: its job queue and a batch in each worker."""
@@ -206,8 +250,9 @@ class Guard:
             model=cfg.model_name,
             max_body=cfg.max_request_size,
             # TorchServe answers a request that outlives its response timeout itself: never cut it short here
-            timeout=cfg.response_timeout_s + 5,
+            timeout=cfg.response_timeout_s + GUARD_TIMEOUT_MARGIN_S,
             admission=Admission(cfg.queue_size + cfg.workers * cfg.batch_size, admission_wait),
+            sagemaker=sagemaker,
         )
 
     async def _start(self) -> None:
@@ -233,6 +278,15 @@ class Guard:
         await self._session.close()
 
     async def _forward(self, request: Any) -> Any:
+        rid = request_id(request.headers)
+        response = await self._answer(request, rid)
+        # every answer names its request: clients and log pipelines read the header, not the body
+        response.headers["X-Request-Id"] = rid
+        if self.sagemaker:
+            response.headers[CUSTOM_ATTRIBUTES] = rid
+        return response
+
+    async def _answer(self, request: Any, rid: str) -> Any:
         from aiohttp import web
 
         size = sum(len(k) + len(v) + 4 for k, v in request.raw_headers)
@@ -247,19 +301,19 @@ class Guard:
         # TorchServe meanwhile. Health checks and metrics (GET) never wait behind predictions.
         body = await request.read()
         if request.method != "POST":
-            return await self._pass_on(request, body)
+            return await self._pass_on(request, body, rid)
         started = time.monotonic()
-        response = await self._admitted(request, body)
+        response = await self._admitted(request, body, rid)
         # the client's view at the pod: admission wait and TorchServe's answer (handler time excludes both)
         GUARD_REQUEST_SECONDS.labels(self.model, str(response.status)).observe(time.monotonic() - started)
         return response
 
-    async def _admitted(self, request: Any, body: bytes) -> Any:
+    async def _admitted(self, request: Any, body: bytes, rid: str) -> Any:
         admission = self.admission
         if admission is not None and not await admission.enter(len(body)):
             return self._overloaded()
         try:
-            return await self._pass_on(request, body)
+            return await self._pass_on(request, body, rid)
         finally:
             if admission is not None:
                 admission.leave()
@@ -273,16 +327,24 @@ class Guard:
             headers={"Content-Type": "application/json", "Retry-After": str(self.retry_after)},
         )
 
-    async def _pass_on(self, request: Any, body: bytes) -> Any:
+    async def _pass_on(self, request: Any, body: bytes, rid: str) -> Any:
         from aiohttp import ClientError, web
 
-        headers = [(k, v) for k, v in request.headers.items() if k.lower() not in HOP_BY_HOP]
+        headers = [
+            (k, v) for k, v in request.headers.items() if k.lower() not in HOP_BY_HOP and k.lower() != "x-request-id"
+        ]
+        headers.append(("X-Request-Id", rid))
+        topk = _custom_attributes(request.headers.get(CUSTOM_ATTRIBUTES, "")).get("")
+        if topk is not None and "X-TopK" not in request.headers:
+            headers.append(("X-TopK", topk))  # the front door's X-TopK, which SageMaker carried as custom attributes
         try:
             async with self._session.request(
                 request.method, self.upstream + request.path_qs, headers=headers, data=body, allow_redirects=False
             ) as r:
                 data = await r.read()
-                status, answer = r.status, [(k, v) for k, v in r.headers.items() if k.lower() not in HOP_BY_HOP]
+                # TorchServe's x-request-id is its own id, not the one the handler wrote into the body
+                status = r.status
+                answer = [(k, v) for k, v in r.headers.items() if k.lower() not in HOP_BY_HOP | {"x-request-id"}]
         except (ClientError, asyncio.TimeoutError):
             status, answer, data = 503, [], b""
         if status == 503:
