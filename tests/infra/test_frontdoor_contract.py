@@ -4,7 +4,8 @@ WAF's rate rule counts.
 
 API Gateway cannot run here. The mapping templates are therefore evaluated with airspeed (the Velocity engine
 LocalStack uses to emulate API Gateway), with ``$input``, ``$util`` and ``$context`` stood in for as API Gateway
-documents them; where airspeed is missing, those cases skip and the exact-text checks still run."""
+documents them; airspeed-ext is in the dev extra, so `make test` runs them; where it is missing, those cases skip and
+the exact-text checks still run."""
 
 from __future__ import annotations
 
