@@ -33,6 +33,8 @@ ALWAYS = {
     "ResnetServingVersionErrorRatioAbovePrevious",
     "ResnetServingWorkerRestarts",
     "ResnetServingContainerRestarts",
+    "ResnetServingNoReadyReplicas",
+    "ResnetServingMetricsDown",
 }
 
 
@@ -80,6 +82,7 @@ def test_off_by_default_and_which_alerts_each_variant_renders(rendered: dict[str
     assert set(alerts(rule_doc(rendered, "full"))) == ALWAYS | {
         "ResnetServingHPAAtMaximum",
         "ResnetServingOperatorDegradedOrDrifted",
+        "ResnetServingOperatorFailed",
     }
     assert rule_doc(rendered, "prod")["metadata"]["labels"]["release"] == "kube-prometheus-stack"
 
@@ -135,7 +138,7 @@ def test_our_series_the_rules_use_are_the_ones_the_worker_writes(rendered: dict[
     exprs = " ".join(r["expr"] for r in alerts(rule_doc(rendered, "full")).values())
     referenced = set(re.findall(r"\b(resnet_serving_(?!operator)[a-z_]+)\{", exprs))
     assert referenced == {
-        "resnet_serving_request_seconds_bucket",
+        "resnet_serving_guard_request_seconds_bucket",
         "resnet_serving_request_seconds_count",
         "resnet_serving_worker_starts_total",
     }

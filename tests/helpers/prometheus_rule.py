@@ -17,6 +17,9 @@ EXTERNAL = {
     "kube_pod_container_status_restarts_total": {"namespace", "pod", "container"},
     "kube_horizontalpodautoscaler_status_current_replicas": {"namespace", "horizontalpodautoscaler"},
     "kube_horizontalpodautoscaler_spec_max_replicas": {"namespace", "horizontalpodautoscaler"},
+    "kube_deployment_status_replicas_available": {"namespace", "deployment"},
+    # Prometheus's own, one per target: the ServiceMonitor's target labels only
+    "up": set(),
 }
 #: The operator's series (controller/metrics.py), scraped without honorLabels: its `namespace` becomes
 #: `exported_namespace`.

@@ -300,7 +300,8 @@ def test_alarms_have_predictable_names_thresholds_and_notify_sns(synth: Synth) -
     t = synth.templates["observability"]
     alarms = {a["Properties"]["AlarmName"]: a["Properties"] for a in resources(t, "AWS::CloudWatch::Alarm").values()}
     endpoint = CFG.sagemaker.endpoint_name
-    assert set(alarms) == {alarm_name(endpoint, k) for k in ("5xx", "p99-latency", "throttles", "instances-at-max")}
+    kinds = ("5xx", "p99-latency", "throttles", "instances-at-max", "api-errors", "api-latency", "unavailable")
+    assert set(alarms) == {alarm_name(endpoint, k) for k in kinds}
     assert alarms[f"resnet-serving-{endpoint}-p99-latency"]["Threshold"] == CFG.alarms.p99_latency_ms * 1000
     assert alarms[f"resnet-serving-{endpoint}-p99-latency"]["ExtendedStatistic"] == "p99"
     assert alarms[f"resnet-serving-{endpoint}-5xx"]["Threshold"] == CFG.alarms.error_5xx_percent
