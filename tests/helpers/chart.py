@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 from collections.abc import Iterator, Sequence
@@ -63,7 +64,8 @@ ACCOUNT_VALUES: dict[str, str] = {
 # (resnet50-serving.crdAPIs). CLUSTER_APIS: a cluster with the monitoring stack, KEDA and the chart's own CRDs;
 # FRESH_CLUSTER_APIS: a cluster as the install creates it, with no CRD.
 MONITORING_APIS = ("monitoring.coreos.com/v1/ServiceMonitor", "monitoring.coreos.com/v1/PrometheusRule")
-CLUSTER_APIS = (*MONITORING_APIS, "keda.sh/v1alpha1/ScaledObject", "kopf.dev/v1/KopfPeering")
+MODELDEPLOYMENT_API = "resnet-serving.io/v1alpha1/ModelDeployment"
+CLUSTER_APIS = (*MONITORING_APIS, "keda.sh/v1alpha1/ScaledObject", "kopf.dev/v1/KopfPeering", MODELDEPLOYMENT_API)
 FRESH_CLUSTER_APIS: tuple[str, ...] = ()
 # The custom metrics API the Prometheus adapter registers (an APIService, no CRD): the HPA's Pods metrics render only
 # where it is served (resnet50-serving.customMetricsServed).
@@ -119,16 +121,118 @@ def account_overrides(values: Sequence[Path] = ()) -> dict[str, Any]:
 
 SCHEMAS = ROOT / "tests" / "chart" / "schemas"
 
+MODELDEPLOYMENT_CRD = CHART / "crds" / "modeldeployments.resnet-serving.io.yaml"
+MODELDEPLOYMENT_SCHEMA = SCHEMAS / "modeldeployment.resnet-serving.io-v1alpha1.json"
+
 # (apiVersion, kind) of CRD-defined kinds the chart renders → their schema. The operator's KopfPeering object
-# follows the chart's own crds/kopfpeerings.kopf.dev.yaml; ModelDeployments are not rendered by the chart (the
-# examples in k8s/examples/ are checked against the chart's CRD in tests/chart/test_operator_chart.py). Each kind is
-# validated by tests/chart/test_chart_validate.py.
+# follows the chart's own crds/kopfpeerings.kopf.dev.yaml; the release's ModelDeployment (operator.modelDeployment)
+# follows a schema generated from crds/modeldeployments.resnet-serving.io.yaml (modeldeployment_schema; its CEL
+# rules are checked in tests/chart/test_modeldeployment_values.py, the examples in k8s/examples/ in
+# tests/unit/test_controller_crd.py). Each kind is validated by tests/chart/test_chart_validate.py.
 CRD_SCHEMAS: dict[tuple[str, str], Path] = {
     ("monitoring.coreos.com/v1", "ServiceMonitor"): SCHEMAS / "servicemonitor.monitoring.coreos.com-v1.json",
     ("monitoring.coreos.com/v1", "PrometheusRule"): SCHEMAS / "prometheusrule.monitoring.coreos.com-v1.json",
     ("kopf.dev/v1", "KopfPeering"): SCHEMAS / "kopfpeering.kopf.dev-v1.json",
     ("keda.sh/v1alpha1", "ScaledObject"): SCHEMAS / "scaledobject.keda.sh-v1alpha1.json",
+    ("resnet-serving.io/v1alpha1", "ModelDeployment"): MODELDEPLOYMENT_SCHEMA,
 }
+
+
+def _without_cel(schema: Any) -> Any:
+    """The schema with its CEL rules left out (JSON Schema has no such keyword; they are evaluated separately)."""
+    if isinstance(schema, dict):
+        return {k: _without_cel(v) for k, v in schema.items() if k != "x-kubernetes-validations"}
+    return schema
+
+
+def modeldeployment_schema() -> dict[str, Any]:
+    """A JSON schema for the ModelDeployment the chart renders, derived from the chart's CRD: its spec schema with
+    unknown fields rejected (the API server would drop a misspelt field without a word), metadata as the chart
+    writes it, no status. MODELDEPLOYMENT_SCHEMA holds it (write_modeldeployment_schema)."""
+    crd = yaml.safe_load(MODELDEPLOYMENT_CRD.read_text())
+    (version,) = crd["spec"]["versions"]
+    spec = _without_cel(version["schema"]["openAPIV3Schema"]["properties"]["spec"])
+    spec["additionalProperties"] = False
+    api_version = f"{crd['spec']['group']}/{version['name']}"
+    kind = crd["spec"]["names"]["kind"]
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "title": f"{kind} ({api_version}), as the chart renders it",
+        "description": (
+            f"Generated from charts/resnet50-serving/crds/{MODELDEPLOYMENT_CRD.name} by "
+            "tests/helpers/chart.py (write_modeldeployment_schema): the CRD's spec schema, unknown fields rejected "
+            "so a typo in the template fails; no status (the operator writes it). Do not edit."
+        ),
+        "type": "object",
+        "required": ["apiVersion", "kind", "metadata", "spec"],
+        "additionalProperties": False,
+        "properties": {
+            "apiVersion": {"const": api_version},
+            "kind": {"const": kind},
+            "metadata": {
+                "type": "object",
+                "required": ["name", "namespace"],
+                "additionalProperties": False,
+                "properties": {
+                    "name": {"type": "string", "pattern": "^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$", "maxLength": 253},
+                    "namespace": {"type": "string", "pattern": "^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", "maxLength": 63},
+                    "labels": {"type": "object", "additionalProperties": {"type": "string", "maxLength": 63}},
+                    "annotations": {"type": "object", "additionalProperties": {"type": "string"}},
+                },
+            },
+            "spec": spec,
+        },
+    }
+
+
+def _cel_rules(schema: dict[str, Any], path: tuple[str, ...] = ()) -> Iterator[tuple[tuple[str, ...], dict[str, str]]]:
+    for rule in schema.get("x-kubernetes-validations", []):
+        yield path, rule
+    for name, sub in (schema.get("properties") or {}).items():
+        yield from _cel_rules(sub, (*path, name))
+
+
+def _at(obj: Any, path: tuple[str, ...]) -> Any:
+    for key in path:
+        if not isinstance(obj, dict) or key not in obj:
+            return None
+        obj = obj[key]
+    return obj
+
+
+def crd_admission_errors(schema: dict[str, Any], obj: dict[str, Any], old: dict[str, Any] | None = None) -> list[str]:
+    """What the API server would answer to `obj` (an update of `old` when given) under a CRD's openAPIV3Schema:
+    schema errors (jsonschema), then the messages of the failing CEL rules (cel-python; transition rules only on
+    updates). The same check as tests/unit/test_controller_crd.py applies to the examples in k8s/examples/."""
+    import celpy  # imported here: only the CRD checks need these, and every chart test imports this module
+    import jsonschema
+
+    errors = [e.message for e in jsonschema.Draft202012Validator(schema).iter_errors(obj)]
+    env = celpy.Environment()
+    for path, rule in _cel_rules(schema):
+        value = _at(obj, path)
+        if value is None:
+            continue
+        uses_old = "oldSelf" in rule["rule"]
+        if uses_old and (old is None or _at(old, path) is None):
+            continue
+        activation = {"self": celpy.json_to_cel(value)}
+        if uses_old:
+            activation["oldSelf"] = celpy.json_to_cel(_at(old, path))
+        try:
+            ok = env.program(env.compile(rule["rule"])).evaluate(activation)
+        except celpy.CELEvalError as e:  # e.g. duration("garbage"): the API server rejects it too
+            errors.append(f"{rule['message']} ({e})")
+            continue
+        if not bool(ok):
+            errors.append(rule["message"])
+    return errors
+
+
+def write_modeldeployment_schema() -> None:
+    """Regenerate MODELDEPLOYMENT_SCHEMA after a change of the CRD:
+    .venv/bin/python -c 'from tests.helpers.chart import write_modeldeployment_schema as w; w()'"""
+    MODELDEPLOYMENT_SCHEMA.write_text(json.dumps(modeldeployment_schema(), indent=2) + "\n")
 
 
 def tool(env: str, fallback: str, *, executable: bool = True) -> str:

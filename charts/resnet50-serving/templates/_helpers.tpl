@@ -214,7 +214,8 @@ install` fails on a kind the cluster lacks. NOTES.txt names each one skipped.
   "ServiceMonitor" "monitoring.coreos.com/v1/ServiceMonitor"
   "PrometheusRule" "monitoring.coreos.com/v1/PrometheusRule"
   "ScaledObject" "keda.sh/v1alpha1/ScaledObject"
-  "KopfPeering" "kopf.dev/v1/KopfPeering") }}
+  "KopfPeering" "kopf.dev/v1/KopfPeering"
+  "ModelDeployment" "resnet-serving.io/v1alpha1/ModelDeployment") }}
 {{- end }}
 
 {{/*
