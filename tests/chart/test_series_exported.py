@@ -3,7 +3,8 @@ the Prometheus adapter rule and KEDA's saturation query.
 
 A real `resnet-serving serve` (TorchServe, two workers, the session's archive) answers good images, a bad one
 (400), a wrong content type (415) and a form-encoded binary body (the front end's 500: the guard, which would
-answer it 415, is off), so every error series exists. Both of its /metrics ports are scraped (TorchServe's on
+answer it 415, is off), so every error series exists; a second serve, with the guard on, answers one image so
+the guard's own series exists too. Both of its /metrics ports are scraped (TorchServe's on
 8082's stand-in, ours on 8083's). Each query is parsed with Prometheus's grammar and every series it selects must
 be in the scrape, or be one of the few kube-state-metrics, cAdvisor and operator series listed below, with the
 labels the query matches on.
@@ -45,10 +46,11 @@ KUBE_DASHBOARD = {
 class Scrape:
     torchserve: str  # serve's --metrics-port: TorchServe's own series
     ours: str  # serve's --model-metrics-port: the resnet_serving_* series
+    guarded: str = ""  # ours again from a serve with its guard on (the default): the guard's own series
 
     @property
     def known(self) -> dict[str, set[str]]:
-        return series_check.scraped(self.torchserve, self.ours)
+        return series_check.scraped(self.torchserve, self.ours, self.guarded)
 
 
 @pytest.fixture(scope="module")
@@ -75,7 +77,14 @@ def scrape(archive_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Itera
             requests.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text
             for port in (cmd.metrics_port, cmd.model_metrics_port)
         ]
-        yield Scrape(*texts)
+    # then with the guard on, as the chart runs it: the guard's request histogram exists once it has answered
+    argv = [*cmd.argv, "--workers", "1", "--threads", "1", "--run-dir", str(tmp / "run-guarded")]
+    with running_serve(argv, tmp / "serve-guarded.log"):
+        r = requests.post(url, data=fx.jpeg(), headers={"Content-Type": "image/jpeg"}, timeout=120)
+        assert r.status_code == 200, r.text[:200]
+        guarded = requests.get(f"http://127.0.0.1:{cmd.model_metrics_port}/metrics", timeout=10).text
+        assert "resnet_serving_guard_request_seconds_bucket" in guarded, guarded[:2000]
+    yield Scrape(*texts, guarded)
 
 
 def dashboard(rendered: dict[str, list[dict[str, Any]]], variant: str = "full") -> dict[str, Any]:
