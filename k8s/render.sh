@@ -28,6 +28,7 @@ CLUSTER_APIS=(
   --api-versions monitoring.coreos.com/v1/PrometheusRule
   --api-versions keda.sh/v1alpha1/ScaledObject
   --api-versions kopf.dev/v1/KopfPeering
+  --api-versions resnet-serving.io/v1alpha1/ModelDeployment
   --api-versions custom.metrics.k8s.io/v1beta1
 )
 ACCOUNT=123456789012
