@@ -25,6 +25,7 @@ from typing import Any
 import yaml
 
 from tests.helpers import REPO
+from tests.helpers.chart import CUSTOM_METRICS_API, MONITORING_APIS
 from tests.helpers.docs_pages import INSTALL_AWS_PAGE
 
 BEGIN, END = "<!-- install-aws:begin -->", "<!-- install-aws:end -->"
@@ -32,11 +33,27 @@ TEMPLATES = REPO / "infra" / "templates"
 CONFIG = json.loads((REPO / "infra" / "config.json").read_text(encoding="utf-8"))
 ACCOUNT = "123456789012"
 #: The tools a stand-in exists for; any other command in the block is an unknown step.
-TOOLS = ("aws", "eksctl", "helm", "kubectl", "docker", "make", "curl", "python", "resnet-serving")
+TOOLS = ("aws", "eksctl", "helm", "kubectl", "docker", "make", "curl", "python", "grep", "resnet-serving")
 #: The chart the page installs, and the release and namespace it must use.
 CHART, RELEASE, NAMESPACE = "charts/resnet50-serving", "resnet50-serving", CONFIG["eks"]["namespace"]
+#: The digest the docker stand-in lists first: another registry's, as `docker image inspect` may (issue #28).
+OTHER_REGISTRY_DIGEST = "localhost:5000/resnet-serving@sha256:" + "1" * 64
 CLUSTER_STACK = "eksctl-resnet-serving-cluster"
 KUBE_VERSION = "1.33.0"
+EKSCTL_CONFIG = REPO / "k8s" / "eksctl" / "cluster.yaml"
+#: The third-party chart repositories the block may add, by the name it gives them, and their published URLs.
+HELM_REPOS = {
+    "eks": "https://aws.github.io/eks-charts",
+    "autoscaler": "https://kubernetes.github.io/autoscaler",
+    "prometheus-community": "https://prometheus-community.github.io/helm-charts",
+}
+#: What `helm install` of a third-party chart adds to the APIs the cluster serves (tests/helpers/chart.py's names).
+CHART_APIS = {
+    "prometheus-community/kube-prometheus-stack": list(MONITORING_APIS),
+    "prometheus-community/prometheus-adapter": [CUSTOM_METRICS_API],
+}
+#: The ConfigMap the chart ships the adapter rule in, and its key in the prometheus-adapter chart's values form.
+ADAPTER_CONFIGMAP, ADAPTER_KEY = f"{RELEASE}-adapter-rule", "values.yaml"
 PLACEHOLDER = re.compile(r"^<[^<>]+>$")
 REGION_RE = re.compile(r"\b(?:us|eu|ap|ca|sa|me|af|il|mx)-(?:gov-)?[a-z]+-\d\b")
 
@@ -137,6 +154,10 @@ class Rehearsal:
             "deleted": [],
             "repos": [],
             "releases": [],
+            "installed": {},
+            "apis": [],
+            "images": {},
+            "rolled_out": False,
             "cluster": None,
         }
         self.state_file.write_text(json.dumps(state))
@@ -198,9 +219,11 @@ class Stub:
     def __init__(self, tool: str, argv: list[str]) -> None:
         self.tool, self.argv = tool, argv
         self.dir = Path(os.environ["INSTALL_REHEARSAL"])
-        self.state = json.loads((self.dir / "state.json").read_text())
+        self.loaded = (self.dir / "state.json").read_text()
+        self.state = json.loads(self.loaded)
         self.region = os.environ.get("AWS_REGION", "")
         self.status = "checked"
+        self.unverified = False
         self.notes: list[str] = []
         self.soft: list[str] = []
 
@@ -212,7 +235,9 @@ class Stub:
         print(f"install rehearsal: {self.tool} {' '.join(self.argv)}: {error}", file=sys.stderr)
 
     def save(self) -> None:
-        (self.dir / "state.json").write_text(json.dumps(self.state))
+        # the two sides of a pipe run at once: only one that changed the state may write it back
+        if self.state != json.loads(self.loaded):
+            (self.dir / "state.json").write_text(json.dumps(self.state))
 
     def record(self, error: str | None = None, **extra: Any) -> None:
         entry = {"tool": self.tool, "argv": self.argv, "status": "error" if error else self.status, **extra}
@@ -221,6 +246,8 @@ class Stub:
             entry["error"] = "; ".join([*self.soft, *([error] if error else [])])
         if self.notes:
             entry["notes"] = self.notes
+        if self.unverified:
+            entry["unverified"] = True
         entry["profile"] = os.environ.get("AWS_PROFILE")
         with open(self.dir / "log.jsonl", "a", encoding="utf-8") as f:
             f.write(json.dumps(entry) + "\n")
@@ -458,49 +485,158 @@ class Stub:
         verb = self.argv[0] if self.argv else ""
         if verb == "repo":
             sub, *rest = self.argv[1:]
-            if sub == "add" and len(rest) == 2 and rest[1].startswith("https://"):
+            if sub == "add" and len(rest) == 2:
+                if HELM_REPOS.get(rest[0]) != rest[1]:
+                    raise StepError(f"helm repo add {rest}: the rehearsal knows {HELM_REPOS}: add it to the rehearsal")
                 self.state["repos"].append(rest[0])
                 return 0
-            if sub == "update" and all(r in self.state["repos"] for r in rest):
+            if sub == "update" and rest and all(r in self.state["repos"] for r in rest):
                 return 0
             raise StepError(f"helm repo {sub} {rest}: add a repository before updating it")
-        if verb in ("install", "upgrade"):
+        if verb in ("install", "upgrade") and len(self.argv) >= 3:
             release, chart = self.argv[1], self.argv[2]
             if chart == CHART:
-                return self.helm_template(release)
-            repo = chart.split("/", 1)[0]
-            if repo not in self.state["repos"]:
-                raise StepError(f"chart {chart}: `helm repo add {repo} …` must come first")
-            if "clusterName=" + (self.state["cluster"] or "?") not in " ".join(self.argv):
-                raise StepError(f"{chart}: clusterName is not the cluster eksctl created ({self.state['cluster']})")
-            self.state["releases"].append(release)
-            return 0
+                return self.helm_template(verb, release)
+            return self.third_party_chart(release, chart)
+        if verb == "test":
+            return self.helm_test()
         if verb == "uninstall":
             if self.argv[1] not in self.state["releases"]:
                 raise StepError(f"{self.argv[1]} was never installed")
             return 0
         raise StepError("unknown step: add it to the rehearsal")
 
-    def helm_template(self, release: str) -> int:
-        """`helm install` of the project's chart, run as `helm template` with the same flags (what a fresh cluster
-        with what the block installed serves: no monitoring CRDs), its objects kept for the test to validate."""
-        if release != RELEASE:
-            raise StepError(f"release {release}: the chart's IRSA trust names {RELEASE}")
-        p = argparse.ArgumentParser(prog="helm install", exit_on_error=False, add_help=False)
+    def helm_args(self, argv: list[str]) -> argparse.Namespace:
+        """The flags of `helm install|upgrade` the block uses; any other fails, so none goes unchecked."""
+        p = argparse.ArgumentParser(prog="helm", exit_on_error=False, add_help=False)
         p.add_argument("-n", "--namespace", required=True)
         p.add_argument("--create-namespace", action="store_true")
         p.add_argument("-f", "--values", action="append", default=[])
         p.add_argument("--set", action="append", default=[])
         p.add_argument("--set-string", action="append", default=[])
+        p.add_argument("--reuse-values", action="store_true")
         p.add_argument("--wait", action="store_true")
         try:
-            args, extra = p.parse_known_args(self.argv[3:])
+            args, extra = p.parse_known_args(argv)
         except argparse.ArgumentError as e:
             raise StepError(str(e)) from None
         if extra:
             raise StepError(f"flags the rehearsal does not know: {extra}")
+        return args
+
+    def third_party_chart(self, release: str, chart: str) -> int:
+        """A chart from a repository the block added, which nothing here can install: held to the eksctl config,
+        the cluster, the region and the project's chart; what it adds to the cluster's APIs is recorded."""
+        self.unverified = True
+        repo = chart.split("/", 1)[0]
+        if repo not in self.state["repos"]:
+            raise StepError(f"chart {chart}: `helm repo add {repo} …` must come first")
+        if self.argv[0] != "install":
+            raise StepError(f"helm {self.argv[0]} {chart}: unknown step: add it to the rehearsal")
+        args = self.helm_args(self.argv[3:])
+        sets = dict(s.split("=", 1) for s in args.set)
+        check = getattr(self, "chart_" + chart.split("/", 1)[1].replace("-", "_"), None)
+        if check is None:
+            raise StepError(f"chart {chart}: unknown step: add it to the rehearsal")
+        check(release, args, sets)
+        self.state["releases"].append(release)
+        self.state["installed"][chart] = {"release": release, "namespace": args.namespace}
+        self.state["apis"] += CHART_APIS.get(chart, [])
+        return 0
+
+    def eksctl_service_account(self, name: str, namespace: str, policy: str) -> None:
+        """The controller runs as a ServiceAccount eksctl made, with the IAM policy it needs (IRSA)."""
+        config = yaml.safe_load(EKSCTL_CONFIG.read_text())
+        accounts = {
+            (a["metadata"]["name"], a["metadata"].get("namespace", "default")): a
+            for a in config.get("iam", {}).get("serviceAccounts", [])
+        }
+        account = accounts.get((name, namespace))
+        if account is None:
+            raise StepError(f"ServiceAccount {namespace}/{name} is none of {EKSCTL_CONFIG.name}'s: {sorted(accounts)}")
+        if not account.get("wellKnownPolicies", {}).get(policy):
+            raise StepError(f"{EKSCTL_CONFIG.name}: ServiceAccount {name} lacks wellKnownPolicies.{policy}")
+
+    def chart_aws_load_balancer_controller(self, release: str, args: argparse.Namespace, sets: dict[str, str]) -> None:
+        if args.namespace != "kube-system" or sets.get("clusterName") != self.state["cluster"]:
+            raise StepError(f"clusterName is not the cluster eksctl created ({self.state['cluster']}), in kube-system")
+        if sets.get("serviceAccount.create") != "false":
+            raise StepError("serviceAccount.create=false: eksctl made the ServiceAccount and its IAM role")
+        self.eksctl_service_account(sets.get("serviceAccount.name", ""), args.namespace, "awsLoadBalancerController")
+        if sets.get("region") != self.region or sets.get("vpcId") != "vpc-0example":
+            raise StepError("region is not $AWS_REGION or vpcId not the cluster's VPC")
+
+    def chart_cluster_autoscaler(self, release: str, args: argparse.Namespace, sets: dict[str, str]) -> None:
+        cluster = self.state["cluster"]
+        if args.namespace != "kube-system" or sets.get("autoDiscovery.clusterName") != cluster:
+            raise StepError(f"autoDiscovery.clusterName is not the cluster eksctl created ({cluster}), in kube-system")
+        if sets.get("rbac.serviceAccount.create") != "false":
+            raise StepError("rbac.serviceAccount.create=false: eksctl made the ServiceAccount and its IAM role")
+        self.eksctl_service_account(sets.get("rbac.serviceAccount.name", ""), args.namespace, "autoScaler")
+        if sets.get("awsRegion") != self.region:
+            raise StepError(f"awsRegion {sets.get('awsRegion')!r} is not $AWS_REGION ({self.region})")
+        if sets.get("extraArgs.balance-similar-node-groups") != "true":
+            raise StepError("extraArgs.balance-similar-node-groups=true: one node group per zone, kept even")
+        # auto-discovery finds the Auto Scaling groups by these tags, which eksctl copies only with propagateASGTags
+        wanted = {"k8s.io/cluster-autoscaler/enabled", f"k8s.io/cluster-autoscaler/{cluster}"}
+        for group in yaml.safe_load(EKSCTL_CONFIG.read_text()).get("managedNodeGroups", []):
+            if not wanted <= set(group.get("tags", {})) or not group.get("propagateASGTags"):
+                raise StepError(f"node group {group['name']}: no auto-discovery tags {sorted(wanted)} on its ASG")
+
+    def chart_kube_prometheus_stack(self, release: str, args: argparse.Namespace, sets: dict[str, str]) -> None:
+        if not args.create_namespace:
+            raise StepError(f"namespace {args.namespace}: nothing created it (--create-namespace)")
+
+    def chart_prometheus_adapter(self, release: str, args: argparse.Namespace, sets: dict[str, str]) -> None:
+        kps = self.state["installed"].get("prometheus-community/kube-prometheus-stack")
+        if kps is None:
+            raise StepError("prometheus-adapter before kube-prometheus-stack: no Prometheus to query")
+        url = f"http://{kps['release']}-prometheus.{kps['namespace']}.svc"
+        if (sets.get("prometheus.url"), sets.get("prometheus.port")) != (url, "9090"):
+            given = f"{sets.get('prometheus.url')}:{sets.get('prometheus.port')}"
+            raise StepError(f"prometheus.url:port {given}: not kube-prometheus-stack's Prometheus {url}:9090")
+        if len(args.values) != 1 or not Path(args.values[0]).is_file():
+            raise StepError(f"-f {args.values}: the adapter rule file the block wrote")
+        given = yaml.safe_load(Path(args.values[0]).read_text())
+        if given != yaml.safe_load(self.adapter_rule()):
+            raise StepError(f"-f {args.values[0]} is not the chart's {ADAPTER_CONFIGMAP} {ADAPTER_KEY}")
+        self.state["adapter_metrics"] = [r["name"]["as"] for r in given["rules"]["custom"]]
+
+    def rendered(self) -> list[dict[str, Any]]:
+        path = self.dir / "rendered.yaml"
+        if not path.is_file():
+            raise StepError(f"the chart ({RELEASE}) is not installed at this point of the block")
+        return [d for d in yaml.safe_load_all(path.read_text()) if d]
+
+    def adapter_rule(self, key: str = ADAPTER_KEY) -> str:
+        """The ConfigMap's data the page reads, from the chart as the block last rendered it (NotFound if absent)."""
+        for d in self.rendered():
+            if d["kind"] == "ConfigMap" and d["metadata"]["name"] == ADAPTER_CONFIGMAP:
+                if key not in d.get("data", {}):
+                    raise StepError(f"ConfigMap {ADAPTER_CONFIGMAP} has no key {key}: {sorted(d['data'])}")
+                return str(d["data"][key])
+        raise StepError(f'configmaps "{ADAPTER_CONFIGMAP}" not found in the chart\'s render')
+
+    def helm_template(self, verb: str, release: str) -> int:
+        """`helm install|upgrade` of the project's chart, run as `helm template` with the same flags for the APIs the
+        cluster serves at that point (a fresh cluster's, plus what the block's charts added), its objects kept for the
+        test to validate. An upgrade with --reuse-values starts from the install's flags, as Helm's stored values."""
+        if release != RELEASE:
+            raise StepError(f"release {release}: the chart's IRSA trust names {RELEASE}")
+        args = self.helm_args(self.argv[3:])
         if args.namespace != NAMESPACE:
             raise StepError(f"namespace {args.namespace}: the roles stack trusts {NAMESPACE}")
+        values: list[str] = []
+        if verb == "upgrade":
+            if release not in self.state["releases"]:
+                raise StepError(f"helm upgrade {release}: not installed")
+            if args.reuse_values:
+                values = list(self.state["chart_values"])
+        elif args.reuse_values:
+            raise StepError("helm install --reuse-values: nothing to reuse")
+        values += [a for v in args.values for a in ("-f", v)]
+        values += [a for s in args.set for a in ("--set", s)]
+        values += [a for s in args.set_string for a in ("--set-string", s)]
         helm = os.environ.get("HELM") or str(REPO / ".tools" / "bin" / "helm")
         cmd = [
             helm,
@@ -512,34 +648,130 @@ class Stub:
             "--kube-version",
             KUBE_VERSION,
         ]
-        for v in args.values:
-            cmd += ["-f", v]
-        for s in args.set:
-            cmd += ["--set", s]
-        for s in args.set_string:
-            cmd += ["--set-string", s]
+        cmd += [a for api in self.state["apis"] for a in ("--api-versions", api)]
+        cmd += values  # -f paths as the block gives them: this runs in the block's working directory
         self.status = "ran"
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=180, check=False)
         if proc.returncode != 0:
             raise StepError(f"helm template failed: {proc.stderr.strip()[-1500:]}")
+        # rendered.yaml: the release as it stands, which later steps read; rendered-VERB.yaml: each render, for the test
+        (self.dir / f"rendered-{verb}.yaml").write_text(proc.stdout)
         (self.dir / "rendered.yaml").write_text(proc.stdout)
-        (self.dir / "helm-template.json").write_text(json.dumps(cmd))
-        self.state["releases"].append(release)
+        (self.dir / f"helm-template-{verb}.json").write_text(json.dumps(cmd))
+        if verb == "install":
+            self.state["releases"].append(release)
+            self.state["release_namespace"] = args.namespace
+            self.state["chart_values"] = values
+            if not self.state["apis"]:  # `helm install --dry-run=client` has a fresh cluster's APIs and prints notes
+                dry = [helm, "install", release, str(REPO / CHART), "--namespace", args.namespace, *values]
+                notes = subprocess.run(
+                    [*dry, "--dry-run=client"], capture_output=True, text=True, timeout=180, check=False
+                )
+                if notes.returncode != 0 or "NOTES:" not in notes.stdout:
+                    raise StepError(f"helm install --dry-run=client failed: {notes.stderr.strip()[-1500:]}")
+                (self.dir / "notes.txt").write_text(notes.stdout.split("NOTES:", 1)[1])
+        self.check_served(yaml.safe_load_all(proc.stdout))
+        return 0
+
+    def check_served(self, objects: Any) -> None:
+        """What the block installed is used: each API the cluster serves renders its objects, wired to the releases
+        that serve them (the selector label, the scraping namespace, the adapter's metric)."""
+        docs = [d for d in objects if d]
+        kinds = {d["kind"] for d in docs}
+        kps = self.state["installed"].get("prometheus-community/kube-prometheus-stack")
+        if kps:
+            missing = {"ServiceMonitor", "PrometheusRule"} - kinds
+            if missing:
+                raise StepError(f"kube-prometheus-stack is installed, and the chart renders no {sorted(missing)}")
+            for d in docs:
+                if d["kind"] in ("ServiceMonitor", "PrometheusRule"):
+                    label = d["metadata"].get("labels", {}).get("release")
+                    if label != kps["release"]:
+                        what = f"{d['kind']} {d['metadata']['name']}: label release={label}, not {kps['release']}"
+                        raise StepError(f"{what}: kube-prometheus-stack's Prometheus selects only its own")
+            scrapers = {
+                f.get("namespaceSelector", {}).get("matchLabels", {}).get("kubernetes.io/metadata.name")
+                for d in docs
+                if d["kind"] == "NetworkPolicy"
+                for rule in d["spec"].get("ingress", [])
+                for f in rule.get("from", [])
+            }
+            if kps["namespace"] not in scrapers:
+                raise StepError(f"no NetworkPolicy lets namespace {kps['namespace']} (Prometheus) scrape: {scrapers}")
+        if CUSTOM_METRICS_API in self.state["apis"]:
+            pods = [
+                m["pods"]["metric"]["name"]
+                for d in docs
+                if d["kind"] == "HorizontalPodAutoscaler"
+                for m in d["spec"]["metrics"]
+                if m["type"] == "Pods"
+            ]
+            if not pods or not set(pods) <= set(self.state.get("adapter_metrics", [])):
+                raise StepError(f"the HPA's Pods metrics {pods} are not all served by the adapter's rule "
+                                f"{self.state.get('adapter_metrics')}")  # fmt: skip
+
+    def helm_test(self) -> int:
+        """`helm test`: a test hook pod the chart renders, run after the rollout, for the release as installed."""
+        self.unverified = True
+        p = argparse.ArgumentParser(prog="helm test", exit_on_error=False, add_help=False)
+        p.add_argument("release")
+        p.add_argument("-n", "--namespace", required=True)
+        try:
+            args, extra = p.parse_known_args(self.argv[1:])
+        except argparse.ArgumentError as e:
+            raise StepError(str(e)) from None
+        if extra:
+            raise StepError(f"flags the rehearsal does not know: {extra}")
+        if (args.release, args.namespace) != (RELEASE, self.state.get("release_namespace")):
+            raise StepError(f"helm test {args.release} -n {args.namespace}: not the release the block installed")
+        if not self.state["rolled_out"]:
+            raise StepError("helm test before `kubectl rollout status`: the test pod would find no ready pod")
+        docs = self.rendered()
+        tests = [
+            d for d in docs if d["kind"] == "Pod" and d["metadata"].get("annotations", {}).get("helm.sh/hook") == "test"
+        ]
+        if not tests:
+            raise StepError("the chart renders no test hook pod (helm.sh/hook: test): helm test runs nothing")
+        services = {
+            f"http://{d['metadata']['name']}.{d['metadata']['namespace']}.svc:{port['port']}"
+            for d in docs
+            if d["kind"] == "Service"
+            for port in d["spec"]["ports"]
+        }
+        from resnet_serving.cli import build_parser
+
+        for pod in tests:
+            for c in pod["spec"]["containers"]:
+                if c.get("command") != ["resnet-serving"]:
+                    raise StepError(f"test pod {pod['metadata']['name']}: command {c.get('command')}")
+                try:
+                    parsed = build_parser().parse_args(c.get("args", []))
+                except SystemExit:
+                    raise StepError(f"test pod: resnet-serving {c.get('args')} does not parse") from None
+                if getattr(parsed, "url", None) not in services:
+                    raise StepError(f"test pod: --url {getattr(parsed, 'url', None)} is none of {sorted(services)}")
+                self.notes.append(f"{pod['metadata']['name']}: resnet-serving {' '.join(c['args'])}")
         return 0
 
     # -- kubectl ---------------------------------------------------------------------------------------------------
     def tool_kubectl(self) -> int:
         a = self.argv
+        self.unverified = True
         if a[:2] == ["create", "namespace"] and a[2:] == [NAMESPACE]:
             return 0
-        if (
-            a[:2] == ["label", "namespace"]
-            and a[2] == NAMESPACE
-            and a[3] == "elbv2.k8s.aws/pod-readiness-gate-inject=enabled"
-        ):
+        if a[:2] == ["label", "namespace"] and a[2:] == [NAMESPACE, "elbv2.k8s.aws/pod-readiness-gate-inject=enabled"]:
             return 0
-        if a[:4] == ["-n", NAMESPACE, "get", "ingress"] and a[4] == RELEASE:
-            print("k8s-resnetse-example.elb.amazonaws.com")
+        if a[:4] == ["-n", NAMESPACE, "rollout", "status"] and len(a) >= 5:
+            names = {f"deployment/{d['metadata']['name']}" for d in self.rendered() if d["kind"] == "Deployment"}
+            if a[4] not in names or not any(x.startswith("--timeout=") for x in a[5:]):
+                raise StepError(f"rollout status {a[4:]}: one of {sorted(names)}, with a --timeout")
+            self.state["rolled_out"] = True
+            return 0
+        key = re.fullmatch(r"jsonpath=\{\.data\.((?:[\w-]|\\\.)+)\}", a[6]) if len(a) == 7 else None
+        if a[:4] == ["-n", NAMESPACE, "get", "configmap"] and a[5] == "-o" and key:
+            if a[4] != ADAPTER_CONFIGMAP:
+                raise StepError(f'configmaps "{a[4]}" not found: the chart names the adapter rule {ADAPTER_CONFIGMAP}')
+            sys.stdout.write(self.adapter_rule(key.group(1).replace("\\.", ".")))
             return 0
         raise StepError("unknown step: add it to the rehearsal")
 
@@ -553,7 +785,10 @@ class Stub:
         return 0
 
     def tool_docker(self) -> int:
+        """docker login, tag, push and image inspect: held to the store's repository and to one another (the
+        reference tagged is the one pushed and inspected). Not run: moto's ECR has no registry endpoint."""
         repo = self.state["outputs"]["resnet-serving-store"].get("ServingRepositoryUri", "")
+        images = self.state["images"]
         a = self.argv
         if a[:1] == ["login"]:
             if a[1:4] != ["--username", "AWS", "--password-stdin"] or a[4] != repo.split("/", 1)[0]:
@@ -564,20 +799,46 @@ class Stub:
         if a[:1] == ["tag"]:
             from resnet_serving import __version__
 
-            if a[1] != f"resnet-serving:{__version__}" or not a[2].startswith(f"{repo}:"):
-                raise StepError(f"docker tag {a[1:]}: the serving image `make images` builds, to {repo}")
+            if a[1] != f"resnet-serving:{__version__}" or a[2] != f"{repo}:{__version__}":
+                raise StepError(f"docker tag {a[1:]}: the serving image `make images` builds, to {repo}:{__version__}")
+            images["tagged"] = a[2]
         elif a[:1] == ["push"]:
-            if not a[1].startswith(f"{repo}:"):
-                raise StepError(f"docker push {a[1]}: not the store stack's repository {repo}")
+            if a[1:] != [images.get("tagged")]:
+                raise StepError(f"docker push {a[1:]}: not the reference tagged ({images.get('tagged')})")
+            images["pushed"] = a[1]
         elif a[:2] == ["image", "inspect"]:
+            if len(a) != 5 or a[2] != "--format" or a[4] != images.get("pushed"):
+                raise StepError(f"docker image inspect {a[2:]}: --format, of the pushed {images.get('pushed')}")
             if not self.state["real_docker"]:
-                print(f"{repo}@sha256:{'0' * 64}")
-                return 0
+                return self.inspect_digests(a[3], a[4])
         else:
             raise StepError("unknown step: add it to the rehearsal")
         if self.state["real_docker"]:
             return self.real(["docker", *a], env={**os.environ, "PATH": "/usr/local/bin:/usr/bin:/bin"})
         return 0
+
+    def inspect_digests(self, fmt: str, ref: str) -> int:
+        """`docker image inspect --format` over RepoDigests, another registry's first: what the push gave $REPO is
+        a digest of its own, so the test can tell which one reached the chart."""
+        import hashlib
+
+        repo = ref.rsplit(":", 1)[0]
+        pushed = f"{repo}@sha256:{hashlib.sha256(ref.encode()).hexdigest()}"
+        self.state["images"]["digest"] = pushed.split("@", 1)[1]
+        digests = [OTHER_REGISTRY_DIGEST, pushed]
+        formats = {
+            "{{index .RepoDigests 0}}": digests[0] + "\n",
+            "{{range .RepoDigests}}{{println .}}{{end}}": "".join(d + "\n" for d in digests) + "\n",
+            "{{json .RepoDigests}}": json.dumps(digests) + "\n",
+        }
+        if fmt not in formats:
+            raise StepError(f"--format {fmt!r}: one the rehearsal knows {sorted(formats)}")
+        sys.stdout.write(formats[fmt])
+        return 0
+
+    def tool_grep(self) -> int:
+        """The real grep, on what the previous command printed."""
+        return self.real(["/usr/bin/grep", *self.argv], stdin=sys.stdin.read())
 
     # -- the project, curl, python -----------------------------------------------------------------------------------
     def tool_resnet_serving(self) -> int:
