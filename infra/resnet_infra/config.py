@@ -1,6 +1,6 @@
 """The infra configuration (infra/config.json): typed, validated before any construct is built.
 
-Every bad value raises ConfigError naming the parameter by its path in the file (`api.throttle_burst`), so a
+Every bad value raises ConfigError naming the parameter by its path in the file (`api.stage`), so a
 typo fails `make infra` in a second with a sentence, not a CloudFormation rollback half an hour later.
 """
 
@@ -11,6 +11,9 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from resnet_serving.errors import InputError
+from resnet_serving.plan import limits as capacity
 
 DEFAULT_CONFIG = Path(__file__).resolve().parents[1] / "config.json"
 
@@ -267,21 +270,43 @@ def _eks_integration(a: _Reader) -> EksIntegration | None:
 
 
 #: WAF's rate rule counts over this window, in seconds.
-WAF_WINDOW_S = 300
-#: By default the WAF blocks an API key only past this many times its usage plan's sustained rate: API Gateway
+WAF_WINDOW_S = capacity.WAF_WINDOW_S
+#: `plan --emit-capacity` sizes the WAF to block an API key only past this many times the throttle: API Gateway
 #: throttles a key at its plan, and the WAF stops what would still flood the stage.
-WAF_PLAN_FACTOR = 2
+WAF_PLAN_FACTOR = capacity.WAF_FACTOR
 
 
-def _waf_rate_limit(a: _Reader, throttle_rate: float) -> int:
-    """``api.waf_rate_limit_per_5min``, or null: sized from the plan (its rate over the window, times the factor)."""
-    if a.data.get("waf_rate_limit_per_5min") is None:
-        limit = int(throttle_rate * WAF_WINDOW_S * WAF_PLAN_FACTOR)
-    else:
-        limit = a.integer("waf_rate_limit_per_5min", minimum=10)
-    if not 10 <= limit <= 2_000_000_000:
-        raise ConfigError(f"api.waf_rate_limit_per_5min ({limit}) must be between 10 and 2000000000")
-    return limit
+#: Keys that moved to the capacity file, and where they are now: one input decides every limit.
+MOVED = {
+    "api.throttle_rate": "front_door.throttle_rate",
+    "api.throttle_burst": "front_door.throttle_burst",
+    "api.waf_rate_limit_per_5min": "front_door.waf_rate_limit_per_5min",
+    "sagemaker.max_instances": "sagemaker.max_instances",
+}
+
+
+def _moved(r: _Reader) -> None:
+    for key in r.data:
+        if r._name(key) in MOVED:
+            raise ConfigError(
+                f"{r._name(key)} comes from the capacity file's {MOVED[r._name(key)]} (capacity_file): set it there"
+            )
+
+
+def _capacity(top: _Reader, base: Path) -> capacity.Limits:
+    """The capacity file ``capacity_file`` names (relative to the config's directory): the one input for the
+    throttle, burst, WAF rate and SageMaker maximum."""
+    path = base / top.string("capacity_file")
+    try:
+        limits = capacity.load(path)
+    except InputError as exc:
+        raise ConfigError(f"capacity_file: {exc.message}") from None
+    waf = limits.front_door.waf_rate_limit_per_5min
+    if not 10 <= waf <= 2_000_000_000:  # WAF's own bounds for a rate-based rule
+        raise ConfigError(
+            f"capacity_file: {path}: front_door.waf_rate_limit_per_5min ({waf}) must be between 10 and 2000000000"
+        )
+    return limits
 
 
 def _flag(r: _Reader, key: str) -> bool:
@@ -310,13 +335,15 @@ def _principals(r: _Reader, key: str) -> tuple[str, ...]:
     return tuple(value)
 
 
-def parse(data: Any) -> InfraConfig:
-    """Validate a decoded config.json; raises ConfigError naming the first bad parameter."""
+def parse(data: Any, base: Path = DEFAULT_CONFIG.parent) -> InfraConfig:
+    """Validate a decoded config.json (``base``: its directory, where ``capacity_file`` is relative to); raises
+    ConfigError naming the first bad parameter."""
     top = _Reader(data, "")
     top.unknown(
         {"project", "store", "roles", "eks", "ecr_repositories", "api", "sagemaker", "alarms", "log_retention_days",
-         "budget"}
+         "budget", "capacity_file"}
     )  # fmt: skip
+    limits = _capacity(top, base)
 
     s = top.section("store")
     s.unknown(
@@ -376,31 +403,28 @@ def parse(data: Any) -> InfraConfig:
         raise ConfigError(f"ecr_repositories: the serving and operator images need a repository each, got {repos!r}")
 
     a = top.section("api")
+    _moved(a)
     a.unknown(
-        {"name", "stage", "model", "throttle_rate", "throttle_burst", "waf_rate_limit_per_5min", "oauth_scope",
-         "eks_integration"}
+        {"name", "stage", "model", "oauth_scope", "eks_integration"}
     )  # fmt: skip
-    rate = a.number("throttle_rate")
-    burst = a.integer("throttle_burst")
-    if burst < rate:
-        raise ConfigError(f"api.throttle_burst ({burst}) must be at least api.throttle_rate ({rate:g})")
     api = ApiConfig(
         name=a.string("name", NAME, "API name"),
         stage=a.string("stage", re.compile(r"^[A-Za-z0-9_]{1,128}$"), "stage name"),
         model=a.string("model", re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*$"), "model name"),
-        throttle_rate=rate,
-        throttle_burst=burst,
-        waf_rate_limit_per_5min=_waf_rate_limit(a, rate),
+        throttle_rate=limits.front_door.throttle_rate,
+        throttle_burst=limits.front_door.throttle_burst,
+        waf_rate_limit_per_5min=limits.front_door.waf_rate_limit_per_5min,
         oauth_scope=a.string("oauth_scope", re.compile(r"^[\x21\x23-\x2e\x30-\x5b\x5d-\x7e]+$"), "OAuth scope"),
         eks_integration=_eks_integration(a),
     )
 
     m = top.section("sagemaker")
-    m.unknown({"endpoint_name", "variant_name", "max_instances", "deployer_principals"})
+    _moved(m)
+    m.unknown({"endpoint_name", "variant_name", "deployer_principals"})
     sagemaker = SageMakerConfig(
         endpoint_name=m.string("endpoint_name", ENDPOINT_NAME, "SageMaker endpoint name"),
         variant_name=m.string("variant_name", ENDPOINT_NAME, "SageMaker variant name"),
-        max_instances=m.integer("max_instances"),
+        max_instances=limits.sagemaker.max_instances,
         deployer_principals=_principals(m, "deployer_principals"),
     )
 
@@ -449,4 +473,4 @@ def load(path: Path = DEFAULT_CONFIG) -> InfraConfig:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
         raise ConfigError(f"{path}: not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg})") from None
-    return parse(data)
+    return parse(data, path.parent)

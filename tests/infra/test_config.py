@@ -14,13 +14,17 @@ from typing import Any
 
 import pytest
 
+from resnet_serving.plan import limits as capacity
 from tests.helpers.infra import INFRA
 
 from resnet_infra.config import DEFAULT_CONFIG, LOG_RETENTION_DAYS, ConfigError, load, parse  # isort: skip
 
 
 def base() -> dict[str, Any]:
-    return json.loads(DEFAULT_CONFIG.read_text())
+    data = json.loads(DEFAULT_CONFIG.read_text())
+    # absolute, so that a copy written elsewhere still finds the shipped capacity file
+    data["capacity_file"] = str((DEFAULT_CONFIG.parent / data["capacity_file"]).resolve())
+    return data
 
 
 def with_(path: str, value: Any) -> dict[str, Any]:
@@ -38,7 +42,10 @@ def with_(path: str, value: Any) -> dict[str, Any]:
 
 def test_the_committed_config_is_valid_and_keeps_the_issue_defaults() -> None:
     cfg = load()
-    assert (cfg.api.throttle_rate, cfg.api.throttle_burst) == (1000, 2000)
+    front, sm = capacity.load().front_door, capacity.load().sagemaker  # the one input for every limit
+    assert (cfg.api.throttle_rate, cfg.api.throttle_burst) == (front.throttle_rate, front.throttle_burst)
+    assert cfg.api.waf_rate_limit_per_5min == front.waf_rate_limit_per_5min
+    assert cfg.sagemaker.max_instances == sm.max_instances
     assert cfg.log_retention_days in LOG_RETENTION_DAYS
     assert set(cfg.roles) == {"serving", "operator", "publisher", "sagemaker", "deployer"}
     # The deployer is the account's, as the publisher is; the operator's SageMaker sync is opt-in.
@@ -49,12 +56,12 @@ def test_the_committed_config_is_valid_and_keeps_the_issue_defaults() -> None:
 @pytest.mark.parametrize(
     ("path", "value", "message"),
     [
-        ("api.throttle_rate", 0, "api.throttle_rate must be a positive number, got 0"),
-        ("api.throttle_rate", -5, "api.throttle_rate must be a positive number, got -5"),
-        ("api.throttle_rate", "1000", "api.throttle_rate must be a positive number, got '1000'"),
-        ("api.throttle_rate", True, "api.throttle_rate must be a positive number, got True"),
-        ("api.throttle_burst", 999, "api.throttle_burst (999) must be at least api.throttle_rate (1000)"),
-        ("api.throttle_burst", 1500.5, "api.throttle_burst must be a positive whole number, got 1500.5"),
+        ("api.throttle_rate", 1000, "api.throttle_rate comes from the capacity file's front_door.throttle_rate"),
+        ("api.throttle_burst", 2000, "api.throttle_burst comes from the capacity file's front_door.throttle_burst"),
+        ("sagemaker.max_instances", 4, "sagemaker.max_instances comes from the capacity file's sagemaker.max_"),
+        ("capacity_file", KeyError, "capacity_file is missing"),
+        ("capacity_file", "", "capacity_file must be a non-empty string, got ''"),
+        ("capacity_file", "/nonexistent/capacity.json", "capacity_file: /nonexistent/capacity.json: cannot read"),
         ("store.bucket_name", KeyError, "store.bucket_name is missing"),
         ("store.bucket_name", "", "store.bucket_name must be a non-empty string, got ''"),
         ("store.bucket_name", "Models_Bucket", "store.bucket_name is not a valid S3 bucket name"),
@@ -74,7 +81,7 @@ def test_the_committed_config_is_valid_and_keeps_the_issue_defaults() -> None:
         ("ecr_repositories", ["resnet-serving", "Operator"], "ecr_repositories[1] is not a valid ECR repository name"),
         ("ecr_repositories", ["resnet-serving", "resnet-serving"], "ecr_repositories: the serving and operator images"),
         ("store.noncurrent_expiration_days", 10, "store.noncurrent_expiration_days (10) must be later than"),
-        ("api.waf_rate_limit_per_5min", 5, "api.waf_rate_limit_per_5min must be at least 10, got 5"),
+        ("api.waf_rate_limit_per_5min", 5, "api.waf_rate_limit_per_5min comes from the capacity file's front_door"),
         ("sagemaker.endpoint_name", "bad_name", "sagemaker.endpoint_name is not a valid SageMaker endpoint name"),
         ("alarms.error_5xx_percent", 150, "alarms.error_5xx_percent must be at most 100"),
         ("api.throtle_rate", 5, "api: unknown parameter(s) throtle_rate"),
@@ -106,6 +113,32 @@ def test_the_committed_config_is_valid_and_keeps_the_issue_defaults() -> None:
 def test_bad_values_name_the_parameter(path: str, value: Any, message: str) -> None:
     with pytest.raises(ConfigError) as err:
         parse(with_(path, value))
+    assert message in str(err.value)
+
+
+def _capacity_with(tmp_path: Path, section: str, key: str, value: Any) -> dict[str, Any]:
+    limits = json.loads(capacity.load().to_json())
+    limits[section][key] = value
+    path = tmp_path / "capacity.json"
+    path.write_text(json.dumps(limits))
+    return with_("capacity_file", str(path))
+
+
+@pytest.mark.parametrize(
+    ("section", "key", "value", "message"),
+    [
+        ("front_door", "throttle_burst", 99, "front_door.throttle_burst (99) is below front_door.throttle_rate (100)"),
+        ("front_door", "throttle_rate", 0, "front_door.throttle_rate must be a whole number of at least 1, got 0"),
+        ("front_door", "waf_rate_limit_per_5min", 5, "front_door.waf_rate_limit_per_5min (5) is below the throttle"),
+        ("sagemaker", "max_instances", 1.5, "sagemaker.max_instances must be a whole number of at least 1, got 1.5"),
+    ],
+)
+def test_a_bad_capacity_file_names_the_file_and_the_field(
+    tmp_path: Path, section: str, key: str, value: Any, message: str
+) -> None:
+    with pytest.raises(ConfigError) as err:
+        parse(_capacity_with(tmp_path, section, key, value))
+    assert str(err.value).startswith(f"capacity_file: {tmp_path / 'capacity.json'}: ")
     assert message in str(err.value)
 
 
@@ -146,7 +179,7 @@ def test_unreadable_and_malformed_files(tmp_path: Path) -> None:
 
 def test_app_exits_2_with_the_message_and_no_traceback(tmp_path: Path) -> None:
     config = tmp_path / "config.json"
-    config.write_text(json.dumps(with_("api.throttle_burst", 10)))
+    config.write_text(json.dumps(_capacity_with(tmp_path, "front_door", "throttle_burst", 10)))
     out = tmp_path / "templates"
     proc = subprocess.run(
         [sys.executable, str(INFRA / "app.py"), "--config", str(config), "--out", str(out)],
@@ -156,7 +189,10 @@ def test_app_exits_2_with_the_message_and_no_traceback(tmp_path: Path) -> None:
         check=False,
     )
     assert proc.returncode == 2
-    assert proc.stderr.strip() == "error: api.throttle_burst (10) must be at least api.throttle_rate (1000)"
+    assert proc.stderr.strip() == (
+        f"error: capacity_file: {tmp_path / 'capacity.json'}: front_door.throttle_burst (10) is below "
+        "front_door.throttle_rate (100)"
+    )
     assert not out.exists(), "nothing may be written for a bad config"
 
 

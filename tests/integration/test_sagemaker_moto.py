@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from resnet_serving.cli import main
+from resnet_serving.plan import limits
 from resnet_serving.sagemaker.aws import make_clients
 from resnet_serving.sagemaker.deploy import previous_config
 from resnet_serving.sagemaker.spec import TAG_PREVIOUS, TAG_VERSION, alarm_names
@@ -45,7 +46,8 @@ def test_deploy_creates_model_config_endpoint_autoscaling_and_alarms(
     assert config_name.startswith(f"{endpoint_name}-v1-{digest}-") and len(config_name) <= 63
     cfg = sm.describe_endpoint_config(EndpointConfigName=config_name)
     variant = cfg["ProductionVariants"][0]
-    assert (variant["InstanceType"], variant["InitialInstanceCount"]) == ("ml.m5.xlarge", 2)
+    shipped = limits.load().sagemaker  # no --instance-type or --instance-count: the capacity file's
+    assert (variant["InstanceType"], variant["InitialInstanceCount"]) == (shipped.instance_type, shipped.min_instances)
     assert variant["ContainerStartupHealthCheckTimeoutInSeconds"] == 600
     cfg_tags = tags(sm, cfg["EndpointConfigArn"])
     assert cfg_tags[TAG_VERSION] == "1" and cfg_tags["resnet-serving:digest"] == digest
@@ -70,7 +72,7 @@ def test_deploy_creates_model_config_endpoint_autoscaling_and_alarms(
     aas = aws(moto_s3, "application-autoscaling")
     rid = f"endpoint/{endpoint_name}/variant/AllTraffic"
     target = aas.describe_scalable_targets(ServiceNamespace="sagemaker", ResourceIds=[rid])["ScalableTargets"][0]
-    assert (target["MinCapacity"], target["MaxCapacity"]) == (2, 6)
+    assert (target["MinCapacity"], target["MaxCapacity"]) == (shipped.min_instances, 6)
     policy = aas.describe_scaling_policies(ServiceNamespace="sagemaker", ResourceId=rid)["ScalingPolicies"][0]
     tt = policy["TargetTrackingScalingPolicyConfiguration"]
     assert tt["TargetValue"] == 120.0
@@ -99,8 +101,10 @@ def test_status_reads_the_live_version(
     assert main(args) == 0
     s = json.loads(capsys.readouterr().out)
     assert (s["status"], s["version"], s["digest"]) == ("InService", "1", sm_store["shas"]["1"][:8])
-    assert s["variants"][0]["current_instances"] == 2
-    assert s["autoscaling"]["min"] == 2 and s["autoscaling"]["target_invocations_per_instance_per_minute"] == 120.0
+    shipped = limits.load().sagemaker  # no --instance-count: the capacity file's minimum
+    assert s["variants"][0]["current_instances"] == shipped.min_instances
+    assert s["autoscaling"]["min"] == shipped.min_instances
+    assert s["autoscaling"]["target_invocations_per_instance_per_minute"] == 120.0
     assert {a["name"]: a["state"] for a in s["alarms"]} == dict.fromkeys(alarm_names(endpoint_name), "OK")
     assert s["last_update"]["outcome"].startswith("created to ")
     assert main(args[:-1]) == 0

@@ -62,7 +62,9 @@ def stubs(monkeypatch: pytest.MonkeyPatch, aws_test_env: None) -> Iterator[Stubs
 def argv(store: dict[str, Any], endpoint: str, *extra: str) -> list[str]:
     return [
         "sagemaker", "deploy", "--store", store["uri"], "--version", "2", "--endpoint", endpoint, "--role", ROLE,
-        "--image", IMAGE, "--endpoint-url", store["url"], "--autoscale-target", "120", *extra,
+        "--image", IMAGE, "--endpoint-url", store["url"], "--autoscale-target", "120",
+        # the stubbed live config's size, given: these tests are about updates, not the capacity file's defaults
+        "--instance-type", "ml.m5.xlarge", "--instance-count", "2", "--autoscale-max", "4", *extra,
     ]  # fmt: skip
 
 

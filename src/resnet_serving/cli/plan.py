@@ -66,6 +66,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--json", type=Path, dest="json_out", help="write the plan as JSON to this file")
     p.add_argument("--plot", type=Path, help="plot $/month against load to this PNG")
     p.add_argument("--emit-values", action="store_true", help="print chart values (YAML) for `helm install -f`")
+    p.add_argument(
+        "--emit-capacity",
+        type=Path,
+        metavar="FILE",
+        help="write the install's limits (throttle, burst, WAF rate, SageMaker min/max/target, HPA and node group "
+        "sizes) for this load as a capacity file: the first --instance-type is SageMaker's",
+    )
     p.set_defaults(func=cmd_plan)
 
 
@@ -102,6 +109,9 @@ def cmd_plan(args: argparse.Namespace) -> int:
         print(values_yaml(plan), end="")
     else:
         print_plan(plan)
+    if args.emit_capacity:
+        atomic_write_text(args.emit_capacity, capacity_json(plan, bench, prices, args))
+        print(f"wrote {args.emit_capacity}", file=sys.stderr)
     if args.json_out:
         atomic_write_text(args.json_out, json.dumps(plan.to_dict(), indent=2, allow_nan=False) + "\n")
     if args.plot:
@@ -225,6 +235,25 @@ def provenance_lines(prov: dict[str, Any]) -> list[str]:
         est = ", estimated" if e["estimated"] else ""
         out.append(f"  {key} ({e['as_of']}{est}): {e['source']}")
     return out
+
+
+def capacity_json(plan: Any, bench: Any, prices: Any, args: argparse.Namespace) -> str:
+    """The capacity file for this plan (resnet_serving.plan.limits): SageMaker's limits for the first
+    --instance-type, EKS's for the plan's node type."""
+    from resnet_serving.errors import InputError
+    from resnet_serving.plan.capacity import bench_capacity
+    from resnet_serving.plan.limits import from_plan
+    from resnet_serving.plan.planner import bench_accelerator, default_node_type, pod_memory_gib, pods_per_node
+
+    if not args.instance_types:
+        raise InputError("--emit-capacity needs --instance-type: the SageMaker instance type the limits are for")
+    node_type = args.node_type or default_node_type(prices, bench_accelerator(bench))
+    node = prices.entry("ec2_on_demand", node_type)
+    per_node = pods_per_node(node["vcpus"], node["memory_gib"], bench_capacity(bench).vcpus, pod_memory_gib(bench))
+    limits = from_plan(
+        plan, bench=str(args.bench), instance_type=args.instance_types[0], node_type=node_type, pods_per_node=per_node
+    )
+    return limits.to_json()
 
 
 def values_yaml(plan: Any) -> str:

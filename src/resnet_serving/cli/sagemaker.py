@@ -19,6 +19,7 @@ from resnet_serving import MODEL_NAME, ui
 from resnet_serving.bench.result import BenchReport
 from resnet_serving.cli.flags import add_endpoint_url
 from resnet_serving.errors import InputError, NotFound, SageMakerError
+from resnet_serving.plan import limits
 from resnet_serving.plan.capacity import sagemaker_invocations_target
 from resnet_serving.sagemaker.aws import Clients, make_clients
 from resnet_serving.sagemaker.deploy import Waiting, deploy, rollback
@@ -65,8 +66,11 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
     which.add_argument("--channel", help="deploy the version this channel points at")
     p.add_argument("--role", required=True, help="the SageMaker execution role ARN")
     p.add_argument("--image", required=True, help="the serving image (ECR URI)")
-    p.add_argument("--instance-type", default="ml.m5.xlarge", help="real-time instance type (default: ml.m5.xlarge)")
-    p.add_argument("--instance-count", type=int, default=2, help="instances (default: 2, the least for AZ spread)")
+    p.add_argument(
+        "--capacity", type=Path, help="capacity file the defaults below come from (default: the packaged one)"
+    )
+    p.add_argument("--instance-type", help="real-time instance type (default: the capacity file's)")
+    p.add_argument("--instance-count", type=int, help="instances (default: the capacity file's minimum)")
     p.add_argument("--serverless", action="store_true", help="a serverless endpoint instead of instances")
     p.add_argument("--memory-mb", type=int, help="serverless memory: 1024-6144 in steps of 1024")
     p.add_argument("--max-concurrency", type=int, help="serverless concurrency: 1-200")
@@ -78,9 +82,18 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
     p.add_argument("--startup-timeout", type=int, help="container startup health check timeout, s (60-3600)")
     p.add_argument("--download-timeout", type=int, help="model data download timeout, s (60-3600)")
     p.add_argument("--autoscale-min", type=int, help="fewest instances (default: --instance-count)")
-    p.add_argument("--autoscale-max", type=int, help="most instances (default: twice the minimum)")
-    p.add_argument("--autoscale-target", type=float, help="invocations per instance per minute (default: from --bench)")
-    p.add_argument("--bench", default=DEFAULT_BENCH, help=f"bench.json to derive the target from ({DEFAULT_BENCH})")
+    p.add_argument(
+        "--autoscale-max",
+        type=int,
+        help="most instances (default: the capacity file's; another type: twice the minimum)",
+    )
+    p.add_argument(
+        "--autoscale-target",
+        type=float,
+        help="invocations per instance per minute (default: the capacity file's; with --bench or another type: "
+        "derived from the bench)",
+    )
+    p.add_argument("--bench", help=f"bench.json to derive the target from (another type: {DEFAULT_BENCH})")
     p.add_argument("--scale-in-cooldown", type=int, default=300, help="seconds (default: 300)")
     p.add_argument("--scale-out-cooldown", type=int, default=60, help="seconds (default: 60)")
     p.add_argument(
@@ -135,15 +148,36 @@ def _clients(args: argparse.Namespace) -> Clients:
 
 
 # ---- deploy -------------------------------------------------------------------------------------------
+def capacity_defaults(args: argparse.Namespace) -> None:
+    """Fill --instance-type and --instance-count from the capacity file where no flag gave them."""
+    sm = limits.load(args.capacity).sagemaker
+    if args.instance_type is None:
+        args.instance_type = sm.instance_type
+    if args.instance_count is None:
+        # the file's minimum is in its own instance type: another type starts from the least for AZ spread
+        args.instance_count = sm.min_instances if args.instance_type == sm.instance_type else 2
+
+
 def autoscaling_from_args(args: argparse.Namespace) -> Autoscaling | None:
+    capacity_defaults(args)
     if args.serverless:
         return None
+    sm = limits.load(args.capacity).sagemaker
+    source = args.capacity or f"the packaged {limits.PACKAGED}"
+    ours = args.instance_type == sm.instance_type  # the file's max and target are per instance of its type
     lo = args.autoscale_min if args.autoscale_min is not None else args.instance_count
-    hi = args.autoscale_max if args.autoscale_max is not None else 2 * lo
+    hi = args.autoscale_max if args.autoscale_max is not None else (sm.max_instances if ours else 2 * lo)
+    if args.autoscale_max is None and hi < lo:
+        raise InputError(
+            f"{lo} instances is above {source}'s sagemaker.max_instances ({hi}): give --autoscale-max, or a "
+            "capacity file sized for this load (--capacity)"
+        )
     if args.autoscale_target is not None:
         target, how = args.autoscale_target, "--autoscale-target"
+    elif ours and args.bench is None:
+        target, how = float(sm.invocations_per_minute), f"{source}, sagemaker.invocations_per_minute"
     else:
-        target, how = _target_from_bench(args.bench, args.instance_type)
+        target, how = _target_from_bench(args.bench or DEFAULT_BENCH, args.instance_type)
     return Autoscaling(lo, hi, target, args.scale_in_cooldown, args.scale_out_cooldown, how=how)
 
 
@@ -163,6 +197,7 @@ def _target_from_bench(bench: str, instance_type: str) -> tuple[float, str]:
 
 
 def spec_from_args(args: argparse.Namespace, version: str) -> DeploySpec:
+    capacity_defaults(args)
     if not args.store:
         raise InputError(f"no store given: pass --store s3://BUCKET/PREFIX (or set {ENV_STORE})")
     if not args.serverless and (args.memory_mb is not None or args.max_concurrency is not None):
