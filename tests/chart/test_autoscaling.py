@@ -17,6 +17,7 @@ import pytest
 import yaml
 
 from resnet_serving.bench.result import BenchReport
+from resnet_serving.plan import limits as capacity
 from resnet_serving.plan.capacity import bench_capacity
 from tests.helpers.chart import CHART, CRD_SCHEMAS, ROOT, Helm, container, deployment, find, one, run
 from tests.helpers.prometheus_rule import alerts, parse_errors, rule_doc
@@ -80,7 +81,12 @@ def test_keda_engine_renders_a_scaled_object_and_no_hpa(rendered: dict[str, Docs
     assert find(docs, "HorizontalPodAutoscaler") == []
     assert find(docs, "ConfigMap", "resnet50-serving-adapter-rule") == []
     so = one(docs, "ScaledObject")["spec"]
-    assert (so["minReplicaCount"], so["maxReplicaCount"], so["pollingInterval"]) == (3, 30, 30)
+    eks = capacity.load().eks  # prod.yaml's replicas are the capacity file's (tests/unit/test_capacity_agrees.py)
+    assert (so["minReplicaCount"], so["maxReplicaCount"], so["pollingInterval"]) == (
+        eks.min_replicas,
+        eks.max_replicas,
+        30,
+    )
     cpu, prom = so["triggers"]
     assert cpu == {"type": "cpu", "metricType": "Utilization", "metadata": {"value": "60"}}
     assert prom["type"] == "prometheus" and prom["metricType"] == "AverageValue"

@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 import yaml
 
+from resnet_serving.plan import limits as capacity
 from tests.helpers.chart import (
     ACCOUNT_VALUES,
     ADD_ON_APIS,
@@ -144,7 +145,8 @@ def test_prod_notes_say_the_hpa_runs_on_cpu_until_the_adapter_is_installed(helm:
     assert "SKIPPED: the HPA's Pods metrics (resnet_serving_saturation)" in notes
     assert "custom.metrics.k8s.io/v1beta1" in notes and "prometheus-adapter" in notes
     assert f"ConfigMap {RELEASE}-adapter-rule, key values.yaml" in notes
-    assert "Scaling: HPA 3–30 pods on CPU (needs metrics-server)" in notes
+    eks = capacity.load().eks  # prod.yaml's replicas are the capacity file's (tests/unit/test_capacity_agrees.py)
+    assert f"Scaling: HPA {eks.min_replicas}–{eks.max_replicas} pods on CPU (needs metrics-server)" in notes
 
 
 # ---- the ALB: internal unless a value says otherwise ---------------------------------------------------------------

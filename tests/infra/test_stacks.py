@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from resnet_serving.plan import limits as capacity
 from tests.helpers.infra import Synth, one, resources
 
 pytestmark = pytest.mark.cdk
@@ -200,7 +201,12 @@ def test_rest_api_is_regional_with_binary_media_types(synth: Synth) -> None:
 def test_stage_throttling_xray_and_access_logs(synth: Synth) -> None:
     stage = one(synth.templates["frontdoor"], "AWS::ApiGateway::Stage")
     (settings,) = stage["MethodSettings"]
-    assert (settings["ThrottlingRateLimit"], settings["ThrottlingBurstLimit"]) == (1000, 2000)
+    # the capacity file's front door (src/resnet_serving/plan/capacity.json), through infra/config.json
+    front = capacity.load().front_door
+    assert (settings["ThrottlingRateLimit"], settings["ThrottlingBurstLimit"]) == (
+        front.throttle_rate,
+        front.throttle_burst,
+    )
     assert settings["DataTraceEnabled"] is False
     assert stage["TracingEnabled"] is True
     assert stage["AccessLogSetting"]["DestinationArn"]["Fn::GetAtt"][0].startswith("AccessLogs")
@@ -209,7 +215,8 @@ def test_stage_throttling_xray_and_access_logs(synth: Synth) -> None:
 
 def test_usage_plan_and_api_key(synth: Synth) -> None:
     plan = one(synth.templates["frontdoor"], "AWS::ApiGateway::UsagePlan")
-    assert plan["Throttle"] == {"RateLimit": 1000, "BurstLimit": 2000}
+    front = capacity.load().front_door
+    assert plan["Throttle"] == {"RateLimit": front.throttle_rate, "BurstLimit": front.throttle_burst}
     assert len(plan["ApiStages"]) == 1
     one(synth.templates["frontdoor"], "AWS::ApiGateway::ApiKey")
     one(synth.templates["frontdoor"], "AWS::ApiGateway::UsagePlanKey")

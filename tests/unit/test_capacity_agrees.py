@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import math
+import shlex
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -19,7 +20,7 @@ import pytest
 import yaml
 
 from resnet_serving.bench.result import BenchReport
-from resnet_serving.cli import build_parser
+from resnet_serving.cli import build_parser, main
 from resnet_serving.cli.sagemaker import autoscaling_from_args
 from resnet_serving.errors import InputError
 from resnet_serving.plan import limits as capacity
@@ -172,27 +173,22 @@ def test_every_shipped_limit_agrees_with_the_capacity_file_and_each_other() -> N
     assert not problems, "the shipped limits disagree:\n  " + "\n  ".join(problems)
 
 
-def test_the_capacity_file_is_plans_output_for_its_stated_load() -> None:
-    """The shipped file's numbers come from `plan`, never typed by hand: the same command writes the same file."""
-    limits = capacity.load()
-    args = build_parser().parse_args(
-        ["plan", "--rps", f"{limits.load.rps:g}", "--p99-ms", f"{limits.load.p99_ms:g}", "--bench", limits.load.bench,
-         "--region", limits.load.region, "--node-type", limits.eks.node_type,
-         "--instance-type", limits.sagemaker.instance_type]
-    )  # fmt: skip
-    from resnet_serving.cli.plan import capacity_json
-
-    bench = BenchReport.load(ROOT / limits.load.bench)
-    prices = load_prices(None, limits.load.region)
-    plan = make_plan(
-        bench,
-        prices,
-        Load(limits.load.rps, limits.load.how),
-        p99_ms=limits.load.p99_ms,
-        node_type=limits.eks.node_type,
-        instance_types=[limits.sagemaker.instance_type],
-    )
-    assert json.loads(capacity_json(plan, bench, prices, args)) == json.loads(capacity.load().to_json())
+def test_the_capacity_file_is_plans_output_for_the_command_the_page_shows(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The shipped numbers come from `plan`, never typed by hand: the command docs/how-to/capacity.md shows (its
+    <!-- capacity-file:begin --> block) writes the shipped file byte for byte."""
+    page = (ROOT / "docs" / "how-to" / "capacity.md").read_text(encoding="utf-8")
+    block = page.split("<!-- capacity-file:begin -->", 1)[1].split("<!-- capacity-file:end -->", 1)[0]
+    (command,) = [line for line in block.splitlines() if line.startswith("resnet-serving ")]
+    argv = shlex.split(command)[1:]
+    i = argv.index("--emit-capacity")
+    assert (ROOT / argv[i + 1]).resolve() == (ROOT / "src" / "resnet_serving" / "plan" / capacity.PACKAGED).resolve()
+    argv[i + 1] = str(tmp_path / "capacity.json")
+    assert main(argv) == 0
+    capsys.readouterr()
+    packaged = (ROOT / "src" / "resnet_serving" / "plan" / capacity.PACKAGED).read_text(encoding="utf-8")
+    assert (tmp_path / "capacity.json").read_text(encoding="utf-8") == packaged
 
 
 # ---- the check can fail: each contradiction the issue names -------------------------------------------------
