@@ -159,7 +159,7 @@ def test_model_steps_run_as_their_roles(rehearsed: tuple[Rehearsal, Any]) -> Non
     ran = {" ".join(e["argv"][:2]): e for e in r.log() if e["tool"] == "resnet-serving"}
     assert {k: e["status"] for k, e in ran.items()} == {
         **dict.fromkeys(["--version", "archive --weights", "push model-store/resnet50/1", "promote --store",
-                         "plan --rps", "sagemaker deploy", "sagemaker delete"], "ran"),
+                         "sagemaker deploy", "sagemaker delete"], "ran"),
         "predict --url": "checked",  # the front door is API Gateway and Cognito: nothing here runs them
     }  # fmt: skip
     assert (
