@@ -12,11 +12,11 @@ import sys
 from collections.abc import Sequence
 
 from resnet_serving import __version__
-from resnet_serving.cli import archive, bench, evaluate, operator, plan, sagemaker, serve, store, sync
+from resnet_serving.cli import archive, batch, bench, evaluate, operator, plan, sagemaker, serve, store, sync
 from resnet_serving.errors import ResnetServingError
 
 #: In the order `--help` lists them.
-COMMAND_MODULES = (archive, serve, bench, evaluate, store, operator, sync, sagemaker, plan)
+COMMAND_MODULES = (archive, serve, bench, evaluate, batch, store, operator, sync, sagemaker, plan)
 
 
 def build_parser() -> argparse.ArgumentParser:
