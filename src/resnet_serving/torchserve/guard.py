@@ -28,7 +28,6 @@ import uuid
 from typing import Any
 
 from resnet_serving.errors import ConfigError, InputError, Overloaded, ResnetServingError
-from resnet_serving.inference.metrics import GUARD_REQUEST_SECONDS
 from resnet_serving.inference.protocol import FORM_URLENCODED, form_urlencoded_refused, normalise_content_type
 
 #: Retry-After's unit is whole seconds (RFC 9110 §10.2.3), and a full queue drains within a few batches: the
@@ -201,6 +200,7 @@ class Guard:
         self._thread = threading.Thread(target=self._loop.run_forever, name="guard", daemon=True)
         self._runner: Any = None
         self._session: Any = None
+        self._latency: Any = None
 
     @property
     def thread_id(self) -> int | None:
@@ -256,7 +256,12 @@ class Guard:
         )
 
     async def _start(self) -> None:
+        # aiohttp and prometheus_client are the serve extra's: the CLI (and the operator image) imports this module
         from aiohttp import ClientSession, ClientTimeout, TCPConnector, web
+
+        from resnet_serving.inference.metrics import GUARD_REQUEST_SECONDS
+
+        self._latency = GUARD_REQUEST_SECONDS
 
         self._session = ClientSession(
             connector=TCPConnector(limit=0), timeout=ClientTimeout(sock_read=self.timeout), auto_decompress=False
@@ -305,7 +310,7 @@ class Guard:
         started = time.monotonic()
         response = await self._admitted(request, body, rid)
         # the client's view at the pod: admission wait and TorchServe's answer (handler time excludes both)
-        GUARD_REQUEST_SECONDS.labels(self.model, str(response.status)).observe(time.monotonic() - started)
+        self._latency.labels(self.model, str(response.status)).observe(time.monotonic() - started)
         return response
 
     async def _admitted(self, request: Any, body: bytes, rid: str) -> Any:
