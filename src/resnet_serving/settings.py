@@ -41,6 +41,8 @@ ENV_SCOPE = "RESNET_SERVING_SCOPE"
 #: The usage plan's API key, sent as ``x-api-key``.
 ENV_API_KEY = "RESNET_SERVING_API_KEY"
 
+#: `batch run`: the Indexed Job's completions, for the pod (Kubernetes does not pass them itself).
+ENV_BATCH_SHARDS = "RESNET_SERVING_BATCH_SHARDS"
 #: The S3 endpoint every AWS command honours (boto3's own variable).
 ENV_AWS_ENDPOINT_URL = "AWS_ENDPOINT_URL"
 AMP_CHOICES = ("auto", "off", "fp16", "bf16")

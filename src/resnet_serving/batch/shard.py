@@ -14,11 +14,10 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 from resnet_serving.errors import ConfigError
+from resnet_serving.settings import ENV_BATCH_SHARDS as ENV_SHARDS
 
 #: Set by Kubernetes in each pod of an Indexed Job.
 ENV_INDEX = "JOB_COMPLETION_INDEX"
-#: The Job's completions, for the pod (Kubernetes does not pass them itself; the chart sets this).
-ENV_SHARDS = "RESNET_SERVING_BATCH_SHARDS"
 #: Far more shards than any Job runs; a bound keeps the output's names (``shard-00003-of-00016``) fixed-width.
 MAX_SHARDS = 99999
 
