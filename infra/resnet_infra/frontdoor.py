@@ -133,24 +133,17 @@ def _integration_responses() -> list[apigw.IntegrationResponse]:
         apigw.IntegrationResponse(
             status_code="502", selection_pattern="424", response_templates={json_only: MODEL_ERROR_TEMPLATE}
         ),
-        apigw.IntegrationResponse(
-            status_code="429",
-            selection_pattern="429",
-            response_templates={
-                json_only: sagemaker_error_template(429, "too_many_requests", "the endpoint is not ready: retry")
-            },
-        ),
-        apigw.IntegrationResponse(
-            status_code="503",
-            selection_pattern="503",
-            response_templates={json_only: sagemaker_error_template(503, "overloaded", "the endpoint is busy: retry")},
-        ),
-        apigw.IntegrationResponse(
-            status_code="413",
-            selection_pattern="413",
-            response_templates={
-                json_only: sagemaker_error_template(413, "payload_too_large", "the body exceeds the endpoint's limit")
-            },
+        *(
+            apigw.IntegrationResponse(
+                status_code=str(status),
+                selection_pattern=str(status),
+                response_templates={json_only: sagemaker_error_template(status, code, message)},
+            )
+            for status, code, message in (
+                (429, "too_many_requests", "the endpoint is not ready: retry"),
+                (503, "overloaded", "the endpoint is busy: retry"),
+                (413, "payload_too_large", "the body exceeds the endpoint's limit"),
+            )
         ),
         # Any other refusal by SageMaker is of the gateway's call (the endpoint, its role), not of the client's.
         apigw.IntegrationResponse(

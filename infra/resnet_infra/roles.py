@@ -87,6 +87,21 @@ def resource_prefix(cfg: InfraConfig) -> str:
     return cfg.sagemaker.endpoint_name[:24].rstrip("-").lower()
 
 
+def list_store_prefix(bucket_arn: str, prefix: str) -> iam.PolicyStatement:
+    """ListBucket on the store's prefix only: a reader needs it to get 404, not 403, for a missing key."""
+    return iam.PolicyStatement(
+        sid="ListTheStorePrefix",
+        actions=["s3:ListBucket"],
+        resources=[bucket_arn],
+        conditions={"StringLike": {"s3:prefix": [f"{prefix}/*"]}},
+    )
+
+
+def via_s3() -> dict[str, str]:
+    """The store key's condition: used through S3 in this region, never directly."""
+    return {"kms:ViaService": Fn.sub("s3.${AWS::Region}.amazonaws.com")}
+
+
 class RolesStack(Stack):
     def __init__(self, scope: Construct, cfg: InfraConfig, store: StoreStack, **kwargs: object) -> None:
         super().__init__(
@@ -114,17 +129,12 @@ class RolesStack(Stack):
         objects = f"{bucket_arn}/{prefix}/*"
         read = [
             iam.PolicyStatement(sid="ReadArchives", actions=["s3:GetObject"], resources=[objects]),
-            iam.PolicyStatement(
-                sid="ListTheStorePrefix",
-                actions=["s3:ListBucket"],
-                resources=[bucket_arn],
-                conditions={"StringLike": {"s3:prefix": [f"{prefix}/*"]}},
-            ),
+            list_store_prefix(bucket_arn, prefix),
             iam.PolicyStatement(
                 sid="DecryptThroughS3",
                 actions=["kms:Decrypt"],
                 resources=[key_arn],
-                conditions={"StringEquals": {"kms:ViaService": Fn.sub("s3.${AWS::Region}.amazonaws.com")}},
+                conditions={"StringEquals": via_s3()},
             ),
         ]
         prefix_reason = "Archives and manifests live under the store prefix; their keys are only known at push time."
@@ -168,7 +178,7 @@ class RolesStack(Stack):
                 sid="EncryptNewObjects",
                 actions=["kms:GenerateDataKey", "kms:Decrypt"],
                 resources=[key_arn],
-                conditions={"StringEquals": {"kms:ViaService": Fn.sub("s3.${AWS::Region}.amazonaws.com")}},
+                conditions={"StringEquals": via_s3()},
             ),
         ]:
             self.publisher.add_to_policy(statement)
@@ -318,7 +328,6 @@ class RolesStack(Stack):
         alarm = "arn:${AWS::Partition}:cloudwatch:${AWS::Region}:${AWS::AccountId}:alarm"
         prefix = cfg.store.prefix
         objects = f"{bucket_arn}/{prefix}"
-        via_s3 = {"kms:ViaService": Fn.sub("s3.${AWS::Region}.amazonaws.com")}
         statements = [
             iam.PolicyStatement(
                 sid="ProjectEndpointsConfigsAndModels",
@@ -388,13 +397,8 @@ class RolesStack(Stack):
                     f"{objects}/*/sagemaker/*",
                 ],
             ),
-            iam.PolicyStatement(
-                # Without it S3 answers 403, not 404, for a model.tar.gz not uploaded yet.
-                sid="ListTheStorePrefix",
-                actions=["s3:ListBucket"],
-                resources=[bucket_arn],
-                conditions={"StringLike": {"s3:prefix": [f"{prefix}/*"]}},
-            ),
+            # Without it S3 answers 403, not 404, for a model.tar.gz not uploaded yet.
+            list_store_prefix(bucket_arn, prefix),
             iam.PolicyStatement(
                 # model.tar.gz goes to a hidden temp key beside it, is copied into place, then the temp key goes.
                 sid="WriteModelTarballs",
@@ -410,7 +414,7 @@ class RolesStack(Stack):
                 sid="StoreKeyThroughS3",
                 actions=["kms:Decrypt", "kms:GenerateDataKey"],
                 resources=[key_arn],
-                conditions={"StringEquals": via_s3},
+                conditions={"StringEquals": via_s3()},
             ),
             iam.PolicyStatement(
                 # `deploy --kms-key <store key>` also encrypts the endpoint's ML storage volume: SageMaker grants

@@ -86,40 +86,29 @@ def test_the_guards_own_answers_carry_the_id_too(guard: Guard, path: str, header
     assert r.headers["X-Request-Id"] == "abc-2"
 
 
-def test_on_sagemaker_the_front_doors_headers_become_topk_and_the_request_id() -> None:
+def _sagemaker_invocation(headers: dict[str, str]) -> tuple[dict[str, str], requests.Response]:
+    """One /invocations through a guard in SageMaker mode: what the upstream saw, and the answer."""
     Recorder.seen.clear()
     with canned_server(Recorder) as upstream:
         g = _guard(upstream, sagemaker=True)
         g.start()
         try:
-            r = requests.post(
-                f"{g.url}/invocations",
-                data=b"x",
-                headers={"X-Amzn-SageMaker-Custom-Attributes": "3", "X-Amzn-SageMaker-Inference-Id": "abc-3"},
-                timeout=10,
-            )
+            r = requests.post(f"{g.url}/invocations", data=b"x", headers=headers, timeout=10)
         finally:
             g.stop()
-    seen = Recorder.seen[-1]
+    return Recorder.seen[-1], r
+
+
+def test_on_sagemaker_the_front_doors_headers_become_topk_and_the_request_id() -> None:
+    seen, r = _sagemaker_invocation(
+        {"X-Amzn-SageMaker-Custom-Attributes": "3", "X-Amzn-SageMaker-Inference-Id": "abc-3"}
+    )
     assert (seen["x-topk"], seen["x-request-id"]) == ("3", "abc-3")
     # SageMaker returns the container's custom attributes, and no other header, to the front door
     assert r.headers["X-Amzn-SageMaker-Custom-Attributes"] == "abc-3" == r.headers["X-Request-Id"]
 
 
 def test_custom_attributes_in_sagemakers_own_form_still_work() -> None:
-    Recorder.seen.clear()
-    with canned_server(Recorder) as upstream:
-        g = _guard(upstream, sagemaker=True)
-        g.start()
-        try:
-            r = requests.post(
-                f"{g.url}/invocations",
-                data=b"x",
-                headers={"X-Amzn-SageMaker-Custom-Attributes": "topk=2, request-id=abc-4"},
-                timeout=10,
-            )
-        finally:
-            g.stop()
-    seen = Recorder.seen[-1]
+    seen, r = _sagemaker_invocation({"X-Amzn-SageMaker-Custom-Attributes": "topk=2, request-id=abc-4"})
     assert "x-topk" not in seen, "the handler reads topk=N from the custom attributes itself"
     assert seen["x-request-id"] == "abc-4" == r.headers["X-Request-Id"]

@@ -203,7 +203,7 @@ def _at(obj: Any, path: tuple[str, ...]) -> Any:
 def crd_admission_errors(schema: dict[str, Any], obj: dict[str, Any], old: dict[str, Any] | None = None) -> list[str]:
     """What the API server would answer to `obj` (an update of `old` when given) under a CRD's openAPIV3Schema:
     schema errors (jsonschema), then the messages of the failing CEL rules (cel-python; transition rules only on
-    updates). The same check as tests/unit/test_controller_crd.py applies to the examples in k8s/examples/."""
+    updates). tests/unit/test_controller_crd.py applies it to the CRD's rules and to the examples in k8s/examples/."""
     import celpy  # imported here: only the CRD checks need these, and every chart test imports this module
     import jsonschema
 

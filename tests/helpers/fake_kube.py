@@ -716,3 +716,29 @@ def wait_for(
         assert why is None, f"{what}: {why}\n{details()}"
         assert time.monotonic() < deadline, f"{what} within {timeout:.0f} s\n{details()}"
         time.sleep(0.2)
+
+
+def wait_for_v1(
+    fake: FakeKube, t0: float, budget: float, gone: Callable[[], str | None], details: Callable[[], str]
+) -> tuple[dict[str, Any], dict[str, Any], float, float]:
+    """Wait until the operator has asked the pod template for v1, then until the status says v1 runs; return both
+    states and the seconds from ``t0`` to each, failing with ``details()`` past ``budget`` seconds in all."""
+
+    def state(**want: object) -> dict[str, Any] | None:
+        now = rollout(fake)
+        return now if all(now[k] == v for k, v in want.items()) else None
+
+    patched = wait_for("the pod template never asked for v1", lambda: state(annotation="1", env="1"), budget, gone,
+                       details)  # fmt: skip
+    t_patched = time.monotonic() - t0
+    ready = wait_for("the status never said v1 runs",
+                     lambda: state(phase="Ready", current="1", applied="1", ready="True"),
+                     budget - t_patched, gone, details)  # fmt: skip
+    return patched, ready, t_patched, time.monotonic() - t0
+
+
+def assert_rollout_events(events: list[dict[str, Any]]) -> None:
+    """The Events one successful rollout posts: started on both objects, succeeded on the ModelDeployment."""
+    reasons = {(e["involvedObject"]["kind"], e["reason"]) for e in events}
+    assert {("ModelDeployment", "RolloutStarted"), ("Deployment", "RolloutStarted")} <= reasons, reasons
+    assert ("ModelDeployment", "RolloutSucceeded") in reasons, reasons

@@ -14,7 +14,6 @@ from __future__ import annotations
 import time
 import uuid
 from pathlib import Path
-from typing import Any
 
 from tests.fixtures.moto_server import TEST_ENV, MotoS3, aws_test_env, moto_s3  # noqa: F401
 from tests.helpers import free_port
@@ -22,13 +21,13 @@ from tests.helpers.chart import tool
 from tests.helpers.fake_kube import (
     NAMESPACE,
     FakeKube,
+    assert_rollout_events,
     chart_deployment,
     model_deployment_crd,
     operator_grace_seconds,
     publish,
-    rollout,
     seed,
-    wait_for,
+    wait_for_v1,
 )
 from tests.helpers.images import OPERATOR, docker
 
@@ -80,20 +79,7 @@ def test_the_operator_image_rolls_v1_out_against_the_fake_api_and_stops_on_sigte
             state = docker("inspect", "-f", "{{.State.Status}} {{.State.ExitCode}}", name, check=False).stdout
             return None if state.startswith("running") else f"the container is {state.strip()}"
 
-        def state(**want: object) -> dict[str, Any] | None:
-            now = rollout(fake)
-            return now if all(now[k] == v for k, v in want.items()) else None
-
-        def patched_v1() -> dict[str, Any] | None:
-            return state(annotation="1", env="1")
-
-        def ready_v1() -> dict[str, Any] | None:
-            return state(phase="Ready", current="1", applied="1", ready="True")
-
-        patched = wait_for("the pod template never asked for v1", patched_v1, RECONCILE_S, gone, details)
-        t_patched = time.monotonic() - t0
-        ready = wait_for("the status never said v1 runs", ready_v1, RECONCILE_S - t_patched, gone, details)
-        t_ready = time.monotonic() - t0
+        patched, ready, t_patched, t_ready = wait_for_v1(fake, t0, RECONCILE_S, gone, details)
         t1 = time.monotonic()
         docker("stop", "-t", str(grace), name, timeout=grace + 60)
         t_stop = time.monotonic() - t1
@@ -108,9 +94,7 @@ def test_the_operator_image_rolls_v1_out_against_the_fake_api_and_stops_on_sigte
     assert unknown == [], f"the operator asked what the fake does not serve:\n{report}"
     assert patched["finalizers"] == ["resnet-serving.io/operator"], patched
     assert "resnet-serving.io/last-handled-configuration" in ready["annotations"], ready
-    reasons = {(e["involvedObject"]["kind"], e["reason"]) for e in events}
-    assert {("ModelDeployment", "RolloutStarted"), ("Deployment", "RolloutStarted")} <= reasons, reasons
-    assert ("ModelDeployment", "RolloutSucceeded") in reasons, reasons
+    assert_rollout_events(events)
     print(
         f"\noperator image against the fake API: v1 in the pod template after {t_patched:.1f} s, status Ready after "
         f"{t_ready:.1f} s (from docker run), docker stop (SIGTERM) to exit {t_stop:.1f} s of the chart's {grace} s"

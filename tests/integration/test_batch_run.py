@@ -69,6 +69,11 @@ def images(moto_s3: MotoS3) -> tuple[str, set[str]]:
     return f"s3://{bucket}/in/", set(objects)
 
 
+def _args(source: str, output: str, store: str, version: str, moto: MotoS3) -> list[str]:
+    """`batch run`'s flags every test passes: the input, the output, the model and moto's endpoint."""
+    return ["--input", source, "--output", output, "--store", store, "--version", version, "--endpoint-url", moto.url]
+
+
 def _run(*argv: str) -> int:
     return main(["batch", "run", *argv])
 
@@ -105,16 +110,7 @@ def test_every_input_gets_one_line_and_bad_ones_are_errors(
     source, keys = images
     out_bucket = moto_s3.create_bucket("batch-out")
     common = [
-        "--input",
-        source,
-        "--output",
-        f"s3://{out_bucket}/results/",
-        "--store",
-        model_store,
-        "--version",
-        "1",
-        "--endpoint-url",
-        moto_s3.url,
+        *_args(source, f"s3://{out_bucket}/results/", model_store, "1", moto_s3),
         "--checkpoint-every",
         "16",
     ]
@@ -160,18 +156,9 @@ def test_a_manifest_names_the_keys_and_a_missing_one_is_an_error_line(
     out = tmp_path / "out"
     assert (
         _run(
-            "--input",
-            source,
+            *_args(source, out.as_uri(), model_store, "1", moto_s3),
             "--manifest",
             str(manifest),
-            "--output",
-            out.as_uri(),
-            "--store",
-            model_store,
-            "--version",
-            "1",
-            "--endpoint-url",
-            moto_s3.url,
         )
         == 0
     )
@@ -209,16 +196,7 @@ def test_a_sigkilled_shard_resumes_with_exactly_one_line_per_input(
     source, keys = images
     out = tmp_path / "out"
     argv = [
-        "--input",
-        source,
-        "--output",
-        out.as_uri(),
-        "--store",
-        model_store,
-        "--version",
-        "1",
-        "--endpoint-url",
-        moto_s3.url,
+        *_args(source, out.as_uri(), model_store, "1", moto_s3),
         "--checkpoint-every",
         "8",
         "--batch-size",
@@ -293,16 +271,7 @@ def test_fails_fast_naming_what_is_missing(
     else:
         extra = ["--manifest", str(empty_output.parent / "missing.txt")]
     rc = _run(
-        "--input",
-        source,
-        "--output",
-        empty_output.as_uri(),
-        "--store",
-        model_store,
-        "--version",
-        version,
-        "--endpoint-url",
-        moto_s3.url,
+        *_args(source, empty_output.as_uri(), model_store, version, moto_s3),
         *extra,
     )
     err = capsys.readouterr().err

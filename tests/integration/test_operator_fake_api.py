@@ -19,7 +19,6 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
 
 import pytest
 import requests
@@ -32,13 +31,14 @@ from tests.helpers.fake_kube import (
     JSON_PATCH,
     NAMESPACE,
     FakeKube,
+    assert_rollout_events,
     chart_deployment,
     model_deployment_crd,
     operator_grace_seconds,
     publish,
     rollout,
     seed,
-    wait_for,
+    wait_for_v1,
 )
 
 #: Seconds from the operator's start to the ModelDeployment's status saying v1 runs: kopf's start, a store read
@@ -87,20 +87,7 @@ def test_the_operator_rolls_v1_out_against_the_fake_api_and_stops_on_sigterm(mot
             def gone() -> str | None:
                 return None if proc.poll() is None else f"the operator exited ({proc.returncode})"
 
-            def state(**want: object) -> dict[str, Any] | None:
-                now = rollout(fake)
-                return now if all(now[k] == v for k, v in want.items()) else None
-
-            def patched_v1() -> dict[str, Any] | None:
-                return state(annotation="1", env="1")
-
-            def ready_v1() -> dict[str, Any] | None:
-                return state(phase="Ready", current="1", applied="1", ready="True")
-
-            patched = wait_for("the pod template never asked for v1", patched_v1, RECONCILE_S, gone, details)
-            t_patched = time.monotonic() - t0
-            ready = wait_for("the status never said v1 runs", ready_v1, RECONCILE_S - t_patched, gone, details)
-            t_ready = time.monotonic() - t0
+            patched, ready, t_patched, t_ready = wait_for_v1(fake, t0, RECONCILE_S, gone, details)
             t1 = time.monotonic()
             proc.send_signal(signal.SIGTERM)
             rc = proc.wait(timeout=grace)
@@ -122,9 +109,7 @@ def test_the_operator_rolls_v1_out_against_the_fake_api_and_stops_on_sigterm(mot
     assert "resnet-serving.io/last-handled-configuration" in ready["annotations"], ready
     assert any(r.streamed for r in fake.requests if "watch=true" in r.query), report
     assert all(r.status < 500 for r in fake.requests), report
-    reasons = {(e["involvedObject"]["kind"], e["reason"]) for e in events}
-    assert {("ModelDeployment", "RolloutStarted"), ("Deployment", "RolloutStarted")} <= reasons, reasons
-    assert ("ModelDeployment", "RolloutSucceeded") in reasons, reasons
+    assert_rollout_events(events)
     print(
         f"\noperator on the host against the fake API: v1 in the pod template after {t_patched:.1f} s, "
         f"status Ready after {t_ready:.1f} s, SIGTERM to exit {t_stop:.1f} s"

@@ -10,13 +10,10 @@ the operator writes into ``.status`` must be in the schema (the API server would
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
-import celpy
-import jsonschema
 import pytest
 import yaml
 
@@ -26,6 +23,7 @@ from resnet_serving.controller.spec import parse_spec
 from resnet_serving.controller.status import render
 from resnet_serving.errors import InvalidModelDeployment
 from tests.helpers import REPO
+from tests.helpers.chart import crd_admission_errors as admission_errors
 
 ROOT = REPO
 CRD_FILE = ROOT / "charts" / "resnet50-serving" / "crds" / "modeldeployments.resnet-serving.io.yaml"
@@ -43,46 +41,6 @@ def crd() -> dict[str, Any]:
 def schema(crd: dict[str, Any]) -> dict[str, Any]:
     (version,) = crd["spec"]["versions"]
     return version["schema"]["openAPIV3Schema"]
-
-
-def cel_rules(schema: dict[str, Any], path: tuple[str, ...] = ()) -> Iterator[tuple[tuple[str, ...], dict[str, str]]]:
-    for rule in schema.get("x-kubernetes-validations", []):
-        yield path, rule
-    for name, sub in (schema.get("properties") or {}).items():
-        yield from cel_rules(sub, (*path, name))
-
-
-def at(obj: Any, path: tuple[str, ...]) -> Any:
-    for key in path:
-        if not isinstance(obj, dict) or key not in obj:
-            return None
-        obj = obj[key]
-    return obj
-
-
-def admission_errors(schema: dict[str, Any], obj: dict[str, Any], old: dict[str, Any] | None = None) -> list[str]:
-    """What the API server would answer: schema errors, then the failing CEL rules' messages."""
-    errors = [e.message for e in jsonschema.Draft202012Validator(schema).iter_errors(obj)]
-    env = celpy.Environment()
-    for path, rule in cel_rules(schema):
-        value = at(obj, path)
-        if value is None:
-            continue
-        uses_old = "oldSelf" in rule["rule"]
-        if uses_old and (old is None or at(old, path) is None):
-            continue  # transition rules apply to updates only
-        activation = {"self": celpy.json_to_cel(value)}
-        if uses_old:
-            activation["oldSelf"] = celpy.json_to_cel(at(old, path))
-        try:
-            ok = env.program(env.compile(rule["rule"])).evaluate(activation)
-        except celpy.CELEvalError as e:  # e.g. duration("garbage"): the API server rejects it too
-            ok = False
-            errors.append(f"{rule['message']} ({e})")
-            continue
-        if not bool(ok):
-            errors.append(rule["message"])
-    return errors
 
 
 def good() -> dict[str, Any]:

@@ -72,15 +72,16 @@ def load_from_args(rps: float | None, users: float | None, think_time_s: float |
 @dataclass
 class Row:
     option: str
-    units: str
-    base_units: int | None
-    total_units: int | None
-    headroom_units: int | None
-    per_unit_rps: float | None
-    p99_ms: float | None
-    p99_zone_down_ms: float | None
-    usd_month: float | None
-    estimated: bool
+    units: str = ""
+    # a line, or a way to serve that the plan cannot size (serverless), leaves these None
+    base_units: int | None = None
+    total_units: int | None = None
+    headroom_units: int | None = None
+    per_unit_rps: float | None = None
+    p99_ms: float | None = None
+    p99_zone_down_ms: float | None = None
+    usd_month: float | None = None
+    estimated: bool = False
     note: str = ""
     kind: str = "compute"  # compute (one row per way to serve) or line (front door and shared lines)
     scope: str = ""  # lines: "front door", "all", "EKS" or "SageMaker"
@@ -253,13 +254,6 @@ def totals(rows: list[Row], lines: list[Line]) -> list[Total]:
 def _line_row(line: Line, load: Load, hours: float) -> Row:
     return Row(
         option=line.name,
-        units="",
-        base_units=None,
-        total_units=None,
-        headroom_units=None,
-        per_unit_rps=None,
-        p99_ms=None,
-        p99_zone_down_ms=None,
         usd_month=line.usd_month,
         estimated=line.estimated,
         note=line.note,
@@ -472,14 +466,6 @@ def _serverless_row(bench: BenchReport, model: LatencyModel, prices: Prices, loa
     concurrency = math.ceil(load.rps * latency_s)
     base = Row(
         option="SageMaker serverless",
-        units="",
-        base_units=None,
-        total_units=None,
-        headroom_units=None,
-        per_unit_rps=None,
-        p99_ms=None,
-        p99_zone_down_ms=None,
-        usd_month=None,
         estimated=True,
     )
     acc = bench_accelerator(bench)
