@@ -282,6 +282,7 @@ MOVED = {
     "api.throttle_burst": "front_door.throttle_burst",
     "api.waf_rate_limit_per_5min": "front_door.waf_rate_limit_per_5min",
     "sagemaker.max_instances": "sagemaker.max_instances",
+    "budget.monthly_usd": "budget.monthly_usd",
 }
 
 
@@ -295,7 +296,7 @@ def _moved(r: _Reader) -> None:
 
 def _capacity(top: _Reader, base: Path) -> capacity.Limits:
     """The capacity file ``capacity_file`` names (relative to the config's directory): the one input for the
-    throttle, burst, WAF rate and SageMaker maximum."""
+    throttle, burst, WAF rate, SageMaker maximum and the budget's amount."""
     path = base / top.string("capacity_file")
     try:
         limits = capacity.load(path)
@@ -447,8 +448,9 @@ def parse(data: Any, base: Path = DEFAULT_CONFIG.parent) -> InfraConfig:
         )
 
     b = top.section("budget")
-    b.unknown({"monthly_usd", "alert_percent"})
-    budget = BudgetConfig(monthly_usd=b.number("monthly_usd"), alert_percent=b.number("alert_percent"))
+    _moved(b)
+    b.unknown({"alert_percent"})
+    budget = BudgetConfig(monthly_usd=limits.budget.monthly_usd, alert_percent=b.number("alert_percent"))
 
     return InfraConfig(
         project=top.string("project", re.compile(r"^[a-z][a-z0-9-]{1,30}$"), "project name"),

@@ -14,6 +14,7 @@ import pytest
 import yaml
 
 from resnet_serving import naming
+from resnet_serving.plan import limits as capacity
 from tests.helpers import REPO
 from tests.helpers.cloudwatch import EXAMPLE
 from tests.helpers.infra import Synth
@@ -192,8 +193,8 @@ def test_budget_counts_only_the_projects_tagged_cost(synth: Synth) -> None:
     assert budget()["CostFilters"] == {"TagKeyValue": [f"user:project${naming.PROJECT}"]}
 
 
-def test_budget_is_the_configured_amount() -> None:
-    limit = budget()["BudgetLimit"]
-    assert limit == {"Amount": CONFIG["budget"]["monthly_usd"], "Unit": "USD"}
-    # the account-wide default it replaces would alert at a small share of the planned load
-    assert CONFIG["budget"]["monthly_usd"] > 1000
+def test_budget_is_the_capacity_files_amount() -> None:
+    """The amount is the capacity file's (plan's total at its load; tests/unit/test_capacity_agrees.py holds it to
+    the plan), never a second figure in config.json."""
+    assert "monthly_usd" not in CONFIG["budget"]
+    assert budget()["BudgetLimit"] == {"Amount": capacity.load().budget.monthly_usd, "Unit": "USD"}

@@ -59,6 +59,7 @@ def test_the_committed_config_is_valid_and_keeps_the_issue_defaults() -> None:
         ("api.throttle_rate", 1000, "api.throttle_rate comes from the capacity file's front_door.throttle_rate"),
         ("api.throttle_burst", 2000, "api.throttle_burst comes from the capacity file's front_door.throttle_burst"),
         ("sagemaker.max_instances", 4, "sagemaker.max_instances comes from the capacity file's sagemaker.max_"),
+        ("budget.monthly_usd", 18100, "budget.monthly_usd comes from the capacity file's budget.monthly_usd"),
         ("capacity_file", KeyError, "capacity_file is missing"),
         ("capacity_file", "", "capacity_file must be a non-empty string, got ''"),
         ("capacity_file", "/nonexistent/capacity.json", "capacity_file: /nonexistent/capacity.json: cannot read"),

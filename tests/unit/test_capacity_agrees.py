@@ -71,6 +71,8 @@ def shipped() -> dict[str, Any]:
     alarms = _resources("resnet-serving-observability.json", "AWS::CloudWatch::Alarm")
     (at_max,) = [a for a in alarms if a["AlarmName"].endswith("-instances-at-max")]
     out["at_max_alarm"] = at_max["Threshold"]
+    (budget,) = _resources("resnet-serving-observability.json", "AWS::Budgets::Budget")
+    out["budget"] = budget["Budget"]["BudgetLimit"]["Amount"]
 
     args = build_parser().parse_args(DEPLOY)
     try:
@@ -143,6 +145,7 @@ def drift(limits: capacity.Limits, s: dict[str, Any]) -> list[str]:
             fd.waf_rate_limit_per_5min,
         ),
         ("infra: instances-at-max alarm", s["at_max_alarm"], "sagemaker.max_instances", sm.max_instances),
+        ("infra: monthly budget", s["budget"], "budget.monthly_usd", limits.budget.monthly_usd),
         ("sagemaker deploy: --instance-type", s["sm_type"], "sagemaker.instance_type", sm.instance_type),
         ("sagemaker deploy: minimum", s["sm_min"], "sagemaker.min_instances", sm.min_instances),
         ("sagemaker deploy: maximum", s["sm_max"], "sagemaker.max_instances", sm.max_instances),
@@ -226,6 +229,28 @@ def test_each_contradiction_is_named(change: dict[str, Any], expected: str) -> N
     assert any(expected in p for p in problems), problems
 
 
+def test_the_budget_is_both_paths_at_the_stated_load() -> None:
+    """The budget covers each complete option at the file's load (so deploying either path alone stays under it)
+    and both at once, with the front door and shared lines counted once, not twice."""
+    limits = capacity.load()
+    plan = make_plan(
+        BenchReport.load(ROOT / limits.load.bench),
+        load_prices(None, limits.load.region),
+        Load(limits.load.rps, ""),
+        p99_ms=limits.load.p99_ms,
+        node_type=limits.eks.node_type,
+        instance_types=[limits.sagemaker.instance_type],
+    )
+    totals = {t.option: t for t in plan.totals}
+    eks, sm = totals["EKS on-demand"], totals[f"SageMaker real-time {limits.sagemaker.instance_type}"]
+    assert eks.total is not None and sm.total is not None and eks.compute is not None and sm.compute is not None
+    both = eks.total + sm.compute + (sm.shared - sum(r.usd_month or 0 for r in plan.rows if r.scope == "all"))
+    amount = limits.budget.monthly_usd
+    assert both <= amount < both + capacity.BUDGET_STEP_USD, (amount, both)
+    assert max(eks.total, sm.total) < amount < eks.total + sm.total
+    assert f"{limits.load.rps:g} req/s" in limits.budget.how
+
+
 # ---- the capacity file is user input: a bad one names the field -----------------------------------------------
 def _packaged() -> dict[str, Any]:
     return dict(json.loads(capacity.load().to_json()))
@@ -248,6 +273,8 @@ def _packaged() -> dict[str, Any]:
         ("load", "p99_ms", -1, "load.p99_ms must be a positive number, got -1"),
         ("load", "rps", True, "load.rps must be a positive number, got True"),
         ("eks", "pods", 3, "eks: unknown field(s) pods"),
+        ("budget", "monthly_usd", 0.5, "budget.monthly_usd must be a whole number of at least 1, got 0.5"),
+        ("budget", "how", None, "budget.how must be a non-empty string, got None"),
     ],
 )  # fmt: skip
 def test_a_bad_capacity_file_names_the_field(section: str, key: str, value: Any, message: str, tmp_path: Path) -> None:

@@ -2,10 +2,10 @@
 
 ``resnet-serving plan ... --emit-capacity FILE`` writes it from a stated load and the bench; the packaged
 ``capacity.json`` next to this module is the shipped one. Its readers: ``sagemaker deploy`` (instance type, min,
-max and target when no flag gives them), infra/config.py (the throttle, burst, WAF rate and the
-``instances-at-max`` alarm), and the checks that k8s/values/prod.yaml's HPA and k8s/eksctl/cluster.yaml's node
-groups agree with it (tests/unit/test_capacity_agrees.py). :func:`contradictions` says where two limits
-contradict each other.
+max and target when no flag gives them), infra/config.py (the throttle, burst, WAF rate, the
+``instances-at-max`` alarm and the monthly budget), and the checks that k8s/values/prod.yaml's HPA and
+k8s/eksctl/cluster.yaml's node groups agree with it (tests/unit/test_capacity_agrees.py).
+:func:`contradictions` says where two limits contradict each other.
 """
 
 from __future__ import annotations
@@ -29,6 +29,8 @@ WAF_FACTOR = 2
 BURST_FACTOR = 2
 #: Maximum over minimum (units): the autoscaler's room above the zone-spread minimum, as the chart values have.
 MAX_FACTOR = 2
+#: The budget is the plan's total rounded up to a multiple of this, in USD.
+BUDGET_STEP_USD = 100
 
 
 @dataclass(frozen=True)
@@ -66,11 +68,18 @@ class EksLimits:
 
 
 @dataclass(frozen=True)
+class Budget:
+    monthly_usd: int  # the AWS Budgets amount the observability stack creates
+    how: str
+
+
+@dataclass(frozen=True)
 class Limits:
     load: StatedLoad
     front_door: FrontDoor
     sagemaker: SageMakerLimits
     eks: EksLimits
+    budget: Budget
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2, ensure_ascii=False) + "\n"
@@ -85,6 +94,7 @@ def from_plan(plan: Any, *, bench: str, instance_type: str, node_type: str, pods
         raise InputError(f"the plan has no SageMaker row for {instance_type}: pass --instance-type {instance_type}")
     eks = rows["EKS on-demand"]
     assert eks.total_units is not None
+    budget = budget_from_plan(plan, instance_type)
     rate = math.ceil(plan.load.rps)
     pods_min, pods_max = eks.total_units, MAX_FACTOR * eks.total_units
     return Limits(
@@ -104,6 +114,25 @@ def from_plan(plan: Any, *, bench: str, instance_type: str, node_type: str, pods
             math.ceil(pods_min / plan.azs / pods_per_node),
             math.ceil(pods_max / plan.azs / pods_per_node),
         ),
+        budget=budget,
+    )
+
+
+def budget_from_plan(plan: Any, instance_type: str) -> Budget:
+    """What the install costs a month at the stated load with both paths up, as the install page deploys them:
+    EKS on-demand and SageMaker real-time on ``instance_type``, plus the front door and every shared line once."""
+    rows = {r.option: r for r in plan.rows if r.kind == "compute"}
+    eks, sm = rows["EKS on-demand"], rows[f"SageMaker real-time {instance_type}"]
+    lines = [r for r in plan.rows if r.kind == "line"]
+    assert eks.usd_month is not None and sm.usd_month is not None
+    usd = eks.usd_month + sm.usd_month + sum(r.usd_month or 0.0 for r in lines)
+    amount = math.ceil(usd / BUDGET_STEP_USD) * BUDGET_STEP_USD
+    return Budget(
+        amount,
+        f"plan's $/month at {plan.load.rps:g} req/s in {plan.region} with both paths up: EKS on-demand "
+        f"({eks.units}) ${eks.usd_month:,.0f} + SageMaker real-time {sm.units} of {instance_type} "
+        f"${sm.usd_month:,.0f} + the front door and shared lines ${usd - eks.usd_month - sm.usd_month:,.0f}, "
+        f"rounded up to ${BUDGET_STEP_USD}",
     )
 
 
@@ -153,7 +182,7 @@ class _Section:
 def parse(data: Any, source: str) -> Limits:
     """Validate a decoded capacity file; :class:`InputError` names the first bad field and the file."""
     top = _Section(data, "", source)
-    extra = sorted(set(top.data) - {"load", "front_door", "sagemaker", "eks"})
+    extra = sorted(set(top.data) - {"load", "front_door", "sagemaker", "eks", "budget"})
     if extra:
         raise InputError(f"{source}: unknown field(s) {', '.join(extra)}")
     ld = top.section("load", {"rps", "p99_ms", "how", "bench", "region"})
@@ -162,6 +191,7 @@ def parse(data: Any, source: str) -> Limits:
     ek = top.section(
         "eks", {"node_type", "zones", "min_replicas", "max_replicas", "nodes_per_zone_min", "nodes_per_zone_max"}
     )
+    bu = top.section("budget", {"monthly_usd", "how"})
     limits = Limits(
         load=StatedLoad(
             ld.number("rps"), ld.number("p99_ms"), ld.string("how"), ld.string("bench"), ld.string("region")
@@ -183,6 +213,7 @@ def parse(data: Any, source: str) -> Limits:
             ek.integer("nodes_per_zone_min"),
             ek.integer("nodes_per_zone_max"),
         ),
+        budget=Budget(bu.integer("monthly_usd"), bu.string("how")),
     )
     problems = internal_contradictions(limits)
     if problems:
