@@ -14,6 +14,11 @@ import pytest
 
 from tests.security.audit import REGISTRY_JSON
 
+# RESNET_SERVING_AMP=auto follows the CPU (bf16 where native), and CI's machines differ there: the suite pins fp32,
+# inherited by every serve and worker it starts, so its numerics agree on all of them. The auto choice is tested
+# with given /proc/cpuinfo texts (tests/unit/test_cpuinfo.py).
+os.environ.setdefault("RESNET_SERVING_AMP", "off")
+
 
 @pytest.fixture(scope="session")
 def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:

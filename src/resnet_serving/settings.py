@@ -141,7 +141,10 @@ class Settings:
     # ---- the model in the worker
     amp: str = field(
         default="auto",
-        metadata=_var(_choice(AMP_CHOICES), "auto (fp16 autocast on CUDA, fp32 on CPU), off, fp16 or bf16"),
+        metadata=_var(
+            _choice(AMP_CHOICES),
+            "auto (fp16 on CUDA; bf16 on a CPU with native bf16, else fp32), off (fp32), fp16 or bf16",
+        ),
     )
     compile: bool = field(default=False, metadata=_var(_flag, "torch.compile the model during the worker's warm-up"))
     gpu_decode: bool = field(

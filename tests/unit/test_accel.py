@@ -43,8 +43,9 @@ def test_accel_options_from_env() -> None:
         accel_options({"RESNET_SERVING_AMP": "int4"})
 
 
-def test_auto_amp_is_fp32_on_cpu_and_fp16_on_cuda(state: dict) -> None:
-    assert model.Classifier(state).amp_dtype is None
+def test_off_is_fp32_and_a_gpu_id_without_a_gpu_selects_the_cpu(state: dict) -> None:
+    """(auto's choice on a CPU: tests/unit/test_cpuinfo.py)"""
+    assert model.Classifier(state, amp="off").amp_dtype is None
     # device selection: no GPU here, so a gpu_id from TorchServe still selects the CPU
     assert model.select_device(0 if not torch.cuda.is_available() else None).type == "cpu"
 
@@ -52,7 +53,7 @@ def test_auto_amp_is_fp32_on_cpu_and_fp16_on_cuda(state: dict) -> None:
 @pytest.mark.parametrize("freeze", [True, False], ids=["frozen-bf16-graph", "eager-autocast"])
 def test_bf16_matches_fp32_top1(state: dict, freeze: bool) -> None:
     images = [imaging.decode_image(fx.PHOTO.read_bytes()), imaging.decode_image(fx.jpeg(300, 200))]
-    fp32 = batch_logits(model.Classifier(state), images)
+    fp32 = batch_logits(model.Classifier(state, amp="off"), images)
     clf = model.Classifier(state, amp="bf16", freeze=freeze)
     assert clf.graph == ("torchscript-frozen-bf16" if freeze else "eager")
     bf16 = batch_logits(clf, images)
@@ -120,7 +121,7 @@ def test_the_model_takes_pixels_and_computes_the_reference_network(state: dict, 
     with torch.inference_mode():
         ref = torchvision_resnet50(state)(imaging.normalize_crops(crops, channels_last=False)).numpy()
     before = state["conv1.weight"].clone()
-    clf = model.Classifier(state, freeze=freeze)
+    clf = model.Classifier(state, amp="off", freeze=freeze)
     assert torch.equal(state["conv1.weight"], before)  # the fold changes the Classifier's copy, not the caller's
     ours = batch_logits(clf, crops, crops=True)
     assert ours.shape == ref.shape == (3, 1000)
@@ -153,7 +154,7 @@ def test_compile_is_applied_and_warmed_up(state: dict, monkeypatch: pytest.Monke
     assert clf.model.batches == [1, 4]  # compiled during start-up, not on a request
     batch_logits(clf, [imaging.decode_image(fx.jpeg())] * 2)
     assert clf.model.batches == [1, 4, 2]
-    assert not model.Classifier(state).compiled
+    assert not model.Classifier(state, amp="off").compiled
 
 
 @pytest.mark.parametrize("amp, freeze, expected", [
@@ -216,7 +217,7 @@ def test_service_deferred_decode_path_blames_the_right_image(model_dir: Path) ->
 
 def test_cpu_model_is_frozen_by_default_and_matches_eager(state: dict) -> None:
     """The frozen TorchScript graph (BN folded, oneDNN-packed weights) computes what the eager model does."""
-    frozen, eager = model.Classifier(state), model.Classifier(state, freeze=False)
+    frozen, eager = model.Classifier(state, amp="off"), model.Classifier(state, amp="off", freeze=False)
     assert frozen.graph == "torchscript-frozen" and isinstance(frozen.model, torch.jit.ScriptModule)
     assert eager.graph == "eager" and not isinstance(eager.model, torch.jit.ScriptModule)
     images = [imaging.decode_image(fx.PHOTO.read_bytes()), imaging.decode_image(fx.jpeg(300, 200)),

@@ -280,7 +280,7 @@ def _threads(value: str) -> int:
 def cmd_serve(args: argparse.Namespace) -> int:
     from resnet_serving.errors import Stopped
     from resnet_serving.inference.cpu import openmp_env
-    from resnet_serving.inference.cpuinfo import bf16_warning
+    from resnet_serving.inference.cpuinfo import auto_cpu_precision, bf16_warning
     from resnet_serving.settings import Settings
     from resnet_serving.torchserve.config import ServeConfig, checked_max_batch_delay, free_ports, response_timeout
     from resnet_serving.torchserve.server import TorchServe
@@ -288,6 +288,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
     settings = Settings.from_env()  # fail fast on a bad RESNET_SERVING_* value, before Java starts
     if bf16_note := bf16_warning(settings.amp):
         ui.warn(bf16_note)
+    if settings.amp == "auto":
+        chosen, why = auto_cpu_precision()
+        ui.info(f"precision on CPU workers: {chosen}: {why}")
     if args.drain_timeout < 0:
         raise InputError(f"--drain-timeout {args.drain_timeout:g}: must be ≥ 0 seconds")
     if not args.ready_timeout >= 1:  # also refuses nan

@@ -1,7 +1,8 @@
 """What the CPU can do for reduced precision: its model name and instruction-set flags (``/proc/cpuinfo``).
 
-``serve`` warns at start-up when bf16 is asked for on a CPU that would emulate it, and ``bench`` records the
-flags it ran on. Torch-free.
+``RESNET_SERVING_AMP=auto`` runs bf16 on a CPU with native bf16 and fp32 elsewhere (:func:`auto_cpu_precision`),
+``serve`` says which at start-up and warns when bf16 is forced on a CPU that would emulate it, and ``bench``
+records the flags it ran on. Torch-free.
 """
 
 from __future__ import annotations
@@ -56,6 +57,22 @@ def bf16_native(flags: frozenset[str]) -> bool:
     return any(f in flags for f in BF16_FLAGS)
 
 
+def auto_cpu_precision(path: Path | None = None) -> tuple[str, str]:
+    """What ``RESNET_SERVING_AMP=auto`` runs on a CPU, and why: ``("bf16", …)`` where the CPU has native bf16
+    (:data:`BF16_FLAGS`), as OpenVINO's own default is there, else ``("fp32", …)``."""
+    model, flags = read_cpuinfo(path)
+    name = model or "this CPU"
+    if not flags:
+        return "fp32", "the CPU's flags cannot be read (no /proc/cpuinfo), so fp32"
+    have = [f for f in BF16_FLAGS if f in flags]
+    if have:
+        return "bf16", (
+            f"{name} has {' and '.join(have)} (native bf16); {env_name('amp')}=off serves fp32, and `resnet-serving "
+            "evaluate` shows the top-1 agreement with fp32 on your images"
+        )
+    return "fp32", f"{name} has neither {' nor '.join(BF16_FLAGS)}: bf16 would be emulated, slower than fp32"
+
+
 def bf16_warning(amp: str, path: Path | None = None) -> str | None:
     """The start-up warning for ``RESNET_SERVING_AMP=bf16`` on a CPU without bf16 instructions, else None.
 
@@ -69,5 +86,5 @@ def bf16_warning(amp: str, path: Path | None = None) -> str | None:
         f"{env_name('amp')}=bf16 on a CPU without bf16 instructions ({model or 'unknown model'} has neither "
         f"{' nor '.join(BF16_FLAGS)} in /proc/cpuinfo): workers on this CPU emulate bf16, which served at "
         f"{BF16_EMULATED_SPEED:.2f}× of fp32's throughput on {BF16_EMULATED_CPU} (docs: how-to/reduced-precision). "
-        "Unset it or use auto (fp32 on a CPU); a worker on a GPU is not affected."
+        "Unset it or use auto (fp32 on such a CPU); a worker on a GPU is not affected."
     )
