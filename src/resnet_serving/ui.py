@@ -95,6 +95,41 @@ def progress(description: str, total: int) -> Iterator[Callable[[int], None]]:
         yield advance
 
 
+class CountingBar:
+    """A bar for work whose total is learnt while it runs (:func:`counting_progress`): ``set_total`` once known,
+    ``start_at`` for work done before (a resumed run), ``advance`` with the current rate."""
+
+    def __init__(self, bar: Any = None, task: Any = None, rate_unit: str = "") -> None:
+        self._bar, self._task, self._unit = bar, task, rate_unit
+
+    def set_total(self, total: int) -> None:
+        if self._bar is not None:
+            self._bar.update(self._task, total=total)
+
+    def start_at(self, done: int) -> None:
+        if self._bar is not None:
+            self._bar.update(self._task, completed=done)
+
+    def advance(self, n: int, rate: float) -> None:
+        if self._bar is not None:
+            self._bar.update(self._task, advance=n, rate=f"{rate:.1f} {self._unit}")
+
+
+@contextmanager
+def counting_progress(description: str, *, rate_unit: str, enabled: bool | None = None) -> Iterator[CountingBar]:
+    """Done of total (unknown at first), the rate and the time left, as :func:`terminal_progress` shows bars:
+    on a terminal only, a :class:`CountingBar` that does nothing elsewhere."""
+    if not (interactive() if enabled is None else enabled):
+        yield CountingBar()
+        return
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+               TextColumn("{task.fields[rate]}"), TimeRemainingColumn())  # fmt: skip
+    with Progress(*columns, console=console) as bar:
+        yield CountingBar(bar, bar.add_task(description, total=None, rate="-"), rate_unit)
+
+
 def info(message: str) -> None:
     console.print(message, highlight=False)
 

@@ -163,6 +163,47 @@ def test_the_publisher_may_delete_exactly_the_keys_the_store_deletes() -> None:
     assert all(deletable(temp_key(key)) for key in [*kept, manifest_key("resnet50", "3")])
 
 
+def deployer_patterns(sid: str) -> set[str]:
+    """The key patterns, relative to the store prefix, of one statement of infra/'s SageMaker deployer role."""
+    infra = REPO / "infra"
+    prefix = json.loads((infra / "config.json").read_text(encoding="utf-8"))["store"]["prefix"]
+    template = json.loads((infra / "templates" / "resnet-serving-roles.json").read_text(encoding="utf-8"))
+    (policy,) = [r for n, r in template["Resources"].items() if n.startswith("SageMakerDeployerDefaultPolicy")]
+    (statement,) = [st for st in policy["Properties"]["PolicyDocument"]["Statement"] if st.get("Sid") == sid]
+    resources = statement["Resource"] if isinstance(statement["Resource"], list) else [statement["Resource"]]
+    tails = [r["Fn::Join"][1][-1] for r in resources]
+    assert all(t.startswith(f"/{prefix}/") for t in tails), tails
+    return {t.removeprefix(f"/{prefix}/") for t in tails}
+
+
+def test_the_sagemaker_deployer_reaches_exactly_the_keys_deploy_uses() -> None:
+    """The deployer's key patterns (written in infra/resnet_infra/roles.py) match the store's own keys for what
+    `sagemaker deploy` reads (a channel, a manifest, the archive) and writes (model.tar.gz via a temp key), and
+    nothing it must not write."""
+    from resnet_serving.store import archive_key, channel_key, manifest_key, tarball_key
+    from resnet_serving.store.s3 import temp_key
+
+    def matches(key: str, sid: str) -> bool:  # IAM's `*` spans `/`, as fnmatch's does
+        return any(fnmatch.fnmatchcase(key, pattern) for pattern in deployer_patterns(sid))
+
+    reads = [channel_key("resnet50", "stable"), manifest_key("resnet50", "3"), archive_key("resnet50", "3"),
+             tarball_key("resnet50", "3")]  # fmt: skip
+    assert all(matches(key, "ReadVersionsToPack") for key in reads), reads
+    tarball = tarball_key("resnet50", "3")
+    assert matches(tarball, "WriteModelTarballs") and matches(temp_key(tarball), "WriteModelTarballs")
+    assert matches(temp_key(tarball), "RemoveItsOwnTempKeys") and not matches(tarball, "RemoveItsOwnTempKeys")
+    never = [archive_key("resnet50", "3"), manifest_key("resnet50", "3"), channel_key("resnet50", "stable")]
+    assert not any(matches(key, "WriteModelTarballs") for key in never)
+
+
+def test_make_archive_writes_the_owned_archive_name() -> None:
+    from resnet_serving.artifact.layout import ARCHIVE_NAME
+
+    makefile = (REPO / "Makefile").read_text(encoding="utf-8")
+    (target,) = re.findall(r"^\t@test -f \$\(STORE\)/resnet50/\$\(VERSION\)/(\S+) \|\|", makefile, re.M)
+    assert target == ARCHIVE_NAME
+
+
 # ---- batching defaults: resnet_serving.torchserve.config ------------------------------------------------
 def test_one_set_of_batching_defaults_for_serve_sync_and_the_chart(tmp_path: Path) -> None:
     from resnet_serving.sync.loop import Syncer

@@ -23,6 +23,7 @@ import time
 import zipfile
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -162,57 +163,24 @@ def _fetch_model(opts: BatchOptions, work: Path) -> tuple[str, Path]:
 
 
 # ---- progress -----------------------------------------------------------------------------------------
-class _Progress:
-    """images, img/s and ETA on a terminal (rich); nothing off one. The total comes from a second, counting pass
-    over the listing, streamed beside the work, only when there is a terminal to show it on."""
+@contextmanager
+def _progress(enabled: bool, description: str, count: Callable[[], Iterator[object]]) -> Iterator[ui.CountingBar]:
+    """images, img/s and ETA on a terminal (ui.counting_progress); nothing off one. The total comes from a second,
+    counting pass over the listing, streamed beside the work, only when there is a terminal to show it on."""
 
-    def __init__(self, enabled: bool, description: str, count: Callable[[], Iterator[object]] | None) -> None:
-        self.enabled = enabled
-        self._bar: Any = None
-        self._task: Any = None
-        self._count = count
-        self._description = description
-
-    def __enter__(self) -> _Progress:
-        if not self.enabled:
-            return self
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-        self._bar = Progress(
-            TextColumn("[bold]{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TextColumn("{task.fields[rate]} img/s"),
-            TimeRemainingColumn(),
-            console=ui.console,
-        )
-        self._bar.__enter__()
-        self._task = self._bar.add_task(self._description, total=None, rate="-")
-        if self._count is not None:
-            threading.Thread(target=self._counter, name="batch-count", daemon=True).start()
-        return self
-
-    def _counter(self) -> None:
-        assert self._count is not None
+    def counter(bar: ui.CountingBar) -> None:
         n = 0
         try:
-            for _ in self._count():
+            for _ in count():
                 n += 1
         except ResnetServingError:  # the count only feeds the ETA; the work reports a failing store itself
             return
-        self._bar.update(self._task, total=n)
+        bar.set_total(n)
 
-    def start_at(self, done: int) -> None:
-        if self._bar is not None:
-            self._bar.update(self._task, completed=done)
-
-    def advance(self, n: int, rate: float) -> None:
-        if self._bar is not None:
-            self._bar.update(self._task, advance=n, rate=f"{rate:.1f}")
-
-    def __exit__(self, *exc: object) -> None:
-        if self._bar is not None:
-            self._bar.__exit__(None, None, None)
+    with ui.counting_progress(description, rate_unit="img/s", enabled=enabled) as bar:
+        if enabled:
+            threading.Thread(target=counter, args=(bar,), name="batch-count", daemon=True).start()
+        yield bar
 
 
 # ---- the run ------------------------------------------------------------------------------------------
@@ -312,7 +280,7 @@ def _run(
     prefetch = max(2 * opts.batch_size, opts.readers)
     with (
         ThreadPoolExecutor(opts.readers, thread_name_prefix="batch-read") as pool,
-        _Progress(enabled, f"batch {shard}", count if enabled else None) as bar,
+        _progress(enabled, f"batch {shard}", count) as bar,
     ):
         bar.start_at(state.done)
         queue: collections.deque[Future[tuple[ObjectInfo, int, Any]]] = collections.deque()
