@@ -101,3 +101,30 @@ def test_the_guards_415_is_the_refused_schema_with_the_handlers_message() -> Non
     assert body["message"] == handler.value.message
     media = SPEC["components"]["responses"]["UnsupportedMediaType"]["content"]["application/json"]["schema"]
     assert {"$ref": "#/components/schemas/Refused"} in media["oneOf"]
+
+
+def test_the_front_door_is_described_as_the_stack_builds_it() -> None:
+    """The front door's server, security schemes and statuses, against infra/templates/resnet-serving-frontdoor.json:
+    the scope the method requires, its API key, the stage, and every status its method and gateway responses
+    can answer (each named in the description's status list)."""
+    import json
+
+    template = json.loads((REPO / "infra" / "templates" / "resnet-serving-frontdoor.json").read_text("utf-8"))
+    config = json.loads((REPO / "infra" / "config.json").read_text("utf-8"))
+    resources = template["Resources"].values()
+    (method,) = [r["Properties"] for r in resources if r["Type"] == "AWS::ApiGateway::Method"]
+    gateway = {r["Properties"]["StatusCode"] for r in resources if r["Type"] == "AWS::ApiGateway::GatewayResponse"}
+
+    (server,) = [s for s in SPEC["servers"] if "execute-api" in s["url"]]
+    assert server["url"].endswith("/{stage}") and server["variables"]["stage"]["default"] == config["api"]["stage"]
+    schemes = SPEC["components"]["securitySchemes"]
+    assert method["AuthorizationType"] == "COGNITO_USER_POOLS" and schemes["cognito"]["type"] == "oauth2"
+    assert list(schemes["cognito"]["flows"]["clientCredentials"]["scopes"]) == method["AuthorizationScopes"]
+    assert method["ApiKeyRequired"] is True
+    assert (schemes["apiKey"]["in"], schemes["apiKey"]["name"]) == ("header", "x-api-key")
+
+    text = SPEC["info"]["description"]
+    statuses = text[text.index("**The front door**") :]
+    named = set(re.findall(r"\b([1-5]\d\d)\b", statuses))
+    answered = {m["StatusCode"] for m in method["MethodResponses"]} | gateway
+    assert answered - {"200"} <= named, f"the front door answers {sorted(answered - named)}, not described"
