@@ -2,7 +2,9 @@
 format it writes): ``model.mar`` (TorchServe) plus its ``manifest.json`` (sha256, weights, labels).
 
 The .mar holds the state_dict (``model.pt``), the handler, ``index_to_name.json`` and ``model_info.json``
-(name, version, weights source) so that every response can say which weights produced it.
+(name, version, weights source, runtime) so that every response can say which weights produced it. Built with
+``runtime="openvino"``, it also holds the network as OpenVINO IR (``model.xml``, ``model.bin``), converted here so
+that a worker only compiles it.
 """
 
 from __future__ import annotations
@@ -32,7 +34,8 @@ from resnet_serving.artifact.layout import (
     STATE_DICT_FILE,
 )
 from resnet_serving.artifact.manifest import Manifest, sha256_file, validate_version
-from resnet_serving.errors import ArchiveError
+from resnet_serving.artifact.runtime import OPENVINO_FILES, OPENVINO_PRECISIONS, RUNTIMES, TORCH, runtime_unavailable
+from resnet_serving.errors import ArchiveError, InputError
 from resnet_serving.files import atomic_write_bytes
 from resnet_serving.inference.imaging import WEIGHTS, categories
 from resnet_serving.inference.model import resolve_weights
@@ -61,9 +64,14 @@ def build_archive(
     out_dir: Path,
     handler: Path | None = None,
     model_name: str = MODEL_NAME,
+    runtime: str = "torch",
+    precision: str | None = None,
 ) -> tuple[Path, Manifest]:
-    """Build ``out_dir/model.mar`` and ``out_dir/manifest.json``. Returns the archive path and its manifest."""
+    """Build ``out_dir/model.mar`` and ``out_dir/manifest.json``. Returns the archive path and its manifest.
+
+    ``runtime="openvino"`` also packs the OpenVINO IR, to be compiled in ``precision`` (default fp32)."""
     validate_version(version)
+    precision = checked_runtime(runtime, precision)
     handler = handler or default_handler_path()
     if not handler.is_file():
         raise ArchiveError(f"handler {handler} not found (set {env_name('handler')})")
@@ -92,6 +100,15 @@ def build_archive(
             "labels": labels_info,
             "created": created,
         }
+        record: dict[str, Any] = dict(TORCH)
+        extra_files = [tmp / LABELS_FILE, tmp / MODEL_INFO_FILE]
+        if runtime == "openvino":
+            from resnet_serving.inference.openvino_model import export_ir
+
+            with ui.status(f"converting the network to OpenVINO IR ({precision})"):
+                record = export_ir(state, tmp, str(precision))
+            extra_files += [tmp / name for name in OPENVINO_FILES]
+        model_info["runtime"] = record
         (tmp / MODEL_INFO_FILE).write_text(json.dumps(model_info, indent=2), encoding="utf-8")
         with ui.status("saving state_dict"):
             torch.save(state, tmp / STATE_DICT_FILE)
@@ -101,7 +118,7 @@ def build_archive(
                 version=version,
                 serialized_file=tmp / STATE_DICT_FILE,
                 handler=str(handler),
-                extra_files=[tmp / LABELS_FILE, tmp / MODEL_INFO_FILE],
+                extra_files=extra_files,
                 work_dir=tmp,
             )
         with ui.status("hashing archive"):
@@ -116,6 +133,7 @@ def build_archive(
             torchvision=torchvision.__version__,
             weights=info,
             labels=labels_info,
+            runtime=record,
         )
         # Archive first, manifest last: a directory with a manifest always has the archive it describes.
         final = out_dir / ARCHIVE_NAME
@@ -124,8 +142,34 @@ def build_archive(
     return final, manifest
 
 
+def checked_runtime(runtime: str, precision: str | None) -> str | None:
+    """``precision`` for ``runtime`` (fp32 by default for openvino), or :class:`InputError` for a combination that
+    means nothing; an OpenVINO build where OpenVINO is missing fails here, before the weights are resolved."""
+    if runtime not in RUNTIMES:
+        raise InputError(f"--runtime {runtime}: use one of {', '.join(RUNTIMES)}")
+    if runtime == "torch":
+        if precision is not None:
+            raise InputError(
+                f"--precision {precision} is for --runtime openvino: a torch archive's precision is chosen when it "
+                f"is served ({env_name('amp')})"
+            )
+        return None
+    if precision is not None and precision not in OPENVINO_PRECISIONS:
+        raise InputError(f"--precision {precision}: the openvino runtime takes {', '.join(OPENVINO_PRECISIONS)}")
+    if missing := runtime_unavailable({"name": runtime}, "archive --runtime openvino"):
+        raise ArchiveError(missing)
+    return precision or OPENVINO_PRECISIONS[0]
+
+
 def build_into_store(
-    store_dir: Path, *, weights: str, version: str, model_name: str = MODEL_NAME, force: bool = False
+    store_dir: Path,
+    *,
+    weights: str,
+    version: str,
+    model_name: str = MODEL_NAME,
+    force: bool = False,
+    runtime: str = "torch",
+    precision: str | None = None,
 ) -> Manifest:
     """Build in a staging folder inside ``store_dir``, then publish into the local store (``Store.push``: archive
     first, manifest last), so a half-built version is never visible. Returns the manifest."""
@@ -134,7 +178,14 @@ def build_into_store(
     store_dir.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".staging-{version}-", dir=store_dir))
     try:
-        mar, manifest = build_archive(weights=weights, version=version, out_dir=staging, model_name=model_name)
+        mar, manifest = build_archive(
+            weights=weights,
+            version=version,
+            out_dir=staging,
+            model_name=model_name,
+            runtime=runtime,
+            precision=precision,
+        )
         with ui.status(f"publishing {model_name} v{version} to {store_dir}"):
             open_store(f"file://{store_dir.resolve()}").push(
                 mar, manifest, model=model_name, version=version, force=force

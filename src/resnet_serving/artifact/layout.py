@@ -3,7 +3,8 @@
 ::
 
     <store>/<model>/<version>/model.mar        TorchServe archive: model.pt, index_to_name.json,
-                                               model_info.json and the handler shim
+                                               model_info.json and the handler shim (and, built with
+                                               ``--runtime openvino``, model.xml and model.bin)
     <store>/<model>/<version>/manifest.json    name, version, sha256, size, weights, labels
     model.tar.gz                               what SageMaker downloads: model.mar + manifest.json at its top
 
@@ -22,6 +23,9 @@ MANIFEST_NAME = "manifest.json"
 STATE_DICT_FILE = "model.pt"
 LABELS_FILE = "index_to_name.json"
 MODEL_INFO_FILE = "model_info.json"
+#: The OpenVINO IR (``archive --runtime openvino``): the network's graph and its weights, beside model.pt.
+IR_XML_FILE = "model.xml"
+IR_BIN_FILE = "model.bin"
 #: The handler shim in this repository's ``handlers/`` folder, archived as the .mar's handler.
 HANDLER_FILE = "resnet50_handler.py"
 #: The SageMaker model artifact, extracted by SageMaker into ``/opt/ml/model``.

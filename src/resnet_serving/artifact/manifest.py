@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from resnet_serving.artifact.runtime import TORCH, validate_runtime
 from resnet_serving.errors import InputError, IntegrityError
 
 VERSION_RE = re.compile(r"^[0-9]+(\.[0-9]+){0,2}$")
@@ -51,6 +52,8 @@ class Manifest:
     weights: dict[str, Any]  # {"source": "imagenet"|"random"|"file", "id": ..., "pretrained": bool, ...}
     labels: dict[str, Any]  # {"source": ..., "count": 1000, "sha256": ...}
     extra: dict[str, Any] = field(default_factory=dict)
+    #: What runs the network (artifact/runtime.py); a manifest without one was written before runtimes: torch.
+    runtime: dict[str, Any] = field(default_factory=lambda: dict(TORCH))
 
     REQUIRED = ("name", "version", "sha256", "size", "created", "torch", "torchvision", "weights", "labels")
 
@@ -78,7 +81,8 @@ class Manifest:
                 raise IntegrityError(f"{where}: {k} must be an object")
         known = {k: data[k] for k in cls.REQUIRED}
         known["version"] = str(known["version"])
-        return cls(**known, extra=dict(data.get("extra") or {}))
+        runtime = validate_runtime(data.get("runtime", TORCH), where=where)
+        return cls(**known, extra=dict(data.get("extra") or {}), runtime=runtime)
 
     @classmethod
     def from_json(cls, text: str | bytes, *, where: str = "manifest") -> Manifest:

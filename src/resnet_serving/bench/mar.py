@@ -1,4 +1,5 @@
-"""Read files out of a resnet-serving ``model.mar`` (a zip), so the baseline and ``evaluate`` run its weights."""
+"""Read files out of a resnet-serving ``model.mar`` (a zip), so the baseline, ``evaluate`` and the bench's raw
+processes run its weights."""
 
 from __future__ import annotations
 
@@ -27,3 +28,13 @@ def archive_state_dict(model_dir: Path) -> dict[str, torch.Tensor]:
     if not isinstance(state, dict):
         raise ArchiveError(f"{model_dir / ARCHIVE_NAME}: {STATE_DICT_FILE} is not a state_dict")
     return state
+
+
+def unpack_archive(model_dir: Path, dest: Path) -> Path:
+    """``model_dir/model.mar`` extracted into ``dest``, as TorchServe unpacks it for a worker; ``dest``."""
+    try:
+        with zipfile.ZipFile(model_dir / ARCHIVE_NAME) as mar:
+            mar.extractall(dest)
+    except (OSError, zipfile.BadZipFile) as e:
+        raise ArchiveError(f"{model_dir / ARCHIVE_NAME}: cannot unpack it ({e})") from e
+    return dest

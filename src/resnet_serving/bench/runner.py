@@ -26,6 +26,7 @@ import torch
 from resnet_serving import MODEL_NAME, ui
 from resnet_serving.artifact.manifest import open_model_dir
 from resnet_serving.bench import DEFAULT_CONCURRENCY, scrape
+from resnet_serving.bench.mar import unpack_archive
 from resnet_serving.bench.report import guard_line, write_reports
 from resnet_serving.bench.result import BenchReport
 from resnet_serving.errors import ConfigError
@@ -33,8 +34,8 @@ from resnet_serving.inference import imaging
 from resnet_serving.inference.cpu import available_cpus, cgroup_cpu_quota, openmp_env, openmp_wait
 from resnet_serving.inference.cpuinfo import cpu_report
 from resnet_serving.inference.formats import content_type_for
-from resnet_serving.inference.model import Classifier, resolve_weights, select_device
-from resnet_serving.inference.service import InferenceService
+from resnet_serving.inference.model import select_device
+from resnet_serving.inference.service import InferenceService, Model, load_model
 from resnet_serving.settings import Settings, children_inherit, environment, source_checkout
 from resnet_serving.torchserve.config import ServeConfig, free_ports
 from resnet_serving.torchserve.guard import DEFAULT_RETRY_AFTER_S, Guard
@@ -100,7 +101,7 @@ def _time_loop(seconds: float, fn: Any, per_call: int, *, warm: bool = True) -> 
             return n / elapsed
 
 
-def _raw_step(clf: Classifier, bs: int) -> Any:
+def _raw_step(clf: Model, bs: int) -> Any:
     x = torch.randn(bs, 3, 224, 224)
     if clf.channels_last:
         x = x.contiguous(memory_format=torch.channels_last)
@@ -114,7 +115,7 @@ def _raw_step(clf: Classifier, bs: int) -> Any:
     return step
 
 
-def _pipeline_step(clf: Classifier, bs: int, payload: bytes) -> Any:
+def _pipeline_step(clf: Model, bs: int, payload: bytes) -> Any:
     """What the handler does per dynamic batch, minus TorchServe: parse, decode, preprocess, forward, top-k, body."""
     service = InferenceService(clf, imaging.categories(), {"model": MODEL_NAME})
     requests = [{"body": payload}] * bs
@@ -133,9 +134,12 @@ class LayoutPool:
     TorchServe uses (one process per worker), so raw and served spend the same CPU the same way. Each call
     starts all copies together (a barrier) and returns their summed img/s. Keeping the copies alive lets the
     bench measure the raw model right before and right after each served level, on a noisy shared machine.
-    Each copy is built as serving builds it (:meth:`Classifier.configured`, warmed at ``batch_size``)."""
+    Each copy is built as serving builds it (:func:`~resnet_serving.inference.service.load_model`, warmed at
+    ``batch_size``) from the served archive, unpacked into ``model_dir``: its runtime and precision too."""
 
-    def __init__(self, processes: int, threads: int, device: str, batch_size: int, payload: bytes) -> None:
+    def __init__(
+        self, processes: int, threads: int, device: str, batch_size: int, payload: bytes, model_dir: Path
+    ) -> None:
         import multiprocessing as mp
 
         ctx = mp.get_context("spawn")
@@ -145,7 +149,7 @@ class LayoutPool:
         self.procs = [
             ctx.Process(
                 target=_pool_main,
-                args=(threads, device, batch_size, payload, self.barrier, q, self.results),
+                args=(threads, device, batch_size, payload, model_dir, self.barrier, q, self.results),
                 daemon=True,
             )
             for q in self.commands
@@ -172,10 +176,17 @@ class LayoutPool:
 
 
 def _pool_main(
-    threads: int, device: str, batch_size: int, payload: bytes, barrier: Any, commands: Any, results: Any
+    threads: int,
+    device: str,
+    batch_size: int,
+    payload: bytes,
+    model_dir: Path,
+    barrier: Any,
+    commands: Any,
+    results: Any,
 ) -> None:
     torch.set_num_threads(threads)
-    clf = Classifier.configured(resolve_weights("random")[0], torch.device(device), batch_size)
+    clf, _ = load_model(model_dir, torch.device(device), batch_size, Settings.from_env(), threads)
     results.put(clf.graph)
     while (cmd := commands.get()) is not None:
         kind, bs, seconds = cmd
@@ -277,6 +288,7 @@ def run_bench(opts: BenchOptions) -> BenchReport:
     try:
         model_dir = _prepare_model_dir(opts, tmp)
         manifest = open_model_dir(model_dir)
+        unpacked = unpack_archive(model_dir, tmp / "unpacked")  # what the raw processes load, as a worker does
         cfg = _serve_config(opts, model_dir, manifest.version)
         budget = cfg.workers * cfg.torch_threads
         device = select_device(0 if torch.cuda.is_available() else None)
@@ -292,6 +304,7 @@ def run_bench(opts: BenchOptions) -> BenchReport:
                 "load_average_before": os.getloadavg(),
                 "payload": {"file": payload_path.name, "bytes": len(payload), "size": _image_size(payload)},
                 "weights": manifest.weights.get("id"),
+                "runtime": manifest.runtime,
                 "model_version": manifest.version,
             },
             "serve_config": {
@@ -309,7 +322,7 @@ def run_bench(opts: BenchOptions) -> BenchReport:
         }
 
         # 1-2. raw and pipeline, in serving's layout (workers processes × torch threads each)
-        pool = LayoutPool(cfg.workers, cfg.torch_threads, str(device), cfg.batch_size, payload)
+        pool = LayoutPool(cfg.workers, cfg.torch_threads, str(device), cfg.batch_size, payload, unpacked)
         try:
             # batch 1 is the lone request's reference; the serving batch splits the gap into batching and the rest
             sizes = sorted({1, *opts.raw_batch_sizes, cfg.batch_size})
@@ -334,7 +347,7 @@ def run_bench(opts: BenchOptions) -> BenchReport:
             report["gap_split"] = split
             if cfg.workers > 1:
                 with ui.status(f"raw forward pass, one process × {budget} threads (for comparison)"):
-                    single = LayoutPool(1, budget, str(device), cfg.batch_size, payload)
+                    single = LayoutPool(1, budget, str(device), cfg.batch_size, payload, unpacked)
                     try:
                         report["raw"]["single_process_img_s"] = single.rate(
                             "raw", int(best), opts.raw_seconds_per_batch

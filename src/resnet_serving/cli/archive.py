@@ -8,6 +8,7 @@ from pathlib import Path
 from resnet_serving import MODEL_NAME, ui
 from resnet_serving.artifact.layout import MANIFEST_NAME
 from resnet_serving.artifact.manifest import validate_version
+from resnet_serving.artifact.runtime import OPENVINO_PRECISIONS, RUNTIMES
 from resnet_serving.errors import ConfigError, InputError
 from resnet_serving.settings import DEFAULT_STORE
 from resnet_serving.store import parse_store_uri
@@ -20,6 +21,20 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--store", default=DEFAULT_STORE, help="local store directory or file:// URI")
     p.add_argument("--model", default=MODEL_NAME, help=argparse.SUPPRESS)
     p.add_argument("--force", action="store_true", help="replace an existing version")
+    p.add_argument(
+        "--runtime",
+        choices=RUNTIMES,
+        default=RUNTIMES[0],
+        help="what runs the network when served: torch (CPU and GPU; the default) or openvino (CPU only, needs the "
+        "openvino extra; the IR is converted now, so serve only compiles it)",
+    )
+    p.add_argument(
+        "--precision",
+        choices=OPENVINO_PRECISIONS,
+        default=None,
+        help="with --runtime openvino: the precision OpenVINO compiles it in (default fp32; bf16 pays only on a CPU "
+        "with AVX512-BF16 or AMX, and OpenVINO compiles it in fp32 on others)",
+    )
     p.set_defaults(func=cmd_archive)
 
 
@@ -40,10 +55,19 @@ def cmd_archive(args: argparse.Namespace) -> int:
     if (final / MANIFEST_NAME).exists() and not args.force:
         raise InputError(f"{final} already exists; pass --force to replace it or choose another --version")
     manifest = build_into_store(
-        store_dir, weights=args.weights, version=version, model_name=args.model, force=args.force
+        store_dir,
+        weights=args.weights,
+        version=version,
+        model_name=args.model,
+        force=args.force,
+        runtime=args.runtime,
+        precision=args.precision,
+    )
+    runtime = manifest.runtime["name"] + (
+        f" {manifest.runtime['precision']}" if "precision" in manifest.runtime else ""
     )
     ui.info(
         f"built {args.model} v{version}: {manifest.size / 1e6:.1f} MB, sha256 {manifest.sha256[:12]}…, "
-        f"weights {manifest.weights.get('id')} → {final}"
+        f"weights {manifest.weights.get('id')}, runtime {runtime} → {final}"
     )
     return 0

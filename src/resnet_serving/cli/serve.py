@@ -267,6 +267,22 @@ def _prepare_model(args: argparse.Namespace, dest: Path) -> tuple[Path, Manifest
     return dest, Manifest.load(dest / MANIFEST_NAME)
 
 
+def _check_runtime(manifest: Manifest) -> None:
+    """Refuse an archive whose runtime this environment lacks before TorchServe starts (its workers would fail to
+    load it, each, until the ready timeout); say which runtime and precision an OpenVINO archive serves in."""
+    from resnet_serving.artifact.runtime import runtime_unavailable
+    from resnet_serving.settings import env_name
+
+    runtime = manifest.runtime
+    if missing := runtime_unavailable(runtime, f"{MODEL_NAME} v{manifest.version} (built with --runtime openvino)"):
+        raise ConfigError(missing)
+    if runtime["name"] == "openvino":
+        ui.info(
+            f"runtime: OpenVINO {runtime.get('version', '')}, {runtime['precision']} as archived "
+            f"(fp32 where the CPU has no bf16 instructions; {env_name('amp')} applies to torch archives only)"
+        )
+
+
 def _workers(value: str) -> int:
     from resnet_serving.torchserve.config import default_workers
 
@@ -327,6 +343,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     try:
         # TorchServe's model store is the verified directory itself: no copy of the archive at start-up.
         store_dir, manifest = _prepare_model(args, run_dir / "model")
+        _check_runtime(manifest)
         cfg = ServeConfig(
             model_store=store_dir,
             model_version=manifest.version,

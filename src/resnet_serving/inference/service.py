@@ -22,14 +22,19 @@ import torch
 
 from resnet_serving.artifact.layout import LABELS_FILE, MODEL_INFO_FILE, STATE_DICT_FILE
 from resnet_serving.artifact.manifest import sha256_file
+from resnet_serving.artifact.runtime import TORCH, validate_runtime
 from resnet_serving.errors import ArchiveError, InputError, ResnetServingError
 from resnet_serving.inference import imaging, postprocess, protocol
 from resnet_serving.inference.cpu import thread_budget
 from resnet_serving.inference.metrics import BatchMetrics
 from resnet_serving.inference.model import Classifier, select_device
+from resnet_serving.inference.openvino_model import OpenVinoClassifier
 from resnet_serving.settings import Settings
 
 log = logging.getLogger(__name__)
+
+#: What the service runs a batch through: the torch network, or its OpenVINO IR (``archive --runtime``).
+Model = Classifier | OpenVinoClassifier
 
 
 @dataclass
@@ -49,15 +54,42 @@ class _Pending:
     offset: int = 0
 
 
-def configure_threads(settings: Settings) -> int:
-    """Apply the thread budget chosen by ``serve`` (:attr:`Settings.torch_threads`), else derive one."""
+def worker_threads(settings: Settings) -> int:
+    """The worker's thread budget: the one chosen by ``serve`` (:attr:`Settings.torch_threads`), else derived."""
     chosen = settings.torch_threads
-    threads = chosen if chosen is not None else thread_budget(workers=1)
+    return chosen if chosen is not None else thread_budget(workers=1)
+
+
+def configure_threads(settings: Settings) -> int:
+    """Apply the worker's thread budget (:func:`worker_threads`) to torch."""
+    threads = worker_threads(settings)
     torch.set_num_threads(threads)
     return threads
 
 
-def pixel_batch(classifier: Classifier, images: Sequence[torch.Tensor], *, crops: bool) -> torch.Tensor:
+def load_model(
+    model_dir: Path, device: torch.device, batch_size: int, settings: Settings, threads: int
+) -> tuple[Model, dict[str, Any]]:
+    """The network an unpacked archive holds, built as serving runs it (the handler's service and the bench's
+    raw processes both load it here), and the archive's ``model_info.json``. The archive's runtime record says
+    which: torch (archives without one), or OpenVINO on a CPU with ``threads`` threads."""
+    try:
+        info = json.loads((model_dir / MODEL_INFO_FILE).read_text(encoding="utf-8"))
+        runtime = validate_runtime(info.get("runtime", TORCH), where=str(model_dir / MODEL_INFO_FILE))
+        if runtime["name"] == "openvino":
+            if device.type != "cpu":
+                raise ArchiveError(
+                    f"{model_dir}: this archive runs on OpenVINO, which serves on a CPU, and this worker was given "
+                    f"{device}: serve GPUs with an archive built with --runtime torch"
+                )
+            return OpenVinoClassifier.from_model_dir(model_dir, runtime, threads=threads, batch_size=batch_size), info
+        state = torch.load(model_dir / STATE_DICT_FILE, map_location="cpu", weights_only=True)
+    except (OSError, ValueError, RuntimeError) as e:
+        raise ArchiveError(f"{model_dir}: not a resnet-serving archive ({e})") from e
+    return Classifier.configured(state, device, batch_size, settings), info
+
+
+def pixel_batch(classifier: Model, images: Sequence[torch.Tensor], *, crops: bool) -> torch.Tensor:
     """The model's input for one forward pass: centred float pixels on its device, in its memory layout.
 
     ``crops``: uint8 (224, 224, 3) crops from :func:`imaging.decode_crop` (the CPU path); otherwise uint8
@@ -74,7 +106,7 @@ def pixel_batch(classifier: Classifier, images: Sequence[torch.Tensor], *, crops
 
 @torch.inference_mode()
 def batch_logits(
-    classifier: Classifier,
+    classifier: Model,
     images: Sequence[torch.Tensor],
     *,
     crops: bool = False,
@@ -113,7 +145,7 @@ def _sizes(parsed: protocol.ParsedRequest | None, request: Any) -> tuple[int, in
 class InferenceService:
     def __init__(
         self,
-        classifier: Classifier,
+        classifier: Model,
         labels: Sequence[str],
         meta: Mapping[str, Any],
         settings: Settings | None = None,
@@ -153,14 +185,9 @@ class InferenceService:
         environment here, once."""
         settings = settings or Settings.from_env()
         model_dir = Path(model_dir)
-        try:
-            info = json.loads((model_dir / MODEL_INFO_FILE).read_text(encoding="utf-8"))
-            state = torch.load(model_dir / STATE_DICT_FILE, map_location="cpu", weights_only=True)
-        except (OSError, ValueError, RuntimeError) as e:
-            raise ArchiveError(f"{model_dir}: not a resnet-serving archive ({e})") from e
-        labels = postprocess.load_labels(model_dir / LABELS_FILE)
         device = select_device(gpu_id)
-        classifier = Classifier.configured(state, device, batch_size, settings)
+        classifier, info = load_model(model_dir, device, batch_size, settings, worker_threads(settings))
+        labels = postprocess.load_labels(model_dir / LABELS_FILE)
         weights = info.get("weights", {})
         meta: dict[str, Any] = {
             "model": info.get("name", "resnet50"),
@@ -171,6 +198,8 @@ class InferenceService:
             meta["warning"] = weights.get("warning", "weights are not pretrained: predictions are meaningless")
         if classifier.precision != "fp32":  # scores then differ slightly from an fp32 pod's: say so
             meta["precision"] = classifier.precision
+        if isinstance(classifier, OpenVinoClassifier):  # so do an OpenVINO pod's from a torch one's: say which ran
+            meta["graph"] = classifier.graph
         if settings.jpeg_scaled_decode and device.type == "cpu":  # so do the pixels of a large JPEG: say so too
             meta["jpeg_decode"] = "scaled"
         sha256 = sha256_file(model_dir / STATE_DICT_FILE)
