@@ -100,6 +100,16 @@ SCHEMA_ERRORS = [
         "requestLimits:\n  maxTopk: 5000\n",
         ["at '/requestLimits/maxTopk'", "maximum: got 5,000, want 1,000"],
     ),
+    ("batch-no-parallelism", "batch:\n  parallelism: 0\n", ["at '/batch/parallelism'", "minimum: got 0, want 1"]),
+    ("batch-shards-not-a-number", "batch:\n  completions: two\n", ["at '/batch/completions'", "want integer"]),
+    ("batch-shards-fraction", "batch:\n  completions: 2.5\n", ["at '/batch/completions'", "want integer"]),
+    (
+        "batch-more-shards-than-batch-run-takes",
+        "batch:\n  completions: 100000\n",
+        ["at '/batch/completions'", "maximum: got 100,000, want 99,999"],
+    ),
+    ("batch-input-not-s3", "batch:\n  input: my-bucket/images\n", ["at '/batch/input'", "does not match"]),
+    ("batch-unknown-key", "batch:\n  shards: 4\n", ["at '/batch'", "additional properties 'shards' not allowed"]),
 ]
 
 # The chart's cross-field checks (`fail` in templates/_helpers.tpl) stop `helm template` / `helm install`
@@ -155,6 +165,27 @@ TEMPLATE_ERRORS = [
         "operator-latest-tag",
         "operator:\n  enabled: true\n  image:\n    tag: latest\n",
         ['operator.image.tag must not be "latest"'],
+    ),
+    (
+        "batch-without-its-values",
+        "batch:\n  enabled: true\n",
+        ["required batch values are empty", "--set batch.input=", "--set batch.output=", "--set batch.version="],
+    ),
+    (
+        "batch-without-a-model",
+        "batch:\n  enabled: true\n  input: s3://in/x/\n  output: s3://out/y/\n",
+        ["required batch values are empty", "--set batch.version=N", "or --set batch.channel=NAME"],
+    ),
+    (
+        "batch-version-and-channel",
+        "batch:\n  enabled: true\n  input: s3://in/x/\n  output: s3://out/y/\n  version: 3\n  channel: stable\n",
+        ["batch.version (3) and batch.channel (stable) are both set"],
+    ),
+    (
+        "batch-more-failed-indexes-than-indexes",
+        "batch:\n  enabled: true\n  input: s3://in/x/\n  output: s3://out/y/\n  version: 3\n"
+        "  completions: 2\n  maxFailedIndexes: 3\n",
+        ["batch.maxFailedIndexes (3) must not exceed batch.completions (2)"],
     ),
 ]
 

@@ -17,10 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from resnet_serving.artifact.layout import ARCHIVE_NAME, MANIFEST_NAME
-from resnet_serving.artifact.manifest import Manifest
 from resnet_serving.cli import main
-from resnet_serving.store import open_store
+from tests.fixtures.archives import file_store
 from tests.fixtures.images import jpeg, png, png_huge_header
 from tests.fixtures.moto_server import MotoS3
 
@@ -48,10 +46,7 @@ def _bad_bytes() -> dict[str, bytes]:
 @pytest.fixture(scope="module")
 def model_store(tmp_path_factory: pytest.TempPathFactory, archive_dir: Path) -> str:
     """A ``file://`` store holding the session's archive as resnet50 v1."""
-    root = tmp_path_factory.mktemp("batch-store")
-    store = open_store(root.as_uri())
-    store.push(archive_dir / ARCHIVE_NAME, Manifest.load(archive_dir / MANIFEST_NAME), version="1")
-    return root.as_uri()
+    return file_store(tmp_path_factory.mktemp("batch-store"), archive_dir, "1")
 
 
 @pytest.fixture(scope="module")

@@ -337,6 +337,26 @@ AWS settings for the containers that talk to the model store (init container, op
 {{- end }}
 
 {{/*
+The settings that decide what a prediction is (request limits, top-k, precision), for every container that runs the
+model: the serving container and the batch Job's, so an image is judged and classified the same way by both.
+*/}}
+{{- define "resnet50-serving.inferenceEnv" -}}
+{{- $v := .Values -}}
+- name: RESNET_SERVING_MAX_IMAGE_BYTES
+  value: {{ $v.requestLimits.maxImageBytes | int64 | quote }}
+- name: RESNET_SERVING_MAX_IMAGE_PIXELS
+  value: {{ $v.requestLimits.maxImagePixels | int64 | quote }}
+- name: RESNET_SERVING_MAX_IMAGES_PER_REQUEST
+  value: {{ $v.requestLimits.maxImagesPerRequest | int64 | quote }}
+- name: RESNET_SERVING_DEFAULT_TOPK
+  value: {{ $v.requestLimits.defaultTopk | int64 | quote }}
+- name: RESNET_SERVING_MAX_TOPK
+  value: {{ $v.requestLimits.maxTopk | int64 | quote }}
+- name: RESNET_SERVING_AMP
+  value: {{ $v.torchserve.amp | quote }}
+{{- end }}
+
+{{/*
 The "model answers" probe: a real prediction on a tiny built-in image, exit 0 iff it returns 200.
 */}}
 {{- define "resnet50-serving.probeCommand" -}}
