@@ -28,6 +28,7 @@ RUN_BY = {
     "install-aws": "tests/infra/test_policy_checks.py",
     "capacity-file": "tests/unit/test_capacity_agrees.py",
     "batch-job": "tests/chart/test_batch_job.py",
+    "batch-status": "tests/integration/test_batch_status.py",
 }
 #: An untagged block that starts with one of these is a command block too, and must be tagged.
 COMMANDS = ("make ", "resnet-serving ", "curl ", "kubectl ", "helm ", "aws ", "eksctl ", "python ", "pip ", ".venv/")

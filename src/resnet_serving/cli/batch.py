@@ -54,6 +54,18 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
     add_endpoint_url(p)
     p.set_defaults(func=cmd_run)
 
+    st = sub.add_parser(
+        "status",
+        help="one table of every shard's state under a batch run's --output",
+        description="Read the shards' summary.json and checkpoint.json under --output into one table: finished, "
+        "running or stopped (a checkpoint and no summary), or not started. Exit 0 when every shard has finished, "
+        "3 while some have not (for a script's wait loop), 2 when no shard is there.",
+    )
+    st.add_argument("--output", required=True, help="the --output of batch run: s3://BUCKET/PREFIX/ or file:///DIR/")
+    st.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    add_endpoint_url(st)
+    st.set_defaults(func=cmd_status)
+
 
 def cmd_run(args: argparse.Namespace) -> int:
     from resnet_serving.batch.run import (
@@ -90,3 +102,53 @@ def cmd_run(args: argparse.Namespace) -> int:
     shown["skipped"] = summary["skipped"]
     print(json.dumps(shown))
     return 0
+
+
+#: ``batch status``'s exit code while some shard has not finished: not an error, and not done.
+EXIT_INCOMPLETE = 3
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    import sys
+
+    from rich.console import Console
+    from rich.table import Table
+
+    from resnet_serving.batch.status import UNREADABLE, batch_status
+    from resnet_serving.store.objects import open_location
+
+    status = batch_status(open_location(args.output, args.endpoint_url))
+    code = 0 if status.complete else EXIT_INCOMPLETE
+    if args.json:
+        print(json.dumps(status.to_dict(), indent=2))
+        return code
+    console = Console(width=None if sys.stdout.isatty() else 200)
+    table = Table(title=f"batch run output {status.output}", title_justify="left")
+    for name in ("SHARD", "STATE", "IMAGES", "OK", "ERRORS", "IMG/S", "SECONDS", "MODEL VERSION"):
+        table.add_column(name, justify="left" if name in ("SHARD", "STATE", "MODEL VERSION") else "right")
+    for s in status.shards:
+        state = f"[red]{s.state}: {s.problem}[/]" if s.state == UNREADABLE else s.state
+        table.add_row(
+            s.name,
+            state,
+            str(s.images),
+            str(s.ok),
+            str(s.errors),
+            "" if s.images_per_s is None else f"{s.images_per_s:g}",
+            "" if s.duration_s is None else f"{s.duration_s:g}",
+            s.model_version or "",
+        )
+    console.print(table)
+    t = status.totals()
+    console.print(
+        f"{status.finished} of {len(status.shards)} shards finished; {t['images']} images, {t['ok']} ok, "
+        f"{t['errors']} errors",
+        highlight=False,
+    )
+    if len(status.counts) > 1:
+        console.print(
+            f"[yellow]runs with different shard counts ({', '.join(map(str, status.counts))}) share this output: "
+            "their shards overlap, so give each run its own --output[/]",
+            highlight=False,
+        )
+    return code
