@@ -27,6 +27,7 @@ RUN_BY = {
     "plan-output": "tests/smoke/test_plan_readme.py",
     "install-aws": "tests/infra/test_policy_checks.py",
     "capacity-file": "tests/unit/test_capacity_agrees.py",
+    "archive-openvino": "tests/integration/test_openvino_serving.py",
     "batch-job": "tests/chart/test_batch_job.py",
     "batch-status": "tests/integration/test_batch_status.py",
 }
