@@ -1,4 +1,5 @@
-"""`resnet-serving plan`: how many pods, nodes or instances a load needs, and what they cost per month."""
+"""`resnet-serving plan`: how many pods, nodes or instances a load needs, and what they cost per month; with
+``--batch-images N --deadline D``, what one batch run of N images within D needs and costs instead."""
 
 from __future__ import annotations
 
@@ -21,7 +22,12 @@ Pods, nodes or instances for a load, and $/month per complete option: compute + 
 k8s/eksctl/cluster.yaml create. It needs a bench file: the bench.json that `resnet-serving bench --out
 bench-results` writes on the machine you will serve from; capacity is never invented. For a first look, the
 repository has one from a quiet 2-vCPU machine: --bench {SAMPLE_BENCH}. The shipped cluster is eu-west-1 with
-c7i.2xlarge nodes: --region eu-west-1 --node-type c7i.2xlarge prices it."""
+c7i.2xlarge nodes: --region eu-west-1 --node-type c7i.2xlarge prices it.
+
+Batch mode: --batch-images N --deadline D (90m, 2h, 1h30m or seconds) instead of the load and --p99-ms sizes
+and prices one run that classifies N images within D: `batch run` pods in an EKS Indexed Job on on-demand or
+spot nodes (rate: the raw model at its best batch, unverified for batch run until `bench --batch` measures it)
+and SageMaker Batch Transform instances (rate: the best served level)."""
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -31,11 +37,21 @@ def register(sub: argparse._SubParsersAction) -> None:
         description=DESCRIPTION,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    load = p.add_mutually_exclusive_group(required=True)
+    load = p.add_mutually_exclusive_group()
     load.add_argument("--rps", type=float, help="peak requests per second")
     load.add_argument("--users", type=float, help="concurrent users (with --think-time)")
     p.add_argument("--think-time", type=float, help="seconds between one user's requests (with --users)")
-    p.add_argument("--p99-ms", type=float, required=True, help="p99 latency objective per request, ms")
+    p.add_argument("--p99-ms", type=float, help="p99 latency objective per request, ms (needed but in batch mode)")
+    p.add_argument(
+        "--batch-images",
+        metavar="N",
+        help="batch mode (with --deadline): size and price one run that classifies N images",
+    )
+    p.add_argument(
+        "--deadline",
+        metavar="DURATION",
+        help="batch mode (with --batch-images): the time the run must finish in, like 90m, 2h, 1h30m or 7200 (s)",
+    )
     p.add_argument(
         "--bench",
         type=Path,
@@ -44,8 +60,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--prices", type=Path, help="prices JSON replacing the packaged one (same format)")
     p.add_argument("--region", default="us-east-1", help="region in the prices file (default: us-east-1)")
-    p.add_argument("--utilisation", type=float, default=0.7, help="highest load per unit, share of capacity")
-    p.add_argument("--azs", type=int, default=3, help="availability zones (N+1: any AZs-1 carry the load)")
+    p.add_argument("--utilisation", type=float, help="highest load per unit, share of capacity (default: 0.7)")
+    p.add_argument("--azs", type=int, help="availability zones (N+1: any AZs-1 carry the load; default: 3)")
     p.add_argument(
         "--node-type",
         help="EKS node instance type (default: c5.2xlarge for a CPU bench; for a GPU or Inferentia bench, the "
@@ -54,7 +70,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--token-holders",
         type=int,
-        default=1,
         help="processes holding a Cognito client-credentials token, each renewing it hourly (default: 1)",
     )
     p.add_argument(
@@ -63,7 +78,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         dest="instance_types",
         help="SageMaker instance type to price (repeatable; default: every one in the prices file)",
     )
-    p.add_argument("--json", type=Path, dest="json_out", help="write the plan as JSON to this file")
+    p.add_argument("--json", type=Path, dest="json_out", help="write the plan (or the batch plan) as JSON to this file")
     p.add_argument("--plot", type=Path, help="plot $/month against load to this PNG")
     p.add_argument("--emit-values", action="store_true", help="print chart values (YAML) for `helm install -f`")
     p.add_argument(
@@ -82,6 +97,10 @@ def cmd_plan(args: argparse.Namespace) -> int:
     from resnet_serving.plan.planner import load_from_args, make_plan
     from resnet_serving.plan.prices import load_prices
 
+    if args.batch_images is not None or args.deadline is not None:
+        return cmd_batch_plan(args)
+    if args.p99_ms is None:
+        raise InputError("--p99-ms is needed: the p99 latency objective per request, in ms")
     if args.users is not None and args.think_time is None:
         raise InputError("--users needs --think-time (seconds between one user's requests)")
     if args.rps is not None and args.think_time is not None:
@@ -96,11 +115,11 @@ def cmd_plan(args: argparse.Namespace) -> int:
             prices,
             lo,
             p99_ms=args.p99_ms,
-            utilisation=args.utilisation,
-            azs=args.azs,
+            utilisation=0.7 if args.utilisation is None else args.utilisation,
+            azs=3 if args.azs is None else args.azs,
             node_type=args.node_type,
             instance_types=args.instance_types,
-            token_holders=args.token_holders,
+            token_holders=1 if args.token_holders is None else args.token_holders,
             bench_file=str(args.bench),
         )
 
@@ -121,6 +140,94 @@ def cmd_plan(args: argparse.Namespace) -> int:
         series = [(lo, plan_for(Load(lo, ""))) for lo in loads]
         plot(series, load.rps, args.plot)
     return 0
+
+
+#: The serving plan's flags, refused in batch mode (a batch run has no request rate, latency objective or zones).
+SERVING_ONLY = (
+    "rps", "users", "think_time", "p99_ms", "utilisation", "azs", "token_holders", "plot", "emit_values",
+    "emit_capacity",
+)  # fmt: skip
+
+
+def cmd_batch_plan(args: argparse.Namespace) -> int:
+    """``--batch-images N --deadline D``: the batch table instead of the serving plan."""
+    from resnet_serving.bench.result import BenchReport
+    from resnet_serving.errors import InputError
+    from resnet_serving.plan.batch import make_batch_plan, parse_duration, parse_images
+    from resnet_serving.plan.prices import load_prices
+
+    if args.batch_images is None:
+        raise InputError("--deadline goes with --batch-images N: the number of images the batch run classifies")
+    if args.deadline is None:
+        raise InputError("--batch-images needs --deadline: the time the run must finish in, like 2h or 90m")
+    given = [f"--{name.replace('_', '-')}" for name in SERVING_ONLY if getattr(args, name) not in (None, False)]
+    if given:
+        raise InputError(f"{', '.join(given)}: the serving plan's, not batch mode's (--batch-images, --deadline)")
+    images, deadline_s = parse_images(args.batch_images), parse_duration(args.deadline)
+    plan = make_batch_plan(
+        BenchReport.load(args.bench),
+        load_prices(args.prices, args.region),
+        images=images,
+        deadline_s=deadline_s,
+        node_type=args.node_type,
+        instance_types=args.instance_types,
+        bench_file=str(args.bench),
+    )
+    print_batch_plan(plan)
+    if args.json_out:
+        atomic_write_text(args.json_out, json.dumps(plan.to_dict(), indent=2, allow_nan=False) + "\n")
+    return 0
+
+
+def print_batch_plan(plan: Any) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    from resnet_serving.plan.batch import duration_words
+
+    console = Console(width=None if sys.stdout.isatty() else 200)
+
+    def say(line: str) -> None:
+        console.print(line, highlight=False, markup=False, soft_wrap=True)
+
+    say(
+        f"Batch: {plan.images:,} images within {duration_words(plan.deadline_s)} ({plan.deadline_s:,.0f} s): "
+        f"{plan.needed_img_s:,.1f} images/s needed"
+    )
+    say(
+        f"Rate, EKS (batch run, no HTTP): {plan.raw_how}; × {plan.efficiency:g}, batch run's target share of the "
+        "raw model (issue #30). UNVERIFIED for batch run: the raw model's figure until `bench --batch` measures "
+        "batch run itself"
+    )
+    say(f"Rate, Batch Transform (one /invocations request per object): {plan.served_how}")
+    say(
+        "Sizing: the fewest units whose rate × deadline covers the images; each node or instance billed for the "
+        "wall time (per-second billing). Start-up (nodes, image pull, model fetch) is not included: leave room "
+        f"for it in the deadline. Prices {plan.region} from {plan.prices_file}"
+    )
+    notes: list[str] = []
+    table = Table(title=f"resnet-serving plan: {plan.images:,} images within {duration_words(plan.deadline_s)}")
+    for col in ("option", "units", "shards", "nodes", "img/s/unit", "wall time", "billed h", "$ for the run", "notes"):
+        table.add_column(col, justify="left" if col in ("option", "units") else "right", no_wrap=True)
+    for r in plan.rows:
+        if r.note and r.note not in notes:
+            notes.append(r.note)
+        table.add_row(
+            r.option + (" (estimated)" if r.estimated else ""),
+            r.units,
+            "" if r.shards is None else str(r.shards),
+            "" if r.nodes is None else str(r.nodes),
+            f"{r.per_unit_img_s:.1f}",
+            "" if r.wall_s is None else duration_words(r.wall_s),
+            "" if r.billed_hours is None else f"{r.billed_hours:.2f}",
+            "n/a" if r.usd is None else f"${r.usd:,.2f}",
+            f"[{notes.index(r.note) + 1}]" if r.note else "",
+        )
+    console.print(table)
+    for i, note in enumerate(notes, 1):
+        say(f"[{i}] {note}")
+    for line in provenance_lines(plan.provenance):
+        say(line)
 
 
 def _ms(x: float | None) -> str:

@@ -2,11 +2,11 @@
 (:class:`~resnet_serving.bench.result.BenchReport`).
 
 Capacity is never invented: every figure here comes from the bench's ``served`` levels (one image per
-request, so served img/s is requests/s; with ``--repeat``, a level's median over its rounds) and the machine
-they ran on. Throughput is taken per vCPU of the
-bench machine (``environment.cpus_available``, which includes the load generator's share, so it errs low)
-and scaled linearly to another CPU count. Scaling below the measured count stays inside what the bench saw;
-scaling above it is an extrapolation, and the ``how`` text of every result says which one it is.
+request, so served img/s is requests/s; with ``--repeat``, a level's median over its rounds), or for a process
+that does no HTTP from its ``raw`` forward pass at the best batch, and the machine they ran on. Throughput is
+taken per vCPU of the bench machine (``environment.cpus_available``, which includes the load generator's share,
+so it errs low) and scaled linearly to another CPU count. Scaling below the measured count stays inside what the
+bench saw; scaling above it is an extrapolation, and the ``how`` text of every result says which one it is.
 
 This module imports neither torch nor boto3: ``sagemaker deploy`` and ``plan`` both call it.
 """
@@ -29,29 +29,25 @@ class Target:
 
 
 @dataclass(frozen=True)
-class BenchCapacity:
-    """What the bench measured, reduced to what capacity planning needs."""
+class _PerVcpu:
+    """A throughput the bench measured on its machine, taken per vCPU and scaled linearly to another count."""
 
     machine: str
     vcpus: int
-    config: str  # workers × threads, batch, delay: the serving configuration the figures belong to
-    best_concurrency: int
     best_img_s: float
 
     @property
     def img_s_per_vcpu(self) -> float:
         return self.best_img_s / self.vcpus
 
+    def source(self) -> str:
+        raise NotImplementedError
+
     def scaled(self, vcpus: int) -> tuple[float, str]:
-        """Requests/s one unit with ``vcpus`` vCPUs serves, and a sentence saying how that was derived."""
+        """The rate of one unit with ``vcpus`` vCPUs, and a sentence saying how that was derived."""
         if vcpus < 1:
             raise InputError(f"an instance needs at least 1 vCPU, got {vcpus}")
-        rate = self.img_s_per_vcpu * vcpus
-        source = (
-            f"bench on {self.machine}, {self.vcpus} vCPU(s), {self.config}: best served "
-            f"{self.best_img_s:.1f} req/s at concurrency {self.best_concurrency} "
-            f"= {self.img_s_per_vcpu:.2f} req/s per vCPU"
-        )
+        rate, source = self.img_s_per_vcpu * vcpus, self.source()
         if vcpus == self.vcpus:
             return rate, f"{source}; same vCPU count, no scaling"
         if vcpus < self.vcpus:
@@ -60,6 +56,49 @@ class BenchCapacity:
             f"{source}; EXTRAPOLATED linearly to {vcpus} vCPUs (the bench measured {self.vcpus}; "
             "run the bench on the target instance to confirm)"
         )
+
+
+@dataclass(frozen=True)
+class BenchCapacity(_PerVcpu):
+    """What the bench measured, reduced to what capacity planning needs: the best served level, in requests/s."""
+
+    config: str  # workers × threads, batch, delay: the serving configuration the figures belong to
+    best_concurrency: int
+
+    def source(self) -> str:
+        return (
+            f"bench on {self.machine}, {self.vcpus} vCPU(s), {self.config}: best served "
+            f"{self.best_img_s:.1f} req/s at concurrency {self.best_concurrency} "
+            f"= {self.img_s_per_vcpu:.2f} req/s per vCPU"
+        )
+
+
+@dataclass(frozen=True)
+class RawCapacity(_PerVcpu):
+    """The raw forward pass at its best batch (``raw.img_s_by_batch``, the serving layout's workers summed): what a
+    process that does no HTTP, such as ``batch run``, can reach at most on the bench machine."""
+
+    graph: str
+    best_batch: int
+
+    def source(self) -> str:
+        return (
+            f"bench on {self.machine}, {self.vcpus} vCPU(s), {self.graph}: raw model at its best batch "
+            f"({self.best_batch}) {self.best_img_s:.1f} img/s = {self.img_s_per_vcpu:.2f} img/s per vCPU"
+        )
+
+
+def raw_capacity(bench: BenchReport) -> RawCapacity:
+    """The raw model's best batch and its images/s, on the machine the bench ran on."""
+    by_batch = bench.raw.img_s_by_batch
+    best = max(by_batch, key=lambda bs: float(by_batch[bs]))
+    return RawCapacity(
+        machine=str(bench.environment.device or "unknown device"),
+        vcpus=int(bench.environment.cpus_available),
+        graph=bench.raw.graph or "eager",
+        best_batch=int(best),
+        best_img_s=float(by_batch[best]),
+    )
 
 
 def bench_capacity(bench: BenchReport) -> BenchCapacity:

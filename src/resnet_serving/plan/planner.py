@@ -198,19 +198,12 @@ def make_plan(
     )
     hours = prices.hours_per_month
     acc = bench_accelerator(bench)
-    node = node_type or default_node_type(prices, acc)
-    _check_accelerator(prices, "ec2_on_demand", node, acc, "--node-type")
+    node = eks_node_type(prices, node_type, acc)
     plan.rows += _eks_rows(bench, cap, model, prices, load, per_unit, azs, node, hours)
-    if instance_types:
-        types = instance_types
-        for t in types:
-            _check_accelerator(prices, "sagemaker_realtime", t, acc, "--instance-type")
-    else:
-        types = [t for t in prices.instance_types("sagemaker_realtime") if _same(prices, "sagemaker_realtime", t, acc)]
-    for t in types:
+    for t in sagemaker_types(prices, instance_types, acc):
         plan.rows.append(_sagemaker_row(bench, cap, model, prices, load, per_unit, azs, t, hours))
         target = sagemaker_invocations_target(
-            bench, instance_vcpus=_capacity_vcpus(prices, t, cap, acc), utilisation=plan.utilisation
+            bench, instance_vcpus=capacity_vcpus(prices, t, cap.vcpus, acc), utilisation=plan.utilisation
         )
         plan.sagemaker_targets[t] = {"invocations_per_minute": target.invocations_per_minute, "how": target.how}
     plan.rows.append(_serverless_row(bench, model, prices, load))
@@ -308,10 +301,27 @@ def default_node_type(prices: Prices, acc: str | None) -> str:
     return min(same, key=lambda t: float(prices.data["ec2_on_demand"][t]["usd_per_hour"]))
 
 
-def _capacity_vcpus(prices: Prices, instance_type: str, cap: BenchCapacity, acc: str | None) -> int:
+def eks_node_type(prices: Prices, node_type: str | None, acc: str | None) -> str:
+    """``--node-type``, checked against the bench's hardware, or the default for it (:func:`default_node_type`)."""
+    node = node_type or default_node_type(prices, acc)
+    _check_accelerator(prices, "ec2_on_demand", node, acc, "--node-type")
+    return node
+
+
+def sagemaker_types(prices: Prices, instance_types: list[str] | None, acc: str | None) -> list[str]:
+    """The SageMaker types to price: each ``--instance-type``, checked against the bench's hardware, or every priced
+    type with that hardware."""
+    if instance_types:
+        for t in instance_types:
+            _check_accelerator(prices, "sagemaker_realtime", t, acc, "--instance-type")
+        return list(instance_types)
+    return [t for t in prices.instance_types("sagemaker_realtime") if _same(prices, "sagemaker_realtime", t, acc)]
+
+
+def capacity_vcpus(prices: Prices, instance_type: str, bench_vcpus: int, acc: str | None) -> int:
     """vCPUs to scale the bench's per-vCPU capacity to: an accelerated instance is one bench host (its chip)."""
     if acc is not None:
-        return cap.vcpus
+        return bench_vcpus
     return int(prices.data["sagemaker_realtime"][instance_type]["vcpus"])
 
 
@@ -356,12 +366,7 @@ def _eks_rows(
 ) -> list[Row]:
     node = prices.entry("ec2_on_demand", node_type)
     pod_cpu, pod_gib = cap.vcpus, pod_memory_gib(bench)
-    per_node = pods_per_node(node["vcpus"], node["memory_gib"], pod_cpu, pod_gib)
-    if node.get("accelerators"):
-        # one pod per chip: each pod is one bench host (its accelerator), whatever the node's vCPUs
-        per_node = min(int(node["accelerators"]), math.floor((node["memory_gib"] - NODE_RESERVED_GIB) / pod_gib))
-    if per_node < 1:
-        raise InputError(f"a {node_type} node cannot hold one pod of {pod_cpu} vCPU and {pod_gib} GiB")
+    per_node = node_pods(node, node_type, pod_cpu, pod_gib)
     base = math.ceil(load.rps / per_unit)
     total = zone_spread(base, azs)
     nodes = azs * math.ceil(total / azs / per_node)
@@ -406,6 +411,17 @@ def _eks_rows(
     return [on_demand, spot]
 
 
+def node_pods(node: Mapping[str, Any], node_type: str, pod_cpu: int, pod_gib: int) -> int:
+    """Pods one node of ``node_type`` (its prices entry) holds: by vCPUs and memory (:func:`pods_per_node`), or one
+    per chip on an accelerated node, where each pod is one bench host whatever the node's vCPUs."""
+    per_node = pods_per_node(node["vcpus"], node["memory_gib"], pod_cpu, pod_gib)
+    if node.get("accelerators"):
+        per_node = min(int(node["accelerators"]), math.floor((node["memory_gib"] - NODE_RESERVED_GIB) / pod_gib))
+    if per_node < 1:
+        raise InputError(f"a {node_type} node cannot hold one pod of {pod_cpu} vCPU and {pod_gib} GiB")
+    return per_node
+
+
 def pods_per_node(node_vcpus: float, node_gib: float, pod_cpu: float, pod_gib: float) -> int:
     """Pods of ``pod_cpu`` vCPU and ``pod_gib`` GiB (their requests) one node holds once the kubelet, the OS and the
     DaemonSets have their share; k8s/eksctl's node group sizes are checked with the same count."""
@@ -427,7 +443,7 @@ def _sagemaker_row(
     hours: float,
 ) -> Row:
     inst = prices.entry("sagemaker_realtime", instance_type)
-    vcpus = _capacity_vcpus(prices, instance_type, cap, bench_accelerator(bench))
+    vcpus = capacity_vcpus(prices, instance_type, cap.vcpus, bench_accelerator(bench))
     scale = vcpus / cap.vcpus
     # an instance with `scale` times the bench's vCPUs is taken as `scale` bench machines side by side
     rate = per_unit * scale

@@ -48,12 +48,18 @@ _INSTANCE_SECTIONS: dict[str, tuple[str, ...]] = {
     "ec2_on_demand": ("usd_per_hour", "vcpus", "memory_gib", "spot_usd_per_hour"),
     "sagemaker_realtime": ("usd_per_hour", "vcpus", "memory_gib"),
 }
+#: Instance sections a prices file may leave out, checked as the others when present. Without a Batch Transform
+#: entry, ``plan --batch-images`` prices Batch Transform at the type's real-time rate and marks it estimated.
+_OPTIONAL_INSTANCE_SECTIONS: dict[str, tuple[str, ...]] = {
+    "sagemaker_batch_transform": ("usd_per_hour",),
+}
 _DATE = re.compile(r"^\d{4}-(0[1-9]|1[0-2])-(0[1-9]|[12]\d|3[01])$")
 _REGION = re.compile(r"^[a-z]{2}(-gov)?-[a-z]+-\d$")
 _TYPE = {
     "ec2_on_demand": re.compile(r"^[a-z][a-z0-9-]*\.(nano|micro|small|medium|large|metal|\d*xlarge)$"),
     "sagemaker_realtime": re.compile(r"^ml\.[a-z][a-z0-9-]*\.(medium|large|\d*xlarge)$"),
 }
+_TYPE["sagemaker_batch_transform"] = _TYPE["sagemaker_realtime"]
 
 
 @dataclass(frozen=True)
@@ -168,7 +174,8 @@ def _region_problem(data: Any) -> str | None:
     mem = data["sagemaker_serverless_limits"].get("memory_mb")
     if not isinstance(mem, list) or not mem or not all(_num(m) for m in mem):
         return "sagemaker_serverless_limits.memory_mb must be a list of sizes in MB"
-    for section, fields in _INSTANCE_SECTIONS.items():
+    optional = {k: v for k, v in _OPTIONAL_INSTANCE_SECTIONS.items() if k in data}
+    for section, fields in {**_INSTANCE_SECTIONS, **optional}.items():
         sec = data.get(section)
         if not isinstance(sec, dict) or not sec:
             return f"{section} must map instance types to prices"
