@@ -30,6 +30,7 @@ RUN_BY = {
     "archive-openvino": "tests/integration/test_openvino_serving.py",
     "batch-job": "tests/chart/test_batch_job.py",
     "batch-status": "tests/integration/test_batch_status.py",
+    "plan-batch": "tests/unit/test_plan_batch.py",
 }
 #: An untagged block that starts with one of these is a command block too, and must be tagged.
 COMMANDS = ("make ", "resnet-serving ", "curl ", "kubectl ", "helm ", "aws ", "eksctl ", "python ", "pip ", ".venv/")

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import math
-import re
 import shlex
 from pathlib import Path
 from typing import Any
@@ -17,10 +16,10 @@ from resnet_serving.cli import main
 from resnet_serving.plan import prices as prices_mod
 from resnet_serving.plan.batch import BATCH_EFFICIENCY, parse_duration
 from tests.helpers import REPO
+from tests.helpers.docs_pages import block
 from tests.helpers.plan import tiny_bench
 
 BENCH = REPO / "tests" / "fixtures" / "bench-2vcpu.json"
-CAPACITY_PAGE = REPO / "docs" / "how-to" / "capacity.md"
 MILLION_IN_2H = ["--batch-images", "1000000", "--deadline", "2h", "--bench", str(BENCH), "--region", "eu-west-1"]
 
 
@@ -212,17 +211,8 @@ def test_a_gpu_bench_is_refused_on_cpu_types(capsys, tmp_path: Path, argv: list[
     assert rc == 2 and "never scales a figure measured on one to the other" in err and "Traceback" not in err
 
 
-def _page_commands() -> list[str]:
-    """The bash block under capacity.md's batch section, one command a line."""
-    page = CAPACITY_PAGE.read_text(encoding="utf-8")
-    section = page[page.index("## A batch run: images and a deadline") :]
-    body = re.search(r"```bash\n(.*?)```", section, re.S)
-    assert body, "capacity.md's batch section shows no command"
-    return [" ".join(line.split()) for line in body.group(1).replace("\\\n", " ").splitlines() if line.strip()]
-
-
 def test_the_pages_batch_commands_run(capsys, tmp_path: Path, monkeypatch) -> None:
-    commands = _page_commands()
+    commands = block("plan-batch")  # docs/how-to/capacity.md
     assert len(commands) == 2 and all(c.startswith("resnet-serving plan --batch-images ") for c in commands)
     (tmp_path / "tests").mkdir()
     (tmp_path / "tests" / "fixtures").symlink_to(REPO / "tests" / "fixtures")
