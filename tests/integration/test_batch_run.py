@@ -142,6 +142,35 @@ def test_every_input_gets_one_line_and_bad_ones_are_errors(
     assert moto_s3.client().list_objects_v2(Bucket=out_bucket)["Contents"] == before
 
 
+#: The issue's "Done when" count: inputs under one prefix, the bad ones among them.
+THOUSAND = 1000
+
+
+def test_a_thousand_images_give_a_thousand_lines(
+    moto_s3: MotoS3, model_store: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """1,000 inputs in moto S3, the bad ones among them, in two shards: exactly 1,000 result lines, one per key,
+    the bad ones as errors."""
+    bucket = moto_s3.create_bucket("batch-1000")
+    client = moto_s3.client()
+    good = jpeg(48, 32)  # small: the forward pass, not the decode, is what 1,000 inputs cost here
+    objects = {f"in/{n:05d}.jpg": good for n in range(THOUSAND - len(BAD))}
+    objects.update({f"in/{key}": data for key, data in _bad_bytes().items()})
+    assert len(objects) == THOUSAND
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(lambda kv: client.put_object(Bucket=bucket, Key=kv[0], Body=kv[1]), objects.items()))
+    common = _args(f"s3://{bucket}/in/", f"s3://{bucket}/out/", model_store, "1", moto_s3)
+    for shard in ("0/2", "1/2"):
+        assert _run(*common, "--shard", shard) == 0
+    lines, summaries = _s3_lines(moto_s3, bucket, "out/")
+    assert len(lines) == THOUSAND
+    assert sorted(str(line["key"]) for line in lines) == sorted(k.removeprefix("in/") for k in objects)
+    errors = {str(line["key"]): line["error"] for line in lines if "error" in line}
+    assert errors == BAD
+    assert sum(s["images"] for s in summaries) == THOUSAND and sum(s["ok"] for s in summaries) == THOUSAND - len(BAD)
+    print(f"batch run: {THOUSAND} images, {sum(s['duration_s'] for s in summaries):.1f}s in the shards")
+
+
 def test_a_manifest_names_the_keys_and_a_missing_one_is_an_error_line(
     moto_s3: MotoS3, images: tuple[str, set[str]], model_store: str, tmp_path: Path
 ) -> None:
