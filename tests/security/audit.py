@@ -1,6 +1,6 @@
 """Audit the installed dependencies for known vulnerabilities: ``make audit``, or ``python -m tests.security.audit``.
 
-What is audited: every distribution that ``resnet-serving[serve,operator,dev,infra]`` needs, transitively, at
+What is audited: every distribution that ``resnet-serving[serve,operator,dev,infra,openvino]`` needs, transitively, at
 the version installed in the running environment (what ``make venv`` installed; this project itself is left
 out: it is not on the registry).
 
@@ -54,7 +54,7 @@ else:  # pragma: no cover - the dev environment is Python 3.11+
     import tomli as tomllib
 
 ROOT = "resnet-serving"
-EXTRAS = ("serve", "operator", "dev", "infra")
+EXTRAS = ("serve", "operator", "dev", "infra", "openvino")
 ALLOWLIST = Path(__file__).with_name("audit-allowlist.toml")
 PYPROJECT = Path(__file__).resolve().parents[2] / "pyproject.toml"
 REGISTRY_JSON = "https://pypi.org/pypi"

@@ -244,3 +244,13 @@ def test_all_installed_audits_what_the_project_does_not_need_too(
     report = json.loads(out.read_text())
     assert report["dependencies"] == 2
     assert [(v["package"], v["id"]) for v in report["vulnerabilities"]] == [("pip", "PYSEC-2023-228")]
+
+
+def test_the_audit_covers_every_extra_make_venv_installs() -> None:
+    """What `make venv` installs is what `make audit` and this suite audit: an extra added to one only (the
+    openvino extra was) would go unaudited."""
+    import re
+
+    makefile = (REPO / "Makefile").read_text(encoding="utf-8")
+    (extras,) = re.findall(r"pip install --quiet -e '\.\[([a-z,]+)\]'", makefile)
+    assert tuple(extras.split(",")) == audit.EXTRAS
