@@ -69,7 +69,7 @@ def build_archive(
 ) -> tuple[Path, Manifest]:
     """Build ``out_dir/model.mar`` and ``out_dir/manifest.json``. Returns the archive path and its manifest.
 
-    ``runtime="openvino"`` also packs the OpenVINO IR, to be compiled in ``precision`` (default fp32)."""
+    ``runtime="openvino"`` also packs the OpenVINO IR, to be compiled in ``precision`` (default auto)."""
     validate_version(version)
     precision = checked_runtime(runtime, precision)
     handler = handler or default_handler_path()
@@ -143,7 +143,7 @@ def build_archive(
 
 
 def checked_runtime(runtime: str, precision: str | None) -> str | None:
-    """``precision`` for ``runtime`` (fp32 by default for openvino), or :class:`InputError` for a combination that
+    """``precision`` for ``runtime`` (auto by default for openvino), or :class:`InputError` for a combination that
     means nothing; an OpenVINO build where OpenVINO is missing fails here, before the weights are resolved."""
     if runtime not in RUNTIMES:
         raise InputError(f"--runtime {runtime}: use one of {', '.join(RUNTIMES)}")

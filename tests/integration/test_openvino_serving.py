@@ -23,6 +23,7 @@ from resnet_serving.artifact.manifest import Manifest, open_model_dir
 from resnet_serving.artifact.runtime import OPENVINO_EXTRA
 from resnet_serving.cli import main
 from resnet_serving.errors import IntegrityError
+from resnet_serving.inference.cpuinfo import asked_precision
 from tests.fixtures import images as fx
 from tests.helpers import REPO, running_serve, serve_command
 from tests.helpers.docs_pages import block
@@ -45,7 +46,7 @@ def openvino_archive(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_the_archive_carries_the_ir_and_the_manifest_records_it(openvino_archive: Path) -> None:
     manifest = open_model_dir(openvino_archive)  # the archive matches its manifest's size and sha256
     runtime = manifest.runtime
-    assert runtime["name"] == "openvino" and runtime["precision"] == "fp32"
+    assert runtime["name"] == "openvino" and runtime["precision"] == "auto"  # the page's command takes the default
     assert runtime["version"] == metadata.version("openvino")
     with zipfile.ZipFile(openvino_archive / ARCHIVE_NAME) as mar:
         assert {name: hashlib.sha256(mar.read(name)).hexdigest() for name in runtime["files"]} == runtime["files"]
@@ -84,10 +85,14 @@ def test_serve_answers_from_openvino(openvino_archive: Path, tmp_path: Path) -> 
         said = log.read_text(errors="replace")
     assert r.status_code == 200, r.text
     body = r.json()
-    assert body["graph"] == "openvino-fp32"
+    chosen, _ = asked_precision("auto")  # the archive's auto: bf16 on a CPU with bf16 instructions, else fp32
+    assert body["graph"] == f"openvino-{chosen}"
     assert body["version"] == Manifest.load(openvino_archive / MANIFEST_NAME).version
     assert len(body["predictions"]) == 5 and "random weights" in body["warning"]
-    assert f"runtime: OpenVINO {metadata.version('openvino')}, fp32 as archived" in " ".join(said.split())
+    assert (
+        f"runtime: OpenVINO {metadata.version('openvino')}, auto as archived, asking for {chosen} on this CPU"
+        in " ".join(said.split())
+    )
 
 
 #: serve, with OpenVINO unimportable as where the extra is not installed (the way

@@ -78,7 +78,7 @@ def test_a_manifest_without_a_runtime_is_torch_and_an_openvino_record_round_trip
     [
         ("openvino", "runtime must be an object"),
         ({"name": "onnx"}, "runtime name 'onnx' is not one of torch, openvino"),
-        ({**OPENVINO_RECORD, "precision": "int8"}, "runtime precision 'int8' is not one of fp32, bf16"),
+        ({**OPENVINO_RECORD, "precision": "int8"}, "runtime precision 'int8' is not one of auto, fp32, bf16"),
         ({**OPENVINO_RECORD, "files": {IR_XML_FILE: "a" * 64}}, "runtime files must be model.xml and model.bin"),
         (
             {**OPENVINO_RECORD, "files": {IR_XML_FILE: "a" * 64, IR_BIN_FILE: "B" * 64}},
@@ -174,10 +174,31 @@ def test_without_openvino_the_worker_and_archive_name_the_extra(openvino_dir: Pa
     assert list(tmp_path.iterdir()) == []  # refused before anything was built
 
 
+def test_auto_asks_openvino_for_what_the_cpu_does_natively(
+    openvino_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An archive's ``auto`` asks OpenVINO for bf16 where the CPU has bf16 instructions and fp32 elsewhere, as
+    RESNET_SERVING_AMP=auto does for torch; fp32 stays fp32. (This CPU may lack bf16: OpenVINO then computes fp32
+    whatever it is asked, so the request is checked here, and what ran is what the classifier reports.)"""
+    from resnet_serving.inference import cpuinfo
+
+    flags = "flags\t\t: fpu sse2 avx avx2 avx512f avx512_vnni{}\nmodel name\t: a test CPU\n"
+    native, plain = tmp_path / "native", tmp_path / "plain"
+    native.write_text(flags.format(" avx512_bf16 amx_bf16"))
+    plain.write_text(flags.format(""))
+    for path, expected in ((native, "bf16"), (plain, "fp32")):
+        monkeypatch.setattr(cpuinfo, "CPUINFO", path)
+        clf = OpenVinoClassifier(openvino_dir / IR_XML_FILE, precision="auto", threads=1)
+        assert clf.asked == expected and clf.graph == f"openvino-{clf.precision}"
+        assert cpuinfo.asked_precision("auto") == (expected, cpuinfo.auto_cpu_precision()[1])
+    assert OpenVinoClassifier(openvino_dir / IR_XML_FILE, precision="fp32", threads=1).asked == "fp32"
+    assert cpuinfo.asked_precision("bf16") == ("bf16", "as archived")
+
+
 def test_precision_is_an_openvino_flag(tmp_path: Path) -> None:
     from resnet_serving.archiver import checked_runtime
 
-    assert checked_runtime("openvino", None) == "fp32" and checked_runtime("torch", None) is None
+    assert checked_runtime("openvino", None) == "auto" and checked_runtime("torch", None) is None
     with pytest.raises(InputError, match=r"--precision bf16 is for --runtime openvino.*RESNET_SERVING_AMP"):
         checked_runtime("torch", "bf16")
 

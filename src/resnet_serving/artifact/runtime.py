@@ -4,7 +4,7 @@ and into the archive's ``model_info.json``, and checked wherever either is read.
 ::
 
     {"name": "torch"}                                           what every archive without a record runs
-    {"name": "openvino", "version": "2026.4.1", "precision": "fp32",
+    {"name": "openvino", "version": "2026.4.1", "precision": "auto",
      "files": {"model.xml": "<sha256>", "model.bin": "<sha256>"}}
 """
 
@@ -20,8 +20,9 @@ from resnet_serving.errors import IntegrityError
 
 #: The runtimes ``archive --runtime`` builds for; the first is the default.
 RUNTIMES = ("torch", "openvino")
-#: The precisions an OpenVINO archive may ask for; the first is the default (docs: how-to/reduced-precision).
-OPENVINO_PRECISIONS = ("fp32", "bf16")
+#: The precisions an OpenVINO archive may ask for; the first is the default: bf16 on a CPU with native bf16, else
+#: fp32, decided where it is served (docs: how-to/openvino).
+OPENVINO_PRECISIONS = ("auto", "fp32", "bf16")
 #: The files an OpenVINO archive carries beside model.pt, each recorded with its sha256.
 OPENVINO_FILES = (IR_XML_FILE, IR_BIN_FILE)
 #: The extra that installs OpenVINO (pyproject.toml).

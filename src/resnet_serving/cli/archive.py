@@ -32,8 +32,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--precision",
         choices=OPENVINO_PRECISIONS,
         default=None,
-        help="with --runtime openvino: the precision OpenVINO compiles it in (default fp32; bf16 pays only on a CPU "
-        "with AVX512-BF16 or AMX, and OpenVINO compiles it in fp32 on others)",
+        help="with --runtime openvino: the precision OpenVINO compiles it in where it is served (default auto: bf16 "
+        "on a CPU with AVX512-BF16 or AMX, fp32 elsewhere; bf16 pays only on such a CPU, and OpenVINO compiles it in "
+        "fp32 on others)",
     )
     p.set_defaults(func=cmd_archive)
 

@@ -271,15 +271,18 @@ def _check_runtime(manifest: Manifest) -> None:
     """Refuse an archive whose runtime this environment lacks before TorchServe starts (its workers would fail to
     load it, each, until the ready timeout); say which runtime and precision an OpenVINO archive serves in."""
     from resnet_serving.artifact.runtime import runtime_unavailable
+    from resnet_serving.inference.cpuinfo import asked_precision
     from resnet_serving.settings import env_name
 
     runtime = manifest.runtime
     if missing := runtime_unavailable(runtime, f"{MODEL_NAME} v{manifest.version} (built with --runtime openvino)"):
         raise ConfigError(missing)
     if runtime["name"] == "openvino":
+        chosen, why = asked_precision(runtime["precision"])
         ui.info(
-            f"runtime: OpenVINO {runtime.get('version', '')}, {runtime['precision']} as archived "
-            f"(fp32 where the CPU has no bf16 instructions; {env_name('amp')} applies to torch archives only)"
+            f"runtime: OpenVINO {runtime.get('version', '')}, {runtime['precision']} as archived, asking for "
+            f"{chosen} on this CPU ({why}); OpenVINO computes fp32 where the CPU has no bf16 instructions, and "
+            f"{env_name('amp')} applies to torch archives only"
         )
 
 

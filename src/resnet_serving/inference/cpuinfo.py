@@ -73,6 +73,14 @@ def auto_cpu_precision(path: Path | None = None) -> tuple[str, str]:
     return "fp32", f"{name} has neither {' nor '.join(BF16_FLAGS)}: bf16 would be emulated, slower than fp32"
 
 
+def asked_precision(precision: str, path: Path | None = None) -> tuple[str, str]:
+    """What an OpenVINO archive's recorded precision asks OpenVINO for on this CPU, and why: ``auto`` follows the
+    CPU as ``RESNET_SERVING_AMP=auto`` does for torch (:func:`auto_cpu_precision`); fp32 and bf16 are what they say."""
+    if precision == "auto":
+        return auto_cpu_precision(path)
+    return precision, "as archived"
+
+
 def bf16_warning(amp: str, path: Path | None = None) -> str | None:
     """The start-up warning for ``RESNET_SERVING_AMP=bf16`` on a CPU without bf16 instructions, else None.
 

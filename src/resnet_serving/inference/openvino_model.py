@@ -23,12 +23,14 @@ from resnet_serving.artifact.layout import IR_XML_FILE
 from resnet_serving.artifact.manifest import sha256_file
 from resnet_serving.artifact.runtime import OPENVINO_FILES, OPENVINO_PRECISIONS, openvino_missing
 from resnet_serving.errors import ArchiveError, IntegrityError
+from resnet_serving.inference.cpuinfo import asked_precision
 from resnet_serving.inference.model import PIXEL_MEAN, fold_input_normalization
 
 log = logging.getLogger(__name__)
 
-#: OpenVINO's INFERENCE_PRECISION_HINT for each precision an archive may record.
+#: OpenVINO's INFERENCE_PRECISION_HINT for each precision it is asked to compute in.
 PRECISION_HINTS = {"fp32": "f32", "bf16": "bf16"}
+
 #: The input the IR is converted with: any batch (dynamic), 3 × 224 × 224 centred pixels, NCHW.
 INPUT_SHAPE = (-1, 3, 224, 224)
 
@@ -107,11 +109,14 @@ class OpenVinoClassifier:
             ppp.input().tensor().set_layout(ov.Layout("NHWC"))
             ppp.input().model().set_layout(ov.Layout("NCHW"))
             model = ppp.build()
+        #: What OpenVINO was asked to compute in: the archive's precision, or auto's choice for this CPU.
+        self.asked, why = asked_precision(precision)
+        log.info("OpenVINO asked for %s (%s archive: %s)", self.asked, precision, why)
         self.compiled = core.compile_model(
             model,
             "CPU",
             {
-                "INFERENCE_PRECISION_HINT": PRECISION_HINTS[precision],
+                "INFERENCE_PRECISION_HINT": PRECISION_HINTS[self.asked],
                 "INFERENCE_NUM_THREADS": threads,
                 # one batch at a time per worker, as the torch path runs: one stream, all its threads on it
                 "PERFORMANCE_HINT": "LATENCY",
@@ -122,7 +127,7 @@ class OpenVinoClassifier:
         #: What the compiled model computes in: "fp32", or "bf16" where the CPU has bf16 instructions. OpenVINO
         #: compiles a bf16 request in f32 on a CPU without them, and this says so.
         self.precision = "bf16" if ran == "bf16" else "fp32"
-        if self.precision != precision:
+        if self.precision != self.asked:
             log.warning("OpenVINO compiled this %s archive in %s on this CPU", precision, self.precision)
         #: What runs the forward pass, in responses and the bench: "openvino-fp32" or "openvino-bf16".
         self.graph = f"openvino-{self.precision}"
