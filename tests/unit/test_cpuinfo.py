@@ -9,23 +9,12 @@ import pytest
 
 from resnet_serving.cli import main
 from resnet_serving.inference import cpuinfo
+from tests.helpers.cpuinfo import ICE_LAKE, SAPPHIRE_RAPIDS, cpuinfo_file
 from tests.helpers.docs_pages import BF16_PAGE, section
-
-ICE_LAKE = """processor\t: 0
-vendor_id\t: GenuineIntel
-model name\t: Intel(R) Xeon(R) Platinum 8375C CPU @ 2.90GHz
-flags\t\t: fpu sse2 avx avx2 avx512f avx512dq avx512_vnni
-processor\t: 1
-model name\t: Intel(R) Xeon(R) Platinum 8375C CPU @ 2.90GHz
-flags\t\t: fpu sse2 avx avx2 avx512f avx512dq avx512_vnni
-"""
-SAPPHIRE_RAPIDS = ICE_LAKE.replace("avx512_vnni", "avx512_vnni avx512_bf16 amx_bf16 amx_tile")
 
 
 def _cpuinfo(tmp_path: Path, text: str) -> Path:
-    path = tmp_path / "cpuinfo"
-    path.write_text(text)
-    return path
+    return cpuinfo_file(tmp_path, text)
 
 
 def test_report_names_model_and_flags(tmp_path: Path) -> None:

@@ -32,6 +32,7 @@ from resnet_serving.inference.openvino_model import OpenVinoClassifier, export_i
 from resnet_serving.inference.service import InferenceService, batch_logits, load_model
 from resnet_serving.settings import Settings
 from tests.fixtures import images as fx
+from tests.helpers.cpuinfo import ICE_LAKE, SAPPHIRE_RAPIDS, cpuinfo_file
 
 pytest.importorskip("openvino", reason=f"the {OPENVINO_EXTRA} extra is not installed (make venv installs it)")
 
@@ -182,10 +183,8 @@ def test_auto_asks_openvino_for_what_the_cpu_does_natively(
     whatever it is asked, so the request is checked here, and what ran is what the classifier reports.)"""
     from resnet_serving.inference import cpuinfo
 
-    flags = "flags\t\t: fpu sse2 avx avx2 avx512f avx512_vnni{}\nmodel name\t: a test CPU\n"
-    native, plain = tmp_path / "native", tmp_path / "plain"
-    native.write_text(flags.format(" avx512_bf16 amx_bf16"))
-    plain.write_text(flags.format(""))
+    native = cpuinfo_file(tmp_path, SAPPHIRE_RAPIDS, "native")
+    plain = cpuinfo_file(tmp_path, ICE_LAKE, "plain")
     for path, expected in ((native, "bf16"), (plain, "fp32")):
         monkeypatch.setattr(cpuinfo, "CPUINFO", path)
         clf = OpenVinoClassifier(openvino_dir / IR_XML_FILE, precision="auto", threads=1)

@@ -38,7 +38,7 @@ class Shard:
     @property
     def name(self) -> str:
         """The shard's folder under ``--output``: ``shard-00003-of-00016``."""
-        return f"shard-{self.index:05d}-of-{self.count:05d}"
+        return shard_name(self.index, self.count)
 
     def __str__(self) -> str:
         return f"{self.index}/{self.count}"
@@ -51,6 +51,11 @@ class Shard:
         for item in items:
             if self.owns(key(item)):
                 yield item
+
+
+def shard_name(index: int, count: int) -> str:
+    """The folder a shard writes under ``--output`` (``batch status`` reads them back by this name)."""
+    return f"shard-{index:05d}-of-{count:05d}"
 
 
 def shard_of(key: str, count: int) -> int:

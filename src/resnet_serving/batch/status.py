@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from resnet_serving.batch.run import CHECKPOINT, SUMMARY, _named
+from resnet_serving.batch.shard import shard_name
 from resnet_serving.errors import NotFound, StoreError
 from resnet_serving.store.objects import Location
 
@@ -36,7 +37,7 @@ class ShardState:
 
     @property
     def name(self) -> str:
-        return f"shard-{self.index:05d}-of-{self.count:05d}"
+        return shard_name(self.index, self.count)
 
 
 @dataclass
@@ -112,7 +113,7 @@ def batch_status(sink: Location) -> BatchStatus:
 
 
 def _shard(sink: Location, index: int, count: int, files: set[str]) -> ShardState:
-    name = ShardState(index, count, NOT_STARTED).name
+    name = shard_name(index, count)
     if SUMMARY in files:
         state, key, images = FINISHED, f"{name}/{SUMMARY}", "images"
     elif CHECKPOINT in files:
